@@ -1,0 +1,81 @@
+"""The user's model: the protocol every engine drives, and how an import path becomes a class."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+from .errors import SpecError
+from .population import Hparams
+
+
+class Trainable:
+    """A member's model. Subclass it (or match its methods) and poptrain trains a population.
+
+    `train()` runs one interval (the paper's *step*) with the current hyperparameters;
+    `evaluate()` returns the objective (a float, or a dict holding the experiment's metric).
+    After an exploit poptrain calls `load_state_dict(source_state)` and only then
+    `set_hparams(new_hparams)`, so the explored values win over the ones inside the state.
+    """
+
+    def __init__(self, hparams: Hparams, seed: int) -> None:
+        self.hparams = dict(hparams)
+        self.seed = seed
+
+    def train(self) -> None:
+        raise NotImplementedError
+
+    def evaluate(self) -> float | dict[str, float]:
+        raise NotImplementedError
+
+    def set_hparams(self, hparams: Hparams) -> None:
+        self.hparams = dict(hparams)
+
+    def state_dict(self) -> Any:
+        raise NotImplementedError
+
+    def load_state_dict(self, state: Any) -> None:
+        raise NotImplementedError
+
+
+REQUIRED = ("train", "evaluate", "set_hparams", "state_dict", "load_state_dict")
+
+
+def import_object(path: str, search_paths: list[str] | tuple[str, ...] = ()) -> Any:
+    """Import 'package.module:attr' (searching `search_paths` first); errors name the path."""
+    if not isinstance(path, str) or ":" not in path:
+        raise SpecError(f"import path {path!r} must look like 'package.module:Name'")
+    module_name, _, attr = path.partition(":")
+    for p in reversed(search_paths):
+        if p not in sys.path:
+            sys.path.insert(0, p)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SpecError(f"cannot import module {module_name!r} of {path!r}: {exc}") from exc
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise SpecError(f"module {module_name!r} has no attribute {attr!r} (from {path!r})") from None
+    return obj
+
+
+def object_path(obj: Any) -> str:
+    """The 'module:qualname' import path of a class or function."""
+    return f"{obj.__module__}:{obj.__qualname__}"
+
+
+def resolve_trainable(trainable: Any, search_paths: list[str] | tuple[str, ...] = ()) -> type:
+    """Return the trainable class from a class or an import path, checking it has the protocol."""
+    cls = import_object(trainable, search_paths) if isinstance(trainable, str) else trainable
+    missing = [name for name in REQUIRED if not callable(getattr(cls, name, None))]
+    if not isinstance(cls, type) or missing:
+        name = trainable if isinstance(trainable, str) else repr(trainable)
+        raise SpecError(
+            f"trainable {name} is not a Trainable class"
+            + (f": it lacks {', '.join(missing)}" if missing else "")
+        )
+    return cls
