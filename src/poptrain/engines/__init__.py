@@ -1,0 +1,25 @@
+"""Engines execute: they move members through train → evaluate → report → maybe exploit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import SpecError
+from ..store import Store
+
+ENGINES = ("local", "serial")
+
+
+def run_engine(engine: str, store: Store, name: str, workers: int | None = None, trainable: Any = None,
+               progress: bool = False) -> None:
+    """Run an experiment stored in `store` on the named engine until it is done."""
+    if engine == "serial":
+        from .serial import run_serial
+
+        run_serial(store, name, trainable=trainable, progress=progress)
+    elif engine == "local":
+        from .local import run_local
+
+        run_local(store, name, workers=workers, trainable=trainable, progress=progress)
+    else:
+        raise SpecError(f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")

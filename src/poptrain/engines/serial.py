@@ -1,0 +1,16 @@
+"""The serial engine: the worker loop in this process, one member-interval at a time (debugging, tests)."""
+
+from __future__ import annotations
+
+from ..store import Store
+from .progress import ProgressDisplay
+from .worker import Worker
+
+
+def run_serial(store: Store, name: str, trainable: type | None = None, progress: bool = False) -> None:
+    """Train the experiment to its budget in this process; same seed gives the same run."""
+    store.release_all(name)
+    worker = Worker(store, name, "serial", trainable=trainable, poll=0.0)
+    with ProgressDisplay(store, name, worker.exp.mode, enabled=progress) as display:
+        worker.on_interval = display.update
+        worker.run()

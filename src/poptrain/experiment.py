@@ -1,0 +1,157 @@
+"""An experiment: trainable + space + policy + budget + storage, as plain, storable data."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping
+
+import numpy as np
+
+from . import policy
+from .errors import SpecError
+from .space import Domain, parse_space, sample_hparams, space_to_dict, validate_hparams
+from .store import MemberRecord, default_checkpoints, open_store
+from .trainable import object_path, resolve_trainable
+
+if TYPE_CHECKING:
+    from .result import Result
+
+FIELDS = ("name", "trainable", "space", "metric", "mode", "population", "steps", "ready", "exploit", "explore",
+          "storage", "seed", "initial", "synchronous", "checkpoints", "lease", "max_failures", "keep_checkpoints",
+          "paths")
+
+
+def member_seed(seed: int, member: int) -> int:
+    """The seed a member's trainable gets: distinct per member, fixed by the experiment's seed."""
+    return int(np.random.SeedSequence([seed, member]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+@dataclass
+class Experiment:
+    """What to train and how PBT runs it; `run()` trains the population and returns a `Result`.
+
+    `steps` is each member's budget in intervals (calls of `train()`); `exploit=None` trains the
+    same members with no exploit at all (the random-search baseline at equal compute).
+    """
+
+    name: str
+    trainable: Any
+    space: Mapping[str, Any]
+    metric: str | None = None
+    mode: str = "max"
+    population: int = 8
+    steps: int = 100
+    ready: Any = field(default_factory=lambda: policy.Every(4))
+    exploit: Any = field(default_factory=policy.Truncation)
+    explore: Any = field(default_factory=policy.Perturb)
+    storage: str = "sqlite:///poptrain.db"
+    seed: int = 0
+    initial: list[dict[str, Any]] | None = None
+    synchronous: bool = False
+    checkpoints: str | None = None
+    lease: float = 60.0
+    max_failures: int = 3
+    keep_checkpoints: int = 3
+    paths: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise SpecError("experiment name must be a non-empty string")
+        self.paths = [os.path.abspath(p) for p in self.paths]
+        for p in reversed(self.paths):
+            if p not in sys.path:
+                sys.path.insert(0, p)
+        self.space: dict[str, Domain] = parse_space(self.space)
+        if self.mode not in ("max", "min"):
+            raise SpecError(f"mode must be 'max' or 'min', not {self.mode!r}")
+        for key in ("population", "steps", "max_failures", "keep_checkpoints"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "max_failures" else 1):
+                raise SpecError(f"{key} must be a positive integer, not {value!r}")
+        if not isinstance(self.lease, (int, float)) or self.lease <= 0:
+            raise SpecError(f"lease must be a positive number of seconds, not {self.lease!r}")
+        self.ready = self._strategy("ready", policy.build_ready, self.ready)
+        self.exploit = None if self.exploit in (None, "none") else self._strategy("exploit", policy.build_exploit, self.exploit)
+        self.explore = self._strategy("explore", policy.build_explore, self.explore)
+        initial = list(self.initial or [])
+        if len(initial) > self.population:
+            raise SpecError(f"initial lists {len(initial)} members but population is {self.population}")
+        self.initial = [validate_hparams(self.space, h, f"initial[{i}]") for i, h in enumerate(initial)]
+        resolve_trainable(self.trainable, self.paths)
+        if self.checkpoints is None:
+            self.checkpoints = default_checkpoints(self.storage, self.name)
+
+    @staticmethod
+    def _strategy(role: str, build: Any, value: Any) -> Any:
+        if isinstance(value, str):
+            value = {"type": value}
+        return build(value)
+
+    # plain data
+    def to_spec(self) -> dict[str, Any]:
+        """The experiment as JSON-able data: what the store keeps, so workers can join by URL."""
+        trainable = self.trainable if isinstance(self.trainable, str) else object_path(self.trainable)
+        return {
+            "name": self.name, "trainable": trainable, "space": space_to_dict(self.space), "metric": self.metric,
+            "mode": self.mode, "population": self.population, "steps": self.steps, "ready": self.ready.to_dict(),
+            "exploit": None if self.exploit is None else self.exploit.to_dict(), "explore": self.explore.to_dict(),
+            "storage": self.storage, "seed": self.seed, "initial": self.initial, "synchronous": self.synchronous,
+            "checkpoints": self.checkpoints, "lease": self.lease, "max_failures": self.max_failures,
+            "keep_checkpoints": self.keep_checkpoints, "paths": self.paths,
+        }
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any], **overrides: Any) -> "Experiment":
+        """Build an experiment from plain data (a stored spec or a parsed TOML file)."""
+        unknown = sorted(set(spec) - set(FIELDS))
+        if unknown:
+            raise SpecError(f"unknown field(s) in spec: {', '.join(unknown)} (known: {', '.join(FIELDS)})")
+        data = {**spec, **{k: v for k, v in overrides.items() if v is not None}}
+        for required in ("name", "trainable", "space"):
+            if required not in data:
+                raise SpecError(f"spec lacks the required field {required!r}")
+        return cls(**data)
+
+    def baseline(self) -> "Experiment":
+        """The same members, steps and initial hyperparameters with no exploit: random search."""
+        return dataclasses.replace(self, name=f"{self.name}-baseline", exploit=None, checkpoints=None)
+
+    # running
+    def initial_members(self) -> list[MemberRecord]:
+        """The population at step 0: explicit `initial` hyperparameters first, the rest sampled."""
+        rng = np.random.default_rng([self.seed, 0x5EED])
+        members = []
+        for i in range(self.population):
+            hparams = self.initial[i] if i < len(self.initial) else sample_hparams(self.space, rng)
+            members.append(MemberRecord(id=i, seed=member_seed(self.seed, i), hparams=dict(hparams),
+                                        initial_hparams=dict(hparams)))
+        return members
+
+    def create(self) -> bool:
+        """Store the experiment unless it is there already; True if created, False if resumed."""
+        store = open_store(self.storage)
+        if self.name in store.experiments():
+            stored, mine = store.get_spec(self.name), json.loads(json.dumps(self.to_spec()))
+            if stored != mine:
+                changed = sorted(k for k in set(stored) | set(mine) if stored.get(k) != mine.get(k))
+                raise SpecError(
+                    f"experiment {self.name!r} already exists in {self.storage} with a different spec "
+                    f"({', '.join(changed)} differ): choose another name, or `poptrain resume` it")
+            return False
+        store.create_experiment(self.name, self.to_spec(), self.initial_members())
+        return True
+
+    def run(self, engine: str = "local", workers: int | None = None, progress: bool = False) -> "Result":
+        """Train the population to its budget (resuming a stored run of the same spec)."""
+        from .engines import run_engine
+        from .result import Result
+
+        self.create()
+        store = open_store(self.storage)
+        run_engine(engine, store, self.name, workers=workers,
+                   trainable=None if isinstance(self.trainable, str) else self.trainable, progress=progress)
+        return Result(store, self.name)

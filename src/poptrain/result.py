@@ -1,0 +1,104 @@
+"""A finished, running or crashed experiment as the user reads it: best member, frames, lineage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from .errors import StorageError
+from .population import FAILED
+from .store import CheckpointRecord, CheckpointStore, Event, Store, open_store
+from .store.base import best_by_mode
+
+
+@dataclass(frozen=True)
+class BestMember:
+    """The best member: its id, last score, hyperparameters, step and newest checkpoint."""
+
+    id: int
+    score: float
+    hparams: dict[str, Any]
+    step: int
+    checkpoint: CheckpointRecord | None
+    checkpoint_url: str | None
+
+    def load_state(self, result: "Result") -> Any:
+        """The trainable state saved in the best member's checkpoint."""
+        if self.checkpoint is None:
+            raise StorageError(f"member {self.id} has no checkpoint yet")
+        return CheckpointStore(result.spec["checkpoints"]).load(self.checkpoint.key, self.checkpoint.checksum)
+
+
+class Result:
+    """Reads an experiment's store; never writes training state."""
+
+    def __init__(self, store: Store, name: str) -> None:
+        self.store, self.name = store, name
+        self.spec = store.get_spec(name)
+
+    def members(self) -> pd.DataFrame:
+        """One row per member: status, step, last score, current hyperparameters."""
+        rows = [{"member": m.id, "status": m.status, "step": m.step, "score": m.last_score,
+                 "failures": m.failures, **m.hparams} for m in self.store.members(self.name)]
+        return pd.DataFrame(rows)
+
+    def best(self) -> BestMember:
+        """The member with the best last score (failed members excluded)."""
+        members = {m.id: m for m in self.store.members(self.name) if m.status != FAILED}
+        best, score = best_by_mode({i: m.last_score for i, m in members.items()}, self.spec["mode"])
+        if best is None:
+            raise StorageError(f"experiment {self.name!r} has no member with a finite score yet")
+        ckpts = self.store.checkpoints(self.name, best)
+        ckpt = ckpts[0] if ckpts else None
+        url = f"{self.spec['checkpoints'].rstrip('/')}/{ckpt.key}" if ckpt else None
+        m = members[best]
+        return BestMember(id=best, score=float(score), hparams=dict(m.hparams), step=m.step, checkpoint=ckpt,
+                          checkpoint_url=url)
+
+    def frame(self) -> pd.DataFrame:
+        """Every report: member, step, score, the metrics, and the hyperparameters it trained with."""
+        rows = [{"member": r.member, "step": r.step, "score": r.score,
+                 **{f"metric.{k}": v for k, v in r.metrics.items()}, **r.hparams, "time": r.time}
+                for r in self.store.reports(self.name)]
+        return pd.DataFrame(rows, columns=None if rows else ["member", "step", "score", "time"])
+
+    def events(self) -> list[Event]:
+        """Every exploit in the order it happened."""
+        return self.store.events(self.name)
+
+    def lineage(self, member_id: int) -> pd.DataFrame:
+        """The exploit events that made a member, oldest first: whom it (and its ancestors) copied, when."""
+        by_member: dict[int, list[Event]] = {}
+        for ev in self.store.events(self.name):
+            by_member.setdefault(ev.member, []).append(ev)
+        chain: list[Event] = []
+        member, before = member_id, None
+        while True:
+            earlier = [e for e in by_member.get(member, []) if before is None or e.step <= before]
+            if not earlier:
+                break
+            ev = earlier[-1]
+            chain.append(ev)
+            member, before = ev.source, ev.source_step
+        rows = [{"member": e.member, "step": e.step, "source": e.source, "source_step": e.source_step,
+                 "old_hparams": e.old_hparams, "new_hparams": e.new_hparams} for e in reversed(chain)]
+        return pd.DataFrame(rows, columns=["member", "step", "source", "source_step", "old_hparams", "new_hparams"])
+
+    def ancestors(self, member_id: int) -> list[int]:
+        """The members whose weights this one descends from, most recent first."""
+        return [int(m) for m in reversed(self.lineage(member_id)["source"].tolist())]
+
+    def schedule(self, member_id: int) -> pd.DataFrame:
+        """The member's hyperparameters at each step it reported."""
+        rows = [{"step": r.step, **r.hparams} for r in self.store.reports(self.name) if r.member == member_id]
+        return pd.DataFrame(rows)
+
+    def progress(self) -> Any:
+        return self.store.progress(self.name, self.spec["mode"])
+
+
+def load(storage: str, name: str) -> Result:
+    """The result of an experiment in a store, whether it finished, is running, or crashed."""
+    return Result(open_store(storage), name)

@@ -1,0 +1,222 @@
+"""What every population store remembers, and the interface the engines and readers use."""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..population import Hparams
+
+
+@dataclass(frozen=True)
+class MemberRecord:
+    """A member's row: where it stands, who holds it, and whether its checkpoint is current."""
+
+    id: int
+    seed: int
+    hparams: Hparams
+    initial_hparams: Hparams
+    step: int = 0
+    last_ready: int = 0
+    pending: bool = False  # synchronous mode: waiting at a generation barrier for its decision
+    status: str = "active"
+    worker: str | None = None
+    lease_until: float = 0.0
+    version: int = 0  # bumped on every change of the member's state
+    ckpt_version: int = -1  # the version its newest checkpoint holds; == version means current
+    last_score: float | None = None
+    failures: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Report:
+    """One evaluation of one member after `step` intervals."""
+
+    member: int
+    step: int
+    score: float | None  # None when the metric was NaN or infinite
+    metrics: dict[str, Any]
+    hparams: Hparams
+    time: float
+
+
+@dataclass(frozen=True)
+class Event:
+    """An exploit (and the explore after it): the lineage edge from `source` to `member`."""
+
+    member: int
+    step: int
+    source: int
+    source_step: int
+    old_hparams: Hparams
+    new_hparams: Hparams
+    time: float
+    kind: str = "exploit"
+
+
+@dataclass(frozen=True)
+class CheckpointRecord:
+    """Where a member's saved state lives and the checksum its bytes must match."""
+
+    member: int
+    seq: int
+    step: int
+    key: str
+    checksum: str
+    hparams: Hparams
+    last_ready: int
+    pending: bool
+    created: float
+    pinned_until: float = 0.0
+
+
+@dataclass
+class Progress:
+    """A one-look summary of an experiment, for the CLI and the progress display."""
+
+    steps_done: int
+    steps_total: int
+    members: int
+    active: int
+    done: int
+    failed: int
+    exploits: int
+    best_member: int | None
+    best_score: float | None
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def clean_score(score: float | None) -> float | None:
+    """Scores are stored as finite floats or None (NaN and infinities rank worst)."""
+    if score is None:
+        return None
+    score = float(score)
+    return score if math.isfinite(score) else None
+
+
+class Store(ABC):
+    """The single source of truth of a PBT run: experiments, members, scores, lineage."""
+
+    url: str
+
+    # experiments
+    @abstractmethod
+    def create_experiment(self, name: str, spec: dict[str, Any], members: list[MemberRecord]) -> None:
+        """Store a new experiment's spec and its initial members; StorageError if it exists."""
+
+    @abstractmethod
+    def get_spec(self, name: str) -> dict[str, Any]:
+        """The experiment's full spec; StorageError naming the experiments that exist if missing."""
+
+    @abstractmethod
+    def experiments(self) -> list[str]:
+        """Names of the experiments in this store."""
+
+    # members
+    @abstractmethod
+    def members(self, name: str) -> list[MemberRecord]:
+        """Every member of the experiment, by id."""
+
+    @abstractmethod
+    def member(self, name: str, member: int) -> MemberRecord:
+        """One member's row."""
+
+    @abstractmethod
+    def claim(self, name: str, worker: str, lease: float, now: float, budget: int, barrier: bool) -> MemberRecord | None:
+        """Lease the member that is most due (lowest step; the caller's own first) or None.
+
+        With `barrier` (synchronous mode) a member pending a decision is due only once every
+        active member has reached its step.
+        """
+
+    @abstractmethod
+    def renew(self, name: str, worker: str, lease: float, now: float) -> None:
+        """Extend the leases of every member `worker` holds."""
+
+    @abstractmethod
+    def release(self, name: str, member: int, worker: str) -> None:
+        """Give a member back so any worker may claim it."""
+
+    @abstractmethod
+    def expire_worker(self, name: str, worker: str) -> int:
+        """End the leases of a worker known to be dead; returns how many it held."""
+
+    @abstractmethod
+    def release_all(self, name: str) -> None:
+        """End every lease (resume after a whole run was stopped)."""
+
+    @abstractmethod
+    def report(self, name: str, member: int, step: int, score: float | None, metrics: dict[str, Any],
+               hparams: Hparams, now: float) -> None:
+        """Record an evaluation and advance the member to `step`."""
+
+    @abstractmethod
+    def mark_ready(self, name: str, member: int, step: int, pending: bool) -> None:
+        """Record that the member passed a ready point at `step` (pending: awaiting its decision)."""
+
+    @abstractmethod
+    def record_exploit(self, name: str, event: Event) -> None:
+        """Record an exploit/explore event and give the member its new hyperparameters."""
+
+    @abstractmethod
+    def finish(self, name: str, member: int) -> None:
+        """Mark the member done (its budget reached) and release it."""
+
+    @abstractmethod
+    def record_failure(self, name: str, member: int, error: str, max_failures: int) -> str:
+        """Count a failure of the member's trainable; returns its status (failed past the limit)."""
+
+    @abstractmethod
+    def rollback(self, name: str, member: int, ckpt: CheckpointRecord | None, initial: bool = False) -> MemberRecord:
+        """Return a member to its checkpoint (or to step 0), dropping reports and events after it."""
+
+    # scores and lineage
+    @abstractmethod
+    def recent_scores(self, name: str, window: int, at_step: int | None = None) -> dict[int, list[float | None]]:
+        """Each active or done member's last `window` scores (oldest first), up to `at_step`."""
+
+    @abstractmethod
+    def reports(self, name: str) -> list[Report]:
+        """Every report of the experiment."""
+
+    @abstractmethod
+    def events(self, name: str) -> list[Event]:
+        """Every exploit event of the experiment, in order."""
+
+    @abstractmethod
+    def progress(self, name: str, mode: str) -> Progress:
+        """A summary of where the experiment stands."""
+
+    # checkpoints
+    @abstractmethod
+    def add_checkpoint(self, name: str, ckpt: CheckpointRecord, version: int) -> int:
+        """Record a written checkpoint (it is current if the member is still at `version`); returns its seq."""
+
+    @abstractmethod
+    def checkpoints(self, name: str, member: int) -> list[CheckpointRecord]:
+        """The member's checkpoints, newest first."""
+
+    @abstractmethod
+    def pin_checkpoint(self, name: str, member: int, until: float, at_step: int | None = None,
+                       skip: tuple[int, ...] = ()) -> CheckpointRecord | None:
+        """Protect the member's newest checkpoint (at or before `at_step`) from deletion until `until`."""
+
+    @abstractmethod
+    def delete_checkpoint(self, name: str, member: int, seq: int, now: float) -> bool:
+        """Forget a checkpoint record unless pinned past `now`; True if it was forgotten (delete its file)."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+def best_by_mode(scores: dict[int, float | None], mode: str) -> tuple[int | None, float | None]:
+    """The member with the best finite score under `mode`."""
+    finite = {m: s for m, s in scores.items() if s is not None and math.isfinite(s)}
+    if not finite:
+        return None, None
+    pick = max if mode == "max" else min
+    member = pick(finite, key=lambda m: (finite[m], -m) if mode == "max" else (finite[m], m))
+    return member, finite[member]

@@ -1,0 +1,211 @@
+"""The population store in a Python dict: the same behaviour as SQL, for tests and notebooks."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from dataclasses import replace
+from types import SimpleNamespace
+from typing import Any
+
+from ..errors import StorageError
+from ..population import ACTIVE, DONE, FAILED
+from .base import CheckpointRecord, Event, MemberRecord, Progress, Report, Store, clean_score
+from .sql import _progress
+
+
+class _Experiment:
+    def __init__(self, spec: dict[str, Any], members: list[MemberRecord]) -> None:
+        self.spec = copy.deepcopy(spec)
+        self.members = {m.id: replace(m, step=0, version=0, ckpt_version=0, status=ACTIVE) for m in members}
+        self.reports: dict[tuple[int, int], Report] = {}
+        self.events: list[Event] = []
+        self.checkpoints: dict[int, list[CheckpointRecord]] = {m.id: [] for m in members}
+
+
+class MemoryStore(Store):
+    """A store that lives in this process only; one per `memory://NAME` URL."""
+
+    def __init__(self, url: str = "memory://") -> None:
+        self.url = url
+        self._experiments: dict[str, _Experiment] = {}
+        self._lock = threading.RLock()
+
+    def _get(self, name: str) -> _Experiment:
+        if name not in self._experiments:
+            known = ", ".join(self._experiments) or "no experiments"
+            raise StorageError(f"no experiment {name!r} in {self.url} (it holds: {known})")
+        return self._experiments[name]
+
+    def _set(self, name: str, member: int, **changes: Any) -> MemberRecord:
+        exp = self._get(name)
+        exp.members[member] = replace(exp.members[member], **changes)
+        return exp.members[member]
+
+    def create_experiment(self, name: str, spec: dict[str, Any], members: list[MemberRecord]) -> None:
+        with self._lock:
+            if name in self._experiments:
+                raise StorageError(f"experiment {name!r} already exists in {self.url}")
+            self._experiments[name] = _Experiment(spec, members)
+
+    def get_spec(self, name: str) -> dict[str, Any]:
+        with self._lock:
+            return copy.deepcopy(self._get(name).spec)
+
+    def experiments(self) -> list[str]:
+        with self._lock:
+            return list(self._experiments)
+
+    def members(self, name: str) -> list[MemberRecord]:
+        with self._lock:
+            return [self._get(name).members[k] for k in sorted(self._get(name).members)]
+
+    def member(self, name: str, member: int) -> MemberRecord:
+        with self._lock:
+            return self._get(name).members[member]
+
+    def claim(self, name: str, worker: str, lease: float, now: float, budget: int, barrier: bool) -> MemberRecord | None:
+        with self._lock:
+            active = [m for m in self._get(name).members.values() if m.status == ACTIVE]
+            lowest = min((m.step for m in active), default=0)
+            due = [m for m in active
+                   if (m.worker is None or m.worker == worker or m.lease_until < now)
+                   and not (barrier and m.pending and m.step > lowest)]
+            if not due:
+                return None
+            pick = min(due, key=lambda m: (m.step, 0 if m.worker == worker else 1, m.id))
+            self._set(name, pick.id, worker=worker, lease_until=now + lease)
+            return pick
+
+    def renew(self, name: str, worker: str, lease: float, now: float) -> None:
+        with self._lock:
+            for m in list(self._get(name).members.values()):
+                if m.worker == worker:
+                    self._set(name, m.id, lease_until=now + lease)
+
+    def release(self, name: str, member: int, worker: str) -> None:
+        with self._lock:
+            if self._get(name).members[member].worker == worker:
+                self._set(name, member, worker=None, lease_until=0.0)
+
+    def expire_worker(self, name: str, worker: str) -> int:
+        with self._lock:
+            held = [m.id for m in self._get(name).members.values() if m.worker == worker]
+            for member in held:
+                self._set(name, member, lease_until=0.0)
+            return len(held)
+
+    def release_all(self, name: str) -> None:
+        with self._lock:
+            for member in list(self._get(name).members):
+                self._set(name, member, worker=None, lease_until=0.0)
+
+    def report(self, name: str, member: int, step: int, score: float | None, metrics: dict[str, Any],
+               hparams: dict[str, Any], now: float) -> None:
+        with self._lock:
+            exp = self._get(name)
+            score = clean_score(score)
+            exp.reports[(member, step)] = Report(member, step, score, copy.deepcopy(metrics), dict(hparams), now)
+            self._set(name, member, step=step, last_score=score, version=exp.members[member].version + 1)
+
+    def mark_ready(self, name: str, member: int, step: int, pending: bool) -> None:
+        with self._lock:
+            self._set(name, member, last_ready=step, pending=pending)
+
+    def record_exploit(self, name: str, event: Event) -> None:
+        with self._lock:
+            exp = self._get(name)
+            exp.events.append(event)
+            self._set(name, event.member, hparams=dict(event.new_hparams),
+                      version=exp.members[event.member].version + 1)
+
+    def finish(self, name: str, member: int) -> None:
+        with self._lock:
+            self._set(name, member, status=DONE, worker=None, lease_until=0.0)
+
+    def record_failure(self, name: str, member: int, error: str, max_failures: int) -> str:
+        with self._lock:
+            m = self._get(name).members[member]
+            status = FAILED if m.failures + 1 > max_failures else ACTIVE
+            self._set(name, member, failures=m.failures + 1, error=error, status=status, worker=None,
+                      lease_until=0.0, version=m.version + 1)
+            return status
+
+    def rollback(self, name: str, member: int, ckpt: CheckpointRecord | None, initial: bool = False) -> MemberRecord:
+        with self._lock:
+            exp = self._get(name)
+            m = exp.members[member]
+            if ckpt is None:
+                step, hparams, last_ready, pending = 0, m.initial_hparams, 0, False
+                exp.events = [e for e in exp.events if e.member != member]
+            else:
+                step, hparams, last_ready, pending = ckpt.step, ckpt.hparams, ckpt.last_ready, ckpt.pending
+                exp.events = [e for e in exp.events if e.member != member or e.step < step
+                              or (e.step == step and e.time <= ckpt.created)]
+            for key in [k for k in exp.reports if k[0] == member and k[1] > step]:
+                del exp.reports[key]
+            kept = exp.reports.get((member, step))
+            return self._set(name, member, step=step, hparams=dict(hparams), last_ready=last_ready, pending=pending,
+                             last_score=kept.score if kept else None, version=m.version + 1,
+                             ckpt_version=m.version + 1)
+
+    def recent_scores(self, name: str, window: int, at_step: int | None = None) -> dict[int, list[float | None]]:
+        with self._lock:
+            exp = self._get(name)
+            out: dict[int, list[float | None]] = {}
+            for m in exp.members.values():
+                if m.status == FAILED or m.step == 0:
+                    continue
+                newest = m.step if at_step is None else at_step
+                scores = [exp.reports[(m.id, s)].score for s in range(max(0, newest - window) + 1, newest + 1)
+                          if (m.id, s) in exp.reports]
+                if scores:
+                    out[m.id] = scores
+            return out
+
+    def reports(self, name: str) -> list[Report]:
+        with self._lock:
+            return [r for _, r in sorted(self._get(name).reports.items())]
+
+    def events(self, name: str) -> list[Event]:
+        with self._lock:
+            return list(self._get(name).events)
+
+    def progress(self, name: str, mode: str) -> Progress:
+        with self._lock:
+            exp = self._get(name)
+            rows = [SimpleNamespace(id=m.id, step=m.step, status=m.status, last_score=m.last_score)
+                    for m in exp.members.values()]
+            return _progress(rows, len(exp.events), exp.spec, mode)
+
+    def add_checkpoint(self, name: str, ckpt: CheckpointRecord, version: int) -> int:
+        with self._lock:
+            exp = self._get(name)
+            held = exp.checkpoints[ckpt.member]
+            seq = max((c.seq for c in held), default=0) + 1
+            held.insert(0, replace(ckpt, seq=seq))
+            if exp.members[ckpt.member].version == version:
+                self._set(name, ckpt.member, ckpt_version=version)
+            return seq
+
+    def checkpoints(self, name: str, member: int) -> list[CheckpointRecord]:
+        with self._lock:
+            return list(self._get(name).checkpoints[member])
+
+    def pin_checkpoint(self, name: str, member: int, until: float, at_step: int | None = None,
+                       skip: tuple[int, ...] = ()) -> CheckpointRecord | None:
+        with self._lock:
+            held = self._get(name).checkpoints[member]
+            for i, c in enumerate(held):
+                if (at_step is None or c.step <= at_step) and c.seq not in skip:
+                    held[i] = replace(c, pinned_until=max(c.pinned_until, until))
+                    return c
+            return None
+
+    def delete_checkpoint(self, name: str, member: int, seq: int, now: float) -> bool:
+        with self._lock:
+            exp = self._get(name)
+            kept = [c for c in exp.checkpoints[member] if c.seq != seq or c.pinned_until >= now]
+            removed = len(kept) < len(exp.checkpoints[member])
+            exp.checkpoints[member] = kept
+            return removed

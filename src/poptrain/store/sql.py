@@ -1,0 +1,368 @@
+"""The population store on SQL (SQLAlchemy Core): SQLite by default, any SQLAlchemy URL works."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from sqlalchemy import and_, case, create_engine, delete, event, func, insert, or_, select, update
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.pool import StaticPool
+
+from ..errors import StorageError
+from ..population import ACTIVE, DONE, FAILED
+from . import schema as t
+from .base import (CheckpointRecord, Event, MemberRecord, Progress, Report, Store, best_by_mode,
+                   clean_score)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def _member(row: Any) -> MemberRecord:
+    return MemberRecord(
+        id=row.id, seed=row.seed, hparams=json.loads(row.hparams),
+        initial_hparams=json.loads(row.initial_hparams), step=row.step, last_ready=row.last_ready,
+        pending=bool(row.pending), status=row.status, worker=row.worker, lease_until=row.lease_until,
+        version=row.version, ckpt_version=row.ckpt_version, last_score=row.last_score,
+        failures=row.failures, error=row.error)
+
+
+def _checkpoint(row: Any) -> CheckpointRecord:
+    return CheckpointRecord(
+        member=row.member, seq=row.seq, step=row.step, key=row.key, checksum=row.checksum,
+        hparams=json.loads(row.hparams), last_ready=row.last_ready, pending=bool(row.pending),
+        created=row.created, pinned_until=row.pinned_until)
+
+
+def _sqlite_engine(url: str, immediate: bool) -> Engine:
+    """A SQLite engine whose write transactions take the write lock up front (no upgrade deadlock)."""
+    parsed = make_url(url)
+    database = parsed.database or ""
+    in_memory = database in ("", ":memory:")
+    if not in_memory:
+        folder = os.path.dirname(os.path.abspath(database))
+        if not os.path.isdir(folder):
+            raise StorageError(
+                f"storage directory {folder} does not exist: create it (mkdir -p {folder}) "
+                f"or pass another storage URL")
+    engine = create_engine(
+        url, connect_args={"check_same_thread": False, "timeout": 60},
+        **({"poolclass": StaticPool} if in_memory else {}))
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy's 'begin' event emits BEGIN itself
+        cursor = dbapi_connection.cursor()
+        if not in_memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+class SQLStore(Store):
+    """A store on a SQL database; several processes (or hosts, on PostgreSQL) share one population."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            backend = make_url(url).get_backend_name()
+        except ArgumentError as exc:
+            raise StorageError(f"storage URL {url!r} is not valid: {exc}") from None
+        if backend == "sqlite":
+            self._writer = _sqlite_engine(url, immediate=True)
+            self._reader = self._writer if make_url(url).database in (None, "", ":memory:") \
+                else _sqlite_engine(url, immediate=False)
+        else:
+            self._writer = self._reader = create_engine(url, pool_pre_ping=True)
+        self._ids: dict[str, int] = {}
+        self._create_schema()
+
+    # plumbing
+    def _create_schema(self) -> None:
+        try:
+            with self._writer.begin() as c:
+                t.metadata.create_all(c)
+                found = c.execute(select(t.meta.c.value).where(t.meta.c.key == "schema_version")).scalar()
+                if found is None:
+                    c.execute(insert(t.meta).values(key="schema_version", value=str(t.SCHEMA_VERSION)))
+                elif int(found) > t.SCHEMA_VERSION:
+                    raise StorageError(
+                        f"store {self.url} has schema version {found}, newer than this poptrain "
+                        f"understands ({t.SCHEMA_VERSION}): upgrade poptrain")
+        except OperationalError as exc:
+            raise StorageError(f"cannot open storage {self.url}: {exc.orig}") from None
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        with self._writer.begin() as c:
+            yield c
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._reader.begin() as c:
+            yield c
+
+    def _eid(self, c: Connection, name: str) -> int:
+        if name not in self._ids:
+            found = c.execute(select(t.experiments.c.id).where(t.experiments.c.name == name)).scalar()
+            if found is None:
+                known = c.execute(select(t.experiments.c.name).order_by(t.experiments.c.name)).scalars().all()
+                raise StorageError(
+                    f"no experiment {name!r} in {self.url}"
+                    + (f" (it holds: {', '.join(known)})" if known else " (it holds no experiments)"))
+            self._ids[name] = found
+        return self._ids[name]
+
+    @staticmethod
+    def _where(eid: int, member: int) -> Any:
+        return and_(t.members.c.experiment_id == eid, t.members.c.id == member)
+
+    def close(self) -> None:
+        self._writer.dispose()
+        self._reader.dispose()
+
+    # experiments
+    def create_experiment(self, name: str, spec: dict[str, Any], members: list[MemberRecord]) -> None:
+        with self._tx() as c:
+            if c.execute(select(t.experiments.c.id).where(t.experiments.c.name == name)).first():
+                raise StorageError(f"experiment {name!r} already exists in {self.url}")
+            eid = c.execute(insert(t.experiments).values(name=name, spec=_dumps(spec), created=time.time())
+                            ).inserted_primary_key[0]
+            c.execute(insert(t.members), [
+                dict(experiment_id=eid, id=m.id, seed=m.seed, hparams=_dumps(m.hparams),
+                     initial_hparams=_dumps(m.initial_hparams), step=0, last_ready=0, pending=False,
+                     status=ACTIVE, worker=None, lease_until=0.0, version=0, ckpt_version=0,
+                     failures=0) for m in members])
+
+    def get_spec(self, name: str) -> dict[str, Any]:
+        with self._read() as c:
+            eid = self._eid(c, name)
+            return json.loads(c.execute(select(t.experiments.c.spec).where(t.experiments.c.id == eid)).scalar_one())
+
+    def experiments(self) -> list[str]:
+        with self._read() as c:
+            return list(c.execute(select(t.experiments.c.name).order_by(t.experiments.c.id)).scalars())
+
+    # members
+    def members(self, name: str) -> list[MemberRecord]:
+        with self._read() as c:
+            eid = self._eid(c, name)
+            rows = c.execute(select(t.members).where(t.members.c.experiment_id == eid).order_by(t.members.c.id))
+            return [_member(r) for r in rows]
+
+    def member(self, name: str, member: int) -> MemberRecord:
+        with self._read() as c:
+            return _member(c.execute(select(t.members).where(self._where(self._eid(c, name), member))).one())
+
+    def claim(self, name: str, worker: str, lease: float, now: float, budget: int, barrier: bool) -> MemberRecord | None:
+        m = t.members.c
+        with self._tx() as c:
+            eid = self._eid(c, name)
+            cond = and_(m.experiment_id == eid, m.status == ACTIVE,
+                        or_(m.worker.is_(None), m.worker == worker, m.lease_until < now))
+            if barrier:
+                lowest = c.execute(select(func.min(m.step)).where(m.experiment_id == eid, m.status == ACTIVE)).scalar()
+                cond = and_(cond, or_(m.pending.is_(False), m.step <= (lowest if lowest is not None else 0)))
+            row = c.execute(select(t.members).where(cond)
+                            .order_by(m.step, case((m.worker == worker, 0), else_=1), m.id).limit(1)).first()
+            if row is None:
+                return None
+            c.execute(update(t.members).where(self._where(eid, row.id)).values(worker=worker, lease_until=now + lease))
+            return _member(row)
+
+    def renew(self, name: str, worker: str, lease: float, now: float) -> None:
+        with self._tx() as c:
+            eid = self._eid(c, name)
+            c.execute(update(t.members).where(t.members.c.experiment_id == eid, t.members.c.worker == worker)
+                      .values(lease_until=now + lease))
+
+    def release(self, name: str, member: int, worker: str) -> None:
+        with self._tx() as c:
+            eid = self._eid(c, name)
+            c.execute(update(t.members).where(self._where(eid, member), t.members.c.worker == worker)
+                      .values(worker=None, lease_until=0.0))
+
+    def expire_worker(self, name: str, worker: str) -> int:
+        with self._tx() as c:
+            eid = self._eid(c, name)
+            return c.execute(update(t.members).where(t.members.c.experiment_id == eid, t.members.c.worker == worker)
+                             .values(lease_until=0.0)).rowcount
+
+    def release_all(self, name: str) -> None:
+        with self._tx() as c:
+            eid = self._eid(c, name)
+            c.execute(update(t.members).where(t.members.c.experiment_id == eid).values(worker=None, lease_until=0.0))
+
+    def report(self, name: str, member: int, step: int, score: float | None, metrics: dict[str, Any],
+               hparams: dict[str, Any], now: float) -> None:
+        r = t.reports.c
+        score = clean_score(score)
+        with self._tx() as c:
+            eid = self._eid(c, name)
+            c.execute(delete(t.reports).where(r.experiment_id == eid, r.member == member, r.step == step))
+            c.execute(insert(t.reports).values(experiment_id=eid, member=member, step=step, score=score,
+                                               metrics=_dumps(metrics), hparams=_dumps(hparams), time=now))
+            c.execute(update(t.members).where(self._where(eid, member))
+                      .values(step=step, last_score=score, version=t.members.c.version + 1))
+
+    def mark_ready(self, name: str, member: int, step: int, pending: bool) -> None:
+        with self._tx() as c:
+            c.execute(update(t.members).where(self._where(self._eid(c, name), member))
+                      .values(last_ready=step, pending=pending))
+
+    def record_exploit(self, name: str, ev: Event) -> None:
+        with self._tx() as c:
+            eid = self._eid(c, name)
+            c.execute(insert(t.events).values(
+                experiment_id=eid, member=ev.member, step=ev.step, source=ev.source, source_step=ev.source_step,
+                old_hparams=_dumps(ev.old_hparams), new_hparams=_dumps(ev.new_hparams), kind=ev.kind, time=ev.time))
+            c.execute(update(t.members).where(self._where(eid, ev.member))
+                      .values(hparams=_dumps(ev.new_hparams), version=t.members.c.version + 1))
+
+    def finish(self, name: str, member: int) -> None:
+        with self._tx() as c:
+            c.execute(update(t.members).where(self._where(self._eid(c, name), member))
+                      .values(status=DONE, worker=None, lease_until=0.0))
+
+    def record_failure(self, name: str, member: int, error: str, max_failures: int) -> str:
+        m = t.members.c
+        with self._tx() as c:
+            eid = self._eid(c, name)
+            failures = c.execute(select(m.failures).where(self._where(eid, member))).scalar_one() + 1
+            status = FAILED if failures > max_failures else ACTIVE
+            c.execute(update(t.members).where(self._where(eid, member)).values(
+                failures=failures, error=error, status=status, worker=None, lease_until=0.0,
+                version=m.version + 1))
+            return status
+
+    def rollback(self, name: str, member: int, ckpt: CheckpointRecord | None, initial: bool = False) -> MemberRecord:
+        r, e, m = t.reports.c, t.events.c, t.members.c
+        with self._tx() as c:
+            eid = self._eid(c, name)
+            row = c.execute(select(t.members).where(self._where(eid, member))).one()
+            if ckpt is None:
+                step, hparams, last_ready, pending = 0, json.loads(row.initial_hparams), 0, False
+                late_event = e.member == member
+            else:
+                step, hparams, last_ready, pending = ckpt.step, ckpt.hparams, ckpt.last_ready, ckpt.pending
+                late_event = and_(e.member == member, or_(e.step > step, and_(e.step == step, e.time > ckpt.created)))
+            c.execute(delete(t.reports).where(r.experiment_id == eid, r.member == member, r.step > step))
+            c.execute(delete(t.events).where(e.experiment_id == eid, late_event))
+            score = c.execute(select(r.score).where(r.experiment_id == eid, r.member == member, r.step == step)).scalar()
+            c.execute(update(t.members).where(self._where(eid, member)).values(
+                step=step, hparams=_dumps(hparams), last_ready=last_ready, pending=pending, last_score=score,
+                version=m.version + 1, ckpt_version=m.version + 1))
+            return _member(c.execute(select(t.members).where(self._where(eid, member))).one())
+
+    # scores and lineage
+    def recent_scores(self, name: str, window: int, at_step: int | None = None) -> dict[int, list[float | None]]:
+        r, m = t.reports.c, t.members.c
+        with self._read() as c:
+            eid = self._eid(c, name)
+            live = and_(m.experiment_id == eid, m.status != FAILED)
+            if window == 1 and at_step is None:
+                rows = c.execute(select(m.id, m.last_score).where(live, m.step > 0))
+                return {row.id: [row.last_score] for row in rows}
+            newest = at_step if at_step is not None else m.step
+            query = (select(r.member, r.score).join(t.members, and_(m.experiment_id == r.experiment_id, m.id == r.member))
+                     .where(live, r.experiment_id == eid, r.step <= newest, r.step > newest - window)
+                     .order_by(r.member, r.step))
+            out: dict[int, list[float | None]] = {}
+            for row in c.execute(query):
+                out.setdefault(row.member, []).append(row.score)
+            return out
+
+    def reports(self, name: str) -> list[Report]:
+        r = t.reports.c
+        with self._read() as c:
+            eid = self._eid(c, name)
+            rows = c.execute(select(t.reports).where(r.experiment_id == eid).order_by(r.member, r.step))
+            return [Report(member=x.member, step=x.step, score=x.score, metrics=json.loads(x.metrics),
+                           hparams=json.loads(x.hparams), time=x.time) for x in rows]
+
+    def events(self, name: str) -> list[Event]:
+        with self._read() as c:
+            eid = self._eid(c, name)
+            rows = c.execute(select(t.events).where(t.events.c.experiment_id == eid).order_by(t.events.c.id))
+            return [Event(member=x.member, step=x.step, source=x.source, source_step=x.source_step,
+                          old_hparams=json.loads(x.old_hparams), new_hparams=json.loads(x.new_hparams),
+                          time=x.time, kind=x.kind) for x in rows]
+
+    def progress(self, name: str, mode: str) -> Progress:
+        m = t.members.c
+        with self._read() as c:
+            eid = self._eid(c, name)
+            rows = c.execute(select(m.id, m.step, m.status, m.last_score).where(m.experiment_id == eid)).all()
+            exploits = c.execute(select(func.count()).select_from(t.events).where(t.events.c.experiment_id == eid)).scalar()
+            spec = json.loads(c.execute(select(t.experiments.c.spec).where(t.experiments.c.id == eid)).scalar_one())
+        return _progress(rows, exploits, spec, mode)
+
+    # checkpoints
+    def add_checkpoint(self, name: str, ckpt: CheckpointRecord, version: int) -> int:
+        k = t.checkpoints.c
+        with self._tx() as c:
+            eid = self._eid(c, name)
+            seq = (c.execute(select(func.max(k.seq)).where(k.experiment_id == eid, k.member == ckpt.member)).scalar() or 0) + 1
+            c.execute(insert(t.checkpoints).values(
+                experiment_id=eid, member=ckpt.member, seq=seq, step=ckpt.step, key=ckpt.key, checksum=ckpt.checksum,
+                hparams=_dumps(ckpt.hparams), last_ready=ckpt.last_ready, pending=ckpt.pending, created=ckpt.created,
+                pinned_until=ckpt.pinned_until))
+            c.execute(update(t.members).where(self._where(eid, ckpt.member), t.members.c.version == version)
+                      .values(ckpt_version=version))
+            return seq
+
+    def checkpoints(self, name: str, member: int) -> list[CheckpointRecord]:
+        k = t.checkpoints.c
+        with self._read() as c:
+            eid = self._eid(c, name)
+            rows = c.execute(select(t.checkpoints).where(k.experiment_id == eid, k.member == member).order_by(k.seq.desc()))
+            return [_checkpoint(x) for x in rows]
+
+    def pin_checkpoint(self, name: str, member: int, until: float, at_step: int | None = None,
+                       skip: tuple[int, ...] = ()) -> CheckpointRecord | None:
+        k = t.checkpoints.c
+        with self._tx() as c:
+            eid = self._eid(c, name)
+            cond = and_(k.experiment_id == eid, k.member == member)
+            if at_step is not None:
+                cond = and_(cond, k.step <= at_step)
+            if skip:
+                cond = and_(cond, k.seq.not_in(skip))
+            row = c.execute(select(t.checkpoints).where(cond).order_by(k.seq.desc()).limit(1)).first()
+            if row is None:
+                return None
+            c.execute(update(t.checkpoints).where(k.experiment_id == eid, k.member == member, k.seq == row.seq)
+                      .values(pinned_until=func.max(k.pinned_until, until) if self._writer.dialect.name == "sqlite"
+                              else func.greatest(k.pinned_until, until)))
+            return _checkpoint(row)
+
+    def delete_checkpoint(self, name: str, member: int, seq: int, now: float) -> bool:
+        k = t.checkpoints.c
+        with self._tx() as c:
+            eid = self._eid(c, name)
+            return c.execute(delete(t.checkpoints).where(k.experiment_id == eid, k.member == member, k.seq == seq,
+                                                         k.pinned_until < now)).rowcount == 1
+
+
+def _progress(rows: list[Any], exploits: int, spec: dict[str, Any], mode: str) -> Progress:
+    """Summarise member rows (id, step, status, last_score) into a Progress."""
+    counts = {ACTIVE: 0, DONE: 0, FAILED: 0}
+    for row in rows:
+        counts[row.status] = counts.get(row.status, 0) + 1
+    best, score = best_by_mode({row.id: row.last_score for row in rows if row.status != FAILED}, mode)
+    return Progress(steps_done=sum(row.step for row in rows), steps_total=len(rows) * int(spec["steps"]),
+                    members=len(rows), active=counts[ACTIVE], done=counts[DONE], failed=counts[FAILED],
+                    exploits=exploits, best_member=best, best_score=score, counts=counts)

@@ -1,0 +1,494 @@
+"""The paper's decisions: ready, exploit (truncation, tournament, t-test) and explore strategies."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from poptrain.errors import SpecError
+from poptrain.population import Continue, Exploit, MemberView
+from poptrain.policy import (
+    Custom,
+    Every,
+    Noise,
+    Perturb,
+    Resample,
+    Tournament,
+    Truncation,
+    TTest,
+    build_exploit,
+    build_explore,
+    build_ready,
+)
+from poptrain.space import Uniform, parse_space, sample_hparams, validate_hparams
+
+NEG_INF = -math.inf
+seeds = st.integers(0, 2**32 - 1)
+
+
+def pop(fitnesses, recents=None):
+    """Members 0..n-1 with the given fitness (and recent values)."""
+    recents = recents or [()] * len(fitnesses)
+    return [MemberView(id=i, step=10, fitness=f, recent=tuple(r)) for i, (f, r) in enumerate(zip(fitnesses, recents))]
+
+
+def rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+# ---------------------------------------------------------------- ready
+
+
+@pytest.mark.parametrize(
+    "ready, step, last, expected",
+    [
+        (Every(4), 3, 0, False),
+        (Every(4), 4, 0, True),
+        (Every(4), 7, 4, False),
+        (Every(4), 8, 4, True),
+        (Every(4, burn_in=10), 8, 0, False),
+        (Every(4, burn_in=10), 10, 0, True),
+        (Every(1), 1, 0, True),
+        (Every(1), 1, 1, False),
+    ],
+)
+def test_every(ready, step, last, expected):
+    assert ready.is_ready(step, last) is expected
+
+
+@pytest.mark.parametrize("kwargs", [{"intervals": 0}, {"intervals": 2.5}, {"intervals": 4, "burn_in": -1}])
+def test_every_rejects_bad_arguments(kwargs):
+    with pytest.raises(SpecError, match="every"):
+        Every(**kwargs)
+
+
+# ---------------------------------------------------------------- truncation
+
+
+@pytest.mark.parametrize("n, fraction, q", [(2, 0.25, 1), (4, 0.25, 1), (10, 0.2, 2), (10, 0.25, 3),
+                                            (3, 0.5, 1), (20, 0.15, 3), (7, 0.5, 3), (100, 0.01, 1)])
+def test_truncation_quantile(n, fraction, q):
+    assert Truncation(fraction).quantile(n) == q
+
+
+@settings(max_examples=150)
+@given(
+    st.lists(st.sampled_from([0.0, 1.0, 2.0, 3.0, 5.0, NEG_INF]), min_size=1, max_size=16),
+    st.floats(0.01, 0.5),
+    seeds,
+)
+def test_truncation_copies_only_from_top_into_bottom(fitnesses, fraction, seed):
+    members = pop(fitnesses)
+    strategy = Truncation(fraction)
+    n = len(members)
+    r = rng(seed)
+    for m in members:
+        decision = strategy.decide(m, members, r)
+        if n < 2:
+            assert decision == Continue()
+            continue
+        q = strategy.quantile(n)
+        worse = sum(f < m.fitness for f in fitnesses)
+        better = sum(f > m.fitness for f in fitnesses)
+        if isinstance(decision, Exploit):
+            src = members[decision.source]
+            assert src.id != m.id
+            assert worse < q  # some tie-break puts m in the bottom q
+            assert sum(f > src.fitness for f in fitnesses) < q  # ... and the source in the top q
+            assert math.isfinite(src.fitness) and src.fitness >= m.fitness
+        elif better >= n - q and sorted(fitnesses, reverse=True)[q - 1] > NEG_INF:
+            # m is surely in the bottom q; it continues only if every top-q candidate is -inf
+            # (impossible here: the q-th best is finite, so every possible top q has a finite one).
+            pytest.fail(f"member {m.id} is in the bottom {q} of {fitnesses} but continued")
+
+
+@settings(max_examples=100)
+@given(st.lists(st.floats(-100, 100), min_size=2, max_size=16, unique=True), st.floats(0.01, 0.5), seeds)
+def test_truncation_with_distinct_scores_exploits_exactly_the_bottom(fitnesses, fraction, seed):
+    members = pop(fitnesses)
+    strategy = Truncation(fraction)
+    q = strategy.quantile(len(members))
+    ranked = sorted(range(len(members)), key=lambda i: -fitnesses[i])
+    top, bottom = set(ranked[:q]), set(ranked[-q:])
+    for m in members:
+        decision = strategy.decide(m, members, rng(seed))
+        assert isinstance(decision, Exploit) == (m.id in bottom)
+        if isinstance(decision, Exploit):
+            assert decision.source in top
+
+
+def test_truncation_draws_sources_uniformly_from_the_top():
+    members = pop([10, 9, 8, 7, 6, 5, 4, 3, 2, 1])  # q = 3 at fraction 0.25
+    counts = {i: 0 for i in range(10)}
+    for seed in range(600):
+        counts[Truncation(0.25).decide(members[9], members, rng(seed)).source] += 1
+    assert {i for i, c in counts.items() if c} == {0, 1, 2}
+    assert all(150 < counts[i] < 250 for i in (0, 1, 2))
+
+
+def test_truncation_two_tied_members_each_copy_the_other_sometimes():
+    # The paper's toy starts tied: one of the two must be "bottom" and copy the other.
+    a, b = pop([0.39, 0.39])
+    decisions = {m.id: [Truncation().decide(m, [a, b], rng(seed)) for seed in range(200)] for m in (a, b)}
+    assert Exploit(1) in decisions[0] and Continue() in decisions[0]
+    assert Exploit(0) in decisions[1] and Continue() in decisions[1]
+    assert 60 < decisions[0].count(Exploit(1)) < 140
+
+
+def test_truncation_never_copies_minus_inf():
+    members = pop([NEG_INF, NEG_INF, NEG_INF, NEG_INF])
+    assert all(Truncation(0.5).decide(m, members, rng(s)) == Continue() for m in members for s in range(20))
+    members = pop([NEG_INF, 1.0, NEG_INF, NEG_INF])  # top 2 holds 1.0 and a -inf
+    for seed in range(50):
+        d = Truncation(0.5).decide(members[0], members, rng(seed))
+        assert d in (Continue(), Exploit(1))  # member 0 may be tie-broken into the top
+    assert Exploit(1) in {Truncation(0.5).decide(members[0], members, rng(s)) for s in range(50)}
+
+
+def test_truncation_alone_continues_and_uses_the_members_own_view():
+    alone = MemberView(id=3, step=1, fitness=1.0)
+    assert Truncation().decide(alone, [alone], rng()) == Continue()
+    assert Truncation().decide(alone, [], rng()) == Continue()
+    stale = pop([5.0, 1.0])
+    fresh = MemberView(id=1, step=11, fitness=9.0)  # the member's own view beats the stale row
+    assert Truncation().decide(fresh, stale, rng()) == Continue()
+    assert Truncation().decide(MemberView(id=7, step=1, fitness=0.0), stale, rng()) == Exploit(0)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.51, -0.1, 1.0, math.nan, "0.25"])
+def test_truncation_rejects_bad_fraction(fraction):
+    with pytest.raises(SpecError, match="truncation fraction"):
+        Truncation(fraction)
+
+
+# ---------------------------------------------------------------- tournament
+
+
+def test_tournament_copies_only_a_strictly_better_member():
+    members = pop([1.0, 2.0, 3.0, 2.0])
+    for seed in range(100):
+        d = Tournament().decide(members[1], members, rng(seed))
+        assert d in (Continue(), Exploit(2))
+    assert {Tournament().decide(members[1], members, rng(s)) for s in range(100)} == {Continue(), Exploit(2)}
+    assert all(Tournament().decide(members[0], members, rng(s)) != Continue() for s in range(30))
+    tied = pop([0.5, 0.5])
+    assert all(Tournament().decide(tied[0], tied, rng(s)) == Continue() for s in range(30))
+
+
+def test_tournament_draws_the_opponent_uniformly():
+    members = pop([0.0, 1.0, 1.0, 1.0])
+    counts = {i: 0 for i in range(4)}
+    for seed in range(600):
+        counts[Tournament().decide(members[0], members, rng(seed)).source] += 1
+    assert counts[0] == 0 and all(150 < counts[i] < 250 for i in (1, 2, 3))
+
+
+def test_tournament_alone_and_minus_inf():
+    members = pop([NEG_INF, NEG_INF])
+    assert Tournament().decide(members[0], members, rng()) == Continue()
+    assert Tournament().decide(members[0], members[:1], rng()) == Continue()
+    members = pop([NEG_INF, 0.0])
+    assert Tournament().decide(members[0], members, rng()) == Exploit(1)
+    assert Tournament().decide(members[1], members, rng()) == Continue()
+
+
+# ---------------------------------------------------------------- t-test
+
+
+def test_ttest_copies_a_significantly_better_member():
+    mine = [0.0, 0.1, -0.1, 0.05, -0.05]
+    theirs = [1.0, 1.1, 0.9, 1.05, 0.95]
+    members = pop([mine[-1], theirs[-1]], [mine, theirs])
+    assert TTest(window=5).decide(members[0], members, rng()) == Exploit(1)
+    assert TTest(window=5).decide(members[1], members, rng()) == Continue()  # worse: never copied
+
+
+def test_ttest_does_not_copy_a_better_mean_that_is_not_significant():
+    mine = [0.0, 1.0, 0.0, 1.0, 0.0]
+    theirs = [0.1, 1.1, 0.0, 1.0, 0.1]
+    members = pop([mine[-1], theirs[-1]], [mine, theirs])
+    assert np.mean(theirs) > np.mean(mine)
+    assert TTest(window=5).decide(members[0], members, rng()) == Continue()
+
+
+def test_ttest_uses_only_the_last_window_values():
+    mine = [5.0] * 10 + [0.0, 0.1, 0.05]
+    theirs = [-5.0] * 10 + [1.0, 1.1, 1.05]
+    members = pop([mine[-1], theirs[-1]], [mine, theirs])
+    assert TTest(window=3).decide(members[0], members, rng()) == Exploit(1)
+    assert TTest(window=13).decide(members[0], members, rng()) == Continue()
+
+
+def test_ttest_needs_two_finite_values_and_never_copies_non_finite():
+    good = [1.0, 1.1, 0.9]
+    bad = [0.0, 0.1, -0.1]
+    cases = [
+        ([bad, [1.0]], Continue()),  # other has one value
+        ([[0.0], good], Continue()),  # member has one finite value
+        ([bad, [1.0, math.nan, 1.1]], Continue()),  # other has a NaN
+        ([bad, [1.0, math.inf, 1.1]], Continue()),
+        ([[0.0, NEG_INF, 0.1, 0.0], good], Exploit(1)),  # member's -inf dropped, 3 finite remain
+        ([[0.0, 0.1, NEG_INF], good], Exploit(1)),  # member's last is -inf: it is worst
+    ]
+    for recents, expected in cases:
+        members = pop([r[-1] if math.isfinite(r[-1]) else NEG_INF for r in recents], recents)
+        assert TTest().decide(members[0], members, rng()) == expected, recents
+    # The other's last fitness is -inf even though its recent values look fine: never a source.
+    members = [MemberView(0, 1, 0.0, tuple(bad)), MemberView(1, 1, NEG_INF, tuple(good))]
+    assert TTest().decide(members[0], members, rng()) == Continue()
+
+
+recent_values = st.lists(st.floats(-3, 3).map(lambda x: round(x, 1)), min_size=0, max_size=12)
+
+
+@settings(max_examples=200)
+@given(st.lists(recent_values, min_size=2, max_size=5), st.integers(2, 12), st.floats(0.001, 0.5), seeds)
+def test_ttest_never_copies_a_member_that_is_not_significantly_better(recents, window, alpha, seed):
+    members = pop([r[-1] if r else NEG_INF for r in recents], recents)
+    strategy = TTest(window=window, alpha=alpha)
+    for m in members:
+        d = strategy.decide(m, members, rng(seed))
+        if not isinstance(d, Exploit):
+            continue
+        theirs = list(members[d.source].recent[-window:])
+        assert d.source != m.id and len(theirs) >= 2
+        if m.fitness == NEG_INF:
+            continue  # no scores yet: the member ranks worst
+        mine = list(m.recent[-window:])
+        assert np.mean(theirs) > np.mean(mine)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # scipy's precision warning for near-constant samples
+            p = stats.ttest_ind(theirs, mine, equal_var=False).pvalue
+        assert p < alpha
+
+
+@pytest.mark.parametrize("kwargs, message", [({"window": 1}, "ttest window"), ({"window": 2.5}, "ttest window"),
+                                             ({"alpha": 0.0}, "ttest alpha"), ({"alpha": 1.5}, "ttest alpha")])
+def test_ttest_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(SpecError, match=message):
+        TTest(**kwargs)
+
+
+def test_window_attribute():
+    assert Truncation().window == 1 and Tournament().window == 1 and TTest(window=7).window == 7
+
+
+# ---------------------------------------------------------------- all exploit strategies
+
+
+strategies_under_test = [Truncation(0.25), Truncation(0.5), Tournament(), TTest(window=4)]
+
+
+@settings(max_examples=100)
+@given(
+    st.lists(st.one_of(st.floats(-10, 10), st.just(NEG_INF)), min_size=1, max_size=10),
+    st.integers(0, 3),
+    seeds,
+)
+def test_no_strategy_copies_a_minus_inf_member(fitnesses, which, seed):
+    # Each member's recent values: finite history ending with its fitness (-inf included).
+    rs = np.random.default_rng(seed)
+    recents = [list(np.round(rs.normal(f if math.isfinite(f) else 0, 1, 3), 2)) + [f] for f in fitnesses]
+    members = pop(fitnesses, recents)
+    strategy = strategies_under_test[which]
+    for m in members:
+        d = strategy.decide(m, members, rng(seed))
+        if isinstance(d, Exploit):
+            assert math.isfinite(members[d.source].fitness)
+            assert all(math.isfinite(x) for x in members[d.source].recent[-strategy.window:])
+
+
+@pytest.mark.parametrize("strategy", strategies_under_test, ids=repr)
+def test_decisions_are_deterministic_and_order_independent(strategy):
+    rs = np.random.default_rng(11)
+    recents = [list(rs.normal(i / 4, 0.2, 5)) for i in range(12)]  # member 0 is worst
+    members = pop([r[-1] for r in recents], recents)
+    shuffled = members[:]
+    random.Random(3).shuffle(shuffled)
+    for seed in range(20):
+        first = [strategy.decide(m, members, rng(seed)) for m in members]
+        assert first == [strategy.decide(m, members, rng(seed)) for m in members]
+        assert first == [strategy.decide(m, shuffled, rng(seed)) for m in members]
+    outcomes = {strategy.decide(members[0], members, rng(s)) for s in range(50)}
+    assert any(isinstance(d, Exploit) for d in outcomes)  # the test exercises copying at all
+
+
+# ---------------------------------------------------------------- explore
+
+
+SPACE = parse_space(
+    {
+        "lr": {"type": "loguniform", "low": 1e-4, "high": 1.0},
+        "momentum": {"type": "uniform", "low": 0.0, "high": 0.99},
+        "layers": {"type": "int", "low": 1, "high": 8},
+        "act": {"type": "choice", "values": ["relu", "tanh", "gelu"]},
+    }
+)
+
+
+def module_level_explore(hparams, space, rng):
+    """A user explore function: halve the learning rate."""
+    return {**hparams, "lr": max(hparams["lr"] / 2, space["lr"].low)}
+
+
+def bad_explore(hparams, space, rng):
+    return {**hparams, "lr": 5.0}
+
+
+def extra_explore(hparams, space, rng):
+    return {**hparams, "dropout": 0.1}
+
+
+explorers = [Perturb(), Perturb((0.5, 2.0), 0.0), Perturb(resample_probability=1.0), Resample(), Noise(0.3),
+             Custom(module_level_explore)]
+
+
+@settings(max_examples=60)
+@given(st.integers(0, len(explorers) - 1), seeds)
+def test_explore_returns_a_new_valid_dict(which, seed):
+    hparams = sample_hparams(SPACE, rng(seed))
+    before = dict(hparams)
+    new = explorers[which].explore(hparams, SPACE, rng(seed + 1))
+    assert new is not hparams and hparams == before
+    assert validate_hparams(SPACE, new, "explored") == new
+    assert [type(new[k]) for k in SPACE] == [float, float, int, str]
+    assert new == explorers[which].explore(hparams, SPACE, rng(seed + 1))  # deterministic
+
+
+def test_perturb_without_resample_multiplies_by_one_of_the_factors():
+    hparams = {"lr": 0.01, "momentum": 0.5, "layers": 4, "act": "tanh"}
+    seen = set()
+    for seed in range(40):
+        new = Perturb((0.5, 2.0), 0.0).explore(hparams, SPACE, rng(seed))
+        assert new["lr"] in (pytest.approx(0.005), pytest.approx(0.02))
+        assert new["momentum"] in (0.25, 0.99)  # 0.5 * 2 clipped to the bound
+        assert new["layers"] in (2, 8) and new["act"] in ("relu", "gelu")
+        seen.add((new["lr"] > 0.01, new["momentum"] > 0.5))
+    assert len(seen) == 4  # each hyperparameter draws its factor independently
+
+
+def test_perturb_resamples_with_the_given_probability():
+    space = parse_space({"x": Uniform(0.0, 1e6)})
+    changed = [Perturb((1.0,), 0.25).explore({"x": 1.0}, space, rng(s))["x"] != 1.0 for s in range(2000)]
+    assert np.mean(changed) == pytest.approx(0.25, abs=0.03)
+    always = [Perturb((1.0,), 1.0).explore({"x": 1.0}, space, rng(s))["x"] for s in range(200)]
+    assert np.median(always) > 1e5  # drawn from the prior, not near 1
+
+
+def test_resample_draws_from_the_prior():
+    new = [Resample().explore({"lr": 0.5, "momentum": 0.5, "layers": 4, "act": "relu"}, SPACE, rng(s))
+           for s in range(300)]
+    assert {n["layers"] for n in new} == set(range(1, 9)) and {n["act"] for n in new} == {"relu", "tanh", "gelu"}
+
+
+def test_noise_moves_zeros_which_perturb_cannot():
+    # The paper's toy: h = (1, 0) cannot reach (1, 1) by multiplication.
+    space = parse_space({"h0": Uniform(0.0, 1.0), "h1": Uniform(0.0, 1.0)})
+    h = {"h0": 1.0, "h1": 0.0}
+    assert all(Perturb(resample_probability=0.0).explore(h, space, rng(s))["h1"] == 0.0 for s in range(20))
+    moved = [Noise(0.1).explore(h, space, rng(s))["h1"] for s in range(200)]
+    assert 0.3 < np.mean(np.array(moved) > 0) < 0.7 and max(moved) <= 1.0
+
+
+def test_explore_rejects_hparams_outside_the_space():
+    with pytest.raises(SpecError, match="'dropout'"):
+        Perturb().explore({"lr": 0.1, "momentum": 0.5, "layers": 4, "act": "relu", "dropout": 0.1}, SPACE, rng())
+
+
+def test_custom_validates_the_result_and_names_the_function():
+    hparams = {"lr": 0.1, "momentum": 0.5, "layers": 4, "act": "relu"}
+    assert Custom(module_level_explore).explore(hparams, SPACE, rng())["lr"] == 0.05
+    with pytest.raises(SpecError, match=r"bad_explore.*hyperparameter 'lr' = 5.0 is outside"):
+        Custom(bad_explore).explore(hparams, SPACE, rng())
+    with pytest.raises(SpecError, match=r"extra_explore.*unknown hyperparameter 'dropout'"):
+        Custom(extra_explore).explore(hparams, SPACE, rng())
+    with pytest.raises(SpecError, match="must return a dict"):
+        Custom(lambda h, s, r: None).explore(hparams, SPACE, rng())
+    with pytest.raises(SpecError, match="callable"):
+        Custom(3)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: Perturb(()), "perturb factors"),
+        (lambda: Perturb((0.8, -1.2)), "perturb factors"),
+        (lambda: Perturb((0.8, math.inf)), "perturb factors"),
+        (lambda: Perturb(resample_probability=1.5), "perturb resample_probability"),
+        (lambda: Noise(0.0), "noise sigma"),
+        (lambda: Noise(-1.0), "noise sigma"),
+    ],
+)
+def test_explore_rejects_bad_arguments(make, message):
+    with pytest.raises(SpecError, match=message):
+        make()
+
+
+# ---------------------------------------------------------------- building from specs
+
+
+@pytest.mark.parametrize(
+    "build, obj",
+    [
+        (build_ready, Every(4)),
+        (build_ready, Every(10, burn_in=20)),
+        (build_exploit, Truncation(0.3)),
+        (build_exploit, Tournament()),
+        (build_exploit, TTest(window=5, alpha=0.1)),
+        (build_explore, Perturb((0.9, 1.1), 0.5)),
+        (build_explore, Resample()),
+        (build_explore, Noise(0.1)),
+        (build_explore, Custom(module_level_explore)),
+    ],
+    ids=repr,
+)
+def test_to_dict_round_trips_through_build(build, obj):
+    data = json.loads(json.dumps(obj.to_dict()))
+    assert build(data) == obj
+    assert build(obj) is obj
+
+
+def test_to_dict_formats():
+    assert Every(4).to_dict() == {"type": "every", "intervals": 4, "burn_in": 0}
+    assert Truncation().to_dict() == {"type": "truncation", "fraction": 0.25}
+    assert Custom(module_level_explore).to_dict() == {
+        "type": "function", "path": f"{__name__}:module_level_explore"}
+
+
+def test_build_defaults_and_names():
+    assert build_exploit({"type": "truncation"}) == Truncation(0.25)
+    assert build_exploit("tournament") == Tournament()
+    assert build_explore({"type": "perturb"}) == Perturb((0.8, 1.2), 0.25)
+
+
+@pytest.mark.parametrize(
+    "build, spec, message",
+    [
+        (build_exploit, {"type": "trunc"}, "exploit: unknown strategy 'trunc' (known: tournament, truncation, ttest)"),
+        (build_explore, {"type": "perturbb"}, "explore: unknown strategy 'perturbb' (known: function, noise, perturb, resample)"),
+        (build_ready, {"type": "often"}, "ready: unknown strategy 'often' (known: every)"),
+        (build_exploit, {"type": "truncation", "frac": 0.3}, "exploit: truncation has no argument 'frac'"),
+        (build_exploit, {"type": "truncation", "fraction": 0.9}, "exploit: truncation fraction must be in"),
+        (build_exploit, {"type": "ttest", "alpha": "low"}, "exploit: ttest alpha must be in"),
+        (build_explore, {"type": "noise"}, "explore: noise needs argument 'sigma'"),
+        (build_explore, {"type": "perturb", "factors": "0.8"}, "explore: perturb factors"),
+        (build_explore, {"type": "function"}, "explore: function needs argument 'path'"),
+        (build_explore, {"type": "function", "path": "no_such_module_xyz:f"}, "explore: function: cannot import"),
+        (build_explore, {"type": "function", "path": "math:pi"}, "explore: function 'math:pi' is not callable"),
+        (build_ready, {"type": "every"}, "ready: every needs argument 'intervals'"),
+        (build_ready, {"intervals": 4}, "ready: missing 'type'"),
+        (build_ready, 4, "ready: expected a table"),
+    ],
+)
+def test_build_errors_name_the_strategy_and_argument(build, spec, message):
+    with pytest.raises(SpecError) as info:
+        build(spec)
+    assert message in str(info.value)
