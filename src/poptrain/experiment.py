@@ -155,3 +155,12 @@ class Experiment:
         run_engine(engine, store, self.name, workers=workers,
                    trainable=None if isinstance(self.trainable, str) else self.trainable, progress=progress)
         return Result(store, self.name)
+
+
+def resume(storage: str, name: str, engine: str = "local", workers: int | None = None,
+           progress: bool = False) -> "Result":
+    """Finish a stored experiment that was interrupted; members restart from their checkpoints."""
+    from .store import open_store
+
+    return Experiment.from_spec(open_store(storage).get_spec(name)).run(engine=engine, workers=workers,
+                                                                        progress=progress)

@@ -23,3 +23,14 @@ def run_engine(engine: str, store: Store, name: str, workers: int | None = None,
         run_local(store, name, workers=workers, trainable=trainable, progress=progress)
     else:
         raise SpecError(f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")
+
+
+def join(storage: str, name: str, worker_id: str | None = None) -> None:
+    """Join a running experiment as one more worker (as `poptrain worker` does on any host)."""
+    import os
+    import socket
+
+    from ..store import open_store
+    from .worker import Worker
+
+    Worker(open_store(storage), name, worker_id or f"{socket.gethostname()}-{os.getpid()}").run()

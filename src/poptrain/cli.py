@@ -1,0 +1,332 @@
+"""The `poptrain` command: run, worker, status, best and resume, on top of the library's API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import statistics
+import sys
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from . import __version__
+from .engines import ENGINES
+from .errors import PoptrainError, StorageError
+from .result import Result
+from .store import MemberRecord, Store, open_store
+
+TOP_MEMBERS = 5
+
+
+@dataclass
+class Target:
+    """The experiment the command is working on, so an interrupt can say how to resume it."""
+
+    storage: str | None = None
+    name: str | None = None
+
+
+# output helpers
+def fmt(value: Any) -> str:
+    """A number short enough for a table cell; anything else as text."""
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def fmt_hparams(hparams: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={fmt(v)}" for k, v in hparams.items())
+
+
+def console() -> Console:
+    """A console on the current stdout (looked up per call, so tests can capture it)."""
+    return Console(file=sys.stdout, highlight=False)
+
+
+def say(con: Console, text: str) -> None:
+    """Print plain text on one line (no markup, no wrapping: paths and URLs stay copyable)."""
+    con.print(escape(text), soft_wrap=True)
+
+
+def ranked(members: list[MemberRecord], mode: str) -> list[MemberRecord]:
+    """Members with a finite score, best first (failed members excluded, as in Result.best)."""
+    scored = [m for m in members if m.status != "failed" and m.last_score is not None and math.isfinite(m.last_score)]
+    return sorted(scored, key=lambda m: (-m.last_score if mode == "max" else m.last_score, m.id))
+
+
+def store_location(url: str) -> str:
+    """The storage URL, plus the absolute file for a SQLite store given by a relative path."""
+    if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
+        path = url[len("sqlite:///"):]
+        if not os.path.isabs(path):
+            return f"{url} ({os.path.abspath(path)})"
+    return url
+
+
+def existing_store(url: str) -> Store:
+    """Open a store that must already hold data: a SQLite file that is not there is a mistake, not a new store."""
+    if url.startswith("sqlite:///") and url[len("sqlite:///"):] not in ("", ":memory:"):
+        path = url[len("sqlite:///"):].split("?", 1)[0]
+        if not os.path.exists(path):
+            raise StorageError(f"no store at {os.path.abspath(path)}: check --storage, or `poptrain run` first")
+    return open_store(url)
+
+
+# summaries
+def print_summary(result: Result) -> None:
+    """The best members, the best checkpoint, and where the store and checkpoints are."""
+    con, spec = console(), result.spec
+    members = result.store.members(result.name)
+    top = ranked(members, spec["mode"])[:TOP_MEMBERS]
+    metric = spec.get("metric") or "score"
+    table = Table(title=f"{result.name}: best members ({metric}, {spec['mode']})")
+    for column in ("member", metric, "step", "hyperparameters"):
+        table.add_column(column, justify="right" if column in ("member", metric, "step") else "left")
+    for m in top:
+        table.add_row(str(m.id), fmt(m.last_score), str(m.step), escape(fmt_hparams(m.hparams)))
+    con.print(table)
+    failed = sum(m.status == "failed" for m in members)
+    if failed:
+        say(con, f"failed members: {failed} (see `poptrain status`)")
+    if not top:
+        say(con, "no member has a finite score yet")
+    else:
+        best = result.best()
+        say(con, f"best member:  {best.id} ({metric} {fmt(best.score)} at step {best.step}, {fmt_hparams(best.hparams)})")
+        say(con, f"checkpoint:   {best.checkpoint_url or '— (none saved yet)'}")
+    say(con, f"store:        {store_location(result.store.url)}  (experiment {result.name!r})")
+    say(con, f"checkpoints:  {spec['checkpoints']}")
+    say(con, f"inspect with: poptrain status --storage {result.store.url} --experiment {result.name}")
+
+
+def comparison_row(label: str, result: Result) -> list[str]:
+    """One row of the PBT-vs-baseline table: best, mean and median final score, exploits, compute."""
+    members = result.store.members(result.name)
+    scores = [m.last_score for m in members if m.last_score is not None and math.isfinite(m.last_score)]
+    top = ranked(members, result.spec["mode"])
+    progress = result.progress()
+    return [label, fmt(top[0].last_score) if top else "—", fmt(statistics.fmean(scores)) if scores else "—",
+            fmt(statistics.median(scores)) if scores else "—", str(progress.exploits), str(progress.steps_done)]
+
+
+def print_comparison(pbt: Result, baseline: Result) -> None:
+    """PBT against random search with the same members, steps and initial hyperparameters."""
+    con = console()
+    metric = pbt.spec.get("metric") or "score"
+    better = "higher" if pbt.spec["mode"] == "max" else "lower"
+    table = Table(title=f"PBT vs random search at equal compute ({metric}: {better} is better)")
+    table.add_column("run", no_wrap=True)
+    for column in (f"best\n{metric}", "mean\nfinal", "median\nfinal", "exploits", "member-\nintervals"):
+        table.add_column(column, justify="right")
+    table.add_row(*comparison_row("PBT", pbt))
+    table.add_row(*comparison_row("random search (no exploit)", baseline))
+    con.print(table)
+    say(con, f"random search is the same {pbt.spec['population']} members with the same initial hyperparameters "
+             f"and {pbt.spec['steps']} intervals each, never exploiting (experiment {baseline.name!r})")
+
+
+def print_experiments(store: Store) -> None:
+    """One row per experiment in the store."""
+    con, names = console(), store.experiments()
+    if not names:
+        say(con, f"no experiments in {store.url}")
+        return
+    table = Table(title=f"experiments in {store.url}")
+    for column in ("experiment", "members", "steps done/total", "done", "failed", "best"):
+        table.add_column(column, justify="left" if column == "experiment" else "right")
+    for name in names:
+        p = store.progress(name, store.get_spec(name)["mode"])
+        best = "—" if p.best_score is None else f"{fmt(p.best_score)} (member {p.best_member})"
+        table.add_row(escape(name), str(p.members), f"{p.steps_done}/{p.steps_total}", str(p.done), str(p.failed),
+                      best)
+    con.print(table)
+
+
+def print_members(result: Result) -> None:
+    """One row per member of an experiment, and the exploits so far."""
+    con = console()
+    p = result.progress()
+    table = Table(title=f"{result.name}: {p.steps_done}/{p.steps_total} member-intervals")
+    for column in ("member", "status", "step", "last score", "failures", "hyperparameters"):
+        table.add_column(column, justify="left" if column in ("status", "hyperparameters") else "right")
+    for m in result.store.members(result.name):
+        table.add_row(str(m.id), m.status, str(m.step), fmt(m.last_score), str(m.failures),
+                      escape(fmt_hparams(m.hparams)))
+    con.print(table)
+    best = "—" if p.best_score is None else f"{fmt(p.best_score)} (member {p.best_member})"
+    say(con, f"exploits so far: {p.exploits} · best: {best} · active {p.active}, done {p.done}, failed {p.failed}")
+
+
+# commands
+def cmd_run(args: argparse.Namespace, target: Target) -> None:
+    from .spec import load_spec
+
+    experiment = load_spec(args.spec, storage=args.storage, name=args.name, population=args.population,
+                           steps=args.steps, seed=args.seed, synchronous=args.synchronous)
+    target.storage, target.name = experiment.storage, experiment.name
+    if not args.quiet:
+        say(console(), f"PBT: {experiment.name} · {experiment.population} members × {experiment.steps} intervals "
+                       f"· engine {args.engine} · store {experiment.storage}")
+    result = experiment.run(engine=args.engine, workers=args.workers, progress=not args.quiet)
+    print_summary(result)
+    if args.baseline:
+        baseline = experiment.baseline()
+        target.name = baseline.name
+        if not args.quiet:
+            say(console(), f"random search (no exploit): {baseline.name} · same members, steps and initial "
+                           f"hyperparameters")
+        print_comparison(result, baseline.run(engine=args.engine, workers=args.workers, progress=not args.quiet))
+
+
+def cmd_worker(args: argparse.Namespace, target: Target) -> None:
+    from .engines import join
+
+    existing_store(args.storage).get_spec(args.experiment)  # a clear error before the worker starts
+    join(args.storage, args.experiment, args.id)
+
+
+def cmd_status(args: argparse.Namespace, target: Target) -> None:
+    store = existing_store(args.storage)
+    if args.experiment is None:
+        print_experiments(store)
+    else:
+        print_members(Result(store, args.experiment))
+
+
+def cmd_best(args: argparse.Namespace, target: Target) -> None:
+    best = Result(existing_store(args.storage), args.experiment).best()
+    print(json.dumps({"id": best.id, "score": best.score, "step": best.step, "hparams": best.hparams,
+                      "checkpoint": best.checkpoint_url}, indent=2))
+
+
+def cmd_resume(args: argparse.Namespace, target: Target) -> None:
+    from .experiment import resume
+
+    existing_store(args.storage).get_spec(args.experiment)
+    print_summary(resume(args.storage, args.experiment, engine=args.engine, workers=args.workers,
+                         progress=not args.quiet))
+
+
+# parsing
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text}")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    p = argparse.ArgumentParser(prog="poptrain", description="Population Based Training (Jaderberg et al. 2017).")
+    p.add_argument("--version", action="version", version=f"poptrain {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def engine_flags(cmd: argparse.ArgumentParser) -> None:
+        cmd.add_argument("--engine", choices=ENGINES, default="local", help="how members run (default: local)")
+        cmd.add_argument("--workers", type=positive_int, help="worker processes of the local engine (default: CPUs)")
+        cmd.add_argument("--quiet", action="store_true", help="no progress display and no warnings")
+
+    run = sub.add_parser("run", help="train a population from a TOML spec", description=(
+        "Train the population a TOML spec describes; flags override the spec's fields."))
+    run.add_argument("spec", metavar="SPEC.toml")
+    run.add_argument("--storage", help="store URL, e.g. sqlite:///runs/x.db (default: the spec's)")
+    run.add_argument("--name", help="experiment name (default: the spec's)")
+    engine_flags(run)
+    run.add_argument("--population", type=int, help="number of members")
+    run.add_argument("--steps", type=int, help="intervals each member trains")
+    run.add_argument("--seed", type=int, help="seed of the whole run")
+    run.add_argument("--synchronous", action=argparse.BooleanOptionalAction, default=None,
+                     help="wait for the whole population at each ready point (generations)")
+    run.add_argument("--baseline", action="store_true",
+                     help="then run random search (same members, no exploit) and compare")
+    run.set_defaults(func=cmd_run)
+
+    worker = sub.add_parser("worker", help="join a running experiment as one more worker")
+    worker.add_argument("--storage", required=True)
+    worker.add_argument("--experiment", required=True)
+    worker.add_argument("--id", help="worker id (default: host-pid)")
+    worker.add_argument("--quiet", action="store_true", help="no warnings")
+    worker.set_defaults(func=cmd_worker)
+
+    status = sub.add_parser("status", help="the experiments in a store, or one experiment's members")
+    status.add_argument("--storage", required=True)
+    status.add_argument("--experiment")
+    status.set_defaults(func=cmd_status, quiet=False)
+
+    best = sub.add_parser("best", help="the best member as JSON")
+    best.add_argument("--storage", required=True)
+    best.add_argument("--experiment", required=True)
+    best.set_defaults(func=cmd_best, quiet=False)
+
+    resume = sub.add_parser("resume", help="finish an interrupted experiment from its checkpoints")
+    resume.add_argument("--storage", required=True)
+    resume.add_argument("--experiment", required=True)
+    engine_flags(resume)
+    resume.set_defaults(func=cmd_resume)
+    return p
+
+
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is at the time, one line per record."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+    def format(self, record: logging.LogRecord) -> str:
+        return " | ".join(line for line in super().format(record).splitlines() if line.strip())
+
+
+_handler = StderrHandler()
+_handler.setFormatter(logging.Formatter("poptrain: %(levelname)s: %(message)s"))
+
+
+def setup_logging(quiet: bool) -> None:
+    """Warnings of the `poptrain` logger on stderr, one line each; with --quiet, errors only."""
+    log = logging.getLogger("poptrain")
+    if _handler not in log.handlers:
+        log.addHandler(_handler)
+    level = logging.ERROR if quiet else logging.WARNING
+    log.setLevel(level)
+    _handler.setLevel(level)
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (2 for a user's mistake, 130 on Ctrl-C)."""
+    args = parser().parse_args(argv)
+    setup_logging(args.quiet)
+    target = Target(getattr(args, "storage", None), getattr(args, "experiment", None))
+    try:
+        args.func(args, target)
+    except PoptrainError as exc:
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if target.storage and target.name:
+            print(f"interrupted: continue with `poptrain resume --storage {target.storage} "
+                  f"--experiment {target.name}`", file=sys.stderr)
+        else:
+            print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Experiment specs as TOML files: the format `poptrain run SPEC.toml` reads."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from .errors import SpecError
+from .experiment import Experiment
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+
+def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The TOML file as a table; SpecError naming the path if it is missing or malformed."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise SpecError(f"spec file {os.fspath(path)} does not exist") from None
+    except IsADirectoryError:
+        raise SpecError(f"spec file {os.fspath(path)} is a directory, not a TOML file") from None
+    except OSError as exc:
+        raise SpecError(f"cannot read spec file {os.fspath(path)}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:  # its message carries the line and column
+        raise SpecError(f"{os.fspath(path)} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{os.fspath(path)} is not a UTF-8 text file: {exc}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{os.fspath(path)} must hold a TOML table of experiment fields")
+    return data
+
+
+def spec_paths(data: dict[str, Any], folder: str, path: str) -> list[str]:
+    """The import search paths: the TOML's folder first, then its `paths` (relative ones from that folder)."""
+    listed = data.get("paths", [])
+    if not isinstance(listed, list) or not all(isinstance(p, str) for p in listed):
+        raise SpecError(f"{path}: paths must be a list of folder names, not {listed!r}")
+    paths = [folder] + [os.path.normpath(os.path.join(folder, p)) for p in listed]
+    return list(dict.fromkeys(paths))
+
+
+def load_spec(path: str | os.PathLike[str], **overrides: Any) -> Experiment:
+    """Build the Experiment a TOML file describes; overrides (None = not given) win over its fields."""
+    path_str = os.fspath(path)
+    data = read_toml(path_str)
+    data["paths"] = spec_paths(data, os.path.dirname(os.path.abspath(path_str)), path_str)
+    try:
+        return Experiment.from_spec(data, **overrides)
+    except SpecError as exc:
+        raise SpecError(f"{path_str}: {exc}") from None

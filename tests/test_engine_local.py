@@ -1,0 +1,149 @@
+"""The local engine: real worker processes, exploits verified on disk, workers killed mid-run."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import torch
+
+import poptrain
+from poptrain.engines import join
+from poptrain.spec import load_spec
+from poptrain.store import CheckpointStore, open_store
+from conftest import EXAMPLES, ROOT
+from trainables import Quadratic
+
+pytestmark = pytest.mark.slow
+TESTS = os.path.dirname(os.path.abspath(__file__))
+
+
+def verify_checkpoints(result: poptrain.Result) -> int:
+    """Every checkpoint on record loads and matches its checksum; returns how many."""
+    files = CheckpointStore(result.spec["checkpoints"])
+    count = 0
+    for m in result.store.members(result.name):
+        for c in result.store.checkpoints(result.name, m.id):
+            files.load(c.key, c.checksum)
+            count += 1
+    return count
+
+
+def test_mlp_digits_exploits_copy_weights_and_apply_new_hparams(tmp_path):
+    exp = load_spec(f"{EXAMPLES}/mlp_digits.toml", storage=f"sqlite:///{tmp_path}/mlp.db", population=6, steps=9,
+                    keep_checkpoints=1000)
+    result = exp.run(engine="local", workers=2)
+    assert set(result.members().status) == {"done"}
+    events = result.events()
+    assert len(events) >= 2
+    files = CheckpointStore(result.spec["checkpoints"])
+    ckpts = {m: result.store.checkpoints("mlp_digits", m) for m in range(6)}
+    for ev in events:
+        source = max((c for c in ckpts[ev.source] if c.step == ev.source_step and c.created <= ev.time),
+                     key=lambda c: c.created)
+        after = min((c for c in ckpts[ev.member] if c.step == ev.step and c.created >= ev.time),
+                    key=lambda c: c.created)
+        src, dst = files.load(source.key, source.checksum), files.load(after.key, after.checksum)
+        for name, tensor in src["model"].items():
+            assert torch.equal(tensor, dst["model"][name]), (ev, name)
+        assert after.hparams == ev.new_hparams
+        for group in dst["optimizer"]["param_groups"]:
+            assert group["lr"] == pytest.approx(ev.new_hparams["lr"])
+            assert group["momentum"] == pytest.approx(ev.new_hparams["momentum"])
+            assert group["weight_decay"] == pytest.approx(ev.new_hparams["weight_decay"])
+    assert verify_checkpoints(result) > 0
+
+
+def _run_in_thread(exp: poptrain.Experiment, workers: int) -> tuple[threading.Thread, list]:
+    outcome: list = []
+    thread = threading.Thread(target=lambda: outcome.append(exp.run(engine="local", workers=workers)))
+    thread.start()
+    return thread, outcome
+
+
+def _wait_for_steps(url: str, name: str, steps: int, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if open_store(url).progress(name, "max").steps_done >= steps:
+                return
+        except poptrain.StorageError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"{name} did not reach {steps} steps in {timeout} s")
+
+
+def quadratic(url: str, **kw) -> poptrain.Experiment:
+    base = dict(name="q", trainable=Quadratic, space={"lr": poptrain.LogUniform(0.01, 0.3)}, metric="score",
+                population=6, steps=30, ready=poptrain.Every(3), storage=url, seed=1, lease=3.0, paths=[TESTS])
+    return poptrain.Experiment(**{**base, **kw})
+
+
+def test_sigkill_of_a_worker_mid_run_loses_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("POPTRAIN_TEST_SLEEP", "0.01")
+    url = f"sqlite:///{tmp_path}/k.db"
+    thread, outcome = _run_in_thread(quadratic(url), workers=2)
+    _wait_for_steps(url, "q", 40)
+    victim = mp.active_children()[0]
+    os.kill(victim.pid, signal.SIGKILL)
+    thread.join(120)
+    result = outcome[0]
+    members = result.members()
+    assert set(members.status) == {"done"} and set(members.step) == {30}
+    steps = result.frame().groupby("member").step.apply(sorted)
+    assert all(s == list(range(1, 31)) for s in steps)
+    assert verify_checkpoints(result) >= 6
+
+
+def test_worker_joining_by_url_survives_a_dead_peer_through_lease_expiry(tmp_path, monkeypatch):
+    monkeypatch.setenv("POPTRAIN_TEST_SLEEP", "0.01")
+    url = f"sqlite:///{tmp_path}/j.db"
+    quadratic(url).create()
+    ctx = mp.get_context("spawn")
+    peers = [ctx.Process(target=join, args=(url, "q", f"host-{i}")) for i in range(2)]
+    for p in peers:
+        p.start()
+    _wait_for_steps(url, "q", 30)
+    os.kill(peers[0].pid, signal.SIGKILL)  # nobody tells the store: only the lease can free its members
+    peers[1].join(120)
+    assert peers[1].exitcode == 0
+    store = open_store(url)
+    assert all(m.status == "done" and m.step == 30 for m in store.members("q"))
+    assert len(store.reports("q")) == 6 * 30
+
+
+def test_interrupted_run_resumes_without_repeating_finished_work(tmp_path):
+    url = f"sqlite:///{tmp_path}/r.db"
+    log = tmp_path / "trained.log"
+    quadratic(url, population=4, steps=60, synchronous=False).create()
+    env = {**os.environ, "POPTRAIN_TEST_SLEEP": "0.01", "POPTRAIN_TEST_LOG": str(log),
+           "PYTHONPATH": os.pathsep.join([os.path.join(ROOT, "src"), TESTS])}
+    cmd = [sys.executable, "-m", "poptrain", "resume", "--storage", url, "--experiment", "q", "--workers", "2",
+           "--quiet"]
+    run = subprocess.Popen(cmd, env=env, start_new_session=True)
+    _wait_for_steps(url, "q", 100)
+    os.killpg(run.pid, signal.SIGKILL)  # the whole run: engine and workers
+    run.wait(30)
+    time.sleep(0.5)
+    store = open_store(url)
+    before = {m.id: m for m in store.members("q")}
+    ckpt_step = {m: (store.checkpoints("q", m)[0].step if store.checkpoints("q", m) else 0) for m in before}
+    log.write_text("")
+    assert subprocess.run(cmd, env=env, timeout=120).returncode == 0
+    members = store.members("q")
+    assert all(m.status == "done" and m.step == 60 for m in members)
+    assert len(store.reports("q")) == 4 * 60
+    seeds = {m.seed: m.id for m in members}
+    trained = {m: 0 for m in before}
+    for line in log.read_text().splitlines():
+        trained[seeds[int(line.split()[0])]] += 1
+    # each member restarts from its last checkpoint: it trains exactly the intervals after it
+    assert trained == {m: 60 - ckpt_step[m] for m in before}
+    assert any(ckpt_step[m] > 0 for m in before)
+    assert all(trained[m] == 0 for m, rec in before.items() if rec.status == "done")

@@ -1,0 +1,70 @@
+"""Small trainables for engine tests: cheap, deterministic, and able to misbehave on purpose."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from poptrain import Trainable
+
+
+class Quadratic(Trainable):
+    """Gradient ascent on 1 - (x - 3)^2 with step size `lr`; optional sleep per interval."""
+
+    sleep = 0.0
+
+    def __init__(self, hparams: dict[str, Any], seed: int) -> None:
+        super().__init__(hparams, seed)
+        self.x = float(np.random.default_rng(seed).uniform(-1, 1))
+        self.trained = 0
+        self.sleep = float(os.environ.get("POPTRAIN_TEST_SLEEP", self.sleep))
+        self.log = os.environ.get("POPTRAIN_TEST_LOG")
+
+    def train(self) -> None:
+        if self.sleep:
+            time.sleep(self.sleep)
+        self.x += self.hparams["lr"] * (-2.0 * (self.x - 3.0))
+        self.trained += 1
+        if self.log:
+            with open(self.log, "a") as f:
+                f.write(f"{self.seed} {self.trained}\n")
+
+    def evaluate(self) -> dict[str, float]:
+        return {"score": 1.0 - (self.x - 3.0) ** 2}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"x": self.x, "trained": self.trained}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.x, self.trained = state["x"], state["trained"]
+
+
+class AlwaysRaises(Quadratic):
+    """Raises in train() when its hyperparameter `bad` is 1: a user's bug."""
+
+    def train(self) -> None:
+        if self.hparams.get("bad") == 1:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        super().train()
+
+
+class RaisesOnce(Quadratic):
+    """Raises the first time any member of this process reaches interval 5: a transient error."""
+
+    raised: set[int] = set()
+
+    def train(self) -> None:
+        if self.trained == 4 and self.seed not in RaisesOnce.raised:
+            RaisesOnce.raised.add(self.seed)
+            raise OSError("transient I/O error (simulated)")
+        super().train()
+
+
+class NanScore(Quadratic):
+    """Scores NaN while its hyperparameter `lr` is above 0.4."""
+
+    def evaluate(self) -> dict[str, float]:
+        return {"score": float("nan") if self.hparams["lr"] > 0.4 else super().evaluate()["score"]}
