@@ -20,9 +20,9 @@ def make(storage: str, n: int = 3):
     return store
 
 
-def ckpt(member: int, step: int, created: float | None = None, hparams=None) -> CheckpointRecord:
+def ckpt(member: int, step: int, created: float | None = None, hparams=None, pending=False) -> CheckpointRecord:
     return CheckpointRecord(member=member, seq=0, step=step, key=f"k{member}-{step}", checksum="x",
-                            hparams=hparams or {"lr": 0.5}, last_ready=step, pending=False,
+                            hparams=hparams or {"lr": 0.5}, last_ready=step, pending=pending,
                             created=created if created is not None else time.time())
 
 
@@ -59,7 +59,7 @@ def test_leases_exclude_other_workers_until_expiry(storage):
     assert store.claim("e", "b", 5, now + 6, 10, barrier=False) is None
     assert store.claim("e", "b", 5, now + 10, 10, barrier=False).id == 0  # a's lease expired
     assert store.expire_worker("e", "b") == 1
-    assert store.claim("e", "c", 5, now + 10.5, 10, barrier=False).worker == "b"
+    assert store.claim("e", "c", 5, now + 10.5, 10, barrier=False).worker == "c"  # b's lease ended at once
 
 
 def test_barrier_holds_pending_member_until_everyone_reaches_its_step(storage):
@@ -67,7 +67,8 @@ def test_barrier_holds_pending_member_until_everyone_reaches_its_step(storage):
     now = time.time()
     for step in (1, 2):
         store.report("e", 0, step, 1.0, {}, {"lr": 0.1}, now)
-    store.mark_ready("e", 0, 2, pending=True)
+    store.add_checkpoint("e", ckpt(0, 2, pending=True), version=2, keep=3, now=now)
+    assert store.member("e", 0).pending and store.member("e", 0).last_ready == 2
     store.report("e", 1, 1, 1.0, {}, {"lr": 0.2}, now)
     claimed = store.claim("e", "w", 5, now, 10, barrier=True)
     assert claimed.id == 1
@@ -108,7 +109,7 @@ def test_rollback_drops_work_after_the_checkpoint(storage):
     for step in range(1, 7):
         store.report("e", 0, step, step / 10, {}, {"lr": 0.1}, now)
     c = ckpt(0, 4, created=now)
-    store.add_checkpoint("e", c, version=4)
+    store.add_checkpoint("e", c, version=4, keep=3, now=now)
     store.record_exploit("e", Event(0, 6, 1, 5, {"lr": 0.1}, {"lr": 0.3}, now + 1))
     back = store.rollback("e", 0, store.checkpoints("e", 0)[0])
     assert (back.step, back.hparams, back.last_score) == (4, {"lr": 0.5}, 0.4)
@@ -124,21 +125,33 @@ def test_checkpoint_current_only_if_member_unchanged(storage):
     store = make(storage)
     now = time.time()
     store.report("e", 0, 1, 0.1, {}, {}, now)
-    seq = store.add_checkpoint("e", ckpt(0, 1), version=1)
+    assert store.add_checkpoint("e", ckpt(0, 1), version=1, keep=3, now=now) == []
     assert store.member("e", 0).ckpt_version == 1
     store.report("e", 0, 2, 0.2, {}, {}, now)
-    assert store.add_checkpoint("e", ckpt(0, 2), version=1) == seq + 1  # stale version: recorded, not current
+    store.add_checkpoint("e", ckpt(0, 2), version=1, keep=3, now=now)  # stale version: recorded, not current
     assert store.member("e", 0).ckpt_version == 1
     assert [c.step for c in store.checkpoints("e", 0)] == [2, 1]
+
+
+def test_old_checkpoints_are_collected_unless_pinned(storage):
+    store = make(storage)
+    now = time.time()
+    for step in (1, 2, 3):
+        assert store.add_checkpoint("e", ckpt(0, step), version=0, keep=2, now=now) == (["k0-1"] if step == 3 else [])
+    store.pin_checkpoint("e", 0, until=now + 60, at_step=2)
+    assert store.add_checkpoint("e", ckpt(0, 4), version=0, keep=2, now=now) == []  # step 2 is pinned
+    assert [c.step for c in store.checkpoints("e", 0)] == [4, 3, 2]
+    assert sorted(store.add_checkpoint("e", ckpt(0, 5), version=0, keep=2, now=now + 61)) == ["k0-2", "k0-3"]
 
 
 def test_pinned_checkpoint_is_never_deleted(storage):
     store = make(storage)
     now = time.time()
-    first = store.add_checkpoint("e", ckpt(0, 1), version=0)
-    store.add_checkpoint("e", ckpt(0, 2), version=0)
+    store.add_checkpoint("e", ckpt(0, 1), version=0, keep=3, now=now)
+    store.add_checkpoint("e", ckpt(0, 2), version=0, keep=3, now=now)
     pinned = store.pin_checkpoint("e", 0, until=now + 60, at_step=1)
-    assert pinned.seq == first
+    first = pinned.seq
+    assert pinned.step == 1
     assert store.delete_checkpoint("e", 0, first, now) is False
     assert store.delete_checkpoint("e", 0, first, now + 61) is True
     assert [c.step for c in store.checkpoints("e", 0)] == [2]

@@ -19,6 +19,7 @@ from rich.table import Table
 from . import __version__
 from .engines import ENGINES
 from .errors import PoptrainError, StorageError
+from .population import FAILED
 from .result import Result
 from .store import MemberRecord, Store, open_store
 
@@ -43,6 +44,10 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
 def fmt_hparams(hparams: dict[str, Any]) -> str:
     return ", ".join(f"{k}={fmt(v)}" for k, v in hparams.items())
 
@@ -59,7 +64,7 @@ def say(con: Console, text: str) -> None:
 
 def ranked(members: list[MemberRecord], mode: str) -> list[MemberRecord]:
     """Members with a finite score, best first (failed members excluded, as in Result.best)."""
-    scored = [m for m in members if m.status != "failed" and m.last_score is not None and math.isfinite(m.last_score)]
+    scored = [m for m in members if m.status != FAILED and m.last_score is not None and math.isfinite(m.last_score)]
     return sorted(scored, key=lambda m: (-m.last_score if mode == "max" else m.last_score, m.id))
 
 
@@ -94,7 +99,7 @@ def print_summary(result: Result) -> None:
     for m in top:
         table.add_row(str(m.id), fmt(m.last_score), str(m.step), escape(fmt_hparams(m.hparams)))
     con.print(table)
-    failed = sum(m.status == "failed" for m in members)
+    failed = sum(m.status == FAILED for m in members)
     if failed:
         say(con, f"failed members: {failed} (see `poptrain status`)")
     if not top:
@@ -106,6 +111,13 @@ def print_summary(result: Result) -> None:
     say(con, f"store:        {store_location(result.store.url)}  (experiment {result.name!r})")
     say(con, f"checkpoints:  {spec['checkpoints']}")
     say(con, f"inspect with: poptrain status --storage {result.store.url} --experiment {result.name}")
+
+
+def ensure_trained(result: Result) -> None:
+    """A run in which every member failed is an error (its cause is usually the trainable or the metric)."""
+    members = result.store.members(result.name)
+    if members and all(m.status == FAILED for m in members):
+        raise PoptrainError(f"every member of {result.name!r} failed; the last error: {members[-1].error}")
 
 
 def comparison_row(label: str, result: Result) -> list[str]:
@@ -141,8 +153,10 @@ def print_experiments(store: Store) -> None:
         say(con, f"no experiments in {store.url}")
         return
     table = Table(title=f"experiments in {store.url}")
-    for column in ("experiment", "members", "steps done/total", "done", "failed", "best"):
-        table.add_column(column, justify="left" if column == "experiment" else "right")
+    table.add_column("experiment", no_wrap=True)
+    for column in ("members", "steps\ndone/total", "done", "failed"):
+        table.add_column(column, justify="right")
+    table.add_column("best", justify="right", no_wrap=True)
     for name in names:
         p = store.progress(name, store.get_spec(name)["mode"])
         best = "—" if p.best_score is None else f"{fmt(p.best_score)} (member {p.best_member})"
@@ -158,10 +172,14 @@ def print_members(result: Result) -> None:
     table = Table(title=f"{result.name}: {p.steps_done}/{p.steps_total} member-intervals")
     for column in ("member", "status", "step", "last score", "failures", "hyperparameters"):
         table.add_column(column, justify="left" if column in ("status", "hyperparameters") else "right")
-    for m in result.store.members(result.name):
+    members = result.store.members(result.name)
+    for m in members:
         table.add_row(str(m.id), m.status, str(m.step), fmt(m.last_score), str(m.failures),
                       escape(fmt_hparams(m.hparams)))
     con.print(table)
+    for m in members:
+        if m.error:
+            say(con, f"member {m.id} {'failed' if m.status == FAILED else 'last raised'}: {one_line(m.error)}")
     best = "—" if p.best_score is None else f"{fmt(p.best_score)} (member {p.best_member})"
     say(con, f"exploits so far: {p.exploits} · best: {best} · active {p.active}, done {p.done}, failed {p.failed}")
 
@@ -178,6 +196,7 @@ def cmd_run(args: argparse.Namespace, target: Target) -> None:
                        f"· engine {args.engine} · store {experiment.storage}")
     result = experiment.run(engine=args.engine, workers=args.workers, progress=not args.quiet)
     print_summary(result)
+    ensure_trained(result)
     if args.baseline:
         baseline = experiment.baseline()
         target.name = baseline.name
@@ -212,8 +231,9 @@ def cmd_resume(args: argparse.Namespace, target: Target) -> None:
     from .experiment import resume
 
     existing_store(args.storage).get_spec(args.experiment)
-    print_summary(resume(args.storage, args.experiment, engine=args.engine, workers=args.workers,
-                         progress=not args.quiet))
+    result = resume(args.storage, args.experiment, engine=args.engine, workers=args.workers, progress=not args.quiet)
+    print_summary(result)
+    ensure_trained(result)
 
 
 # parsing
@@ -302,10 +322,6 @@ def setup_logging(quiet: bool) -> None:
     level = logging.ERROR if quiet else logging.WARNING
     log.setLevel(level)
     _handler.setLevel(level)
-
-
-def one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

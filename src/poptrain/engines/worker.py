@@ -112,7 +112,6 @@ class Worker:
             self._finish(rec, member)
         elif self.exp.exploit is not None and self.exp.ready.is_ready(step, rec.last_ready):
             if self.exp.synchronous:
-                self.store.mark_ready(self.name, rec.id, step, pending=True)
                 self._checkpoint(replace(rec, last_ready=step, pending=True), member)
                 self.store.release(self.name, rec.id, self.id)
             else:
@@ -141,7 +140,6 @@ class Worker:
                     member=rec.id, step=rec.step, source=decision.source, source_step=ckpt.step,
                     old_hparams=rec.hparams, new_hparams=new, time=time.time()))
                 rec = replace(rec, hparams=new, version=rec.version + 1)
-        self.store.mark_ready(self.name, rec.id, rec.step, pending=False)
         rec = replace(rec, last_ready=rec.step, pending=False)
         self.cache[rec.id] = (member, rec.version)
         self._checkpoint(rec, member)
@@ -204,13 +202,12 @@ class Worker:
         """Save the member's state as its newest checkpoint, then drop old unpinned ones."""
         key = self.checkpoints.key_for(self.name, rec.id, rec.step)
         checksum = self.checkpoints.save(key, member.state_dict())
-        self.store.add_checkpoint(self.name, CheckpointRecord(
-            member=rec.id, seq=0, step=rec.step, key=key, checksum=checksum, hparams=rec.hparams,
-            last_ready=rec.last_ready, pending=rec.pending, created=time.time()), rec.version)
         now = time.time()
-        for old in self.store.checkpoints(self.name, rec.id)[self.exp.keep_checkpoints:]:
-            if self.store.delete_checkpoint(self.name, rec.id, old.seq, now):
-                self.checkpoints.delete(old.key)
+        dropped = self.store.add_checkpoint(self.name, CheckpointRecord(
+            member=rec.id, seq=0, step=rec.step, key=key, checksum=checksum, hparams=rec.hparams,
+            last_ready=rec.last_ready, pending=rec.pending, created=now), rec.version, self.exp.keep_checkpoints, now)
+        for old in dropped:
+            self.checkpoints.delete(old)
 
     def _finish(self, rec: MemberRecord, member: Trainable) -> None:
         if rec.version != rec.ckpt_version:

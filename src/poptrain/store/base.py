@@ -154,10 +154,6 @@ class Store(ABC):
         """Record an evaluation and advance the member to `step`."""
 
     @abstractmethod
-    def mark_ready(self, name: str, member: int, step: int, pending: bool) -> None:
-        """Record that the member passed a ready point at `step` (pending: awaiting its decision)."""
-
-    @abstractmethod
     def record_exploit(self, name: str, event: Event) -> None:
         """Record an exploit/explore event and give the member its new hyperparameters."""
 
@@ -192,8 +188,12 @@ class Store(ABC):
 
     # checkpoints
     @abstractmethod
-    def add_checkpoint(self, name: str, ckpt: CheckpointRecord, version: int) -> int:
-        """Record a written checkpoint (it is current if the member is still at `version`); returns its seq."""
+    def add_checkpoint(self, name: str, ckpt: CheckpointRecord, version: int, keep: int, now: float) -> list[str]:
+        """Record a written checkpoint and forget all but the newest `keep` unpinned ones.
+
+        The checkpoint becomes current if the member is still at `version`; the member takes the
+        checkpoint's ready markers (last_ready, pending). Returns the keys whose files to delete.
+        """
 
     @abstractmethod
     def checkpoints(self, name: str, member: int) -> list[CheckpointRecord]:

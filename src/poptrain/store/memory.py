@@ -74,8 +74,7 @@ class MemoryStore(Store):
             if not due:
                 return None
             pick = min(due, key=lambda m: (m.step, 0 if m.worker == worker else 1, m.id))
-            self._set(name, pick.id, worker=worker, lease_until=now + lease)
-            return pick
+            return self._set(name, pick.id, worker=worker, lease_until=now + lease)
 
     def renew(self, name: str, worker: str, lease: float, now: float) -> None:
         with self._lock:
@@ -107,10 +106,6 @@ class MemoryStore(Store):
             score = clean_score(score)
             exp.reports[(member, step)] = Report(member, step, score, copy.deepcopy(metrics), dict(hparams), now)
             self._set(name, member, step=step, last_score=score, version=exp.members[member].version + 1)
-
-    def mark_ready(self, name: str, member: int, step: int, pending: bool) -> None:
-        with self._lock:
-            self._set(name, member, last_ready=step, pending=pending)
 
     def record_exploit(self, name: str, event: Event) -> None:
         with self._lock:
@@ -178,7 +173,7 @@ class MemoryStore(Store):
                     for m in exp.members.values()]
             return _progress(rows, len(exp.events), exp.spec, mode)
 
-    def add_checkpoint(self, name: str, ckpt: CheckpointRecord, version: int) -> int:
+    def add_checkpoint(self, name: str, ckpt: CheckpointRecord, version: int, keep: int, now: float) -> list[str]:
         with self._lock:
             exp = self._get(name)
             held = exp.checkpoints[ckpt.member]
@@ -186,7 +181,10 @@ class MemoryStore(Store):
             held.insert(0, replace(ckpt, seq=seq))
             if exp.members[ckpt.member].version == version:
                 self._set(name, ckpt.member, ckpt_version=version)
-            return seq
+            self._set(name, ckpt.member, last_ready=ckpt.last_ready, pending=ckpt.pending)
+            old = [c for c in held[keep:] if c.pinned_until < now]
+            exp.checkpoints[ckpt.member] = [c for c in held if c not in old]
+            return [c.key for c in old]
 
     def checkpoints(self, name: str, member: int) -> list[CheckpointRecord]:
         with self._lock:

@@ -169,19 +169,26 @@ class SQLStore(Store):
 
     def claim(self, name: str, worker: str, lease: float, now: float, budget: int, barrier: bool) -> MemberRecord | None:
         m = t.members.c
-        with self._tx() as c:
-            eid = self._eid(c, name)
-            cond = and_(m.experiment_id == eid, m.status == ACTIVE,
-                        or_(m.worker.is_(None), m.worker == worker, m.lease_until < now))
-            if barrier:
-                lowest = c.execute(select(func.min(m.step)).where(m.experiment_id == eid, m.status == ACTIVE)).scalar()
-                cond = and_(cond, or_(m.pending.is_(False), m.step <= (lowest if lowest is not None else 0)))
-            row = c.execute(select(t.members).where(cond)
-                            .order_by(m.step, case((m.worker == worker, 0), else_=1), m.id).limit(1)).first()
+        for _ in range(16):
+            with self._read() as c:
+                eid = self._eid(c, name)
+                free = or_(m.worker.is_(None), m.worker == worker, m.lease_until < now)
+                cond = and_(m.experiment_id == eid, m.status == ACTIVE, free)
+                if barrier:
+                    lowest = c.execute(select(func.min(m.step)).where(m.experiment_id == eid, m.status == ACTIVE)).scalar()
+                    cond = and_(cond, or_(m.pending.is_(False), m.step <= (lowest if lowest is not None else 0)))
+                row = c.execute(select(t.members).where(cond)
+                                .order_by(m.step, case((m.worker == worker, 0), else_=1), m.id).limit(1)).first()
             if row is None:
                 return None
-            c.execute(update(t.members).where(self._where(eid, row.id)).values(worker=worker, lease_until=now + lease))
-            return _member(row)
+            if row.worker == worker and row.lease_until >= now:
+                return _member(row)  # already ours: no write, the heartbeat keeps the lease
+            with self._tx() as c:
+                taken = c.execute(update(t.members).where(self._where(eid, row.id), m.status == ACTIVE, free)
+                                  .values(worker=worker, lease_until=now + lease)).rowcount
+                if taken:
+                    return _member(c.execute(select(t.members).where(self._where(eid, row.id))).one())
+        return None  # lost every race this round; the caller polls again
 
     def renew(self, name: str, worker: str, lease: float, now: float) -> None:
         with self._tx() as c:
@@ -217,11 +224,6 @@ class SQLStore(Store):
                                                metrics=_dumps(metrics), hparams=_dumps(hparams), time=now))
             c.execute(update(t.members).where(self._where(eid, member))
                       .values(step=step, last_score=score, version=t.members.c.version + 1))
-
-    def mark_ready(self, name: str, member: int, step: int, pending: bool) -> None:
-        with self._tx() as c:
-            c.execute(update(t.members).where(self._where(self._eid(c, name), member))
-                      .values(last_ready=step, pending=pending))
 
     def record_exploit(self, name: str, ev: Event) -> None:
         with self._tx() as c:
@@ -311,18 +313,25 @@ class SQLStore(Store):
         return _progress(rows, exploits, spec, mode)
 
     # checkpoints
-    def add_checkpoint(self, name: str, ckpt: CheckpointRecord, version: int) -> int:
+    def add_checkpoint(self, name: str, ckpt: CheckpointRecord, version: int, keep: int, now: float) -> list[str]:
         k = t.checkpoints.c
         with self._tx() as c:
             eid = self._eid(c, name)
-            seq = (c.execute(select(func.max(k.seq)).where(k.experiment_id == eid, k.member == ckpt.member)).scalar() or 0) + 1
+            mine = and_(k.experiment_id == eid, k.member == ckpt.member)
+            seq = (c.execute(select(func.max(k.seq)).where(mine)).scalar() or 0) + 1
             c.execute(insert(t.checkpoints).values(
                 experiment_id=eid, member=ckpt.member, seq=seq, step=ckpt.step, key=ckpt.key, checksum=ckpt.checksum,
                 hparams=_dumps(ckpt.hparams), last_ready=ckpt.last_ready, pending=ckpt.pending, created=ckpt.created,
                 pinned_until=ckpt.pinned_until))
             c.execute(update(t.members).where(self._where(eid, ckpt.member), t.members.c.version == version)
                       .values(ckpt_version=version))
-            return seq
+            c.execute(update(t.members).where(self._where(eid, ckpt.member))
+                      .values(last_ready=ckpt.last_ready, pending=ckpt.pending))
+            newest = select(k.seq).where(mine).order_by(k.seq.desc()).limit(keep).scalar_subquery()
+            old = c.execute(select(k.seq, k.key).where(mine, k.seq.not_in(newest), k.pinned_until < now)).all()
+            if old:
+                c.execute(delete(t.checkpoints).where(mine, k.seq.in_([row.seq for row in old])))
+            return [row.key for row in old]
 
     def checkpoints(self, name: str, member: int) -> list[CheckpointRecord]:
         k = t.checkpoints.c

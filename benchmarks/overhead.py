@@ -1,0 +1,97 @@
+"""PBT's overhead: a PBT run on the local engine against the same training without PBT.
+
+Both sides train the same members (same seeds and initial hyperparameters) for the same number
+of intervals, evaluating after each, on the same number of worker processes, in this run. The
+ratio is PBT wall-clock time / bare wall-clock time; 1.0 would be free.
+
+    python benchmarks/overhead.py [--workers 2] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+EXAMPLES = os.path.join(os.path.dirname(HERE), "examples")
+sys.path.insert(0, EXAMPLES)
+
+from poptrain.spec import load_spec  # noqa: E402
+from poptrain.trainable import resolve_trainable  # noqa: E402
+
+WORKLOADS = {
+    # name: (spec file, overrides)
+    "toy_quadratic": ("toy_quadratic.toml", {"steps": 200}),
+    "mlp_digits": ("mlp_digits.toml", {"steps": 60, "population": 8}),
+}
+
+
+def bare_worker(trainable: str, paths: list[str], members: list[tuple[dict, int]], steps: int, threads: int) -> None:
+    """Train and evaluate a share of the members for `steps` intervals: no store, no PBT."""
+    cls = resolve_trainable(trainable, paths)
+    if "torch" in sys.modules:
+        import torch
+
+        torch.set_num_threads(threads)
+    live = [cls(dict(h), seed) for h, seed in members]
+    for _ in range(steps):  # round robin, as a worker with several members would
+        for member in live:
+            member.train()
+            member.evaluate()
+
+
+def run_bare(exp, workers: int) -> float:
+    members = [(m.hparams, m.seed) for m in exp.initial_members()]
+    shares = [members[i::workers] for i in range(workers)]
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    ctx = mp.get_context("spawn")
+    start = time.perf_counter()
+    procs = [ctx.Process(target=bare_worker, args=(exp.trainable, exp.paths, s, exp.steps, threads)) for s in shares]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    assert all(p.exitcode == 0 for p in procs)
+    return time.perf_counter() - start
+
+
+def run_pbt(spec: str, overrides: dict, workers: int, folder: str, tag: str) -> tuple[float, int]:
+    exp = load_spec(spec, storage=f"sqlite:///{folder}/{tag}.db", **overrides)
+    start = time.perf_counter()
+    result = exp.run(engine="local", workers=workers)
+    elapsed = time.perf_counter() - start
+    return elapsed, len(result.events())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", choices=sorted(WORKLOADS))
+    args = parser.parse_args()
+    print(f"workers={args.workers} repeats={args.repeats} cpus={os.cpu_count()}")
+    with tempfile.TemporaryDirectory() as folder:
+        for name, (file, overrides) in WORKLOADS.items():
+            if args.only and name != args.only:
+                continue
+            spec = os.path.join(EXAMPLES, file)
+            exp = load_spec(spec, storage=f"sqlite:///{folder}/{name}-spec.db", **overrides)
+            bare, pbt, exploits = [], [], 0
+            for i in range(args.repeats):  # interleaved, so drift in machine load hits both sides
+                bare.append(run_bare(exp, args.workers))
+                seconds, exploits = run_pbt(spec, overrides, args.workers, folder, f"{name}-{i}")
+                pbt.append(seconds)
+            b, p = statistics.median(bare), statistics.median(pbt)
+            intervals = exp.population * exp.steps
+            print(f"{name}: {exp.population} members x {exp.steps} intervals, ready every "
+                  f"{exp.ready.intervals}: bare {b:.2f} s, PBT {p:.2f} s ({exploits} exploits), "
+                  f"ratio PBT/bare {p / b:.2f}x, overhead {(p - b) / intervals * 1000:.2f} ms per member-interval")
+
+
+if __name__ == "__main__":
+    main()
