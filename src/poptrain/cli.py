@@ -18,7 +18,7 @@ from rich.table import Table
 
 from . import __version__
 from .engines import ENGINES
-from .errors import PoptrainError, StorageError
+from .errors import PoptrainError
 from .population import FAILED
 from .result import Result
 from .store import MemberRecord, Store, open_store
@@ -79,11 +79,7 @@ def store_location(url: str) -> str:
 
 def existing_store(url: str) -> Store:
     """Open a store that must already hold data: a SQLite file that is not there is a mistake, not a new store."""
-    if url.startswith("sqlite:///") and url[len("sqlite:///"):] not in ("", ":memory:"):
-        path = url[len("sqlite:///"):].split("?", 1)[0]
-        if not os.path.exists(path):
-            raise StorageError(f"no store at {os.path.abspath(path)}: check --storage, or `poptrain run` first")
-    return open_store(url)
+    return open_store(url, create=False)
 
 
 # summaries

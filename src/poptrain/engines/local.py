@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import time
 from typing import Any
 
@@ -17,6 +18,7 @@ def worker_main(url: str, name: str, worker_id: str, trainable: Any = None, thre
     """Entry point of one worker process: join the experiment by URL and work until it is done."""
     from .worker import Worker
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the engine's to handle: it stops the workers
     worker = Worker(open_store(url), name, worker_id, trainable=trainable)
     if threads and "torch" in __import__("sys").modules:
         import torch

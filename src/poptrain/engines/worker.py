@@ -73,6 +73,7 @@ class Worker:
                 self.advance(rec)
         finally:
             self._stop.set()
+            beat.join()
 
     def stop(self) -> None:
         self._stop.set()

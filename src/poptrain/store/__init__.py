@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
+from ..errors import StorageError
 from .base import CheckpointRecord, Event, MemberRecord, Progress, Report, Store
 from .checkpoints import CheckpointStore
 from .memory import MemoryStore
@@ -14,21 +16,45 @@ from .sql import SQLStore
 _memory_stores: dict[str, MemoryStore] = {}
 
 
-def open_store(url: str) -> Store:
-    """Open the store a URL names: `sqlite:///path.db`, `postgresql://...`, or `memory://NAME`."""
+def open_store(url: str, create: bool = True) -> Store:
+    """Open the store a URL names: `sqlite:///path.db`, `postgresql://...`, or `memory://NAME`.
+
+    With `create=False` a SQLite file that does not exist is an error, not a new empty store.
+    """
     if url.startswith("memory://"):
+        if not create and url not in _memory_stores:
+            raise StorageError(f"no store at {url} in this process")
         return _memory_stores.setdefault(url, MemoryStore(url))
+    if not create:
+        path = _sqlite_file(url)
+        if path is not None and not os.path.exists(path):
+            raise StorageError(f"no store at {path}: check the storage URL, or `poptrain run` first")
     return SQLStore(url)
+
+
+def _parse(url: str) -> URL:
+    try:
+        return make_url(url)
+    except ArgumentError:
+        raise StorageError(f"storage URL {url!r} is not valid: use sqlite:///path/to/file.db, "
+                           f"postgresql://user@host/db or memory://name") from None
+
+
+def _sqlite_file(url: str) -> str | None:
+    """The absolute database file of a sqlite URL (None for other URLs and in-memory SQLite)."""
+    parsed = _parse(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return os.path.abspath(parsed.database)
 
 
 def default_checkpoints(storage: str, experiment: str) -> str:
     """Where checkpoints go unless the spec says: a folder beside the SQLite file."""
     if storage.startswith("memory://"):
         return f"memory://poptrain-checkpoints/{storage[len('memory://'):]}"
-    url = make_url(storage)
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        stem, _ = os.path.splitext(os.path.abspath(url.database))
-        return f"{stem}.checkpoints"
+    path = _sqlite_file(storage)
+    if path is not None:
+        return f"{os.path.splitext(path)[0]}.checkpoints"
     return os.path.abspath("poptrain-checkpoints")
 
 

@@ -86,7 +86,11 @@ class SQLStore(Store):
             self._reader = self._writer if make_url(url).database in (None, "", ":memory:") \
                 else _sqlite_engine(url, immediate=False)
         else:
-            self._writer = self._reader = create_engine(url, pool_pre_ping=True)
+            try:
+                self._writer = self._reader = create_engine(url, pool_pre_ping=True)
+            except ImportError as exc:
+                raise StorageError(f"storage {url!r} needs a database driver that is not installed ({exc.name}): "
+                                   f"pip install it (PostgreSQL: psycopg)") from None
         self._ids: dict[str, int] = {}
         self._create_schema()
 
