@@ -47,7 +47,7 @@ class Worker:
     """Leases members that are due, trains each one interval, reports, and exploits when ready."""
 
     def __init__(self, store: Store, name: str, worker_id: str, *, trainable: type | None = None,
-                 poll: float = 0.05, on_interval: Callable[[], None] | None = None) -> None:
+                 poll: float = 0.1, on_interval: Callable[[], None] | None = None) -> None:
         self.store, self.name, self.id = store, name, worker_id
         self.exp = Experiment.from_spec(store.get_spec(name))
         self.trainable = resolve_trainable(trainable or self.exp.trainable, self.exp.paths)
@@ -61,6 +61,7 @@ class Worker:
         """Work until every member is done or failed."""
         beat = threading.Thread(target=self._heartbeat, daemon=True)
         beat.start()
+        idle = 0.0
         try:
             while not self._stop.is_set():
                 rec = self.store.claim(self.name, self.id, self.exp.lease, time.time(), self.exp.steps,
@@ -68,8 +69,10 @@ class Worker:
                 if rec is None:
                     if not any(m.status == ACTIVE for m in self.store.members(self.name)):
                         return
-                    time.sleep(self.poll)
+                    idle = min(max(2 * idle, 0.002), self.poll)  # a barrier usually opens within milliseconds
+                    time.sleep(idle)
                     continue
+                idle = 0.0
                 self.advance(rec)
         finally:
             self._stop.set()
