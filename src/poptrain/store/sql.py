@@ -8,13 +8,14 @@ import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from sqlalchemy import and_, case, create_engine, delete, event, func, insert, or_, select, update
+from sqlalchemy import and_, create_engine, delete, event, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.pool import StaticPool
 
 from ..errors import StorageError
 from ..population import ACTIVE, DONE, FAILED
+from . import queries as q
 from . import schema as t
 from .base import (CheckpointRecord, Event, MemberRecord, Progress, Report, Store, best_by_mode,
                    clean_score)
@@ -169,42 +170,34 @@ class SQLStore(Store):
 
     def member(self, name: str, member: int) -> MemberRecord:
         with self._read() as c:
-            return _member(c.execute(select(t.members).where(self._where(self._eid(c, name), member))).one())
+            return _member(c.execute(q.member, {"eid": self._eid(c, name), "mid": member}).one())
 
     def claim(self, name: str, worker: str, lease: float, now: float, budget: int, barrier: bool) -> MemberRecord | None:
-        m = t.members.c
         for _ in range(16):
             with self._read() as c:
                 eid = self._eid(c, name)
-                free = or_(m.worker.is_(None), m.worker == worker, m.lease_until < now)
-                cond = and_(m.experiment_id == eid, m.status == ACTIVE, free)
+                params = {"eid": eid, "wid": worker, "now": now}
                 if barrier:
-                    lowest = c.execute(select(func.min(m.step)).where(m.experiment_id == eid, m.status == ACTIVE)).scalar()
-                    cond = and_(cond, or_(m.pending.is_(False), m.step <= (lowest if lowest is not None else 0)))
-                row = c.execute(select(t.members).where(cond)
-                                .order_by(m.step, case((m.worker == worker, 0), else_=1), m.id).limit(1)).first()
+                    lowest = c.execute(q.lowest_active_step, params).scalar()
+                    row = c.execute(q.due_past_barrier, {**params, "lowest": lowest or 0}).first()
+                else:
+                    row = c.execute(q.due, params).first()
             if row is None:
                 return None
             if row.worker == worker and row.lease_until >= now:
                 return _member(row)  # already ours: no write, the heartbeat keeps the lease
             with self._tx() as c:
-                taken = c.execute(update(t.members).where(self._where(eid, row.id), m.status == ACTIVE, free)
-                                  .values(worker=worker, lease_until=now + lease)).rowcount
-                if taken:
-                    return _member(c.execute(select(t.members).where(self._where(eid, row.id))).one())
+                if c.execute(q.take, {**params, "mid": row.id, "claimant": worker, "until": now + lease}).rowcount:
+                    return _member(c.execute(q.member, {"eid": eid, "mid": row.id}).one())
         return None  # lost every race this round; the caller polls again
 
     def renew(self, name: str, worker: str, lease: float, now: float) -> None:
         with self._tx() as c:
-            eid = self._eid(c, name)
-            c.execute(update(t.members).where(t.members.c.experiment_id == eid, t.members.c.worker == worker)
-                      .values(lease_until=now + lease))
+            c.execute(q.renew, {"eid": self._eid(c, name), "wid": worker, "until": now + lease})
 
     def release(self, name: str, member: int, worker: str) -> None:
         with self._tx() as c:
-            eid = self._eid(c, name)
-            c.execute(update(t.members).where(self._where(eid, member), t.members.c.worker == worker)
-                      .values(worker=None, lease_until=0.0))
+            c.execute(q.release, {"eid": self._eid(c, name), "mid": member, "wid": worker})
 
     def expire_worker(self, name: str, worker: str) -> int:
         with self._tx() as c:
@@ -219,15 +212,13 @@ class SQLStore(Store):
 
     def report(self, name: str, member: int, step: int, score: float | None, metrics: dict[str, Any],
                hparams: dict[str, Any], now: float) -> None:
-        r = t.reports.c
         score = clean_score(score)
         with self._tx() as c:
-            eid = self._eid(c, name)
-            c.execute(delete(t.reports).where(r.experiment_id == eid, r.member == member, r.step == step))
-            c.execute(insert(t.reports).values(experiment_id=eid, member=member, step=step, score=score,
-                                               metrics=_dumps(metrics), hparams=_dumps(hparams), time=now))
-            c.execute(update(t.members).where(self._where(eid, member))
-                      .values(step=step, last_score=score, version=t.members.c.version + 1))
+            keys = {"eid": self._eid(c, name), "mid": member, "at_step": step}
+            c.execute(q.drop_report, keys)
+            c.execute(q.add_report, {"experiment_id": keys["eid"], "member": member, "step": step, "score": score,
+                                     "metrics": _dumps(metrics), "hparams": _dumps(hparams), "time": now})
+            c.execute(q.advance, {**keys, "score": score})
 
     def record_exploit(self, name: str, ev: Event) -> None:
         with self._tx() as c:
@@ -280,8 +271,7 @@ class SQLStore(Store):
             eid = self._eid(c, name)
             live = and_(m.experiment_id == eid, m.status != FAILED)
             if window == 1 and at_step is None:
-                rows = c.execute(select(m.id, m.last_score).where(live, m.step > 0))
-                return {row.id: [row.last_score] for row in rows}
+                return {row.id: [row.last_score] for row in c.execute(q.last_scores, {"eid": eid})}
             newest = at_step if at_step is not None else m.step
             query = (select(r.member, r.score).join(t.members, and_(m.experiment_id == r.experiment_id, m.id == r.member))
                      .where(live, r.experiment_id == eid, r.step <= newest, r.step > newest - window)
@@ -318,23 +308,20 @@ class SQLStore(Store):
 
     # checkpoints
     def add_checkpoint(self, name: str, ckpt: CheckpointRecord, version: int, keep: int, now: float) -> list[str]:
-        k = t.checkpoints.c
         with self._tx() as c:
-            eid = self._eid(c, name)
-            mine = and_(k.experiment_id == eid, k.member == ckpt.member)
-            seq = (c.execute(select(func.max(k.seq)).where(mine)).scalar() or 0) + 1
-            c.execute(insert(t.checkpoints).values(
-                experiment_id=eid, member=ckpt.member, seq=seq, step=ckpt.step, key=ckpt.key, checksum=ckpt.checksum,
-                hparams=_dumps(ckpt.hparams), last_ready=ckpt.last_ready, pending=ckpt.pending, created=ckpt.created,
-                pinned_until=ckpt.pinned_until))
-            c.execute(update(t.members).where(self._where(eid, ckpt.member), t.members.c.version == version)
-                      .values(ckpt_version=version))
-            c.execute(update(t.members).where(self._where(eid, ckpt.member))
-                      .values(last_ready=ckpt.last_ready, pending=ckpt.pending))
-            newest = select(k.seq).where(mine).order_by(k.seq.desc()).limit(keep).scalar_subquery()
-            old = c.execute(select(k.seq, k.key).where(mine, k.seq.not_in(newest), k.pinned_until < now)).all()
+            keys = {"eid": self._eid(c, name), "mid": ckpt.member}
+            seq = (c.execute(q.last_seq, keys).scalar() or 0) + 1
+            c.execute(q.add_checkpoint, {
+                "experiment_id": keys["eid"], "member": ckpt.member, "seq": seq, "step": ckpt.step, "key": ckpt.key,
+                "checksum": ckpt.checksum, "hparams": _dumps(ckpt.hparams), "last_ready": ckpt.last_ready,
+                "pending": ckpt.pending, "created": ckpt.created, "pinned_until": ckpt.pinned_until})
+            c.execute(q.mark_current, {**keys, "ver": version})
+            c.execute(q.mark_ready, {**keys, "ready_step": ckpt.last_ready, "is_pending": ckpt.pending})
+            old = c.execute(q.collectable, {**keys, "keep": keep, "now": now}).all()
             if old:
-                c.execute(delete(t.checkpoints).where(mine, k.seq.in_([row.seq for row in old])))
+                k = t.checkpoints.c
+                c.execute(delete(t.checkpoints).where(k.experiment_id == keys["eid"], k.member == ckpt.member,
+                                                      k.seq.in_([row.seq for row in old])))
             return [row.key for row in old]
 
     def checkpoints(self, name: str, member: int) -> list[CheckpointRecord]:

@@ -1,0 +1,50 @@
+"""The SQL store's hot-path statements, built once with bound parameters.
+
+Building a SQLAlchemy statement costs more than SQLite takes to run it; the worker loop runs
+these every interval, so they are constructed at import and only executed with new values.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import and_, bindparam, case, delete, false, func, insert, or_, select, update
+
+from ..population import ACTIVE
+from . import schema as t
+
+m, r, k = t.members.c, t.reports.c, t.checkpoints.c
+
+THIS_MEMBER = and_(m.experiment_id == bindparam("eid"), m.id == bindparam("mid"))
+CLAIMABLE = and_(m.experiment_id == bindparam("eid"), m.status == ACTIVE,
+                 or_(m.worker.is_(None), m.worker == bindparam("wid"), m.lease_until < bindparam("now")))
+MOST_DUE = (m.step, case((m.worker == bindparam("wid"), 0), else_=1), m.id)
+
+member = select(t.members).where(THIS_MEMBER)
+due = select(t.members).where(CLAIMABLE).order_by(*MOST_DUE).limit(1)
+due_past_barrier = (select(t.members)
+                    .where(CLAIMABLE, or_(m.pending == false(), m.step <= bindparam("lowest")))
+                    .order_by(*MOST_DUE).limit(1))
+lowest_active_step = select(func.min(m.step)).where(m.experiment_id == bindparam("eid"), m.status == ACTIVE)
+take = (update(t.members).where(THIS_MEMBER, CLAIMABLE)
+        .values(worker=bindparam("claimant"), lease_until=bindparam("until")))
+renew = (update(t.members).where(m.experiment_id == bindparam("eid"), m.worker == bindparam("wid"))
+         .values(lease_until=bindparam("until")))
+release = (update(t.members).where(THIS_MEMBER, m.worker == bindparam("wid"))
+           .values(worker=None, lease_until=0.0))
+
+drop_report = delete(t.reports).where(r.experiment_id == bindparam("eid"), r.member == bindparam("mid"),
+                                      r.step == bindparam("at_step"))
+add_report = insert(t.reports)
+advance = (update(t.members).where(THIS_MEMBER)
+           .values(step=bindparam("at_step"), last_score=bindparam("score"), version=m.version + 1))
+last_scores = select(m.id, m.last_score).where(m.experiment_id == bindparam("eid"), m.status != "failed", m.step > 0)
+
+THIS_MEMBERS_CHECKPOINTS = and_(k.experiment_id == bindparam("eid"), k.member == bindparam("mid"))
+last_seq = select(func.max(k.seq)).where(THIS_MEMBERS_CHECKPOINTS)
+add_checkpoint = insert(t.checkpoints)
+mark_current = update(t.members).where(THIS_MEMBER, m.version == bindparam("ver")).values(ckpt_version=bindparam("ver"))
+mark_ready = (update(t.members).where(THIS_MEMBER)
+              .values(last_ready=bindparam("ready_step"), pending=bindparam("is_pending")))
+newest_kept = (select(k.seq).where(THIS_MEMBERS_CHECKPOINTS).order_by(k.seq.desc())
+               .limit(bindparam("keep")).scalar_subquery())
+collectable = select(k.seq, k.key).where(THIS_MEMBERS_CHECKPOINTS, k.seq.not_in(newest_kept),
+                                         k.pinned_until < bindparam("now"))
