@@ -135,7 +135,9 @@ def test_interrupted_run_resumes_without_repeating_finished_work(tmp_path):
     before = {m.id: m for m in store.members("q")}
     ckpt_step = {m: (store.checkpoints("q", m)[0].step if store.checkpoints("q", m) else 0) for m in before}
     log.write_text("")
-    assert subprocess.run(cmd, env=env, timeout=120).returncode == 0
+    refused = subprocess.run(cmd, env=env, timeout=120, capture_output=True, text=True)
+    assert refused.returncode == 2 and "is being trained" in refused.stderr  # its dead workers' leases are live
+    assert subprocess.run(cmd + ["--force"], env=env, timeout=120).returncode == 0
     members = store.members("q")
     assert all(m.status == "done" and m.step == 60 for m in members)
     assert len(store.reports("q")) == 4 * 60

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 
 import pandas as pd
 import pytest
@@ -11,7 +12,9 @@ import pytest
 import poptrain
 from poptrain.engines.worker import Worker
 from poptrain.store import CheckpointStore, open_store
-from trainables import AlwaysRaises, NanScore, Quadratic, RaisesOnce
+from conftest import EXAMPLES
+from poptrain.spec import load_spec
+from trainables import AlwaysRaises, BadSetHparams, BadState, ListMetric, NanScore, Quadratic, RaisesOnce, TensorScore
 
 SPACE = {"lr": poptrain.LogUniform(0.001, 0.5)}
 
@@ -102,7 +105,7 @@ def test_corrupt_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
     worker = Worker(store, "q", "doomed")
     # train to step 7; without exploit checkpoints are written only at the end, so force two by hand
     while store.member("q", 0).step < 7:
-        rec = store.claim("q", "doomed", 60, time.time(), 12, barrier=False)
+        rec = store.claim("q", "doomed", 60, time.time(), barrier=False)
         worker.advance(rec)
         if rec.id == 0 and rec.step + 1 in (3, 6):
             member, _ = worker.cache[0]
@@ -130,3 +133,63 @@ def test_stored_experiment_with_other_spec_is_refused(storage):
 def test_unknown_engine_is_refused(storage):
     with pytest.raises(poptrain.SpecError, match="unknown engine 'gpu'"):
         experiment(storage).run(engine="gpu")
+
+
+@pytest.mark.parametrize("cls", [BadState, BadSetHparams, ListMetric])
+def test_user_errors_anywhere_fail_the_member_not_the_run(storage, cls, caplog):
+    initial = [{"lr": 0.45}, {"lr": 0.05}, {"lr": 0.1}, {"lr": 0.2}]
+    exp = experiment(storage, trainable=cls, population=4, initial=initial, max_failures=1)
+    with caplog.at_level(logging.WARNING, logger="poptrain"):
+        result = exp.run(engine="serial")
+    members = result.members()
+    assert "failed" in set(members.status)
+    assert set(members.status) <= {"failed", "done"}
+    errors = " ".join(m.error or "" for m in result.store.members("q"))
+    expected = {BadState: "pickle", BadSetHparams: "cannot change lr", ListMetric: "'history'"}[cls]
+    assert expected in errors
+
+
+def test_numpy_and_torch_scalars_are_scores(storage):
+    result = experiment(storage, trainable=TensorScore, population=2).run(engine="serial")
+    frame = result.frame()
+    assert set(result.members().status) == {"done"}
+    assert frame.score.notna().all() and (frame["metric.loss"] == -frame.score).all()
+    assert set(frame["metric.note"]) == {"ok"}
+
+
+def test_a_run_that_live_workers_hold_is_refused_unless_forced(storage):
+    exp = experiment(storage)
+    exp.create()
+    open_store(storage).claim("q", "elsewhere", 600, time.time(), barrier=False)
+    with pytest.raises(poptrain.PoptrainError, match="is being trained: 1 member.*elsewhere.*--force"):
+        exp.run(engine="serial")
+    assert set(exp.run(engine="serial", force=True).members().status) == {"done"}
+
+
+def test_workers_share_the_population_evenly(storage):
+    exp = experiment(storage, population=6, exploit=None)
+    exp.create()
+    store = open_store(storage)
+    workers = [Worker(store, "q", f"w{i}", max_held=3) for i in range(2)]
+    trained: dict[str, set[int]] = {w.id: set() for w in workers}
+    for _ in range(40):
+        for w in workers:
+            rec = store.claim("q", w.id, 60, time.time(), barrier=False, take_new=len(w.held) < w.max_held)
+            if rec is not None:
+                trained[w.id].add(rec.id)
+                w.advance(rec)
+    assert [len(s) for s in trained.values()] == [3, 3]
+    assert trained["w0"].isdisjoint(trained["w1"])
+
+
+def test_synchronous_sources_are_copied_as_they_were_at_the_barrier():
+    for seed in range(10):
+        exp = load_spec(f"{EXAMPLES}/toy_quadratic.toml", seed=seed, steps=60, storage=f"memory://{uuid.uuid4().hex}")
+        result = exp.run(engine="serial")
+        by_key = {(e.member, e.step): e for e in result.events()}
+        for e in by_key.values():
+            assert e.source_step == e.step  # the source's checkpoint at the barrier, not an older one
+        for m in range(2):
+            steps = result.lineage(m).step.tolist()
+            # each ancestor was copied before the exploit that follows it: the chain goes back in time
+            assert steps == sorted(set(steps)), (seed, m, steps)

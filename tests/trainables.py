@@ -68,3 +68,36 @@ class NanScore(Quadratic):
 
     def evaluate(self) -> dict[str, float]:
         return {"score": float("nan") if self.hparams["lr"] > 0.4 else super().evaluate()["score"]}
+
+
+class BadState(Quadratic):
+    """Its state cannot be saved (a user's bug in state_dict)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"x": self.x, "handle": (lambda: None)}  # a lambda cannot be pickled
+
+
+class BadSetHparams(Quadratic):
+    """Rejects the hyperparameters an exploit gives it."""
+
+    def set_hparams(self, hparams: dict[str, Any]) -> None:
+        if self.trained > 0:
+            raise ValueError("cannot change lr mid-run")
+        super().set_hparams(hparams)
+
+
+class TensorScore(Quadratic):
+    """Returns numpy and torch scalars, as real evaluate() methods do."""
+
+    def evaluate(self) -> dict[str, Any]:
+        import torch
+
+        value = super().evaluate()["score"]
+        return {"score": torch.tensor(value), "loss": np.float32(-value), "note": "ok"}
+
+
+class ListMetric(Quadratic):
+    """Returns a list as a metric: not storable."""
+
+    def evaluate(self) -> dict[str, Any]:
+        return {"score": super().evaluate()["score"], "history": [1, 2, 3]}

@@ -190,7 +190,7 @@ def cmd_run(args: argparse.Namespace, target: Target) -> None:
     if not args.quiet:
         say(console(), f"PBT: {experiment.name} · {experiment.population} members × {experiment.steps} intervals "
                        f"· engine {args.engine} · store {experiment.storage}")
-    result = experiment.run(engine=args.engine, workers=args.workers, progress=not args.quiet)
+    result = experiment.run(engine=args.engine, workers=args.workers, progress=not args.quiet, force=args.force)
     print_summary(result)
     ensure_trained(result)
     if args.baseline:
@@ -199,7 +199,8 @@ def cmd_run(args: argparse.Namespace, target: Target) -> None:
         if not args.quiet:
             say(console(), f"random search (no exploit): {baseline.name} · same members, steps and initial "
                            f"hyperparameters")
-        print_comparison(result, baseline.run(engine=args.engine, workers=args.workers, progress=not args.quiet))
+        print_comparison(result, baseline.run(engine=args.engine, workers=args.workers, progress=not args.quiet,
+                                              force=args.force))
 
 
 def cmd_worker(args: argparse.Namespace, target: Target) -> None:
@@ -227,7 +228,8 @@ def cmd_resume(args: argparse.Namespace, target: Target) -> None:
     from .experiment import resume
 
     existing_store(args.storage).get_spec(args.experiment)
-    result = resume(args.storage, args.experiment, engine=args.engine, workers=args.workers, progress=not args.quiet)
+    result = resume(args.storage, args.experiment, engine=args.engine, workers=args.workers, progress=not args.quiet,
+                    force=args.force)
     print_summary(result)
     ensure_trained(result)
 
@@ -250,6 +252,8 @@ def parser() -> argparse.ArgumentParser:
         cmd.add_argument("--engine", choices=ENGINES, default="local", help="how members run (default: local)")
         cmd.add_argument("--workers", type=positive_int, help="worker processes of the local engine (default: CPUs)")
         cmd.add_argument("--quiet", action="store_true", help="no progress display and no warnings")
+        cmd.add_argument("--force", action="store_true",
+                         help="take over members still leased by workers you know are dead")
 
     run = sub.add_parser("run", help="train a population from a TOML spec", description=(
         "Train the population a TOML spec describes; flags override the spec's fields."))

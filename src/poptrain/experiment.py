@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from . import policy
-from .errors import SpecError
+from .errors import PoptrainError, SpecError
 from .space import Domain, parse_space, sample_hparams, space_to_dict, validate_hparams
 from .store import MemberRecord, default_checkpoints, open_store
 from .trainable import object_path, resolve_trainable
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
 FIELDS = ("name", "trainable", "space", "metric", "mode", "population", "steps", "ready", "exploit", "explore",
           "storage", "seed", "initial", "synchronous", "checkpoints", "lease", "max_failures", "keep_checkpoints",
           "paths")
+
+
+NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 def member_seed(seed: int, member: int) -> int:
@@ -59,8 +63,15 @@ class Experiment:
     paths: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name.strip():
-            raise SpecError("experiment name must be a non-empty string")
+        if not isinstance(self.name, str) or not NAME.fullmatch(self.name):
+            raise SpecError(f"experiment name {self.name!r} must be letters, digits, '.', '_' or '-' "
+                            f"(it names checkpoint folders)")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise SpecError(f"seed must be an integer, not {self.seed!r}")
+        if not isinstance(self.synchronous, bool):
+            raise SpecError(f"synchronous must be true or false, not {self.synchronous!r}")
+        if self.metric is not None and not isinstance(self.metric, str):
+            raise SpecError(f"metric must name a key of evaluate()'s dict, not {self.metric!r}")
         self.paths = [os.path.abspath(p) for p in self.paths]
         for p in reversed(self.paths):
             if p not in sys.path:
@@ -145,22 +156,46 @@ class Experiment:
         store.create_experiment(self.name, self.to_spec(), self.initial_members())
         return True
 
-    def run(self, engine: str = "local", workers: int | None = None, progress: bool = False) -> "Result":
-        """Train the population to its budget (resuming a stored run of the same spec)."""
+    def run(self, engine: str = "local", workers: int | None = None, progress: bool = False,
+            force: bool = False) -> "Result":
+        """Train the population to its budget (resuming a stored run of the same spec).
+
+        A stored run whose members are still leased is being trained by live workers: it is
+        refused (join it with `poptrain worker`) unless `force` says those workers are dead.
+        """
         from .engines import run_engine
         from .result import Result
 
-        self.create()
+        if not self.create():
+            check_not_running(self.storage, self.name, force)
         store = open_store(self.storage)
         run_engine(engine, store, self.name, workers=workers,
                    trainable=None if isinstance(self.trainable, str) else self.trainable, progress=progress)
         return Result(store, self.name)
 
 
-def resume(storage: str, name: str, engine: str = "local", workers: int | None = None,
-           progress: bool = False) -> "Result":
-    """Finish a stored experiment that was interrupted; members restart from their checkpoints."""
-    from .store import open_store
+def check_not_running(storage: str, name: str, force: bool) -> None:
+    """Refuse to start workers on an experiment that live workers hold, unless forced."""
+    import time
 
-    return Experiment.from_spec(open_store(storage).get_spec(name)).run(engine=engine, workers=workers,
-                                                                        progress=progress)
+    store = open_store(storage)
+    now = time.time()
+    live = [m for m in store.members(name) if m.status == "active" and m.worker and m.lease_until > now]
+    if not live:
+        return
+    if force:
+        store.release_all(name)
+        return
+    holders = ", ".join(sorted({m.worker for m in live if m.worker}))
+    wait = max(m.lease_until for m in live) - now
+    raise PoptrainError(
+        f"experiment {name!r} is being trained: {len(live)} member(s) are leased by {holders}. "
+        f"Join it with `poptrain worker --storage {storage} --experiment {name}`; if those workers are dead, "
+        f"wait {wait:.0f} s for their leases to expire or resume with --force")
+
+
+def resume(storage: str, name: str, engine: str = "local", workers: int | None = None,
+           progress: bool = False, force: bool = False) -> "Result":
+    """Finish a stored experiment that was interrupted; members restart from their checkpoints."""
+    spec = open_store(storage, create=False).get_spec(name)
+    return Experiment.from_spec(spec).run(engine=engine, workers=workers, progress=progress, force=force)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 Hparams = dict[str, Any]
 
@@ -19,10 +19,9 @@ class MemberView:
     """One member as the exploit policy sees it: fitness is 'higher is better', never NaN."""
 
     id: int
-    step: int
+    step: int | None  # the step of its latest score, where the engine knows it
     fitness: float
     recent: tuple[float, ...] = ()  # last few fitness values, oldest first (for the t-test)
-    hparams: Hparams = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,3 @@ def fitness(score: float | None, mode: str) -> float:
         return -math.inf
     return float(score) if mode == "max" else -float(score)
 
-
-def views(members: Sequence[MemberView]) -> dict[int, MemberView]:
-    """Index member views by id."""
-    return {m.id: m for m in members}

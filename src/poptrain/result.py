@@ -73,13 +73,18 @@ class Result:
         by_member: dict[int, list[Event]] = {}
         for ev in self.store.events(self.name):
             by_member.setdefault(ev.member, []).append(ev)
+        # A source copied at step t carries the exploits it made at t asynchronously (its checkpoint
+        # is written after its own decision), but not synchronously (it is copied from the barrier).
+        same_step = not self.spec.get("synchronous", False)
         chain: list[Event] = []
-        member, before = member_id, None
+        member, before, seen = member_id, None, set()
         while True:
-            earlier = [e for e in by_member.get(member, []) if before is None or e.step <= before]
-            if not earlier:
+            earlier = [e for e in by_member.get(member, [])
+                       if before is None or e.step < before or (same_step and e.step == before)]
+            if not earlier or id(earlier[-1]) in seen:  # the guard only matters for a corrupted store
                 break
             ev = earlier[-1]
+            seen.add(id(ev))
             chain.append(ev)
             member, before = ev.source, ev.source_step
         rows = [{"member": e.member, "step": e.step, "source": e.source, "source_step": e.source_step,

@@ -14,12 +14,13 @@ from ..store import Store, open_store
 from .progress import ProgressDisplay
 
 
-def worker_main(url: str, name: str, worker_id: str, trainable: Any = None, threads: int | None = None) -> None:
+def worker_main(url: str, name: str, worker_id: str, trainable: Any = None, threads: int | None = None,
+                max_held: int | None = None) -> None:
     """Entry point of one worker process: join the experiment by URL and work until it is done."""
     from .worker import Worker
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the engine's to handle: it stops the workers
-    worker = Worker(open_store(url), name, worker_id, trainable=trainable)
+    worker = Worker(open_store(url), name, worker_id, trainable=trainable, max_held=max_held)
     if threads and "torch" in __import__("sys").modules:
         import torch
 
@@ -38,23 +39,26 @@ def run_local(store: Store, name: str, workers: int | None = None, trainable: An
         raise PoptrainError("the local engine needs a store that processes share: use a sqlite:/// URL, "
                             "or engine='serial' for a memory:// store")
     workers = workers or os.cpu_count() or 1
+    if workers < 1:
+        raise PoptrainError(f"workers must be at least 1, not {workers}")
     threads = max(1, (os.cpu_count() or 1) // workers)
     max_restarts = 3 * workers if max_restarts is None else max_restarts
-    store.release_all(name)
+    spec = store.get_spec(name)
+    share = -(-int(spec["population"]) // workers)  # each worker keeps about its share of the population
     ctx = mp.get_context("spawn")
-    spawned = 0
+    started: list[str] = []
 
     def start() -> tuple[str, Any]:
-        nonlocal spawned
-        worker_id = f"local-{os.getpid()}-{spawned}"
-        spawned += 1
-        proc = ctx.Process(target=worker_main, args=(store.url, name, worker_id, trainable, threads), daemon=True)
+        worker_id = f"local-{os.getpid()}-{len(started)}"
+        started.append(worker_id)
+        proc = ctx.Process(target=worker_main, args=(store.url, name, worker_id, trainable, threads, share),
+                           daemon=True)
         proc.start()
         return worker_id, proc
 
     running = dict(start() for _ in range(workers))
     restarts = 0
-    mode = store.get_spec(name)["mode"]
+    mode = spec["mode"]
     try:
         with ProgressDisplay(store, name, mode, enabled=progress) as display:
             while running:
@@ -80,3 +84,5 @@ def run_local(store: Store, name: str, workers: int | None = None, trainable: An
             proc.terminate()
         for proc in running.values():
             proc.join(5)
+        for worker_id in started:  # they are gone: a resume may take their members at once
+            store.expire_worker(name, worker_id)

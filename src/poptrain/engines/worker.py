@@ -1,4 +1,8 @@
-"""The asynchronous PBT worker loop, written once and shared by every engine that runs processes."""
+"""The PBT worker loop, written once and shared by every engine that runs processes.
+
+A worker leases a member that is due, trains it one interval, reports, and at a ready point
+exploits and explores (or, in synchronous mode, waits at the generation barrier first).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import math
 import threading
 import time
 import traceback
+from collections import OrderedDict
 from dataclasses import replace
 from typing import Any, Callable
 
@@ -15,7 +20,7 @@ import numpy as np
 from ..errors import CorruptCheckpoint
 from ..experiment import Experiment
 from ..population import ACTIVE, Continue, Exploit, MemberView, fitness
-from ..store import CheckpointRecord, CheckpointStore, Event, MemberRecord, Store
+from ..store import CheckpointRecord, CheckpointStore, Event, LeaseLost, MemberRecord, Store
 from ..trainable import Trainable, resolve_trainable
 
 log = logging.getLogger("poptrain")
@@ -23,9 +28,28 @@ log = logging.getLogger("poptrain")
 EXPLOIT_RNG, EXPLORE_RNG = 1, 2
 
 
+class MemberError(Exception):
+    """The user's code (trainable, metric, custom explore) raised for this member."""
+
+
 def decision_rng(seed: int, member: int, step: int, purpose: int) -> np.random.Generator:
     """The generator for one decision: fixed by seed, member and step, whatever the scheduling."""
     return np.random.default_rng([seed, member, step, purpose])
+
+
+def _plain(key: str, value: Any) -> Any:
+    """A metric value as JSON can store it: numbers (numpy, torch scalars too) become floats."""
+    if isinstance(value, (bool, str)) or value is None:
+        return value
+    if hasattr(value, "item"):
+        try:
+            value = value.item()
+        except (ValueError, RuntimeError):
+            raise ValueError(f"evaluate() returned a non-scalar for {key!r}: return a number") from None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"evaluate() returned {type(value).__name__} for {key!r}: return a number") from None
 
 
 def score_of(result: Any, metric: str | None) -> tuple[float | None, dict[str, Any]]:
@@ -35,25 +59,42 @@ def score_of(result: Any, metric: str | None) -> tuple[float | None, dict[str, A
             raise ValueError(
                 f"evaluate() returned keys {sorted(result)} but the experiment's metric is {metric!r}: "
                 f"set metric to one of the keys")
-        metrics = {k: float(v) if isinstance(v, (int, float, np.number)) else v for k, v in result.items()}
+        metrics = {str(k): _plain(str(k), v) for k, v in result.items()}
         score = metrics[metric]
+        if not isinstance(score, float):
+            raise ValueError(f"evaluate()'s metric {metric!r} is {score!r}, not a number")
     else:
-        score = float(result)
+        score = _plain(metric or "score", result)
         metrics = {metric or "score": score}
-    return (score if isinstance(score, float) and math.isfinite(score) else None), metrics
+    return (score if math.isfinite(score) else None), metrics
+
+
+def user(call: Callable[..., Any], *args: Any) -> Any:
+    """Run the user's code; whatever it raises becomes a MemberError (the member's failure)."""
+    try:
+        return call(*args)
+    except Exception as exc:
+        raise MemberError("".join(traceback.format_exception_only(type(exc), exc)).strip()) from exc
 
 
 class Worker:
-    """Leases members that are due, trains each one interval, reports, and exploits when ready."""
+    """Leases members that are due, trains each one interval, reports, and exploits when ready.
+
+    `max_held` caps how many members this worker keeps leased (the local engine gives each worker
+    its share, so the population spreads evenly); `cache_size` caps the live trainables it keeps.
+    """
 
     def __init__(self, store: Store, name: str, worker_id: str, *, trainable: type | None = None,
-                 poll: float = 0.1, on_interval: Callable[[], None] | None = None) -> None:
+                 poll: float = 0.1, on_interval: Callable[[], None] | None = None,
+                 max_held: int | None = None, cache_size: int | None = None) -> None:
         self.store, self.name, self.id = store, name, worker_id
         self.exp = Experiment.from_spec(store.get_spec(name))
         self.trainable = resolve_trainable(trainable or self.exp.trainable, self.exp.paths)
         self.checkpoints = CheckpointStore(self.exp.checkpoints)
-        self.poll, self.on_interval = poll, on_interval
-        self.cache: dict[int, tuple[Trainable, int]] = {}  # member id -> (live trainable, store version)
+        self.poll, self.on_interval, self.max_held = poll, on_interval, max_held
+        self.cache_size = cache_size or max(8, 2 * (max_held or 0))
+        self.cache: OrderedDict[int, tuple[Trainable, int]] = OrderedDict()  # id -> (trainable, version)
+        self.held: set[int] = set()
         self._stop = threading.Event()
 
     # the loop
@@ -63,9 +104,10 @@ class Worker:
         beat.start()
         idle = 0.0
         try:
-            while not self._stop.is_set():
-                rec = self.store.claim(self.name, self.id, self.exp.lease, time.time(), self.exp.steps,
-                                       barrier=self.exp.synchronous)
+            while True:
+                take_new = self.max_held is None or len(self.held) < self.max_held
+                rec = self.store.claim(self.name, self.id, self.exp.lease, time.time(), self.exp.synchronous,
+                                       take_new=take_new)
                 if rec is None:
                     if not any(m.status == ACTIVE for m in self.store.members(self.name)):
                         return
@@ -78,9 +120,6 @@ class Worker:
             self._stop.set()
             beat.join()
 
-    def stop(self) -> None:
-        self._stop.set()
-
     def _heartbeat(self) -> None:
         while not self._stop.wait(self.exp.lease / 3):
             try:
@@ -90,34 +129,39 @@ class Worker:
 
     def advance(self, rec: MemberRecord) -> None:
         """Move one leased member forward: one interval, or its pending decision."""
-        restored = self._materialize(rec)
-        if restored is None:
-            return
-        member, rec = restored
+        self.held.add(rec.id)
+        try:
+            self._advance(rec)
+        except LeaseLost as exc:
+            log.warning("%s; worker %s drops it", exc, self.id)
+            self._forget(rec.id)
+        except MemberError as exc:
+            self._fail(rec, str(exc))
+        finally:
+            self._trim_cache()
+
+    def _advance(self, rec: MemberRecord) -> None:
+        member, rec = self._materialize(rec)
         if rec.step >= self.exp.steps:
             self._finish(rec, member)
             return
         if rec.pending:
             self._decide(rec, member, at_step=rec.step)
             return
-        try:
-            member.train()
-            score, metrics = score_of(member.evaluate(), self.exp.metric)
-        except Exception as exc:
-            self._fail(rec, exc)
-            return
+        user(member.train)
+        score, metrics = user(score_of, user(member.evaluate), self.exp.metric)
         step = rec.step + 1
-        self.store.report(self.name, rec.id, step, score, metrics, rec.hparams, time.time())
+        self.store.report(self.name, rec.id, self.id, step, score, metrics, rec.hparams, time.time())
         rec = replace(rec, step=step, version=rec.version + 1, last_score=score)
-        self.cache[rec.id] = (member, rec.version)
+        self._remember(rec, member)
         if self.on_interval:
             self.on_interval()
         if step >= self.exp.steps:
             self._finish(rec, member)
         elif self.exp.exploit is not None and self.exp.ready.is_ready(step, rec.last_ready):
-            if self.exp.synchronous:
+            if self.exp.synchronous:  # wait at the barrier; any worker takes the decision once it opens
                 self._checkpoint(replace(rec, last_ready=step, pending=True), member)
-                self.store.release(self.name, rec.id, self.id)
+                self._release(rec.id)
             else:
                 self._decide(rec, member, at_step=None)
 
@@ -126,43 +170,54 @@ class Worker:
         """Exploit (copy a better member's state) and explore, or continue; then checkpoint."""
         strategy = self.exp.exploit
         recent = self.store.recent_scores(self.name, strategy.window, at_step)
-        population = [MemberView(id=m, step=rec.step, fitness=fitness(s[-1], self.exp.mode),
+        population = [MemberView(id=m, step=at_step,
+                                 fitness=fitness(s[-1], self.exp.mode),
                                  recent=tuple(fitness(x, self.exp.mode) for x in s)) for m, s in recent.items()]
         me = next((v for v in population if v.id == rec.id), None)
         decision = Continue()
         if me is not None:
             decision = strategy.decide(me, population, decision_rng(self.exp.seed, rec.id, rec.step, EXPLOIT_RNG))
+        exploited = False
         if isinstance(decision, Exploit):
             source = self._load_source(decision.source, at_step)
-            if source is not None:
+            if source is None:
+                log.info("member %d: source %d has no checkpoint to copy yet; it continues", rec.id, decision.source)
+            else:
                 ckpt, state = source
-                member.load_state_dict(state)
-                new = self.exp.explore.explore(ckpt.hparams, self.exp.space,
-                                               decision_rng(self.exp.seed, rec.id, rec.step, EXPLORE_RNG))
-                member.set_hparams(new)
+                user(member.load_state_dict, state)
+                rng = decision_rng(self.exp.seed, rec.id, rec.step, EXPLORE_RNG)
+                new = user(self.exp.explore.explore, ckpt.hparams, self.exp.space, rng)
+                user(member.set_hparams, new)
                 self.store.record_exploit(self.name, Event(
                     member=rec.id, step=rec.step, source=decision.source, source_step=ckpt.step,
-                    old_hparams=rec.hparams, new_hparams=new, time=time.time()))
+                    old_hparams=rec.hparams, new_hparams=new, time=time.time()), self.id)
                 rec = replace(rec, hparams=new, version=rec.version + 1)
+                exploited = True
         rec = replace(rec, last_ready=rec.step, pending=False)
-        self.cache[rec.id] = (member, rec.version)
-        self._checkpoint(rec, member)
-        self.store.release(self.name, rec.id, self.id)
+        self._remember(rec, member)
+        if exploited or at_step is None:
+            self._checkpoint(rec, member)
+        else:  # synchronous and unchanged: the pending checkpoint already holds this state
+            self.store.mark_ready(self.name, rec.id, self.id, rec.step)
+        self._release(rec.id)
 
     def _load_source(self, source: int, at_step: int | None) -> tuple[CheckpointRecord, Any] | None:
         """Pin and read the source's newest good checkpoint; None if it has none.
 
-        If this worker holds the source live and idle with newer weights than its checkpoint, it
-        checkpoints the source first, so the copy is as fresh as the paper's and still verifiable.
+        Asynchronously, if this worker holds the source live with newer weights than its
+        checkpoint, it checkpoints the source first, so the copy is as fresh as the paper's and
+        still verifiable. Synchronously the source's state at the barrier is its pending
+        checkpoint (written before any decision at that step).
         """
         cached = self.cache.get(source)
-        if cached is not None and at_step is None:
+        if cached is not None and at_step is None and source in self.held:
             row = self.store.member(self.name, source)
-            if row.version == cached[1] and row.ckpt_version != row.version and row.worker in (None, self.id):
+            if row.version == cached[1] and row.ckpt_version != row.version and row.worker == self.id:
                 self._checkpoint(row, cached[0])
         skip: tuple[int, ...] = ()
         while True:
-            ckpt = self.store.pin_checkpoint(self.name, source, time.time() + self.exp.lease, at_step, skip)
+            ckpt = self.store.pin_checkpoint(self.name, source, time.time() + self.exp.lease, at_step, skip,
+                                             pending=True if at_step is not None else None)
             if ckpt is None:
                 return None
             try:
@@ -172,59 +227,86 @@ class Worker:
                 skip += (ckpt.seq,)
 
     # state
-    def _materialize(self, rec: MemberRecord) -> tuple[Trainable, MemberRecord] | None:
+    def _materialize(self, rec: MemberRecord) -> tuple[Trainable, MemberRecord]:
         """The member's live trainable: from this worker's memory, its checkpoint, or from scratch."""
         cached = self.cache.get(rec.id)
         if cached is not None and cached[1] == rec.version:
+            self.cache.move_to_end(rec.id)
             return cached[0], rec
         self.cache.pop(rec.id, None)
-        try:
-            for i, ckpt in enumerate(self.store.checkpoints(self.name, rec.id)):
-                try:
-                    state = self.checkpoints.load(ckpt.key, ckpt.checksum)
-                except CorruptCheckpoint as exc:
-                    log.warning("member %d: %s; falling back to its previous checkpoint", rec.id, exc)
-                    self.store.delete_checkpoint(self.name, rec.id, ckpt.seq, math.inf)
-                    continue
-                member = self.trainable(dict(ckpt.hparams), rec.seed)
-                member.load_state_dict(state)
-                member.set_hparams(dict(ckpt.hparams))
-                if i > 0 or rec.version != rec.ckpt_version:
-                    rec = self.store.rollback(self.name, rec.id, ckpt)
-                self.cache[rec.id] = (member, rec.version)
-                return member, rec
-            if rec.step > 0 or rec.version != rec.ckpt_version:
-                rec = self.store.rollback(self.name, rec.id, None)
-            member = self.trainable(dict(rec.hparams), rec.seed)
-        except Exception as exc:
-            self._fail(rec, exc)
-            return None
-        self.cache[rec.id] = (member, rec.version)
+        for i, ckpt in enumerate(self.store.checkpoints(self.name, rec.id)):
+            try:
+                state = self.checkpoints.load(ckpt.key, ckpt.checksum)
+            except CorruptCheckpoint as exc:
+                log.warning("member %d: %s; falling back to its previous checkpoint", rec.id, exc)
+                if self.store.delete_checkpoint(self.name, rec.id, ckpt.seq, math.inf):
+                    self.checkpoints.delete(ckpt.key)
+                continue
+            member = user(self.trainable, dict(ckpt.hparams), rec.seed)
+            user(member.load_state_dict, state)
+            user(member.set_hparams, dict(ckpt.hparams))
+            if i > 0 or rec.version != rec.ckpt_version:
+                rec = self.store.rollback(self.name, rec.id, self.id, ckpt)
+            self._remember(rec, member)
+            return member, rec
+        if rec.step > 0 or rec.version != rec.ckpt_version:
+            rec = self.store.rollback(self.name, rec.id, self.id, None)
+        member = user(self.trainable, dict(rec.hparams), rec.seed)
+        self._remember(rec, member)
         return member, rec
 
     def _checkpoint(self, rec: MemberRecord, member: Trainable) -> None:
         """Save the member's state as its newest checkpoint, then drop old unpinned ones."""
         key = self.checkpoints.key_for(self.name, rec.id, rec.step)
-        checksum = self.checkpoints.save(key, member.state_dict())
+        checksum = user(self.checkpoints.save, key, user(member.state_dict))
         now = time.time()
-        dropped = self.store.add_checkpoint(self.name, CheckpointRecord(
-            member=rec.id, seq=0, step=rec.step, key=key, checksum=checksum, hparams=rec.hparams,
-            last_ready=rec.last_ready, pending=rec.pending, created=now), rec.version, self.exp.keep_checkpoints, now)
+        try:
+            dropped = self.store.add_checkpoint(self.name, CheckpointRecord(
+                member=rec.id, seq=0, step=rec.step, key=key, checksum=checksum, hparams=rec.hparams,
+                last_ready=rec.last_ready, pending=rec.pending, created=now), rec.version,
+                self.exp.keep_checkpoints, now, self.id)
+        except LeaseLost:
+            self.checkpoints.delete(key)
+            raise
         for old in dropped:
             self.checkpoints.delete(old)
 
     def _finish(self, rec: MemberRecord, member: Trainable) -> None:
         if rec.version != rec.ckpt_version:
             self._checkpoint(rec, member)
-        self.store.finish(self.name, rec.id)
-        self.cache.pop(rec.id, None)
+        self.store.finish(self.name, rec.id, self.id)
+        self._forget(rec.id)
 
-    def _fail(self, rec: MemberRecord, exc: BaseException) -> None:
-        """Count a trainable's error; the member retries from its checkpoint, up to max_failures."""
-        self.cache.pop(rec.id, None)
-        error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        status = self.store.record_failure(self.name, rec.id, error, self.exp.max_failures)
+    def _fail(self, rec: MemberRecord, error: str) -> None:
+        """Count a user-code error; the member retries from its checkpoint, up to max_failures."""
+        self._forget(rec.id)
+        try:
+            status = self.store.record_failure(self.name, rec.id, self.id, error, self.exp.max_failures)
+        except LeaseLost:
+            return
         if status == ACTIVE:
             log.warning("member %d raised at step %d (%s); retrying from its last checkpoint", rec.id, rec.step, error)
         else:
-            log.error("member %d failed %d times and is marked failed: %s", rec.id, rec.failures + 1, error)
+            log.error("member %d failed more than %d times and is marked failed: %s", rec.id,
+                      self.exp.max_failures, error)
+
+    # bookkeeping
+    def _remember(self, rec: MemberRecord, member: Trainable) -> None:
+        self.cache[rec.id] = (member, rec.version)
+        self.cache.move_to_end(rec.id)
+
+    def _release(self, member: int) -> None:
+        self.store.release(self.name, member, self.id)
+        self.held.discard(member)
+
+    def _forget(self, member: int) -> None:
+        self.cache.pop(member, None)
+        self.held.discard(member)
+
+    def _trim_cache(self) -> None:
+        """Keep at most `cache_size` live trainables, dropping the least recently used idle ones."""
+        for member in list(self.cache):
+            if len(self.cache) <= self.cache_size:
+                return
+            if member not in self.held:
+                del self.cache[member]

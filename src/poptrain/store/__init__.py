@@ -8,7 +8,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from ..errors import StorageError
-from .base import CheckpointRecord, Event, MemberRecord, Progress, Report, Store
+from .base import CheckpointRecord, Event, LeaseLost, MemberRecord, Progress, Report, Store
 from .checkpoints import CheckpointStore
 from .memory import MemoryStore
 from .sql import SQLStore
@@ -58,5 +58,5 @@ def default_checkpoints(storage: str, experiment: str) -> str:
     return os.path.abspath("poptrain-checkpoints")
 
 
-__all__ = ["CheckpointRecord", "CheckpointStore", "Event", "MemberRecord", "MemoryStore", "Progress", "Report",
+__all__ = ["CheckpointRecord", "CheckpointStore", "Event", "LeaseLost", "MemberRecord", "MemoryStore", "Progress", "Report",
            "SQLStore", "Store", "default_checkpoints", "open_store"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..population import Hparams
@@ -25,7 +25,7 @@ class MemberRecord:
     worker: str | None = None
     lease_until: float = 0.0
     version: int = 0  # bumped on every change of the member's state
-    ckpt_version: int = -1  # the version its newest checkpoint holds; == version means current
+    ckpt_version: int = 0  # the version its newest checkpoint (or step 0) holds; == version means current
     last_score: float | None = None
     failures: int = 0
     error: str | None = None
@@ -86,7 +86,6 @@ class Progress:
     exploits: int
     best_member: int | None
     best_score: float | None
-    counts: dict[str, int] = field(default_factory=dict)
 
 
 def clean_score(score: float | None) -> float | None:
@@ -97,8 +96,16 @@ def clean_score(score: float | None) -> float | None:
     return score if math.isfinite(score) else None
 
 
+class LeaseLost(Exception):
+    """The member is no longer held by this worker (its lease expired and another took it)."""
+
+
 class Store(ABC):
-    """The single source of truth of a PBT run: experiments, members, scores, lineage."""
+    """The single source of truth of a PBT run: experiments, members, scores, lineage.
+
+    Every write that changes a member's training state names the worker that holds it and
+    raises LeaseLost, changing nothing, if another worker holds it now.
+    """
 
     url: str
 
@@ -115,7 +122,7 @@ class Store(ABC):
     def experiments(self) -> list[str]:
         """Names of the experiments in this store."""
 
-    # members
+    # members and leases
     @abstractmethod
     def members(self, name: str) -> list[MemberRecord]:
         """Every member of the experiment, by id."""
@@ -125,11 +132,13 @@ class Store(ABC):
         """One member's row."""
 
     @abstractmethod
-    def claim(self, name: str, worker: str, lease: float, now: float, budget: int, barrier: bool) -> MemberRecord | None:
-        """Lease the member that is most due (lowest step; the caller's own first) or None.
+    def claim(self, name: str, worker: str, lease: float, now: float, barrier: bool,
+              take_new: bool = True) -> MemberRecord | None:
+        """The most due member for `worker` (lowest step; its own first), leased to it; or None.
 
-        With `barrier` (synchronous mode) a member pending a decision is due only once every
-        active member has reached its step.
+        Without `take_new` only members the worker already holds are considered. With `barrier`
+        (synchronous mode) a member pending a decision is due only once every active member has
+        reached its step.
         """
 
     @abstractmethod
@@ -146,27 +155,41 @@ class Store(ABC):
 
     @abstractmethod
     def release_all(self, name: str) -> None:
-        """End every lease (resume after a whole run was stopped)."""
+        """End every lease (resuming a run whose workers are known to be dead)."""
 
+    # training state (each raises LeaseLost unless `worker` holds the member)
     @abstractmethod
-    def report(self, name: str, member: int, step: int, score: float | None, metrics: dict[str, Any],
-               hparams: Hparams, now: float) -> None:
+    def report(self, name: str, member: int, worker: str, step: int, score: float | None,
+               metrics: dict[str, Any], hparams: Hparams, now: float) -> None:
         """Record an evaluation and advance the member to `step`."""
 
     @abstractmethod
-    def record_exploit(self, name: str, event: Event) -> None:
+    def record_exploit(self, name: str, event: Event, worker: str) -> None:
         """Record an exploit/explore event and give the member its new hyperparameters."""
 
     @abstractmethod
-    def finish(self, name: str, member: int) -> None:
+    def mark_ready(self, name: str, member: int, worker: str, step: int) -> None:
+        """Record a decision to continue at ready point `step` (no new checkpoint is needed)."""
+
+    @abstractmethod
+    def add_checkpoint(self, name: str, ckpt: CheckpointRecord, version: int, keep: int, now: float,
+                       worker: str) -> list[str]:
+        """Record a written checkpoint and forget all but the newest `keep` unpinned ones.
+
+        The checkpoint becomes current if the member is still at `version`; the member takes the
+        checkpoint's ready markers (last_ready, pending). Returns the keys whose files to delete.
+        """
+
+    @abstractmethod
+    def finish(self, name: str, member: int, worker: str) -> None:
         """Mark the member done (its budget reached) and release it."""
 
     @abstractmethod
-    def record_failure(self, name: str, member: int, error: str, max_failures: int) -> str:
-        """Count a failure of the member's trainable; returns its status (failed past the limit)."""
+    def record_failure(self, name: str, member: int, worker: str, error: str, max_failures: int) -> str:
+        """Count a failure of the member's trainable and release it; returns its status."""
 
     @abstractmethod
-    def rollback(self, name: str, member: int, ckpt: CheckpointRecord | None, initial: bool = False) -> MemberRecord:
+    def rollback(self, name: str, member: int, worker: str, ckpt: CheckpointRecord | None) -> MemberRecord:
         """Return a member to its checkpoint (or to step 0), dropping reports and events after it."""
 
     # scores and lineage
@@ -188,21 +211,14 @@ class Store(ABC):
 
     # checkpoints
     @abstractmethod
-    def add_checkpoint(self, name: str, ckpt: CheckpointRecord, version: int, keep: int, now: float) -> list[str]:
-        """Record a written checkpoint and forget all but the newest `keep` unpinned ones.
-
-        The checkpoint becomes current if the member is still at `version`; the member takes the
-        checkpoint's ready markers (last_ready, pending). Returns the keys whose files to delete.
-        """
-
-    @abstractmethod
     def checkpoints(self, name: str, member: int) -> list[CheckpointRecord]:
         """The member's checkpoints, newest first."""
 
     @abstractmethod
     def pin_checkpoint(self, name: str, member: int, until: float, at_step: int | None = None,
-                       skip: tuple[int, ...] = ()) -> CheckpointRecord | None:
-        """Protect the member's newest checkpoint (at or before `at_step`) from deletion until `until`."""
+                       skip: tuple[int, ...] = (), pending: bool | None = None) -> CheckpointRecord | None:
+        """Protect the member's newest checkpoint (at or before `at_step`; only pending or
+        non-pending ones if `pending` is given) from deletion until `until`."""
 
     @abstractmethod
     def delete_checkpoint(self, name: str, member: int, seq: int, now: float) -> bool:
@@ -210,6 +226,17 @@ class Store(ABC):
 
     def close(self) -> None:
         """Release connections."""
+
+
+def summarize(rows: list[Any], exploits: int, steps: int, mode: str) -> Progress:
+    """Summarise member rows (with id, step, status, last_score) into a Progress."""
+    counts = {"active": 0, "done": 0, "failed": 0}
+    for row in rows:
+        counts[row.status] = counts.get(row.status, 0) + 1
+    best, score = best_by_mode({row.id: row.last_score for row in rows if row.status != "failed"}, mode)
+    return Progress(steps_done=sum(row.step for row in rows), steps_total=len(rows) * steps, members=len(rows),
+                    active=counts["active"], done=counts["done"], failed=counts["failed"], exploits=exploits,
+                    best_member=best, best_score=score)
 
 
 def best_by_mode(scores: dict[int, float | None], mode: str) -> tuple[int | None, float | None]:

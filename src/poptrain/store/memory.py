@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import threading
 from dataclasses import replace
 from types import SimpleNamespace
@@ -10,8 +11,7 @@ from typing import Any
 
 from ..errors import StorageError
 from ..population import ACTIVE, DONE, FAILED
-from .base import CheckpointRecord, Event, MemberRecord, Progress, Report, Store, clean_score
-from .sql import _progress
+from .base import CheckpointRecord, Event, LeaseLost, MemberRecord, Progress, Report, Store, clean_score, summarize
 
 
 class _Experiment:
@@ -64,16 +64,20 @@ class MemoryStore(Store):
         with self._lock:
             return self._get(name).members[member]
 
-    def claim(self, name: str, worker: str, lease: float, now: float, budget: int, barrier: bool) -> MemberRecord | None:
+    def claim(self, name: str, worker: str, lease: float, now: float, barrier: bool,
+              take_new: bool = True) -> MemberRecord | None:
         with self._lock:
             active = [m for m in self._get(name).members.values() if m.status == ACTIVE]
             lowest = min((m.step for m in active), default=0)
             due = [m for m in active
                    if (m.worker is None or m.worker == worker or m.lease_until < now)
+                   and (take_new or m.worker == worker)
                    and not (barrier and m.pending and m.step > lowest)]
             if not due:
                 return None
             pick = min(due, key=lambda m: (m.step, 0 if m.worker == worker else 1, m.id))
+            if pick.worker == worker and pick.lease_until >= now:
+                return pick  # already ours: the heartbeat keeps the lease
             return self._set(name, pick.id, worker=worker, lease_until=now + lease)
 
     def renew(self, name: str, worker: str, lease: float, now: float) -> None:
@@ -99,37 +103,49 @@ class MemoryStore(Store):
             for member in list(self._get(name).members):
                 self._set(name, member, worker=None, lease_until=0.0)
 
-    def report(self, name: str, member: int, step: int, score: float | None, metrics: dict[str, Any],
-               hparams: dict[str, Any], now: float) -> None:
+    def _held(self, name: str, member: int, worker: str) -> MemberRecord:
+        m = self._get(name).members[member]
+        if m.worker != worker:
+            raise LeaseLost(f"member {member} is no longer held by worker {worker}")
+        return m
+
+    def report(self, name: str, member: int, worker: str, step: int, score: float | None,
+               metrics: dict[str, Any], hparams: dict[str, Any], now: float) -> None:
         with self._lock:
-            exp = self._get(name)
+            m = self._held(name, member, worker)
             score = clean_score(score)
-            exp.reports[(member, step)] = Report(member, step, score, copy.deepcopy(metrics), dict(hparams), now)
-            self._set(name, member, step=step, last_score=score, version=exp.members[member].version + 1)
+            metrics = json.loads(json.dumps(metrics))  # the same JSON round trip as the SQL store
+            self._get(name).reports[(member, step)] = Report(member, step, score, metrics, dict(hparams), now)
+            self._set(name, member, step=step, last_score=score, version=m.version + 1)
 
-    def record_exploit(self, name: str, event: Event) -> None:
+    def record_exploit(self, name: str, event: Event, worker: str) -> None:
         with self._lock:
-            exp = self._get(name)
-            exp.events.append(event)
-            self._set(name, event.member, hparams=dict(event.new_hparams),
-                      version=exp.members[event.member].version + 1)
+            m = self._held(name, event.member, worker)
+            self._get(name).events.append(event)
+            self._set(name, event.member, hparams=dict(event.new_hparams), version=m.version + 1)
 
-    def finish(self, name: str, member: int) -> None:
+    def mark_ready(self, name: str, member: int, worker: str, step: int) -> None:
         with self._lock:
+            self._held(name, member, worker)
+            self._set(name, member, last_ready=step, pending=False)
+
+    def finish(self, name: str, member: int, worker: str) -> None:
+        with self._lock:
+            self._held(name, member, worker)
             self._set(name, member, status=DONE, worker=None, lease_until=0.0)
 
-    def record_failure(self, name: str, member: int, error: str, max_failures: int) -> str:
+    def record_failure(self, name: str, member: int, worker: str, error: str, max_failures: int) -> str:
         with self._lock:
-            m = self._get(name).members[member]
+            m = self._held(name, member, worker)
             status = FAILED if m.failures + 1 > max_failures else ACTIVE
             self._set(name, member, failures=m.failures + 1, error=error, status=status, worker=None,
                       lease_until=0.0, version=m.version + 1)
             return status
 
-    def rollback(self, name: str, member: int, ckpt: CheckpointRecord | None, initial: bool = False) -> MemberRecord:
+    def rollback(self, name: str, member: int, worker: str, ckpt: CheckpointRecord | None) -> MemberRecord:
         with self._lock:
             exp = self._get(name)
-            m = exp.members[member]
+            m = self._held(name, member, worker)
             if ckpt is None:
                 step, hparams, last_ready, pending = 0, m.initial_hparams, 0, False
                 exp.events = [e for e in exp.events if e.member != member]
@@ -171,17 +187,18 @@ class MemoryStore(Store):
             exp = self._get(name)
             rows = [SimpleNamespace(id=m.id, step=m.step, status=m.status, last_score=m.last_score)
                     for m in exp.members.values()]
-            return _progress(rows, len(exp.events), exp.spec, mode)
+            return summarize(rows, len(exp.events), int(exp.spec["steps"]), mode)
 
-    def add_checkpoint(self, name: str, ckpt: CheckpointRecord, version: int, keep: int, now: float) -> list[str]:
+    def add_checkpoint(self, name: str, ckpt: CheckpointRecord, version: int, keep: int, now: float,
+                       worker: str) -> list[str]:
         with self._lock:
             exp = self._get(name)
+            m = self._held(name, ckpt.member, worker)
             held = exp.checkpoints[ckpt.member]
             seq = max((c.seq for c in held), default=0) + 1
             held.insert(0, replace(ckpt, seq=seq))
-            if exp.members[ckpt.member].version == version:
-                self._set(name, ckpt.member, ckpt_version=version)
-            self._set(name, ckpt.member, last_ready=ckpt.last_ready, pending=ckpt.pending)
+            self._set(name, ckpt.member, last_ready=ckpt.last_ready, pending=ckpt.pending,
+                      ckpt_version=version if m.version == version else m.ckpt_version)
             old = [c for c in held[keep:] if c.pinned_until < now]
             exp.checkpoints[ckpt.member] = [c for c in held if c not in old]
             return [c.key for c in old]
@@ -191,11 +208,12 @@ class MemoryStore(Store):
             return list(self._get(name).checkpoints[member])
 
     def pin_checkpoint(self, name: str, member: int, until: float, at_step: int | None = None,
-                       skip: tuple[int, ...] = ()) -> CheckpointRecord | None:
+                       skip: tuple[int, ...] = (), pending: bool | None = None) -> CheckpointRecord | None:
         with self._lock:
             held = self._get(name).checkpoints[member]
             for i, c in enumerate(held):
-                if (at_step is None or c.step <= at_step) and c.seq not in skip:
+                if ((at_step is None or c.step <= at_step) and c.seq not in skip
+                        and (pending is None or c.pending == pending)):
                     held[i] = replace(c, pinned_until=max(c.pinned_until, until))
                     return c
             return None

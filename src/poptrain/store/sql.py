@@ -17,8 +17,7 @@ from ..errors import StorageError
 from ..population import ACTIVE, DONE, FAILED
 from . import queries as q
 from . import schema as t
-from .base import (CheckpointRecord, Event, MemberRecord, Progress, Report, Store, best_by_mode,
-                   clean_score)
+from .base import CheckpointRecord, Event, LeaseLost, MemberRecord, Progress, Report, Store, clean_score, summarize
 
 
 def _dumps(value: Any) -> str:
@@ -172,16 +171,18 @@ class SQLStore(Store):
         with self._read() as c:
             return _member(c.execute(q.member, {"eid": self._eid(c, name), "mid": member}).one())
 
-    def claim(self, name: str, worker: str, lease: float, now: float, budget: int, barrier: bool) -> MemberRecord | None:
+    def claim(self, name: str, worker: str, lease: float, now: float, barrier: bool,
+              take_new: bool = True) -> MemberRecord | None:
         for _ in range(16):
             with self._read() as c:
                 eid = self._eid(c, name)
                 params = {"eid": eid, "wid": worker, "now": now}
                 if barrier:
                     lowest = c.execute(q.lowest_active_step, params).scalar()
-                    row = c.execute(q.due_past_barrier, {**params, "lowest": lowest or 0}).first()
+                    query = q.due_past_barrier if take_new else q.due_mine_past_barrier
+                    row = c.execute(query, {**params, "lowest": lowest or 0}).first()
                 else:
-                    row = c.execute(q.due, params).first()
+                    row = c.execute(q.due if take_new else q.due_mine, params).first()
             if row is None:
                 return None
             if row.worker == worker and row.lease_until >= now:
@@ -210,42 +211,50 @@ class SQLStore(Store):
             eid = self._eid(c, name)
             c.execute(update(t.members).where(t.members.c.experiment_id == eid).values(worker=None, lease_until=0.0))
 
-    def report(self, name: str, member: int, step: int, score: float | None, metrics: dict[str, Any],
-               hparams: dict[str, Any], now: float) -> None:
+    def _held(self, c: Connection, eid: int, member: int, holder: str, **values: Any) -> None:
+        """Update a member held by `holder`; LeaseLost (rolling back the transaction) if it is not."""
+        if not c.execute(update(t.members).where(self._where(eid, member), t.members.c.worker == holder)
+                         .values(**values)).rowcount:
+            raise LeaseLost(f"member {member} is no longer held by worker {holder}")
+
+    def report(self, name: str, member: int, worker: str, step: int, score: float | None,
+               metrics: dict[str, Any], hparams: dict[str, Any], now: float) -> None:
         score = clean_score(score)
         with self._tx() as c:
             keys = {"eid": self._eid(c, name), "mid": member, "at_step": step}
+            if not c.execute(q.advance, {**keys, "wid": worker, "score": score}).rowcount:
+                raise LeaseLost(f"member {member} is no longer held by worker {worker}")
             c.execute(q.drop_report, keys)
             c.execute(q.add_report, {"experiment_id": keys["eid"], "member": member, "step": step, "score": score,
                                      "metrics": _dumps(metrics), "hparams": _dumps(hparams), "time": now})
-            c.execute(q.advance, {**keys, "score": score})
 
-    def record_exploit(self, name: str, ev: Event) -> None:
+    def record_exploit(self, name: str, ev: Event, worker: str) -> None:
         with self._tx() as c:
             eid = self._eid(c, name)
+            self._held(c, eid, ev.member, worker, hparams=_dumps(ev.new_hparams), version=t.members.c.version + 1)
             c.execute(insert(t.events).values(
                 experiment_id=eid, member=ev.member, step=ev.step, source=ev.source, source_step=ev.source_step,
                 old_hparams=_dumps(ev.old_hparams), new_hparams=_dumps(ev.new_hparams), kind=ev.kind, time=ev.time))
-            c.execute(update(t.members).where(self._where(eid, ev.member))
-                      .values(hparams=_dumps(ev.new_hparams), version=t.members.c.version + 1))
 
-    def finish(self, name: str, member: int) -> None:
+    def mark_ready(self, name: str, member: int, worker: str, step: int) -> None:
         with self._tx() as c:
-            c.execute(update(t.members).where(self._where(self._eid(c, name), member))
-                      .values(status=DONE, worker=None, lease_until=0.0))
+            self._held(c, self._eid(c, name), member, worker, last_ready=step, pending=False)
 
-    def record_failure(self, name: str, member: int, error: str, max_failures: int) -> str:
+    def finish(self, name: str, member: int, worker: str) -> None:
+        with self._tx() as c:
+            self._held(c, self._eid(c, name), member, worker, status=DONE, worker=None, lease_until=0.0)
+
+    def record_failure(self, name: str, member: int, worker: str, error: str, max_failures: int) -> str:
         m = t.members.c
         with self._tx() as c:
             eid = self._eid(c, name)
             failures = c.execute(select(m.failures).where(self._where(eid, member))).scalar_one() + 1
             status = FAILED if failures > max_failures else ACTIVE
-            c.execute(update(t.members).where(self._where(eid, member)).values(
-                failures=failures, error=error, status=status, worker=None, lease_until=0.0,
-                version=m.version + 1))
+            self._held(c, eid, member, worker, failures=failures, error=error, status=status, worker=None,
+                       lease_until=0.0, version=m.version + 1)
             return status
 
-    def rollback(self, name: str, member: int, ckpt: CheckpointRecord | None, initial: bool = False) -> MemberRecord:
+    def rollback(self, name: str, member: int, worker: str, ckpt: CheckpointRecord | None) -> MemberRecord:
         r, e, m = t.reports.c, t.events.c, t.members.c
         with self._tx() as c:
             eid = self._eid(c, name)
@@ -256,12 +265,11 @@ class SQLStore(Store):
             else:
                 step, hparams, last_ready, pending = ckpt.step, ckpt.hparams, ckpt.last_ready, ckpt.pending
                 late_event = and_(e.member == member, or_(e.step > step, and_(e.step == step, e.time > ckpt.created)))
+            score = c.execute(select(r.score).where(r.experiment_id == eid, r.member == member, r.step == step)).scalar()
+            self._held(c, eid, member, worker, step=step, hparams=_dumps(hparams), last_ready=last_ready,
+                       pending=pending, last_score=score, version=m.version + 1, ckpt_version=m.version + 1)
             c.execute(delete(t.reports).where(r.experiment_id == eid, r.member == member, r.step > step))
             c.execute(delete(t.events).where(e.experiment_id == eid, late_event))
-            score = c.execute(select(r.score).where(r.experiment_id == eid, r.member == member, r.step == step)).scalar()
-            c.execute(update(t.members).where(self._where(eid, member)).values(
-                step=step, hparams=_dumps(hparams), last_ready=last_ready, pending=pending, last_score=score,
-                version=m.version + 1, ckpt_version=m.version + 1))
             return _member(c.execute(select(t.members).where(self._where(eid, member))).one())
 
     # scores and lineage
@@ -304,19 +312,22 @@ class SQLStore(Store):
             rows = c.execute(select(m.id, m.step, m.status, m.last_score).where(m.experiment_id == eid)).all()
             exploits = c.execute(select(func.count()).select_from(t.events).where(t.events.c.experiment_id == eid)).scalar()
             spec = json.loads(c.execute(select(t.experiments.c.spec).where(t.experiments.c.id == eid)).scalar_one())
-        return _progress(rows, exploits, spec, mode)
+        return summarize(rows, exploits, int(spec["steps"]), mode)
 
     # checkpoints
-    def add_checkpoint(self, name: str, ckpt: CheckpointRecord, version: int, keep: int, now: float) -> list[str]:
+    def add_checkpoint(self, name: str, ckpt: CheckpointRecord, version: int, keep: int, now: float,
+                       worker: str) -> list[str]:
         with self._tx() as c:
             keys = {"eid": self._eid(c, name), "mid": ckpt.member}
+            ready = {**keys, "wid": worker, "ready_step": ckpt.last_ready, "is_pending": ckpt.pending}
+            if not c.execute(q.mark_ready, ready).rowcount:
+                raise LeaseLost(f"member {ckpt.member} is no longer held by worker {worker}")
             seq = (c.execute(q.last_seq, keys).scalar() or 0) + 1
             c.execute(q.add_checkpoint, {
                 "experiment_id": keys["eid"], "member": ckpt.member, "seq": seq, "step": ckpt.step, "key": ckpt.key,
                 "checksum": ckpt.checksum, "hparams": _dumps(ckpt.hparams), "last_ready": ckpt.last_ready,
                 "pending": ckpt.pending, "created": ckpt.created, "pinned_until": ckpt.pinned_until})
             c.execute(q.mark_current, {**keys, "ver": version})
-            c.execute(q.mark_ready, {**keys, "ready_step": ckpt.last_ready, "is_pending": ckpt.pending})
             old = c.execute(q.collectable, {**keys, "keep": keep, "now": now}).all()
             if old:
                 k = t.checkpoints.c
@@ -332,13 +343,15 @@ class SQLStore(Store):
             return [_checkpoint(x) for x in rows]
 
     def pin_checkpoint(self, name: str, member: int, until: float, at_step: int | None = None,
-                       skip: tuple[int, ...] = ()) -> CheckpointRecord | None:
+                       skip: tuple[int, ...] = (), pending: bool | None = None) -> CheckpointRecord | None:
         k = t.checkpoints.c
         with self._tx() as c:
             eid = self._eid(c, name)
             cond = and_(k.experiment_id == eid, k.member == member)
             if at_step is not None:
                 cond = and_(cond, k.step <= at_step)
+            if pending is not None:
+                cond = and_(cond, k.pending == pending)
             if skip:
                 cond = and_(cond, k.seq.not_in(skip))
             row = c.execute(select(t.checkpoints).where(cond).order_by(k.seq.desc()).limit(1)).first()
@@ -355,14 +368,3 @@ class SQLStore(Store):
             eid = self._eid(c, name)
             return c.execute(delete(t.checkpoints).where(k.experiment_id == eid, k.member == member, k.seq == seq,
                                                          k.pinned_until < now)).rowcount == 1
-
-
-def _progress(rows: list[Any], exploits: int, spec: dict[str, Any], mode: str) -> Progress:
-    """Summarise member rows (id, step, status, last_score) into a Progress."""
-    counts = {ACTIVE: 0, DONE: 0, FAILED: 0}
-    for row in rows:
-        counts[row.status] = counts.get(row.status, 0) + 1
-    best, score = best_by_mode({row.id: row.last_score for row in rows if row.status != FAILED}, mode)
-    return Progress(steps_done=sum(row.step for row in rows), steps_total=len(rows) * int(spec["steps"]),
-                    members=len(rows), active=counts[ACTIVE], done=counts[DONE], failed=counts[FAILED],
-                    exploits=exploits, best_member=best, best_score=score, counts=counts)
