@@ -250,6 +250,21 @@ def test_bad_spec_is_one_error_line(tmp_path: Path, case: str) -> None:
     assert_user_error(code, out, err, str(spec), needle)
 
 
+def test_bad_specs_against_an_existing_store_lose_nothing(toy_run: tuple[str, str, str], tmp_path: Path) -> None:
+    url, _, _ = toy_run
+    before = poptrain.load(url, "toy_quadratic")
+    frame, events = before.frame(), before.events()
+    for case, (replace, needle) in BAD_SPECS.items():
+        folder = tmp_path / case.replace(" ", "_")
+        folder.mkdir()
+        assert_user_error(*cli("run", toy_toml(folder, replace), "--storage", url, "--engine", "serial", "--quiet"),
+                          needle)
+    code, out, err = cli("run", TOY, "--storage", url, "--engine", "serial", "--steps", "50", "--quiet")
+    assert_user_error(code, out, err, "already exists", "steps")  # a changed spec never overwrites a stored run
+    after = poptrain.load(url, "toy_quadratic")
+    assert after.frame().equals(frame) and after.events() == events
+
+
 def test_storage_directory_that_does_not_exist(tmp_path: Path) -> None:
     url = sqlite(tmp_path / "no" / "such" / "dir" / "x.db")
     code, out, err = cli("run", TOY, "--storage", url, "--engine", "serial", "--quiet")

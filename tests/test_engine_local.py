@@ -99,6 +99,10 @@ def test_sigkill_of_a_worker_mid_run_loses_nothing(tmp_path, monkeypatch):
     steps = result.frame().groupby("member").step.apply(sorted)
     assert all(s == list(range(1, 31)) for s in steps)
     assert verify_checkpoints(result) >= 6
+    folder = os.path.join(result.spec["checkpoints"], "q")
+    finished = [f for f in os.listdir(folder) if f.endswith(".ckpt")]
+    # disk use stays bounded: `keep_checkpoints` per member, plus at most one the victim wrote but never recorded
+    assert len(finished) <= 6 * result.spec["keep_checkpoints"] + 1
 
 
 def test_worker_joining_by_url_survives_a_dead_peer_through_lease_expiry(tmp_path, monkeypatch):

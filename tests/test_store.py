@@ -186,7 +186,11 @@ def test_pinned_checkpoint_is_never_deleted(storage):
     pinned = store.pin_checkpoint("e", 0, until=now + 60, at_step=1)
     assert (pinned.step, pinned.pending) == (1, False)
     assert store.delete_checkpoint("e", 0, pinned.seq, now) is False
-    assert store.delete_checkpoint("e", 0, pinned.seq, now + 61) is True
+    later = store.pin_checkpoint("e", 0, until=now + 90, at_step=1)  # a second reader extends the pin
+    store.unpin_checkpoint("e", 0, pinned.seq, now + 60)  # the first reader's unpin leaves it pinned
+    assert store.delete_checkpoint("e", 0, pinned.seq, now + 61) is False
+    store.unpin_checkpoint("e", 0, later.seq, now + 90)
+    assert store.delete_checkpoint("e", 0, pinned.seq, now + 1) is True
     assert [c.step for c in store.checkpoints("e", 0)] == [2, 1]
     assert store.pin_checkpoint("e", 0, now, pending=True).seq == 1
     assert store.pin_checkpoint("e", 0, now, skip=(1, 3)) is None

@@ -216,7 +216,8 @@ class Worker:
                 self._checkpoint(row, cached[0])
         skip: tuple[int, ...] = ()
         while True:
-            ckpt = self.store.pin_checkpoint(self.name, source, time.time() + self.exp.lease, at_step, skip,
+            until = time.time() + self.exp.lease
+            ckpt = self.store.pin_checkpoint(self.name, source, until, at_step, skip,
                                              pending=True if at_step is not None else None)
             if ckpt is None:
                 return None
@@ -225,6 +226,8 @@ class Worker:
             except CorruptCheckpoint as exc:
                 log.warning("member %d: %s; trying its previous checkpoint", source, exc)
                 skip += (ckpt.seq,)
+            finally:
+                self.store.unpin_checkpoint(self.name, source, ckpt.seq, until)
 
     # state
     def _materialize(self, rec: MemberRecord) -> tuple[Trainable, MemberRecord]:

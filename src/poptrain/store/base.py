@@ -221,6 +221,10 @@ class Store(ABC):
         non-pending ones if `pending` is given) from deletion until `until`."""
 
     @abstractmethod
+    def unpin_checkpoint(self, name: str, member: int, seq: int, until: float) -> None:
+        """End the pin `pin_checkpoint(..., until)` set, unless another reader has extended it."""
+
+    @abstractmethod
     def delete_checkpoint(self, name: str, member: int, seq: int, now: float) -> bool:
         """Forget a checkpoint record unless pinned past `now`; True if it was forgotten (delete its file)."""
 

@@ -218,6 +218,13 @@ class MemoryStore(Store):
                     return c
             return None
 
+    def unpin_checkpoint(self, name: str, member: int, seq: int, until: float) -> None:
+        with self._lock:
+            held = self._get(name).checkpoints[member]
+            for i, c in enumerate(held):
+                if c.seq == seq and c.pinned_until == until:
+                    held[i] = replace(c, pinned_until=0.0)
+
     def delete_checkpoint(self, name: str, member: int, seq: int, now: float) -> bool:
         with self._lock:
             exp = self._get(name)

@@ -8,6 +8,11 @@ import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
+try:
+    import fcntl
+except ImportError:  # Windows: SQLite's own locking is all there is
+    fcntl = None  # type: ignore[assignment]
+
 from sqlalchemy import and_, create_engine, delete, event, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
@@ -59,10 +64,10 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # SQLAlchemy's 'begin' event emits BEGIN itself
         cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout=60000")
         if not in_memory:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=60000")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -70,6 +75,25 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+@contextmanager
+def _initialising(url: str | None) -> Iterator[None]:
+    """Serialise first opens of one SQLite file across processes.
+
+    Until a new file is in WAL mode, two connections creating it can deadlock (each holds a lock
+    the other needs) until the busy timeout; a lock file beside the database prevents that.
+    """
+    database = make_url(url).database if url else None
+    if not database or database == ":memory:" or fcntl is None:
+        yield
+        return
+    with open(f"{database}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 class SQLStore(Store):
@@ -92,7 +116,8 @@ class SQLStore(Store):
                 raise StorageError(f"storage {url!r} needs a database driver that is not installed ({exc.name}): "
                                    f"pip install it (PostgreSQL: psycopg)") from None
         self._ids: dict[str, int] = {}
-        self._create_schema()
+        with _initialising(url if backend == "sqlite" else None):
+            self._create_schema()
 
     # plumbing
     def _create_schema(self) -> None:
@@ -361,6 +386,12 @@ class SQLStore(Store):
                       .values(pinned_until=func.max(k.pinned_until, until) if self._writer.dialect.name == "sqlite"
                               else func.greatest(k.pinned_until, until)))
             return _checkpoint(row)
+
+    def unpin_checkpoint(self, name: str, member: int, seq: int, until: float) -> None:
+        k = t.checkpoints.c
+        with self._tx() as c:
+            c.execute(update(t.checkpoints).where(k.experiment_id == self._eid(c, name), k.member == member,
+                                                  k.seq == seq, k.pinned_until == until).values(pinned_until=0.0))
 
     def delete_checkpoint(self, name: str, member: int, seq: int, now: float) -> bool:
         k = t.checkpoints.c
