@@ -123,23 +123,16 @@ class Uniform(Domain):
 
 
 @dataclass(frozen=True)
-class LogUniform(Domain):
-    """Positive real values whose logarithm is uniform on [log low, log high]."""
+class LogUniform(Uniform):
+    """Positive real values whose logarithm is uniform on [log low, log high].
 
-    low: float
-    high: float
+    Perturbing multiplies by the factor, which is a shift by log(factor) in log space.
+    """
 
     def __post_init__(self) -> None:
-        low, high = _float_bounds(self.low, self.high)
-        if low <= 0:
-            raise SpecError(f"loguniform needs low > 0, got low {low!r}")
-        object.__setattr__(self, "low", low)
-        object.__setattr__(self, "high", high)
-
-    def canonical(self, value: Any) -> float:
-        if not _is_real(value) or not self.low <= float(value) <= self.high:
-            raise self._outside(value)
-        return float(value)
+        super().__post_init__()
+        if self.low <= 0:
+            raise SpecError(f"loguniform needs low > 0, got low {self.low!r}")
 
     def _from_log(self, z: float) -> float:
         z = _clip(z, math.log(self.low), math.log(self.high))  # before exp: no overflow
@@ -147,10 +140,6 @@ class LogUniform(Domain):
 
     def sample(self, rng: np.random.Generator) -> float:
         return self._from_log(float(rng.uniform(math.log(self.low), math.log(self.high))))
-
-    def perturb(self, value: Any, factor: float, rng: np.random.Generator) -> float:
-        """value * factor (a shift by log(factor) in log space), clipped."""
-        return _clip(self.canonical(value) * _check_factor(factor), self.low, self.high)
 
     def noise(self, value: Any, sigma: float, rng: np.random.Generator) -> float:
         """exp(log(value) + N(0, sigma)), clipped."""
