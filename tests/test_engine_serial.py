@@ -51,7 +51,7 @@ def test_every_member_reaches_budget_and_lineage_is_recorded(storage):
     assert schedule.loc[schedule.step == ev.step + 1, "lr"].item() == pytest.approx(ev.new_hparams["lr"])
     best = result.best()
     assert best.score == max(members.score) and best.checkpoint is not None
-    assert best.load_state(result)["trained"] > 0
+    assert best.load_state()["trained"] > 0
 
 
 def test_synchronous_generations_decide_at_the_same_step(storage):

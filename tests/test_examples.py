@@ -26,7 +26,6 @@ def toy() -> tuple[dict, type]:
 
 @pytest.fixture(scope="module")
 def mlp() -> tuple[dict, type]:
-    pytest.importorskip("sklearn")
     return example("mlp_digits")
 
 
@@ -116,3 +115,12 @@ def test_mlp_state_round_trip_reproduces_evaluate(mlp: tuple[dict, type]) -> Non
     member.train()
     copy.train()
     assert copy.evaluate() == member.evaluate()
+
+
+def test_quickstart_runs_through_the_public_api(tmp_path, capsys):
+    import quickstart
+
+    result = quickstart.main(engine="serial", steps=6, population=4, storage=f"sqlite:///{tmp_path}/q.db")
+    out = capsys.readouterr().out
+    assert f"best member {result.best().id}" in out and "the exploits that made it" in out
+    assert set(result.members().status) == {"done"}

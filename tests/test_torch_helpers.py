@@ -108,7 +108,7 @@ def test_adam_tensor_lr_is_filled_in_place() -> None:
 
 
 def test_numpy_scalars_are_written_as_python_numbers() -> None:
-    np = pytest.importorskip("numpy")
+    import numpy as np
     opt = torch.optim.SGD(make_model(0).parameters(), lr=0.1)
     apply_hparams(opt, {"lr": np.float64(0.3)})
     assert type(opt.param_groups[0]["lr"]) is float and opt.param_groups[0]["lr"] == 0.3

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -23,12 +23,13 @@ class BestMember:
     step: int
     checkpoint: CheckpointRecord | None
     checkpoint_url: str | None
+    checkpoints_root: str | None = field(default=None, repr=False)
 
-    def load_state(self, result: "Result") -> Any:
-        """The trainable state saved in the best member's checkpoint."""
-        if self.checkpoint is None:
+    def load_state(self) -> Any:
+        """The trainable state (what its `state_dict()` returned) saved in the newest checkpoint."""
+        if self.checkpoint is None or self.checkpoints_root is None:
             raise StorageError(f"member {self.id} has no checkpoint yet")
-        return CheckpointStore(result.spec["checkpoints"]).load(self.checkpoint.key, self.checkpoint.checksum)
+        return CheckpointStore(self.checkpoints_root).load(self.checkpoint.key, self.checkpoint.checksum)
 
 
 class Result:
@@ -55,7 +56,7 @@ class Result:
         url = f"{self.spec['checkpoints'].rstrip('/')}/{ckpt.key}" if ckpt else None
         m = members[best]
         return BestMember(id=best, score=float(score), hparams=dict(m.hparams), step=m.step, checkpoint=ckpt,
-                          checkpoint_url=url)
+                          checkpoint_url=url, checkpoints_root=self.spec["checkpoints"])
 
     def frame(self) -> pd.DataFrame:
         """Every report: member, step, score, the metrics, and the hyperparameters it trained with."""
