@@ -38,8 +38,10 @@ def main(engine: str = "local", steps: int = 30, population: int = 8, storage: s
     best = result.best()
     print(f"best member {best.id}: accuracy {best.score:.4f} at epoch {best.step}, {best.hparams}")
     print(f"its checkpoint: {best.checkpoint_url}")
-    print("the exploits that made it:")
-    print(result.lineage(best.id)[["member", "step", "source", "source_step"]].to_string(index=False))
+    lineage = result.lineage(best.id)
+    print("the exploits that made it:" if len(lineage) else "it never copied another member")
+    if len(lineage):
+        print(lineage[["member", "step", "source", "source_step"]].to_string(index=False))
     print("its learning rate over training:")
     print(result.schedule(best.id)[["step", "lr"]].drop_duplicates("lr").to_string(index=False))
     state = best.load_state()  # {"model": ..., "optimizer": ..., ...}: load it into a fresh MLPDigits

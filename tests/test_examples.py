@@ -122,5 +122,5 @@ def test_quickstart_runs_through_the_public_api(tmp_path, capsys):
 
     result = quickstart.main(engine="serial", steps=6, population=4, storage=f"sqlite:///{tmp_path}/q.db")
     out = capsys.readouterr().out
-    assert f"best member {result.best().id}" in out and "the exploits that made it" in out
+    assert f"best member {result.best().id}" in out and "its learning rate over training" in out
     assert set(result.members().status) == {"done"}
