@@ -18,7 +18,7 @@ from poptrain.engines import join
 from poptrain.spec import load_spec
 from poptrain.store import CheckpointStore, open_store
 from conftest import EXAMPLES, ROOT
-from trainables import Quadratic
+from trainables import CrashesProcess, Quadratic
 
 pytestmark = pytest.mark.slow
 TESTS = os.path.dirname(os.path.abspath(__file__))
@@ -153,3 +153,15 @@ def test_interrupted_run_resumes_without_repeating_finished_work(tmp_path):
     assert trained == {m: 60 - ckpt_step[m] for m in before}
     assert any(ckpt_step[m] > 0 for m in before)
     assert all(trained[m] == 0 for m, rec in before.items() if rec.status == "done")
+
+
+def test_a_member_that_kills_its_worker_process_fails_alone(tmp_path):
+    space = {"lr": poptrain.LogUniform(0.01, 0.3), "bad": poptrain.Choice([0, 1])}
+    initial = [{"lr": 0.1, "bad": 1}] + [{"lr": 0.1, "bad": 0}] * 3
+    exp = quadratic(f"sqlite:///{tmp_path}/c.db", trainable=CrashesProcess, space=space, population=4, steps=12,
+                    initial=initial, max_failures=2, exploit=None)
+    result = exp.run(engine="local", workers=2)
+    members = result.members().set_index("member")
+    assert members.loc[0, "status"] == "failed" and members.loc[0, "failures"] == 3
+    assert "worker process died (exit code 1)" in result.store.member("q", 0).error
+    assert (members.loc[1:, "status"] == "done").all() and (members.loc[1:, "step"] == 12).all()

@@ -103,13 +103,8 @@ def test_corrupt_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
     exp.create()
     store = open_store(url)
     worker = Worker(store, "q", "doomed")
-    # train to step 7; without exploit checkpoints are written only at the end, so force two by hand
-    while store.member("q", 0).step < 7:
-        rec = store.claim("q", "doomed", 60, time.time(), barrier=False)
-        worker.advance(rec)
-        if rec.id == 0 and rec.step + 1 in (3, 6):
-            member, _ = worker.cache[0]
-            worker._checkpoint(store.member("q", 0), member)
+    while store.member("q", 0).step < 7:  # checkpoints at the ready points 3 and 6
+        worker.advance(store.claim("q", "doomed", 60, time.time(), barrier=False))
     ckpts = store.checkpoints("q", 0)
     assert [c.step for c in ckpts] == [6, 3]
     with open(CheckpointStore(exp.checkpoints).path(ckpts[0].key), "r+b") as f:
@@ -193,3 +188,20 @@ def test_synchronous_sources_are_copied_as_they_were_at_the_barrier():
             steps = result.lineage(m).step.tolist()
             # each ancestor was copied before the exploit that follows it: the chain goes back in time
             assert steps == sorted(set(steps)), (seed, m, steps)
+
+
+def test_specs_that_cannot_work_are_refused(storage):
+    with pytest.raises(poptrain.SpecError, match="keep_checkpoints >= 3"):
+        experiment(storage, synchronous=True, keep_checkpoints=2)
+    with pytest.raises(poptrain.SpecError, match="'step'.*taken"):
+        experiment(storage, space={"lr": poptrain.LogUniform(0.001, 0.5), "step": poptrain.IntUniform(1, 3)})
+    with pytest.raises(poptrain.SpecError, match="name"):
+        experiment(storage, name="../elsewhere")
+
+
+def test_both_stores_hand_back_hparams_as_json(storage):
+    space = {"lr": poptrain.LogUniform(0.001, 0.5), "betas": poptrain.Choice([(0.9, 0.99), (0.8, 0.9)])}
+    exp = experiment(storage, space=space, steps=3)
+    result = exp.run(engine="serial")
+    assert experiment(storage, space=space, steps=3).create() is False  # the same spec, read back, is the same
+    assert all(isinstance(m.hparams["betas"], list) for m in result.store.members("q"))

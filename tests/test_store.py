@@ -154,6 +154,20 @@ def test_rollback_drops_work_after_the_checkpoint(storage):
     assert [r for r in store.reports("e") if r.member == 0] == []
 
 
+@pytest.mark.parametrize("pending", [True, False])
+def test_rollback_keeps_the_decision_a_checkpoint_includes(storage, pending):
+    store = make(storage)
+    now = time.time()
+    for step in range(1, 5):
+        store.report("e", 0, w(0), step, 0.1, {}, {"lr": 0.1}, now)
+    add(store, ckpt(0, 4, pending=pending), version=4)
+    store.record_exploit("e", Event(0, 4, 1, 4, {"lr": 0.1}, {"lr": 0.3}, now - 100), w(0))  # clocks may lie
+    back = store.rollback("e", 0, w(0), store.checkpoints("e", 0)[0])
+    # a pending checkpoint was written before the decision at its step; any other one after it
+    assert len(store.events("e")) == (0 if pending else 1)
+    assert back.pending is pending and back.step == 4
+
+
 def test_checkpoint_current_only_if_member_unchanged(storage):
     store = make(storage)
     now = time.time()

@@ -101,3 +101,12 @@ class ListMetric(Quadratic):
 
     def evaluate(self) -> dict[str, Any]:
         return {"score": super().evaluate()["score"], "history": [1, 2, 3]}
+
+
+class CrashesProcess(Quadratic):
+    """Kills its whole process when `bad` is 1, as a segfault or the out-of-memory killer would."""
+
+    def train(self) -> None:
+        if self.hparams.get("bad") == 1:
+            os._exit(1)
+        super().train()

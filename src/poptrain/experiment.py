@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import re
 import sys
@@ -27,6 +28,8 @@ FIELDS = ("name", "trainable", "space", "metric", "mode", "population", "steps",
 
 
 NAME = re.compile(r"[A-Za-z0-9_.-]+")
+RESERVED = frozenset({"member", "step", "score", "time", "status", "failures"})  # Result's frame columns
+log = logging.getLogger("poptrain")
 
 
 def member_seed(seed: int, member: int) -> int:
@@ -77,6 +80,10 @@ class Experiment:
             if p not in sys.path:
                 sys.path.insert(0, p)
         self.space: dict[str, Domain] = parse_space(self.space)
+        clash = sorted(set(self.space) & RESERVED)
+        if clash:
+            raise SpecError(f"hyperparameter name(s) {', '.join(map(repr, clash))} are taken by poptrain's own "
+                            f"columns ({', '.join(sorted(RESERVED))}): rename them")
         if self.mode not in ("max", "min"):
             raise SpecError(f"mode must be 'max' or 'min', not {self.mode!r}")
         for key in ("population", "steps", "max_failures", "keep_checkpoints"):
@@ -85,6 +92,9 @@ class Experiment:
                 raise SpecError(f"{key} must be a positive integer, not {value!r}")
         if not isinstance(self.lease, (int, float)) or self.lease <= 0:
             raise SpecError(f"lease must be a positive number of seconds, not {self.lease!r}")
+        if self.synchronous and self.keep_checkpoints < 3:
+            # a member may still copy a source's barrier checkpoint after that source checkpointed twice more
+            raise SpecError(f"synchronous runs need keep_checkpoints >= 3, not {self.keep_checkpoints}")
         self.ready = self._strategy("ready", policy.build_ready, self.ready)
         self.exploit = None if self.exploit in (None, "none") else self._strategy("exploit", policy.build_exploit, self.exploit)
         self.explore = self._strategy("explore", policy.build_explore, self.explore)
@@ -153,7 +163,11 @@ class Experiment:
                     f"experiment {self.name!r} already exists in {self.storage} with a different spec "
                     f"({', '.join(changed)} differ): choose another name, or `poptrain resume` it")
             return False
-        store.create_experiment(self.name, self.to_spec(), self.initial_members())
+        spec = self.to_spec()
+        if spec["trainable"].startswith("__main__:"):
+            log.warning("trainable %s lives in the script that runs it: `poptrain worker` and `poptrain resume` "
+                        "cannot import it; move it into a module to let workers join by URL", spec["trainable"])
+        store.create_experiment(self.name, spec, self.initial_members())
         return True
 
     def run(self, engine: str = "local", workers: int | None = None, progress: bool = False,

@@ -11,7 +11,7 @@ from .worker import Worker
 
 def run_serial(store: Store, name: str, trainable: type | None = None, progress: bool = False) -> None:
     """Train the experiment to its budget in this process; same seed gives the same run."""
-    worker = Worker(store, name, f"serial-{os.getpid()}", trainable=trainable, poll=0.0)
+    worker = Worker(store, name, f"serial-{os.getpid()}", trainable=trainable)
     with ProgressDisplay(store, name, worker.exp.mode, enabled=progress) as display:
         worker.on_interval = display.update
         worker.run()

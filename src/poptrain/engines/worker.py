@@ -86,7 +86,7 @@ class Worker:
 
     def __init__(self, store: Store, name: str, worker_id: str, *, trainable: type | None = None,
                  poll: float = 0.1, on_interval: Callable[[], None] | None = None,
-                 max_held: int | None = None, cache_size: int | None = None) -> None:
+                 max_held: int | None = None, cache_size: int | None = None, current: Any = None) -> None:
         self.store, self.name, self.id = store, name, worker_id
         self.exp = Experiment.from_spec(store.get_spec(name))
         self.trainable = resolve_trainable(trainable or self.exp.trainable, self.exp.paths)
@@ -95,6 +95,7 @@ class Worker:
         self.cache_size = cache_size or max(8, 2 * (max_held or 0))
         self.cache: OrderedDict[int, tuple[Trainable, int]] = OrderedDict()  # id -> (trainable, version)
         self.held: set[int] = set()
+        self.current = current  # a shared integer the local engine reads if this process dies
         self._stop = threading.Event()
 
     # the loop
@@ -109,8 +110,10 @@ class Worker:
                 rec = self.store.claim(self.name, self.id, self.exp.lease, time.time(), self.exp.synchronous,
                                        take_new=take_new)
                 if rec is None:
-                    if not any(m.status == ACTIVE for m in self.store.members(self.name)):
+                    members = self.store.members(self.name)
+                    if not any(m.status == ACTIVE for m in members):
                         return
+                    self.held &= {m.id for m in members if m.worker == self.id}  # leases lost while busy
                     idle = min(max(2 * idle, 0.002), self.poll)  # a barrier usually opens within milliseconds
                     time.sleep(idle)
                     continue
@@ -130,6 +133,8 @@ class Worker:
     def advance(self, rec: MemberRecord) -> None:
         """Move one leased member forward: one interval, or its pending decision."""
         self.held.add(rec.id)
+        if self.current is not None:
+            self.current.value = rec.id
         try:
             self._advance(rec)
         except LeaseLost as exc:
@@ -138,6 +143,8 @@ class Worker:
         except MemberError as exc:
             self._fail(rec, str(exc))
         finally:
+            if self.current is not None:
+                self.current.value = -1
             self._trim_cache()
 
     def _advance(self, rec: MemberRecord) -> None:
@@ -158,8 +165,11 @@ class Worker:
             self.on_interval()
         if step >= self.exp.steps:
             self._finish(rec, member)
-        elif self.exp.exploit is not None and self.exp.ready.is_ready(step, rec.last_ready):
-            if self.exp.synchronous:  # wait at the barrier; any worker takes the decision once it opens
+        elif self.exp.ready.is_ready(step, rec.last_ready):
+            if self.exp.exploit is None:  # no decision to take; the checkpoint keeps the work resumable
+                rec = replace(rec, last_ready=step)
+                self._checkpoint(rec, member)
+            elif self.exp.synchronous:  # wait at the barrier; any worker takes the decision once it opens
                 self._checkpoint(replace(rec, last_ready=step, pending=True), member)
                 self._release(rec.id)
             else:
@@ -213,7 +223,10 @@ class Worker:
         if cached is not None and at_step is None and source in self.held:
             row = self.store.member(self.name, source)
             if row.version == cached[1] and row.ckpt_version != row.version and row.worker == self.id:
-                self._checkpoint(row, cached[0])
+                try:
+                    self._checkpoint(row, cached[0])
+                except LeaseLost:
+                    self._forget(source)
         skip: tuple[int, ...] = ()
         while True:
             until = time.time() + self.exp.lease
@@ -226,6 +239,9 @@ class Worker:
             except CorruptCheckpoint as exc:
                 log.warning("member %d: %s; trying its previous checkpoint", source, exc)
                 skip += (ckpt.seq,)
+            except Exception as exc:  # intact bytes that do not unpickle here: the user's classes
+                log.warning("member %d: checkpoint %s cannot be read (%s); not copying it", source, ckpt.key, exc)
+                return None
             finally:
                 self.store.unpin_checkpoint(self.name, source, ckpt.seq, until)
 
@@ -245,6 +261,8 @@ class Worker:
                 if self.store.delete_checkpoint(self.name, rec.id, ckpt.seq, math.inf):
                     self.checkpoints.delete(ckpt.key)
                 continue
+            except Exception as exc:  # intact bytes that do not unpickle here: the user's classes
+                raise MemberError(f"checkpoint {ckpt.key} cannot be read: {exc}") from exc
             member = user(self.trainable, dict(ckpt.hparams), rec.seed)
             user(member.load_state_dict, state)
             user(member.set_hparams, dict(ckpt.hparams))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import threading
 from dataclasses import replace
@@ -14,10 +13,16 @@ from ..population import ACTIVE, DONE, FAILED
 from .base import CheckpointRecord, Event, LeaseLost, MemberRecord, Progress, Report, Store, clean_score, summarize
 
 
+def _json(value: Any) -> Any:
+    """The value as the SQL store gives it back: through JSON (tuples become lists, a fresh copy)."""
+    return json.loads(json.dumps(value))
+
+
 class _Experiment:
     def __init__(self, spec: dict[str, Any], members: list[MemberRecord]) -> None:
-        self.spec = copy.deepcopy(spec)
-        self.members = {m.id: replace(m, step=0, version=0, ckpt_version=0, status=ACTIVE) for m in members}
+        self.spec = _json(spec)
+        self.members = {m.id: replace(m, hparams=_json(m.hparams), initial_hparams=_json(m.initial_hparams), step=0,
+                                      version=0, ckpt_version=0, status=ACTIVE, worker=None) for m in members}
         self.reports: dict[tuple[int, int], Report] = {}
         self.events: list[Event] = []
         self.checkpoints: dict[int, list[CheckpointRecord]] = {m.id: [] for m in members}
@@ -50,7 +55,7 @@ class MemoryStore(Store):
 
     def get_spec(self, name: str) -> dict[str, Any]:
         with self._lock:
-            return copy.deepcopy(self._get(name).spec)
+            return _json(self._get(name).spec)
 
     def experiments(self) -> list[str]:
         with self._lock:
@@ -114,15 +119,15 @@ class MemoryStore(Store):
         with self._lock:
             m = self._held(name, member, worker)
             score = clean_score(score)
-            metrics = json.loads(json.dumps(metrics))  # the same JSON round trip as the SQL store
-            self._get(name).reports[(member, step)] = Report(member, step, score, metrics, dict(hparams), now)
+            self._get(name).reports[(member, step)] = Report(member, step, score, _json(metrics), _json(hparams), now)
             self._set(name, member, step=step, last_score=score, version=m.version + 1)
 
     def record_exploit(self, name: str, event: Event, worker: str) -> None:
         with self._lock:
             m = self._held(name, event.member, worker)
+            event = replace(event, old_hparams=_json(event.old_hparams), new_hparams=_json(event.new_hparams))
             self._get(name).events.append(event)
-            self._set(name, event.member, hparams=dict(event.new_hparams), version=m.version + 1)
+            self._set(name, event.member, hparams=event.new_hparams, version=m.version + 1)
 
     def mark_ready(self, name: str, member: int, worker: str, step: int) -> None:
         with self._lock:
@@ -151,8 +156,9 @@ class MemoryStore(Store):
                 exp.events = [e for e in exp.events if e.member != member]
             else:
                 step, hparams, last_ready, pending = ckpt.step, ckpt.hparams, ckpt.last_ready, ckpt.pending
+                # a pending checkpoint precedes the decision at its step; any other follows it
                 exp.events = [e for e in exp.events if e.member != member or e.step < step
-                              or (e.step == step and e.time <= ckpt.created)]
+                              or (e.step == step and not pending)]
             for key in [k for k in exp.reports if k[0] == member and k[1] > step]:
                 del exp.reports[key]
             kept = exp.reports.get((member, step))
@@ -196,7 +202,7 @@ class MemoryStore(Store):
             m = self._held(name, ckpt.member, worker)
             held = exp.checkpoints[ckpt.member]
             seq = max((c.seq for c in held), default=0) + 1
-            held.insert(0, replace(ckpt, seq=seq))
+            held.insert(0, replace(ckpt, seq=seq, hparams=_json(ckpt.hparams)))
             self._set(name, ckpt.member, last_ready=ckpt.last_ready, pending=ckpt.pending,
                       ckpt_version=version if m.version == version else m.ckpt_version)
             old = [c for c in held[keep:] if c.pinned_until < now]

@@ -13,7 +13,7 @@ try:
 except ImportError:  # Windows: SQLite's own locking is all there is
     fcntl = None  # type: ignore[assignment]
 
-from sqlalchemy import and_, create_engine, delete, event, func, insert, or_, select, update
+from sqlalchemy import and_, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.pool import StaticPool
@@ -289,7 +289,8 @@ class SQLStore(Store):
                 late_event = e.member == member
             else:
                 step, hparams, last_ready, pending = ckpt.step, ckpt.hparams, ckpt.last_ready, ckpt.pending
-                late_event = and_(e.member == member, or_(e.step > step, and_(e.step == step, e.time > ckpt.created)))
+                # a pending checkpoint precedes the decision at its step; any other follows it
+                late_event = and_(e.member == member, e.step >= step if pending else e.step > step)
             score = c.execute(select(r.score).where(r.experiment_id == eid, r.member == member, r.step == step)).scalar()
             self._held(c, eid, member, worker, step=step, hparams=_dumps(hparams), last_ready=last_ready,
                        pending=pending, last_score=score, version=m.version + 1, ckpt_version=m.version + 1)
