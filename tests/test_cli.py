@@ -187,8 +187,24 @@ def test_status_lists_experiments_and_members(toy_run: tuple[str, str, str]) -> 
     code, out, err = cli("status", "--storage", url, "--experiment", "toy_quadratic")
     assert code == 0, err
     assert f"exploits so far: {len(result.events())}" in out and len(result.events()) > 0
-    member_rows = [line for line in out.splitlines() if line.startswith("│")]
+    members_table = out.split("lineage: who copied whom")[0]
+    member_rows = [line for line in members_table.splitlines() if line.startswith("│")]
     assert len(member_rows) == 2 and all("done" in row and "200" in row for row in member_rows)
+
+
+def test_status_shows_who_copied_whom_and_the_best_schedule(toy_run: tuple[str, str, str]) -> None:
+    url, _, _ = toy_run
+    result = poptrain.load(url, "toy_quadratic")
+    code, out, _ = cli("status", "--storage", url, "--experiment", "toy_quadratic")
+    lineage = out.split("lineage: who copied whom")[1].split("schedule of the best member")[0]
+    rows = {line.split("│")[1].strip(): line.split("│")[2] for line in lineage.splitlines() if line.startswith("│")}
+    copies = result.copies()
+    assert len(copies) > 0 and set(rows) == {str(m) for m in copies.member}
+    for member, source, times in copies.values.tolist():
+        assert f"{source} ({times})" in rows[str(member)]
+    schedule = out.split("schedule of the best member")[1]
+    curve = result.winning_lineage()
+    assert f"–{len(curve)} " in schedule  # the stretches run to the last step of the stitched curve
 
 
 def test_best_prints_the_best_member_as_json(toy_run: tuple[str, str, str]) -> None:

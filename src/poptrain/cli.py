@@ -178,6 +178,33 @@ def print_members(result: Result) -> None:
             say(con, f"member {m.id} {'failed' if m.status == FAILED else 'last raised'}: {one_line(m.error)}")
     best = "—" if p.best_score is None else f"{fmt(p.best_score)} (member {p.best_member})"
     say(con, f"exploits so far: {p.exploits} · best: {best} · active {p.active}, done {p.done}, failed {p.failed}")
+    print_lineage(result, p.best_member)
+
+
+def print_lineage(result: Result, best: int | None) -> None:
+    """Who copied whom, and the best member's schedule from step 0 as stretches of equal values."""
+    con = console()
+    copies = result.copies()
+    if len(copies):
+        table = Table(title="lineage: who copied whom")
+        for column in ("member", "copied from (times)"):
+            table.add_column(column, justify="right" if column == "member" else "left")
+        for member, rows in copies.groupby("member"):
+            table.add_row(str(member), ", ".join(f"{s} ({n})" for s, n in zip(rows.source, rows.copies)))
+        con.print(table)
+    if best is None:
+        return
+    curve = result.winning_lineage(best)
+    names = [c for c in curve.columns if c not in ("age", "member", "step", "score")]
+    table = Table(title=f"schedule of the best member ({best}), through the members it descends from")
+    for column in ("steps", "member", *names, "score at end"):
+        table.add_column(column, justify="right")
+    stretch = (curve[["member", *names]] != curve[["member", *names]].shift()).any(axis=1).cumsum()
+    for _, rows in curve.groupby(stretch, sort=False):
+        first, last = rows.iloc[0], rows.iloc[-1]
+        table.add_row(f"{int(first.age)}–{int(last.age)}", str(int(first.member)), *(fmt(first[n]) for n in names),
+                      fmt(last.score))
+    con.print(table)
 
 
 # commands

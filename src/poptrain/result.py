@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from . import analysis
 from .errors import StorageError
 from .population import FAILED
 from .store import CheckpointRecord, CheckpointStore, Event, Store, open_store
@@ -71,26 +72,32 @@ class Result:
 
     def lineage(self, member_id: int) -> pd.DataFrame:
         """The exploit events that made a member, oldest first: whom it (and its ancestors) copied, when."""
-        by_member: dict[int, list[Event]] = {}
-        for ev in self.store.events(self.name):
-            by_member.setdefault(ev.member, []).append(ev)
-        # A source copied at step t carries the exploits it made at t asynchronously (its checkpoint
-        # is written after its own decision), but not synchronously (it is copied from the barrier).
-        same_step = not self.spec.get("synchronous", False)
-        chain: list[Event] = []
-        member, before, seen = member_id, None, set()
-        while True:
-            earlier = [e for e in by_member.get(member, [])
-                       if before is None or e.step < before or (same_step and e.step == before)]
-            if not earlier or id(earlier[-1]) in seen:  # the guard only matters for a corrupted store
-                break
-            ev = earlier[-1]
-            seen.add(id(ev))
-            chain.append(ev)
-            member, before = ev.source, ev.source_step
+        chain = analysis.ancestry(self.store.events(self.name), member_id, bool(self.spec.get("synchronous")))
         rows = [{"member": e.member, "step": e.step, "source": e.source, "source_step": e.source_step,
-                 "old_hparams": e.old_hparams, "new_hparams": e.new_hparams} for e in reversed(chain)]
+                 "old_hparams": e.old_hparams, "new_hparams": e.new_hparams} for e in chain]
         return pd.DataFrame(rows, columns=["member", "step", "source", "source_step", "old_hparams", "new_hparams"])
+
+    def tree(self) -> pd.DataFrame:
+        """The lineage tree: every member's segments between exploits and the source of each."""
+        return analysis.segments(self.store.reports(self.name), self.store.events(self.name))
+
+    def winning_lineage(self, member_id: int | None = None) -> pd.DataFrame:
+        """The best (or given) member's ancestry stitched into one curve and schedule from step 0."""
+        member = self.best().id if member_id is None else member_id
+        return analysis.winning_lineage(self.store.reports(self.name), self.store.events(self.name), member,
+                                        bool(self.spec.get("synchronous")))
+
+    def explore_counts(self) -> pd.DataFrame:
+        """Per hyperparameter: exploits, and how many times explore perturbed, resampled, ... it."""
+        return analysis.explore_counts(self.store.events(self.name), self.spec)
+
+    def copies(self) -> pd.DataFrame:
+        """Who copied whom, how often."""
+        return analysis.copies(self.store.events(self.name))
+
+    def diversity(self) -> pd.DataFrame:
+        """The population's spread of each hyperparameter at each step."""
+        return analysis.diversity(self.store.reports(self.name), self.spec)
 
     def ancestors(self, member_id: int) -> list[int]:
         """The members whose weights this one descends from, most recent first."""

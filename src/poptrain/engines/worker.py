@@ -15,26 +15,18 @@ from collections import OrderedDict
 from dataclasses import replace
 from typing import Any, Callable
 
-import numpy as np
 
 from ..errors import CorruptCheckpoint
 from ..experiment import Experiment
+from ..policy import EXPLOIT_RNG, EXPLORE_RNG, decision_rng
 from ..population import ACTIVE, Continue, Exploit, MemberView, fitness
 from ..store import CheckpointRecord, CheckpointStore, Event, LeaseLost, MemberRecord, Store
 from ..trainable import Trainable, resolve_trainable
 
 log = logging.getLogger("poptrain")
 
-EXPLOIT_RNG, EXPLORE_RNG = 1, 2
-
-
 class MemberError(Exception):
     """The user's code (trainable, metric, custom explore) raised for this member."""
-
-
-def decision_rng(seed: int, member: int, step: int, purpose: int) -> np.random.Generator:
-    """The generator for one decision: fixed by seed, member and step, whatever the scheduling."""
-    return np.random.default_rng([seed, member, step, purpose])
 
 
 def _plain(key: str, value: Any) -> Any:
@@ -200,7 +192,7 @@ class Worker:
                 user(member.set_hparams, new)
                 self.store.record_exploit(self.name, Event(
                     member=rec.id, step=rec.step, source=decision.source, source_step=ckpt.step,
-                    old_hparams=rec.hparams, new_hparams=new, time=time.time()), self.id)
+                    old_hparams=rec.hparams, new_hparams=new, time=time.time(), source_hparams=ckpt.hparams), self.id)
                 rec = replace(rec, hparams=new, version=rec.version + 1)
                 exploited = True
         rec = replace(rec, last_ready=rec.step, pending=False)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
+import numpy as np
+
 from ..errors import SpecError
 from ..trainable import import_object
 from .exploit import ExploitStrategy, Truncation, Tournament, TTest
@@ -25,6 +27,7 @@ __all__ = [
     "build_exploit",
     "build_explore",
     "build_ready",
+    "decision_rng",
 ]
 
 _READY: dict[str, Callable[..., Any]] = {"every": Every}
@@ -46,6 +49,17 @@ _ARGS: dict[str, tuple[str, ...]] = {
     "resample": (),
 }
 _REQUIRED: dict[str, tuple[str, ...]] = {"every": ("intervals",), "function": ("path",), "noise": ("sigma",)}
+
+
+EXPLOIT_RNG, EXPLORE_RNG = 1, 2
+
+
+def decision_rng(seed: int, member: int, step: int, purpose: int) -> np.random.Generator:
+    """The generator for one decision: fixed by seed, member and step, whatever the scheduling.
+
+    Engines pass it to exploit and explore; analysis rebuilds it to tell what an explore did.
+    """
+    return np.random.default_rng([seed, member, step, purpose])
 
 
 def _import_function(path: Any) -> Callable[..., Any]:

@@ -54,14 +54,23 @@ class Perturb:
 
     def explore(self, hparams: Hparams, space: dict[str, Domain], rng: np.random.Generator) -> Hparams:
         """A new dict: each value resampled (prob. resample_probability) or perturbed."""
+        return self._draw(hparams, space, rng)[0]
+
+    def operations(self, hparams: Hparams, space: dict[str, Domain], rng: np.random.Generator) -> dict[str, str]:
+        """What `explore` with the same generator did to each hyperparameter: 'perturb' or 'resample'."""
+        return self._draw(hparams, space, rng)[1]
+
+    def _draw(self, hparams: Hparams, space: dict[str, Domain], rng: np.random.Generator) -> tuple[Hparams, dict[str, str]]:
         values = validate_hparams(space, hparams, "perturb")
         new: Hparams = {}
+        ops: dict[str, str] = {}
         for name, domain in space.items():
             # Always draw both numbers so the stream of draws does not depend on the outcome.
             resample = float(rng.random()) < self.resample_probability
             factor = self.factors[int(rng.integers(len(self.factors)))]
             new[name] = domain.sample(rng) if resample else domain.perturb(values[name], factor, rng)
-        return new
+            ops[name] = "resample" if resample else "perturb"
+        return new, ops
 
     def to_dict(self) -> dict[str, Any]:
         """The strategy as plain data (read back by `build_explore`)."""
@@ -80,6 +89,10 @@ class Resample:
         """A new dict of values sampled from the space's priors."""
         validate_hparams(space, hparams, "resample")
         return {name: domain.sample(rng) for name, domain in space.items()}
+
+    def operations(self, hparams: Hparams, space: dict[str, Domain], rng: np.random.Generator) -> dict[str, str]:
+        """Every hyperparameter is resampled."""
+        return dict.fromkeys(space, "resample")
 
     def to_dict(self) -> dict[str, Any]:
         """The strategy as plain data (read back by `build_explore`)."""
@@ -101,6 +114,10 @@ class Noise:
         """A new dict with `domain.noise(value, sigma)` for every hyperparameter."""
         values = validate_hparams(space, hparams, "noise")
         return {name: domain.noise(values[name], self.sigma, rng) for name, domain in space.items()}
+
+    def operations(self, hparams: Hparams, space: dict[str, Domain], rng: np.random.Generator) -> dict[str, str]:
+        """Every hyperparameter gets noise."""
+        return dict.fromkeys(space, "noise")
 
     def to_dict(self) -> dict[str, Any]:
         """The strategy as plain data (read back by `build_explore`)."""
@@ -124,6 +141,10 @@ class Custom:
         if not isinstance(result, Mapping):
             raise SpecError(f"{where} must return a dict of hyperparameters, got {result!r}")
         return validate_hparams(space, result, where)
+
+    def operations(self, hparams: Hparams, space: dict[str, Domain], rng: np.random.Generator) -> dict[str, str]:
+        """The function's changes cannot be named: 'function' for every hyperparameter."""
+        return dict.fromkeys(space, "function")
 
     def to_dict(self) -> dict[str, Any]:
         """The strategy as plain data: the function's import path."""

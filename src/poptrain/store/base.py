@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..population import Hparams
@@ -55,6 +55,7 @@ class Event:
     new_hparams: Hparams
     time: float
     kind: str = "exploit"
+    source_hparams: Hparams = field(default_factory=dict)  # what explore started from
 
 
 @dataclass(frozen=True)

@@ -125,7 +125,8 @@ class MemoryStore(Store):
     def record_exploit(self, name: str, event: Event, worker: str) -> None:
         with self._lock:
             m = self._held(name, event.member, worker)
-            event = replace(event, old_hparams=_json(event.old_hparams), new_hparams=_json(event.new_hparams))
+            event = replace(event, old_hparams=_json(event.old_hparams), new_hparams=_json(event.new_hparams),
+                            source_hparams=_json(event.source_hparams))
             self._get(name).events.append(event)
             self._set(name, event.member, hparams=event.new_hparams, version=m.version + 1)
 

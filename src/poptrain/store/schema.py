@@ -64,6 +64,7 @@ events = Table(
     Column("source_step", Integer, nullable=False),
     Column("old_hparams", Text, nullable=False),
     Column("new_hparams", Text, nullable=False),
+    Column("source_hparams", Text, nullable=False),
     Column("kind", String(16), nullable=False),
     Column("time", Float, nullable=False),
     Index("ix_events_member", "experiment_id", "member"),

@@ -259,7 +259,8 @@ class SQLStore(Store):
             self._held(c, eid, ev.member, worker, hparams=_dumps(ev.new_hparams), version=t.members.c.version + 1)
             c.execute(insert(t.events).values(
                 experiment_id=eid, member=ev.member, step=ev.step, source=ev.source, source_step=ev.source_step,
-                old_hparams=_dumps(ev.old_hparams), new_hparams=_dumps(ev.new_hparams), kind=ev.kind, time=ev.time))
+                old_hparams=_dumps(ev.old_hparams), new_hparams=_dumps(ev.new_hparams),
+                source_hparams=_dumps(ev.source_hparams), kind=ev.kind, time=ev.time))
 
     def mark_ready(self, name: str, member: int, worker: str, step: int) -> None:
         with self._tx() as c:
@@ -329,7 +330,7 @@ class SQLStore(Store):
             rows = c.execute(select(t.events).where(t.events.c.experiment_id == eid).order_by(t.events.c.id))
             return [Event(member=x.member, step=x.step, source=x.source, source_step=x.source_step,
                           old_hparams=json.loads(x.old_hparams), new_hparams=json.loads(x.new_hparams),
-                          time=x.time, kind=x.kind) for x in rows]
+                          time=x.time, kind=x.kind, source_hparams=json.loads(x.source_hparams)) for x in rows]
 
     def progress(self, name: str, mode: str) -> Progress:
         m = t.members.c

@@ -1,0 +1,145 @@
+"""What PBT did, as plain frames: lineage, the winning lineage, explore counts, diversity.
+
+Pure functions of the records a store hands back (reports, events, the spec), so the same
+numbers back the terminal, the HTML report and notebooks. Nothing here writes anything.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .policy import EXPLORE_RNG, build_explore, decision_rng
+from .space import Choice, LogUniform, parse_space
+from .store import Event, Report
+
+
+def ancestry(events: Sequence[Event], member: int, synchronous: bool) -> list[Event]:
+    """The exploits that made a member's weights, oldest first.
+
+    Asynchronously a source's checkpoint at step t is written after its own decision at t, so
+    an exploit the source made at t is part of what was copied; synchronously the source is
+    copied as it was at the barrier, before any decision at t.
+    """
+    by_member: dict[int, list[Event]] = {}
+    for ev in events:
+        by_member.setdefault(ev.member, []).append(ev)
+    chain: list[Event] = []
+    seen: set[int] = set()
+    before: int | None = None
+    while True:
+        earlier = [e for e in by_member.get(member, [])
+                   if before is None or e.step < before or (not synchronous and e.step == before)]
+        if not earlier or id(earlier[-1]) in seen:  # the guard matters only for a damaged store
+            break
+        ev = earlier[-1]
+        seen.add(id(ev))
+        chain.append(ev)
+        member, before = ev.source, ev.source_step
+    return chain[::-1]
+
+
+def segments(reports: Sequence[Report], events: Sequence[Event]) -> pd.DataFrame:
+    """The lineage tree: each member's stretches of training between exploits.
+
+    One row per segment: member, start (exclusive) and end step, the source it copied at its
+    start (None for the initial one) and that source's step, and the hyperparameters it used.
+    """
+    last = Counter()
+    for r in reports:
+        last[r.member] = max(last[r.member], r.step)
+    initial = {r.member: r.hparams for r in sorted(reports, key=lambda r: r.step, reverse=True)}
+    rows = []
+    for member in sorted(last):
+        mine = sorted((e for e in events if e.member == member), key=lambda e: e.step)
+        starts = [(0, None, None, initial.get(member, {}))] + [(e.step, e.source, e.source_step, e.new_hparams)
+                                                               for e in mine]
+        for i, (start, source, source_step, hparams) in enumerate(starts):
+            end = starts[i + 1][0] if i + 1 < len(starts) else last[member]
+            rows.append({"member": member, "start": start, "end": end, "source": source,
+                         "source_step": source_step, "hparams": hparams})
+    return pd.DataFrame(rows, columns=["member", "start", "end", "source", "source_step", "hparams"])
+
+
+def winning_lineage(reports: Sequence[Report], events: Sequence[Event], member: int,
+                    synchronous: bool) -> pd.DataFrame:
+    """One continuous learning curve and hyperparameter schedule for a member's weights.
+
+    Walks back through the members whose weights it copied and stitches their reports into one
+    history from step 0: `age` counts the intervals the weights were trained (it equals `step`
+    in synchronous runs), `member` and `step` say whose report each row is. This is what
+    training one model again on the found schedule would follow.
+    """
+    chain = ancestry(events, member, synchronous)
+    by_key = {(r.member, r.step): r for r in reports}
+    final = max((r.step for r in reports if r.member == member), default=0)
+    # (member, first step exclusive, last step inclusive) per stretch, oldest first
+    root = chain[0].source if chain else member
+    stretches = [(root, 0, chain[0].source_step if chain else final)]
+    for i, ev in enumerate(chain):
+        end = chain[i + 1].source_step if i + 1 < len(chain) else final
+        stretches.append((ev.member, ev.step, end))
+    rows, age = [], 0
+    for who, start, end in stretches:
+        for step in range(start + 1, end + 1):
+            r = by_key.get((who, step))
+            if r is None:
+                continue
+            age += 1
+            rows.append({"age": age, "member": who, "step": step, "score": r.score, **r.hparams})
+    return pd.DataFrame(rows)
+
+
+def explore_counts(events: Sequence[Event], spec: dict[str, Any]) -> pd.DataFrame:
+    """How often explore perturbed, resampled or otherwise changed each hyperparameter.
+
+    Rebuilds each explore's generator from the run's seed, so the counts are exact, not guessed
+    from the values.
+    """
+    space = parse_space(spec["space"])
+    strategy = build_explore(spec["explore"])
+    counts: dict[str, Counter] = {name: Counter() for name in space}
+    for ev in events:
+        if not ev.source_hparams:
+            continue
+        rng = decision_rng(int(spec["seed"]), ev.member, ev.step, EXPLORE_RNG)
+        for name, op in strategy.operations(ev.source_hparams, space, rng).items():
+            counts[name][op] += 1
+    frame = pd.DataFrame({name: dict(c) for name, c in counts.items()}).T.fillna(0).astype(int)
+    frame.index.name = "hparam"
+    frame.insert(0, "exploits", len([e for e in events if e.source_hparams]))
+    return frame
+
+
+def copies(events: Iterable[Event]) -> pd.DataFrame:
+    """Who copied whom and how often: one row per (member, source) pair."""
+    pairs = Counter((e.member, e.source) for e in events)
+    rows = [{"member": m, "source": s, "copies": n} for (m, s), n in sorted(pairs.items())]
+    return pd.DataFrame(rows, columns=["member", "source", "copies"])
+
+
+def diversity(reports: Sequence[Report], spec: dict[str, Any]) -> pd.DataFrame:
+    """How spread out the population's hyperparameters are at each step.
+
+    `spread` is the standard deviation across members (of log10 values for log-uniform ones),
+    `distinct` the number of different values.
+    """
+    space = parse_space(spec["space"])
+    by_step: dict[int, list[Report]] = {}
+    for r in reports:
+        by_step.setdefault(r.step, []).append(r)
+    rows = []
+    for step in sorted(by_step):
+        for name, domain in space.items():
+            values = [r.hparams[name] for r in by_step[step] if name in r.hparams]
+            if isinstance(domain, Choice):
+                numeric = [float(domain.index(v)) for v in values]
+            else:
+                numeric = [math.log10(v) if isinstance(domain, LogUniform) else float(v) for v in values]
+            rows.append({"step": step, "hparam": name, "spread": float(np.std(numeric)) if numeric else float("nan"),
+                         "distinct": len({repr(v) for v in values})})
+    return pd.DataFrame(rows, columns=["step", "hparam", "spread", "distinct"])
