@@ -143,3 +143,25 @@ def diversity(reports: Sequence[Report], spec: dict[str, Any]) -> pd.DataFrame:
             rows.append({"step": step, "hparam": name, "spread": float(np.std(numeric)) if numeric else float("nan"),
                          "distinct": len({repr(v) for v in values})})
     return pd.DataFrame(rows, columns=["step", "hparam", "spread", "distinct"])
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def replay_spec(spec: dict[str, Any], curve: pd.DataFrame, root_seed: int, name: str) -> dict[str, Any]:
+    """A spec that trains one member from scratch along a stitched lineage's schedule.
+
+    It starts from the lineage's first member's seed and changes the hyperparameters at the ages
+    where the lineage's changed: the PBT run's result without the population.
+    """
+    names = list(spec["space"])
+    schedule: list[dict[str, Any]] = []
+    for row in curve.to_dict("records"):
+        hparams = {n: _plain(row[n]) for n in names}
+        if not schedule or schedule[-1]["hparams"] != hparams:
+            schedule.append({"step": int(row["age"]) - 1, "hparams": hparams})
+    replay = {k: v for k, v in spec.items() if k not in ("checkpoints", "initial")}
+    replay.update(name=name, population=1, steps=int(curve["age"].max()), exploit=None, member_seeds=[root_seed],
+                  schedule=schedule)
+    return replay

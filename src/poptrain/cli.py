@@ -261,6 +261,31 @@ def cmd_resume(args: argparse.Namespace, target: Target) -> None:
     ensure_trained(result)
 
 
+def cmd_replay(args: argparse.Namespace, target: Target) -> None:
+    from .spec import dump_spec, load_spec
+
+    pbt = Result(existing_store(args.storage), args.experiment)
+    member = pbt.best().id if args.member is None else args.member
+    with open(args.output, "w") as f:
+        f.write(dump_spec(pbt.replay_spec(member)))
+    con = console()
+    say(con, f"replay spec of member {member}'s schedule written to {args.output}")
+    if args.no_run:
+        return
+    experiment = load_spec(args.output)
+    target.storage, target.name = experiment.storage, experiment.name
+    replay = experiment.run(engine=args.engine, workers=args.workers, progress=not args.quiet, force=args.force)
+    metric = pbt.spec.get("metric") or "score"
+    table = Table(title=f"PBT member {member} and its replay from scratch ({metric})")
+    for column in ("run", "experiment", "steps", metric):
+        table.add_column(column, justify="left" if column in ("run", "experiment") else "right")
+    final = pbt.store.member(pbt.name, member)
+    table.add_row("PBT", pbt.name, str(final.step), fmt(final.last_score))
+    replayed = replay.store.member(replay.name, 0)
+    table.add_row("replay", replay.name, str(replayed.step), fmt(replayed.last_score))
+    con.print(table)
+
+
 # parsing
 def positive_int(text: str) -> int:
     value = int(text)
@@ -319,6 +344,17 @@ def parser() -> argparse.ArgumentParser:
     resume.add_argument("--experiment", required=True)
     engine_flags(resume)
     resume.set_defaults(func=cmd_resume)
+
+    replay = sub.add_parser("replay", help="retrain one member from scratch on the schedule PBT found", description=(
+        "Write a spec that trains one member from step 0 along the best (or a chosen) member's stitched "
+        "schedule, run it, and compare its score with the PBT member's."))
+    replay.add_argument("--storage", required=True)
+    replay.add_argument("--experiment", required=True)
+    replay.add_argument("--member", type=int, help="the member whose schedule to follow (default: the best)")
+    replay.add_argument("-o", "--output", required=True, metavar="SPEC.toml", help="where to write the replay spec")
+    replay.add_argument("--no-run", action="store_true", help="only write the spec")
+    engine_flags(replay)
+    replay.set_defaults(func=cmd_replay, engine="serial")
     return p
 
 

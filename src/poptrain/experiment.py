@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 FIELDS = ("name", "trainable", "space", "metric", "mode", "population", "steps", "ready", "exploit", "explore",
           "storage", "seed", "initial", "synchronous", "checkpoints", "lease", "max_failures", "keep_checkpoints",
-          "paths")
+          "paths", "member_seeds", "schedule")
 
 
 NAME = re.compile(r"[A-Za-z0-9_.-]+")
@@ -64,6 +64,8 @@ class Experiment:
     max_failures: int = 3
     keep_checkpoints: int = 3
     paths: list[str] = field(default_factory=list)
+    member_seeds: list[int] | None = None  # explicit seeds for the members' trainables (replay)
+    schedule: list[dict[str, Any]] | None = None  # [{"step": s, "hparams": {...}}]: used from interval s+1 on
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not NAME.fullmatch(self.name):
@@ -102,9 +104,39 @@ class Experiment:
         if len(initial) > self.population:
             raise SpecError(f"initial lists {len(initial)} members but population is {self.population}")
         self.initial = [validate_hparams(self.space, h, f"initial[{i}]") for i, h in enumerate(initial)]
+        if self.member_seeds is not None:
+            if len(self.member_seeds) != self.population or not all(
+                    isinstance(x, int) and not isinstance(x, bool) for x in self.member_seeds):
+                raise SpecError(f"member_seeds must list {self.population} integers, not {self.member_seeds!r}")
+            self.member_seeds = [int(x) for x in self.member_seeds]
+        if self.schedule is not None:
+            self.schedule = self._checked_schedule(self.schedule)
         resolve_trainable(self.trainable, self.paths)
         if self.checkpoints is None:
             self.checkpoints = default_checkpoints(self.storage, self.name)
+
+    def _checked_schedule(self, schedule: Any) -> list[dict[str, Any]]:
+        """A schedule's entries sorted by step, starting at step 0, each a full set of hyperparameters."""
+        if not isinstance(schedule, list) or not schedule:
+            raise SpecError("schedule must be a non-empty list of {step, hparams} entries")
+        checked = []
+        for i, entry in enumerate(schedule):
+            if not isinstance(entry, dict) or set(entry) != {"step", "hparams"}:
+                raise SpecError(f"schedule[{i}] must have exactly the keys 'step' and 'hparams', not {entry!r}")
+            step = entry["step"]
+            if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step < self.steps:
+                raise SpecError(f"schedule[{i}].step must be an integer in [0, {self.steps}), not {step!r}")
+            checked.append({"step": step, "hparams": validate_hparams(self.space, entry["hparams"], f"schedule[{i}]")})
+        checked.sort(key=lambda e: e["step"])
+        if checked[0]["step"] != 0:
+            raise SpecError("schedule must start at step 0")
+        return checked
+
+    def scheduled(self, step: int) -> dict[str, Any] | None:
+        """The hyperparameters the schedule gives for the interval after `step`, if there is one."""
+        if not self.schedule:
+            return None
+        return [e for e in self.schedule if e["step"] <= step][-1]["hparams"]
 
     @staticmethod
     def _strategy(role: str, build: Any, value: Any) -> Any:
@@ -122,7 +154,8 @@ class Experiment:
             "exploit": None if self.exploit is None else self.exploit.to_dict(), "explore": self.explore.to_dict(),
             "storage": self.storage, "seed": self.seed, "initial": self.initial, "synchronous": self.synchronous,
             "checkpoints": self.checkpoints, "lease": self.lease, "max_failures": self.max_failures,
-            "keep_checkpoints": self.keep_checkpoints, "paths": self.paths,
+            "keep_checkpoints": self.keep_checkpoints, "paths": self.paths, "member_seeds": self.member_seeds,
+            "schedule": self.schedule,
         }
 
     @classmethod
@@ -148,8 +181,10 @@ class Experiment:
         members = []
         for i in range(self.population):
             hparams = self.initial[i] if i < len(self.initial) else sample_hparams(self.space, rng)
-            members.append(MemberRecord(id=i, seed=member_seed(self.seed, i), hparams=dict(hparams),
-                                        initial_hparams=dict(hparams)))
+            if self.schedule:
+                hparams = self.schedule[0]["hparams"]
+            seed = self.member_seeds[i] if self.member_seeds else member_seed(self.seed, i)
+            members.append(MemberRecord(id=i, seed=seed, hparams=dict(hparams), initial_hparams=dict(hparams)))
         return members
 
     def create(self) -> bool:

@@ -87,6 +87,13 @@ class Result:
         return analysis.winning_lineage(self.store.reports(self.name), self.store.events(self.name), member,
                                         bool(self.spec.get("synchronous")))
 
+    def replay_spec(self, member_id: int | None = None, name: str | None = None) -> dict[str, Any]:
+        """A spec that retrains one member from scratch on the best (or given) member's schedule."""
+        curve = self.winning_lineage(member_id)
+        root = self.store.member(self.name, int(curve["member"].iloc[0]))
+        member = self.best().id if member_id is None else member_id
+        return analysis.replay_spec(self.spec, curve, root.seed, name or f"{self.name}-replay-{member}")
+
     def explore_counts(self) -> pd.DataFrame:
         """Per hyperparameter: exploits, and how many times explore perturbed, resampled, ... it."""
         return analysis.explore_counts(self.store.events(self.name), self.spec)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from typing import Any
@@ -53,3 +54,41 @@ def load_spec(path: str | os.PathLike[str], **overrides: Any) -> Experiment:
         return Experiment.from_spec(data, **overrides)
     except SpecError as exc:
         raise SpecError(f"{path_str}: {exc}") from None
+
+
+def _toml_value(value: Any) -> str:
+    """One TOML value: strings, numbers, booleans, lists and inline tables."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # TOML basic strings take JSON's escapes
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items() if v is not None) + "}"
+    raise SpecError(f"cannot write {value!r} to TOML")
+
+
+def _toml_key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else json.dumps(key)
+
+
+def dump_spec(spec: dict[str, Any]) -> str:
+    """A spec as TOML that `load_spec` reads back (None fields are left out; no exploit is "none")."""
+    lines, tables = [], []
+    for key, value in spec.items():
+        if key == "exploit" and value is None:
+            lines.append('exploit = "none"')
+        elif value is None:
+            continue
+        elif key == "schedule":
+            for entry in value:
+                tables.append(f"\n[[schedule]]\nstep = {entry['step']}\nhparams = {_toml_value(entry['hparams'])}")
+        elif isinstance(value, dict):
+            body = "\n".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items() if v is not None)
+            tables.append(f"\n[{key}]\n{body}")
+        else:
+            lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n" + "\n".join(tables) + "\n"

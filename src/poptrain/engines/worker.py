@@ -147,6 +147,10 @@ class Worker:
         if rec.pending:
             self._decide(rec, member, at_step=rec.step)
             return
+        scheduled = self.exp.scheduled(rec.step)
+        if scheduled is not None and scheduled != rec.hparams:
+            user(member.set_hparams, dict(scheduled))
+            rec = replace(rec, hparams=scheduled)
         user(member.train)
         score, metrics = user(score_of, user(member.evaluate), self.exp.metric)
         step = rec.step + 1

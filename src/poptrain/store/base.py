@@ -162,7 +162,7 @@ class Store(ABC):
     @abstractmethod
     def report(self, name: str, member: int, worker: str, step: int, score: float | None,
                metrics: dict[str, Any], hparams: Hparams, now: float) -> None:
-        """Record an evaluation and advance the member to `step`."""
+        """Record an evaluation of the interval trained with `hparams`, and advance the member to `step`."""
 
     @abstractmethod
     def record_exploit(self, name: str, event: Event, worker: str) -> None:

@@ -120,7 +120,7 @@ class MemoryStore(Store):
             m = self._held(name, member, worker)
             score = clean_score(score)
             self._get(name).reports[(member, step)] = Report(member, step, score, _json(metrics), _json(hparams), now)
-            self._set(name, member, step=step, last_score=score, version=m.version + 1)
+            self._set(name, member, step=step, last_score=score, hparams=_json(hparams), version=m.version + 1)
 
     def record_exploit(self, name: str, event: Event, worker: str) -> None:
         with self._lock:

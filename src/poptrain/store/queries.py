@@ -40,7 +40,8 @@ drop_report = delete(t.reports).where(r.experiment_id == bindparam("eid"), r.mem
 add_report = insert(t.reports)
 HELD_BY_ME = and_(THIS_MEMBER, m.worker == bindparam("wid"))
 advance = (update(t.members).where(HELD_BY_ME)
-           .values(step=bindparam("at_step"), last_score=bindparam("score"), version=m.version + 1))
+           .values(step=bindparam("at_step"), last_score=bindparam("score"), hparams=bindparam("trained_with"),
+                   version=m.version + 1))
 last_scores = select(m.id, m.last_score).where(m.experiment_id == bindparam("eid"), m.status != "failed", m.step > 0)
 
 THIS_MEMBERS_CHECKPOINTS = and_(k.experiment_id == bindparam("eid"), k.member == bindparam("mid"))

@@ -247,7 +247,8 @@ class SQLStore(Store):
         score = clean_score(score)
         with self._tx() as c:
             keys = {"eid": self._eid(c, name), "mid": member, "at_step": step}
-            if not c.execute(q.advance, {**keys, "wid": worker, "score": score}).rowcount:
+            if not c.execute(q.advance, {**keys, "wid": worker, "score": score,
+                                         "trained_with": _dumps(hparams)}).rowcount:
                 raise LeaseLost(f"member {member} is no longer held by worker {worker}")
             c.execute(q.drop_report, keys)
             c.execute(q.add_report, {"experiment_id": keys["eid"], "member": member, "step": step, "score": score,
