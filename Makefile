@@ -17,6 +17,7 @@ demo: install
 	rm -rf runs/demo
 	mkdir -p runs/demo
 	$(VENV)/bin/poptrain run examples/mlp_digits.toml --storage sqlite:///runs/demo/mlp_digits.db --baseline
+	$(VENV)/bin/poptrain report --storage sqlite:///runs/demo/mlp_digits.db --experiment mlp_digits -o runs/demo/report.html
 
 test: install
 	$(PY) -m pytest -q

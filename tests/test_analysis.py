@@ -105,3 +105,24 @@ def test_explore_counts_replay_the_run_exactly():
     assert (counts.exploits == len(events)).all()
     assert (counts["perturb"] + counts["resample"] == len(events)).all()
     assert counts["resample"].sum() > 0 and counts["perturb"].sum() > 0
+
+
+def test_report_is_one_offline_file_with_every_figure(tmp_path):
+    from poptrain.cli import main
+
+    url = f"sqlite:///{tmp_path}/r.db"
+    exp = poptrain.Experiment(
+        name="r", trainable=Quadratic, space={"lr": poptrain.LogUniform(0.01, 0.5), "b": poptrain.Uniform(0, 1)},
+        metric="score", population=4, steps=9, ready=poptrain.Every(3), seed=1, storage=url)
+    result = exp.run(engine="serial")
+    assert main(["report", "--storage", url, "--experiment", "r", "-o", str(tmp_path / "r.html")]) == 0
+    page = (tmp_path / "r.html").read_text()
+    assert "<script src=" not in page and "<link" not in page  # nothing fetched: plotly.js is inline
+    assert page.count("Plotly.newPlot") == 4
+    for title in ("Score of every member", "The winning lineage", "Hyperparameter schedules", "Lineage tree"):
+        assert title in page
+    assert "best members by score" in page and f"{len(result.events())} exploits" in page
+    schedules = result.plot_schedules()
+    axes = {name: schedules.layout[f"yaxis{i + 1 if i else ''}"].type for i, name in enumerate(result.spec["space"])}
+    assert axes == {"b": None, "lr": "log"}  # a log axis for the log-uniform hyperparameter only
+    assert len(result.plot_lineage_tree().data) >= 4

@@ -261,6 +261,11 @@ def cmd_resume(args: argparse.Namespace, target: Target) -> None:
     ensure_trained(result)
 
 
+def cmd_report(args: argparse.Namespace, target: Target) -> None:
+    Result(existing_store(args.storage), args.experiment).report(args.output)
+    say(console(), f"report written to {os.path.abspath(args.output)}")
+
+
 def cmd_replay(args: argparse.Namespace, target: Target) -> None:
     from .spec import dump_spec, load_spec
 
@@ -344,6 +349,12 @@ def parser() -> argparse.ArgumentParser:
     resume.add_argument("--experiment", required=True)
     engine_flags(resume)
     resume.set_defaults(func=cmd_resume)
+
+    report = sub.add_parser("report", help="write the experiment's HTML report (one file, works offline)")
+    report.add_argument("--storage", required=True)
+    report.add_argument("--experiment", required=True)
+    report.add_argument("-o", "--output", required=True, metavar="REPORT.html")
+    report.set_defaults(func=cmd_report, quiet=False)
 
     replay = sub.add_parser("replay", help="retrain one member from scratch on the schedule PBT found", description=(
         "Write a spec that trains one member from step 0 along the best (or a chosen) member's stitched "

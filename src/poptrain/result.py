@@ -115,6 +115,37 @@ class Result:
         rows = [{"step": r.step, **r.hparams} for r in self.store.reports(self.name) if r.member == member_id]
         return pd.DataFrame(rows)
 
+    # figures (plotly): the same ones the HTML report and the dashboard draw
+    def plot_scores(self) -> Any:
+        """Every member's score over steps, exploits marked."""
+        from .report import scores_figure
+
+        return scores_figure(self.frame(), self.events(), self.spec.get("metric") or "score")
+
+    def plot_winning_lineage(self, member_id: int | None = None) -> Any:
+        """The best (or given) member's stitched learning curve."""
+        from .report import winning_lineage_figure
+
+        return winning_lineage_figure(self.winning_lineage(member_id), self.spec.get("metric") or "score")
+
+    def plot_schedules(self, member_id: int | None = None) -> Any:
+        """Each hyperparameter over steps, the winning lineage's schedule in bold (log axes where log-uniform)."""
+        from .report import schedules_figure
+
+        return schedules_figure(self.frame(), self.winning_lineage(member_id), self.spec)
+
+    def plot_lineage_tree(self) -> Any:
+        """Who copied whom, along the steps."""
+        from .report import lineage_tree_figure
+
+        return lineage_tree_figure(self.tree(), self.events(), self.progress().best_member)
+
+    def report(self, path: str) -> str:
+        """Write the self-contained HTML report (works offline) to `path`."""
+        from .report import write_report
+
+        return write_report(self, path)
+
     def progress(self) -> Any:
         return self.store.progress(self.name, self.spec["mode"])
 

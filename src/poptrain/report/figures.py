@@ -1,0 +1,102 @@
+"""Plotly figures of a PBT run, drawn from the analysis frames (data first, drawing second)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+
+from ..space import LogUniform, parse_space
+from ..store import Event
+
+PALETTE = qualitative.Plotly + qualitative.D3
+
+
+def _colour(member: int) -> str:
+    return PALETTE[member % len(PALETTE)]
+
+
+def scores_figure(frame: pd.DataFrame, events: list[Event], metric: str) -> go.Figure:
+    """Every member's score over steps, with a marker where it copied another member."""
+    fig = go.Figure()
+    for member, rows in frame.groupby("member"):
+        fig.add_trace(go.Scatter(x=rows.step, y=rows.score, mode="lines", name=f"member {member}",
+                                 line={"color": _colour(int(member)), "width": 1.5}, legendgroup=str(member)))
+    if events:
+        score = {(m, s): v for m, s, v in zip(frame.member, frame.step, frame.score)}
+        fig.add_trace(go.Scatter(
+            x=[e.step for e in events], y=[score.get((e.member, e.step)) for e in events], mode="markers",
+            name="exploit", marker={"symbol": "x", "size": 9, "color": "black"},
+            text=[f"member {e.member} copied member {e.source} (its step {e.source_step})" for e in events],
+            hovertemplate="%{text}<extra></extra>"))
+    fig.update_layout(title="Score of every member (× marks an exploit)", xaxis_title="step", yaxis_title=metric)
+    return fig
+
+
+def winning_lineage_figure(curve: pd.DataFrame, metric: str) -> go.Figure:
+    """The best member's ancestry as one learning curve, coloured by whose weights trained."""
+    fig = go.Figure()
+    stretch = (curve.member != curve.member.shift()).cumsum()
+    for _, rows in curve.groupby(stretch, sort=False):
+        member = int(rows.member.iloc[0])
+        fig.add_trace(go.Scatter(x=rows.age, y=rows.score, mode="lines+markers", name=f"member {member}",
+                                 line={"color": _colour(member), "width": 3}, marker={"size": 4},
+                                 text=[f"member {member}, its step {s}" for s in rows.step],
+                                 hovertemplate="%{text}<br>score %{y}<extra></extra>"))
+    fig.update_layout(title="The winning lineage: one continuous curve through the members it descends from",
+                      xaxis_title="intervals of training (age of the weights)", yaxis_title=metric)
+    return fig
+
+
+def schedules_figure(frame: pd.DataFrame, curve: pd.DataFrame, spec: dict[str, Any]) -> go.Figure:
+    """Each hyperparameter over steps for every member, and the winning lineage's schedule in bold."""
+    space = parse_space(spec["space"])
+    names = list(space)
+    fig = make_subplots(rows=len(names), cols=1, shared_xaxes=True, subplot_titles=names,
+                        vertical_spacing=0.12 / max(1, len(names) - 1) if len(names) > 1 else 0.0)
+    for i, name in enumerate(names, start=1):
+        for member, rows in frame.groupby("member"):
+            fig.add_trace(go.Scatter(x=rows.step, y=rows[name], mode="lines", line={"color": _colour(int(member)),
+                                     "width": 1, "shape": "hv"}, opacity=0.5, name=f"member {member}",
+                                     legendgroup=str(member), showlegend=i == 1), row=i, col=1)
+        if len(curve):
+            fig.add_trace(go.Scatter(x=curve.age, y=curve[name], mode="lines", name="winning lineage",
+                                     line={"color": "black", "width": 3, "shape": "hv"}, legendgroup="winner",
+                                     showlegend=i == 1), row=i, col=1)
+        if isinstance(space[name], LogUniform):
+            fig.update_yaxes(type="log", row=i, col=1)
+    fig.update_layout(title="Hyperparameter schedules (bold: the winning lineage, by age)",
+                      height=max(350, 260 * len(names)))
+    fig.update_xaxes(title_text="step", row=len(names), col=1)
+    return fig
+
+
+def lineage_tree_figure(tree: pd.DataFrame, events: list[Event], best: int | None) -> go.Figure:
+    """The lineage tree: each member a row, its segments along the steps, an edge for every copy."""
+    fig = go.Figure()
+    for member, rows in tree.groupby("member"):
+        xs: list[float | None] = []
+        ys: list[float | None] = []
+        for start, end in zip(rows.start, rows.end):
+            xs += [start, end, None]
+            ys += [member, member, None]
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"member {member}", showlegend=False,
+                                 line={"color": _colour(int(member)), "width": 6 if member == best else 3}))
+    if events:
+        xs, ys = [], []
+        for e in events:
+            xs += [e.source_step, e.step, None]
+            ys += [e.source, e.member, None]
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="copied weights", line={"color": "grey", "width": 1}))
+        fig.add_trace(go.Scatter(
+            x=[e.step for e in events], y=[e.member for e in events], mode="markers", name="exploit",
+            marker={"symbol": "triangle-right", "size": 9, "color": "grey"},
+            text=[f"member {e.member} copied member {e.source} at its step {e.source_step}" for e in events],
+            hovertemplate="%{text}<extra></extra>"))
+    fig.update_layout(title="Lineage tree (an edge runs from the copied member to the one that copied it)",
+                      xaxis_title="step", yaxis_title="member", yaxis={"dtick": 1},
+                      height=max(300, 40 * (tree.member.nunique() + 2)))
+    return fig
