@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install -q -c constraints.txt
 
-.PHONY: demo test install clean
+.PHONY: demo test install browser clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,13 @@ demo: install
 	$(VENV)/bin/poptrain run examples/mlp_digits.toml --storage sqlite:///runs/demo/mlp_digits.db --baseline
 	$(VENV)/bin/poptrain report --storage sqlite:///runs/demo/mlp_digits.db --experiment mlp_digits -o runs/demo/report.html
 
-test: install
+test: install browser
 	$(PY) -m pytest -q
+
+# The dashboard's browser test drives Debian's Chromium (never a downloaded browser).
+browser:
+	@test -x /usr/bin/chromium || { echo "installing Debian's chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 clean:
 	rm -rf $(VENV) runs

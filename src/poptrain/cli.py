@@ -266,6 +266,13 @@ def cmd_report(args: argparse.Namespace, target: Target) -> None:
     say(console(), f"report written to {os.path.abspath(args.output)}")
 
 
+def cmd_dashboard(args: argparse.Namespace, target: Target) -> None:
+    from .report.dashboard import serve
+
+    say(console(), f"dashboard of {args.storage} on http://{args.host}:{args.port}/ (Ctrl-C stops it)")
+    serve(args.storage, host=args.host, port=args.port)
+
+
 def cmd_replay(args: argparse.Namespace, target: Target) -> None:
     from .spec import dump_spec, load_spec
 
@@ -355,6 +362,12 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--experiment", required=True)
     report.add_argument("-o", "--output", required=True, metavar="REPORT.html")
     report.set_defaults(func=cmd_report, quiet=False)
+
+    dashboard = sub.add_parser("dashboard", help="serve a live, read-only web view of a store's experiments")
+    dashboard.add_argument("--storage", required=True)
+    dashboard.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1 only)")
+    dashboard.add_argument("--port", type=int, default=8050)
+    dashboard.set_defaults(func=cmd_dashboard, quiet=False)
 
     replay = sub.add_parser("replay", help="retrain one member from scratch on the schedule PBT found", description=(
         "Write a spec that trains one member from step 0 along the best (or a chosen) member's stitched "

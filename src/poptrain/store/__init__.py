@@ -19,7 +19,8 @@ _memory_stores: dict[str, MemoryStore] = {}
 def open_store(url: str, create: bool = True) -> Store:
     """Open the store a URL names: `sqlite:///path.db`, `postgresql://...`, or `memory://NAME`.
 
-    With `create=False` a SQLite file that does not exist is an error, not a new empty store.
+    With `create=False` (readers) a store that does not exist is an error, not a new empty one,
+    and opening it writes nothing.
     """
     if url.startswith("memory://"):
         if not create and url not in _memory_stores:
@@ -29,7 +30,7 @@ def open_store(url: str, create: bool = True) -> Store:
         path = _sqlite_file(url)
         if path is not None and not os.path.exists(path):
             raise StorageError(f"no store at {path}: check the storage URL, or `poptrain run` first")
-    return SQLStore(url)
+    return SQLStore(url, create=create)
 
 
 def _parse(url: str) -> URL:

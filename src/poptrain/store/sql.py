@@ -99,7 +99,7 @@ def _initialising(url: str | None) -> Iterator[None]:
 class SQLStore(Store):
     """A store on a SQL database; several processes (or hosts, on PostgreSQL) share one population."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, create: bool = True) -> None:
         self.url = url
         try:
             backend = make_url(url).get_backend_name()
@@ -116,8 +116,11 @@ class SQLStore(Store):
                 raise StorageError(f"storage {url!r} needs a database driver that is not installed ({exc.name}): "
                                    f"pip install it (PostgreSQL: psycopg)") from None
         self._ids: dict[str, int] = {}
-        with _initialising(url if backend == "sqlite" else None):
-            self._create_schema()
+        if create:
+            with _initialising(url if backend == "sqlite" else None):
+                self._create_schema()
+        else:
+            self._check_schema()
 
     # plumbing
     def _create_schema(self) -> None:
@@ -133,6 +136,17 @@ class SQLStore(Store):
                         f"understands ({t.SCHEMA_VERSION}): upgrade poptrain")
         except OperationalError as exc:
             raise StorageError(f"cannot open storage {self.url}: {exc.orig}") from None
+
+    def _check_schema(self) -> None:
+        """For readers: the store must already hold poptrain's tables, of a version this code reads."""
+        try:
+            with self._read() as c:
+                found = c.execute(select(t.meta.c.value).where(t.meta.c.key == "schema_version")).scalar()
+        except OperationalError:
+            raise StorageError(f"{self.url} is not a poptrain store (it has no poptrain tables)") from None
+        if found is None or int(found) > t.SCHEMA_VERSION:
+            raise StorageError(f"{self.url} holds schema version {found}, which this poptrain "
+                               f"({t.SCHEMA_VERSION}) cannot read: upgrade poptrain")
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
