@@ -12,8 +12,8 @@ from typing import Any, Iterable
 
 import torch
 
-from .population import Hparams
-from .trainable import Trainable
+from ..population import Hparams
+from ..trainable import Trainable
 
 # Optimiser fields poptrain writes from hyperparameters of the same name; `betas` is set
 # through the hyperparameters `beta1` and `beta2`.

@@ -1,0 +1,137 @@
+"""Optimisers over a stacked population: every hyperparameter is a per-member tensor.
+
+Each matches its torch.optim counterpart for every member (tests compare them step by step), so
+exploit and explore are index copies and tensor writes instead of new optimiser objects.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+Tensor = torch.Tensor
+
+
+def _per_member(value: Any, size: int, device: torch.device, name: str) -> Tensor:
+    t = torch.as_tensor(value, dtype=torch.float32, device=device)
+    if t.dim() == 0:
+        t = t.expand(size).clone()
+    if t.shape != (size,):
+        raise ValueError(f"{name} must be a number or {size} numbers (one per member), got shape {tuple(t.shape)}")
+    return t
+
+
+def _along(values: Tensor, like: Tensor) -> Tensor:
+    """A [P] tensor shaped to broadcast against a [P, ...] parameter."""
+    return values.view(-1, *([1] * (like.dim() - 1)))
+
+
+class BatchedOptimizer:
+    """Shared bookkeeping: per-member hyperparameters and state, exploit as an index copy."""
+
+    hparams: tuple[str, ...] = ()
+
+    def __init__(self, params: dict[str, Tensor], **values: Any) -> None:
+        first = next(iter(params.values()))
+        self.params, self.size, self.device = params, first.shape[0], first.device
+        self.values = {k: _per_member(v, self.size, self.device, k) for k, v in values.items()}
+        self.state: dict[str, dict[str, Tensor]] = {}
+
+    def set_hparams(self, member: int, hparams: dict[str, Any]) -> None:
+        """Write a member's hyperparameters (the ones this optimiser has; others are ignored)."""
+        for key, value in hparams.items():
+            if key in self.values:
+                self.values[key][member] = float(value)
+
+    def copy_member(self, dst: int, src: int) -> None:
+        """Give member `dst` the optimiser state of member `src` (its hyperparameters are set apart)."""
+        for slots in self.state.values():
+            for t in slots.values():
+                t[dst] = t[src]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"values": {k: v.clone() for k, v in self.values.items()},
+                "state": {n: {k: t.clone() for k, t in s.items()} for n, s in self.state.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.values = {k: v.clone().to(self.device) for k, v in state["values"].items()}
+        self.state = {n: {k: t.clone().to(self.device) for k, t in s.items()} for n, s in state["state"].items()}
+
+    def member_state(self, member: int) -> dict[str, Any]:
+        """One member's optimiser state and hyperparameters, as plain tensors."""
+        return {"hparams": {k: float(v[member]) for k, v in self.values.items()},
+                "state": {n: {k: t[member].clone() for k, t in s.items()} for n, s in self.state.items()}}
+
+
+class BatchedSGD(BatchedOptimizer):
+    """torch.optim.SGD (momentum, dampening, Nesterov, weight decay) for every member at once."""
+
+    hparams = ("lr", "momentum", "weight_decay", "dampening")
+
+    def __init__(self, params: dict[str, Tensor], lr: Any, momentum: Any = 0.0, weight_decay: Any = 0.0,
+                 dampening: Any = 0.0, nesterov: bool = False) -> None:
+        super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay, dampening=dampening)
+        self.nesterov = nesterov
+
+    @torch.no_grad()
+    def step(self, grads: dict[str, Tensor]) -> None:
+        v = self.values
+        for name, p in self.params.items():
+            g = grads[name] + _along(v["weight_decay"], p) * p
+            momentum = _along(v["momentum"], p)
+            slot = self.state.setdefault(name, {})
+            if "momentum_buffer" not in slot:
+                buf = g.clone()  # torch.optim starts the buffer at the first gradient
+                slot["momentum_buffer"] = buf
+            else:
+                buf = slot["momentum_buffer"]
+                buf.mul_(momentum).add_((1 - _along(v["dampening"], p)) * g)
+            step = g + momentum * buf if self.nesterov else buf
+            step = torch.where(momentum != 0, step, g)  # members without momentum ignore the buffer
+            p.sub_(_along(v["lr"], p) * step)
+
+
+class BatchedAdam(BatchedOptimizer):
+    """torch.optim.Adam, or AdamW with `decoupled=True`, for every member at once."""
+
+    hparams = ("lr", "beta1", "beta2", "eps", "weight_decay")
+
+    def __init__(self, params: dict[str, Tensor], lr: Any, beta1: Any = 0.9, beta2: Any = 0.999, eps: Any = 1e-8,
+                 weight_decay: Any = 0.0, decoupled: bool = False) -> None:
+        super().__init__(params, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay)
+        self.decoupled = decoupled
+        self.state["_"] = {"step": torch.zeros(self.size, device=self.device)}
+
+    def set_hparams(self, member: int, hparams: dict[str, Any]) -> None:
+        super().set_hparams(member, hparams)
+        if "betas" in hparams:
+            self.values["beta1"][member], self.values["beta2"][member] = map(float, hparams["betas"])
+
+    @torch.no_grad()
+    def step(self, grads: dict[str, Tensor]) -> None:
+        v = self.values
+        count = self.state["_"]["step"]
+        count.add_(1)
+        for name, p in self.params.items():
+            lr, wd = _along(v["lr"], p), _along(v["weight_decay"], p)
+            beta1, beta2, eps = _along(v["beta1"], p), _along(v["beta2"], p), _along(v["eps"], p)
+            g = grads[name]
+            if self.decoupled:
+                p.mul_(1 - lr * wd)
+            else:
+                g = g + wd * p
+            slot = self.state.setdefault(name, {"exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)})
+            m, s = slot["exp_avg"], slot["exp_avg_sq"]
+            m.lerp_(g, 1 - beta1)
+            s.mul_(beta2).add_((1 - beta2) * g * g)
+            t = _along(count, p)
+            bias1, bias2 = 1 - beta1 ** t, 1 - beta2 ** t
+            denom = s.sqrt() / bias2.sqrt() + eps
+            p.sub_((lr / bias1) * m / denom)
+
+
+def BatchedAdamW(params: dict[str, Tensor], lr: Any, beta1: Any = 0.9, beta2: Any = 0.999, eps: Any = 1e-8,
+                 weight_decay: Any = 0.01) -> BatchedAdam:
+    """torch.optim.AdamW (decoupled weight decay) for every member at once."""
+    return BatchedAdam(params, lr, beta1, beta2, eps, weight_decay, decoupled=True)

@@ -1,0 +1,87 @@
+"""A population of one architecture as a single batched model (torch.func: stack, vmap, grad).
+
+Every parameter and buffer gets a leading member axis; one call runs forward and backward for
+all members, each on its own data order. Exploit is an index copy along that axis.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call, grad_and_value, stack_module_state, vmap
+
+Tensor = torch.Tensor
+
+# Layers whose forward writes to their own buffers: vmap cannot batch that in-place update.
+UNBATCHABLE = (nn.modules.batchnorm._BatchNorm,)
+
+
+class NotVectorizable(ValueError):
+    """The model has a layer the batched population cannot run."""
+
+
+def check_vectorizable(model: nn.Module) -> None:
+    """Refuse, naming the layer, models whose layers vmap cannot batch."""
+    for name, layer in model.named_modules():
+        if isinstance(layer, UNBATCHABLE) and layer.track_running_stats:
+            raise NotVectorizable(
+                f"layer {name!r} ({type(layer).__name__}) updates its running statistics in place, which "
+                f"torch.func.vmap cannot batch: use GroupNorm or LayerNorm, track_running_stats=False, "
+                f"or the local engine")
+
+
+class Population:
+    """`size` copies of `factory()`'s model, initialised from `seeds`, stacked for batched training."""
+
+    def __init__(self, factory: Callable[[], nn.Module], seeds: Sequence[int], device: str | torch.device = "cpu"):
+        modules = []
+        for seed in seeds:
+            with torch.random.fork_rng(devices=[]):  # each member's init from its seed, the global RNG untouched
+                torch.manual_seed(seed)
+                modules.append(factory())
+        check_vectorizable(modules[0])
+        self.size, self.device = len(modules), torch.device(device)
+        params, buffers = stack_module_state(modules)
+        self.params = {k: v.detach().to(self.device) for k, v in params.items()}
+        self.buffers = {k: v.detach().to(self.device) for k, v in buffers.items()}
+        self.template = copy.deepcopy(modules[0]).to("meta")
+
+    def _call(self, params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Tensor:
+        return functional_call(self.template, (params, buffers), (x,))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Outputs of every member: `x` is [P, B, ...] (each member its own batch)."""
+        return vmap(self._call, randomness="different")(self.params, self.buffers, x)
+
+    def gradients(self, loss_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor,
+                  weights: Tensor | None = None) -> tuple[dict[str, Tensor], Tensor]:
+        """Each member's gradients and loss on its own batch (x [P, B, ...], y [P, B, ...])."""
+
+        def loss(params: dict[str, Tensor], buffers: dict[str, Tensor], xb: Tensor, yb: Tensor) -> Tensor:
+            return loss_fn(self._call(params, buffers, xb), yb)
+
+        grads, values = vmap(grad_and_value(loss), randomness="different")(self.params, self.buffers, x, y)
+        return grads, values
+
+    @torch.no_grad()
+    def copy_member(self, dst: int, src: int) -> None:
+        """Exploit: member `dst` takes member `src`'s weights and buffers (no serialisation)."""
+        for t in (*self.params.values(), *self.buffers.values()):
+            t[dst] = t[src]
+
+    def member_state_dict(self, member: int) -> dict[str, Tensor]:
+        """One member's ordinary `state_dict` (loadable into `factory()`'s model)."""
+        return {k: v[member].detach().clone().cpu() for k, v in {**self.params, **self.buffers}.items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"params": {k: v.clone() for k, v in self.params.items()},
+                "buffers": {k: v.clone() for k, v in self.buffers.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for k, v in state["params"].items():
+            self.params[k].copy_(v)
+        for k, v in state["buffers"].items():
+            self.buffers[k].copy_(v)

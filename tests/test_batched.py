@@ -1,0 +1,124 @@
+"""The batched population and its optimisers equal ordinary torch training, member by member."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from poptrain.torch.optim import BatchedAdam, BatchedAdamW, BatchedSGD
+from poptrain.torch.population import NotVectorizable, Population
+
+SEEDS = [11, 12, 13]
+
+
+def model() -> nn.Module:
+    return nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3))
+
+
+def data(steps: int = 6, batch: int = 8):
+    g = torch.Generator().manual_seed(0)
+    xs = torch.randn(steps, len(SEEDS), batch, 6, generator=g)
+    ys = torch.randint(0, 3, (steps, len(SEEDS), batch), generator=g)
+    return xs, ys
+
+
+def single(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return model()
+
+
+CASES = {
+    "sgd": (lambda p, h: BatchedSGD(p, **h), lambda ps, h: torch.optim.SGD(ps, **h),
+            [dict(lr=0.1, momentum=0.9, weight_decay=1e-3), dict(lr=0.05, momentum=0.0, weight_decay=0.0),
+             dict(lr=0.2, momentum=0.5, weight_decay=1e-2)]),
+    "sgd-nesterov": (lambda p, h: BatchedSGD(p, nesterov=True, **h), lambda ps, h: torch.optim.SGD(ps, nesterov=True, **h),
+                     [dict(lr=0.1, momentum=0.9), dict(lr=0.05, momentum=0.8), dict(lr=0.2, momentum=0.5)]),
+    "adam": (lambda p, h: BatchedAdam(p, **h), lambda ps, h: torch.optim.Adam(ps, lr=h["lr"], betas=(h["beta1"], h["beta2"]),
+                                                                           eps=h["eps"], weight_decay=h["weight_decay"]),
+             [dict(lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0),
+              dict(lr=3e-3, beta1=0.8, beta2=0.99, eps=1e-6, weight_decay=1e-3),
+              dict(lr=5e-2, beta1=0.95, beta2=0.9, eps=1e-7, weight_decay=1e-2)]),
+    "adamw": (lambda p, h: BatchedAdamW(p, **h), lambda ps, h: torch.optim.AdamW(ps, lr=h["lr"], betas=(h["beta1"], h["beta2"]),
+                                                                             eps=h["eps"], weight_decay=h["weight_decay"]),
+              [dict(lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01),
+               dict(lr=3e-3, beta1=0.8, beta2=0.99, eps=1e-6, weight_decay=0.1),
+               dict(lr=5e-2, beta1=0.95, beta2=0.9, eps=1e-7, weight_decay=0.0)]),
+}
+
+
+def batched_hparams(per_member: list[dict]) -> dict:
+    return {k: [h[k] for h in per_member] for k in per_member[0]}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_batched_optimiser_equals_torch_optim_per_member(case):
+    make_batched, make_torch, hparams = CASES[case]
+    pop = Population(model, SEEDS)
+    opt = make_batched(pop.params, batched_hparams(hparams))
+    xs, ys = data()
+    for x, y in zip(xs, ys):
+        grads, _ = pop.gradients(F.cross_entropy, x, y)
+        opt.step(grads)
+    for i, seed in enumerate(SEEDS):
+        alone = single(seed)
+        optimiser = make_torch(alone.parameters(), hparams[i])
+        for x, y in zip(xs, ys):
+            optimiser.zero_grad()
+            F.cross_entropy(alone(x[i]), y[i]).backward()
+            optimiser.step()
+        for name, tensor in alone.state_dict().items():
+            torch.testing.assert_close(pop.member_state_dict(i)[name], tensor, rtol=1e-5, atol=1e-6)
+
+
+def test_exploit_copies_weights_and_optimiser_state_exactly():
+    pop = Population(model, SEEDS)
+    opt = BatchedAdam(pop.params, lr=[1e-2, 2e-2, 3e-2])
+    xs, ys = data(steps=3)
+    for x, y in zip(xs, ys):
+        opt.step(pop.gradients(F.cross_entropy, x, y)[0])
+    pop.copy_member(0, 2)
+    opt.copy_member(0, 2)
+    for name in pop.params:
+        assert torch.equal(pop.params[name][0], pop.params[name][2])
+        assert not torch.equal(pop.params[name][1], pop.params[name][2])
+        for slot in ("exp_avg", "exp_avg_sq"):
+            assert torch.equal(opt.state[name][slot][0], opt.state[name][slot][2])
+    opt.set_hparams(0, {"lr": 0.5, "betas": (0.7, 0.9)})  # explore writes into the tensors
+    assert opt.values["lr"][0].item() == 0.5 and opt.values["beta1"][0].item() == pytest.approx(0.7)
+    assert opt.values["lr"][2].item() == pytest.approx(3e-2)
+
+
+def test_a_nan_loss_stays_in_its_member():
+    pop = Population(model, SEEDS)
+    opt = BatchedSGD(pop.params, lr=[0.1, 0.1, 0.1])
+    x, y = data(steps=1)[0][0], data(steps=1)[1][0]
+    x = x.clone()
+    x[1, 0, 0] = float("nan")
+    before = {k: v.clone() for k, v in pop.params.items()}
+    grads, loss = pop.gradients(F.cross_entropy, x, y)
+    opt.step(grads)
+    assert torch.isnan(loss[1]) and not torch.isnan(loss[[0, 2]]).any()
+    for name, tensor in pop.params.items():
+        assert torch.isnan(tensor[1]).any()
+        assert torch.isfinite(tensor[[0, 2]]).all() and not torch.equal(tensor[0], before[name][0])
+
+
+def test_members_start_from_their_own_seeds_without_touching_the_global_rng():
+    torch.manual_seed(123)
+    expected = torch.rand(1)
+    torch.manual_seed(123)
+    pop = Population(model, SEEDS)
+    assert torch.equal(torch.rand(1), expected)
+    for i, seed in enumerate(SEEDS):
+        for name, tensor in single(seed).state_dict().items():
+            assert torch.equal(pop.member_state_dict(i)[name], tensor)
+
+
+def test_layers_vmap_cannot_batch_are_named():
+    def with_batchnorm() -> nn.Module:
+        return nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.Linear(8, 3))
+
+    with pytest.raises(NotVectorizable, match=r"layer '1' \(BatchNorm1d\).*local engine"):
+        Population(with_batchnorm, SEEDS)
