@@ -16,6 +16,9 @@ from torch.nn import functional as F
 
 from poptrain.population import Hparams
 from poptrain.torch import TorchTrainable
+from poptrain.torch.optim import BatchedSGD
+from poptrain.torch.population import Population
+from poptrain.torch.vectorized import TorchPopulation
 
 HIDDEN = 128
 BATCH_SIZE = 32
@@ -89,3 +92,37 @@ class MLPDigits(TorchTrainable):
             loss = F.cross_entropy(logits, y).item()
             accuracy = (logits.argmax(dim=1) == y).float().mean().item()
         return {"accuracy": accuracy, "loss": loss}
+
+
+class MLPDigitsPopulation(TorchPopulation):
+    """Every MLPDigits member as one batched model: the same init, data order and SGD per member."""
+
+    hparams = ("lr", "momentum", "weight_decay")
+
+    def __init__(self, hparams: list[Hparams], seeds: list[int], device: str = "cpu") -> None:
+        super().__init__(hparams, seeds, device)
+        self.data = tuple(t.to(self.device) for t in load_split())
+        self.population = Population([build_mlp(g) for g in self.generators], self.device)
+        self.optimizer = BatchedSGD(self.population.params, lr=[h["lr"] for h in hparams],
+                                    momentum=[h["momentum"] for h in hparams],
+                                    weight_decay=[h["weight_decay"] for h in hparams])
+
+    def train(self) -> None:
+        """One epoch for every member, each in the order its own generator draws."""
+        x, y, _, _ = self.data
+        orders = torch.stack([torch.randperm(len(x), generator=g) for g in self.generators]).to(self.device)
+        for batch in orders.split(BATCH_SIZE, dim=1):
+            grads, _ = self.population.gradients(F.cross_entropy, x[batch], y[batch])
+            self.optimizer.step(grads)
+
+    def evaluate(self) -> list[dict[str, float]]:
+        """Validation accuracy and loss of every member."""
+        _, _, x, y = self.data
+        with torch.no_grad():
+            logits = self.population.forward(x.expand(self.size, *x.shape))
+            loss = F.cross_entropy(logits.transpose(1, 2), y.expand(self.size, -1), reduction="none").mean(1)
+            accuracy = (logits.argmax(dim=2) == y).float().mean(1)
+        return [{"accuracy": a, "loss": v} for a, v in zip(accuracy.tolist(), loss.tolist())]
+
+
+MLPDigits.vectorized = MLPDigitsPopulation

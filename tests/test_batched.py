@@ -55,7 +55,7 @@ def batched_hparams(per_member: list[dict]) -> dict:
 @pytest.mark.parametrize("case", list(CASES))
 def test_batched_optimiser_equals_torch_optim_per_member(case):
     make_batched, make_torch, hparams = CASES[case]
-    pop = Population(model, SEEDS)
+    pop = Population.from_factory(model, SEEDS)
     opt = make_batched(pop.params, batched_hparams(hparams))
     xs, ys = data()
     for x, y in zip(xs, ys):
@@ -73,13 +73,13 @@ def test_batched_optimiser_equals_torch_optim_per_member(case):
 
 
 def test_exploit_copies_weights_and_optimiser_state_exactly():
-    pop = Population(model, SEEDS)
+    pop = Population.from_factory(model, SEEDS)
     opt = BatchedAdam(pop.params, lr=[1e-2, 2e-2, 3e-2])
     xs, ys = data(steps=3)
     for x, y in zip(xs, ys):
         opt.step(pop.gradients(F.cross_entropy, x, y)[0])
-    pop.copy_member(0, 2)
-    opt.copy_member(0, 2)
+    pop.copy_members([0], [2])
+    opt.copy_members([0], [2])
     for name in pop.params:
         assert torch.equal(pop.params[name][0], pop.params[name][2])
         assert not torch.equal(pop.params[name][1], pop.params[name][2])
@@ -91,7 +91,7 @@ def test_exploit_copies_weights_and_optimiser_state_exactly():
 
 
 def test_a_nan_loss_stays_in_its_member():
-    pop = Population(model, SEEDS)
+    pop = Population.from_factory(model, SEEDS)
     opt = BatchedSGD(pop.params, lr=[0.1, 0.1, 0.1])
     x, y = data(steps=1)[0][0], data(steps=1)[1][0]
     x = x.clone()
@@ -109,7 +109,7 @@ def test_members_start_from_their_own_seeds_without_touching_the_global_rng():
     torch.manual_seed(123)
     expected = torch.rand(1)
     torch.manual_seed(123)
-    pop = Population(model, SEEDS)
+    pop = Population.from_factory(model, SEEDS)
     assert torch.equal(torch.rand(1), expected)
     for i, seed in enumerate(SEEDS):
         for name, tensor in single(seed).state_dict().items():
@@ -121,4 +121,12 @@ def test_layers_vmap_cannot_batch_are_named():
         return nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.Linear(8, 3))
 
     with pytest.raises(NotVectorizable, match=r"layer '1' \(BatchNorm1d\).*local engine"):
-        Population(with_batchnorm, SEEDS)
+        Population.from_factory(with_batchnorm, SEEDS)
+
+
+def test_copies_read_the_state_before_any_copy():
+    pop = Population.from_factory(model, SEEDS)
+    before = {k: v.clone() for k, v in pop.params.items()}
+    pop.copy_members([0, 1], [1, 0])  # a swap: each takes the other's weights from before the round
+    for name, tensor in pop.params.items():
+        assert torch.equal(tensor[0], before[name][1]) and torch.equal(tensor[1], before[name][0])

@@ -110,3 +110,41 @@ class CrashesProcess(Quadratic):
         if self.hparams.get("bad") == 1:
             os._exit(1)
         super().train()
+
+
+class HparamScore(Quadratic):
+    """Scores depend only on the hyperparameters, so every engine sees the same numbers."""
+
+    def evaluate(self) -> dict[str, float]:
+        return {"score": -((self.hparams["lr"] - 0.1) ** 2)}
+
+
+class HparamScorePopulation:
+    """The batched twin of HparamScore: bookkeeping only, no model."""
+
+    hparams = ("lr",)
+
+    def __init__(self, hparams: list[dict], seeds: list[int], device: str = "cpu") -> None:
+        self.lr = [h["lr"] for h in hparams]
+        self.copies: list[tuple[int, int]] = []
+
+    def train(self) -> None:
+        pass
+
+    def evaluate(self) -> list[dict[str, float]]:
+        return [{"score": -((lr - 0.1) ** 2)} for lr in self.lr]
+
+    def set_hparams(self, member: int, hparams: dict) -> None:
+        self.lr[member] = hparams["lr"]
+
+    def copy_members(self, dsts: list[int], srcs: list[int]) -> None:
+        self.copies += list(zip(dsts, srcs))
+
+    def state_dict(self) -> dict:
+        return {"lr": list(self.lr)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.lr = list(state["lr"])
+
+
+HparamScore.vectorized = HparamScorePopulation

@@ -206,7 +206,7 @@ class Experiment:
         return True
 
     def run(self, engine: str = "local", workers: int | None = None, progress: bool = False,
-            force: bool = False) -> "Result":
+            force: bool = False, device: str = "cpu") -> "Result":
         """Train the population to its budget (resuming a stored run of the same spec).
 
         A stored run whose members are still leased is being trained by live workers: it is
@@ -219,7 +219,8 @@ class Experiment:
             check_not_running(self.storage, self.name, force)
         store = open_store(self.storage)
         run_engine(engine, store, self.name, workers=workers,
-                   trainable=None if isinstance(self.trainable, str) else self.trainable, progress=progress)
+                   trainable=None if isinstance(self.trainable, str) else self.trainable, progress=progress,
+                   device=device)
         return Result(store, self.name)
 
 

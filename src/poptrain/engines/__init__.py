@@ -7,11 +7,11 @@ from typing import Any
 from ..errors import SpecError
 from ..store import Store
 
-ENGINES = ("local", "serial")
+ENGINES = ("local", "serial", "vectorized")
 
 
 def run_engine(engine: str, store: Store, name: str, workers: int | None = None, trainable: Any = None,
-               progress: bool = False) -> None:
+               progress: bool = False, device: str = "cpu") -> None:
     """Run an experiment stored in `store` on the named engine until it is done."""
     if engine == "serial":
         from .serial import run_serial
@@ -21,6 +21,10 @@ def run_engine(engine: str, store: Store, name: str, workers: int | None = None,
         from .local import run_local
 
         run_local(store, name, workers=workers, trainable=trainable, progress=progress)
+    elif engine == "vectorized":
+        from .vectorized import run_vectorized
+
+        run_vectorized(store, name, trainable=trainable, progress=progress, device=device)
     else:
         raise SpecError(f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")
 

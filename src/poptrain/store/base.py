@@ -143,6 +143,10 @@ class Store(ABC):
         """
 
     @abstractmethod
+    def claim_all(self, name: str, worker: str, lease: float, now: float) -> list[MemberRecord]:
+        """Lease every active member no other live worker holds (a batched engine needs them all)."""
+
+    @abstractmethod
     def renew(self, name: str, worker: str, lease: float, now: float) -> None:
         """Extend the leases of every member `worker` holds."""
 
@@ -163,6 +167,11 @@ class Store(ABC):
     def report(self, name: str, member: int, worker: str, step: int, score: float | None,
                metrics: dict[str, Any], hparams: Hparams, now: float) -> None:
         """Record an evaluation of the interval trained with `hparams`, and advance the member to `step`."""
+
+    @abstractmethod
+    def report_many(self, name: str, worker: str, step: int, rows: list[tuple[int, float | None, dict[str, Any], Hparams]],
+                    now: float) -> None:
+        """Record one step of several members, (member, score, metrics, hparams) each, in one transaction."""
 
     @abstractmethod
     def record_exploit(self, name: str, event: Event, worker: str) -> None:

@@ -46,7 +46,16 @@ class CheckpointStore:
         return checksum
 
     def load(self, key: str, checksum: str) -> Any:
-        """Read a checkpoint; CorruptCheckpoint if it is missing, truncated or altered."""
+        """Read a checkpoint; CorruptCheckpoint if it is missing, truncated or altered.
+
+        A key `FILE#member=I` names member I's part of a population checkpoint (one file for a
+        whole batched population): the file is verified whole, then that member's slice returned.
+        """
+        key, _, member = key.partition("#member=")
+        state = self._load(key, checksum)
+        return member_part(state, int(member)) if member else state
+
+    def _load(self, key: str, checksum: str) -> Any:
         path = self.path(key)
         try:
             with self.fs.open(path, "rb") as f:
@@ -62,9 +71,16 @@ class CheckpointStore:
     def delete(self, key: str) -> None:
         """Remove a checkpoint file; a missing one is not an error."""
         try:
-            self.fs.rm(self.path(key))
+            self.fs.rm(self.path(key.partition("#member=")[0]))
         except FileNotFoundError:
             pass
 
     def exists(self, key: str) -> bool:
         return bool(self.fs.exists(self.path(key)))
+
+
+def member_part(state: Any, member: int) -> Any:
+    """One member's slice of a population state: every leaf (tensor or list) indexed at `member`."""
+    if isinstance(state, dict):
+        return {k: member_part(v, member) for k, v in state.items() if k != "size"}
+    return state[member]

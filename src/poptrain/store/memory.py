@@ -85,6 +85,14 @@ class MemoryStore(Store):
                 return pick  # already ours: the heartbeat keeps the lease
             return self._set(name, pick.id, worker=worker, lease_until=now + lease)
 
+    def claim_all(self, name: str, worker: str, lease: float, now: float) -> list[MemberRecord]:
+        with self._lock:
+            held = []
+            for m in list(self._get(name).members.values()):
+                if m.status == ACTIVE and (m.worker is None or m.worker == worker or m.lease_until < now):
+                    held.append(self._set(name, m.id, worker=worker, lease_until=now + lease))
+            return sorted(held, key=lambda m: m.id)
+
     def renew(self, name: str, worker: str, lease: float, now: float) -> None:
         with self._lock:
             for m in list(self._get(name).members.values()):
@@ -121,6 +129,14 @@ class MemoryStore(Store):
             score = clean_score(score)
             self._get(name).reports[(member, step)] = Report(member, step, score, _json(metrics), _json(hparams), now)
             self._set(name, member, step=step, last_score=score, hparams=_json(hparams), version=m.version + 1)
+
+    def report_many(self, name: str, worker: str, step: int, rows: list[tuple[int, float | None, dict[str, Any], Any]],
+                    now: float) -> None:
+        with self._lock:
+            for member, _, _, _ in rows:  # all or nothing, as in one transaction
+                self._held(name, member, worker)
+            for member, score, metrics, hparams in rows:
+                self.report(name, member, worker, step, score, metrics, hparams, now)
 
     def record_exploit(self, name: str, event: Event, worker: str) -> None:
         with self._lock:

@@ -13,7 +13,7 @@ try:
 except ImportError:  # Windows: SQLite's own locking is all there is
     fcntl = None  # type: ignore[assignment]
 
-from sqlalchemy import and_, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import and_, create_engine, delete, event, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.pool import StaticPool
@@ -231,6 +231,16 @@ class SQLStore(Store):
                     return _member(c.execute(q.member, {"eid": eid, "mid": row.id}).one())
         return None  # lost every race this round; the caller polls again
 
+    def claim_all(self, name: str, worker: str, lease: float, now: float) -> list[MemberRecord]:
+        m = t.members.c
+        with self._tx() as c:
+            eid = self._eid(c, name)
+            c.execute(update(t.members).where(m.experiment_id == eid, m.status == ACTIVE,
+                                              or_(m.worker.is_(None), m.worker == worker, m.lease_until < now))
+                      .values(worker=worker, lease_until=now + lease))
+            rows = c.execute(select(t.members).where(m.experiment_id == eid, m.worker == worker).order_by(m.id))
+            return [_member(r) for r in rows]
+
     def renew(self, name: str, worker: str, lease: float, now: float) -> None:
         with self._tx() as c:
             c.execute(q.renew, {"eid": self._eid(c, name), "wid": worker, "until": now + lease})
@@ -267,6 +277,20 @@ class SQLStore(Store):
             c.execute(q.drop_report, keys)
             c.execute(q.add_report, {"experiment_id": keys["eid"], "member": member, "step": step, "score": score,
                                      "metrics": _dumps(metrics), "hparams": _dumps(hparams), "time": now})
+
+    def report_many(self, name: str, worker: str, step: int, rows: list[tuple[int, float | None, dict[str, Any], Any]],
+                    now: float) -> None:
+        with self._tx() as c:
+            eid = self._eid(c, name)
+            for member, score, metrics, hparams in rows:
+                score = clean_score(score)
+                keys = {"eid": eid, "mid": member, "at_step": step}
+                if not c.execute(q.advance, {**keys, "wid": worker, "score": score,
+                                             "trained_with": _dumps(hparams)}).rowcount:
+                    raise LeaseLost(f"member {member} is no longer held by worker {worker}")
+                c.execute(q.drop_report, keys)
+                c.execute(q.add_report, {"experiment_id": eid, "member": member, "step": step, "score": score,
+                                         "metrics": _dumps(metrics), "hparams": _dumps(hparams), "time": now})
 
     def record_exploit(self, name: str, ev: Event, worker: str) -> None:
         with self._tx() as c:

@@ -44,11 +44,12 @@ class BatchedOptimizer:
             if key in self.values:
                 self.values[key][member] = float(value)
 
-    def copy_member(self, dst: int, src: int) -> None:
-        """Give member `dst` the optimiser state of member `src` (its hyperparameters are set apart)."""
+    @torch.no_grad()
+    def copy_members(self, dsts: list[int], srcs: list[int]) -> None:
+        """Give each `dsts[i]` the optimiser state of `srcs[i]` (hyperparameters are set apart)."""
         for slots in self.state.values():
             for t in slots.values():
-                t[dst] = t[src]
+                t[list(dsts)] = t[list(srcs)]
 
     def state_dict(self) -> dict[str, Any]:
         return {"values": {k: v.clone() for k, v in self.values.items()},

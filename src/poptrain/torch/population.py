@@ -34,20 +34,26 @@ def check_vectorizable(model: nn.Module) -> None:
 
 
 class Population:
-    """`size` copies of `factory()`'s model, initialised from `seeds`, stacked for batched training."""
+    """Models of one architecture stacked along a leading member axis, trained in one batched call."""
 
-    def __init__(self, factory: Callable[[], nn.Module], seeds: Sequence[int], device: str | torch.device = "cpu"):
-        modules = []
-        for seed in seeds:
-            with torch.random.fork_rng(devices=[]):  # each member's init from its seed, the global RNG untouched
-                torch.manual_seed(seed)
-                modules.append(factory())
+    def __init__(self, modules: Sequence[nn.Module], device: str | torch.device = "cpu") -> None:
         check_vectorizable(modules[0])
         self.size, self.device = len(modules), torch.device(device)
-        params, buffers = stack_module_state(modules)
+        params, buffers = stack_module_state(list(modules))
         self.params = {k: v.detach().to(self.device) for k, v in params.items()}
         self.buffers = {k: v.detach().to(self.device) for k, v in buffers.items()}
         self.template = copy.deepcopy(modules[0]).to("meta")
+
+    @classmethod
+    def from_factory(cls, factory: Callable[[], nn.Module], seeds: Sequence[int],
+                     device: str | torch.device = "cpu") -> "Population":
+        """`factory()`'s model once per seed, each initialised from its seed (the global RNG untouched)."""
+        modules = []
+        for seed in seeds:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                modules.append(factory())
+        return cls(modules, device)
 
     def _call(self, params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Tensor:
         return functional_call(self.template, (params, buffers), (x,))
@@ -67,10 +73,10 @@ class Population:
         return grads, values
 
     @torch.no_grad()
-    def copy_member(self, dst: int, src: int) -> None:
-        """Exploit: member `dst` takes member `src`'s weights and buffers (no serialisation)."""
+    def copy_members(self, dsts: Sequence[int], srcs: Sequence[int]) -> None:
+        """Exploit: each `dsts[i]` takes `srcs[i]`'s weights and buffers as they were before any copy."""
         for t in (*self.params.values(), *self.buffers.values()):
-            t[dst] = t[src]
+            t[list(dsts)] = t[list(srcs)]  # the right side is gathered (a copy) before anything is written
 
     def member_state_dict(self, member: int) -> dict[str, Tensor]:
         """One member's ordinary `state_dict` (loadable into `factory()`'s model)."""

@@ -1,0 +1,176 @@
+"""The vectorized engine: the whole population as one batched model in this process (CPU or GPU).
+
+Every member trains each interval in one call, so the members move in step: decisions are
+taken at the ready points as in synchronous mode, by the same policy functions and generators,
+and exploit is an index copy inside the stacked tensors. Reports go to the store in one
+transaction per interval; checkpoints hold the whole population in one file.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections import Counter
+from typing import Any
+
+from ..errors import PoptrainError, SpecError
+from ..experiment import Experiment
+from ..policy import EXPLOIT_RNG, EXPLORE_RNG, decision_rng
+from ..population import ACTIVE, Exploit, MemberView, fitness
+from ..store import CheckpointRecord, CheckpointStore, Event, MemberRecord, Store
+from ..trainable import import_object
+from .progress import ProgressDisplay
+from .worker import score_of
+
+
+def population_class(exp: Experiment, trainable: Any = None) -> type:
+    """The batched counterpart of the experiment's trainable, checked against its space."""
+    cls = trainable or exp.trainable
+    if isinstance(cls, str):
+        cls = import_object(cls, exp.paths)
+    batched = cls if hasattr(cls, "copy_members") else getattr(cls, "vectorized", None)
+    if batched is None:
+        raise SpecError(f"trainable {exp.trainable} has no batched counterpart: give it `vectorized = <a "
+                        f"poptrain.torch.TorchPopulation subclass>`, or use the local engine")
+    for name in exp.space:
+        if name not in batched.hparams:
+            raise SpecError(f"hyperparameter {name!r} cannot be vectorized: {batched.__name__} varies only "
+                            f"{', '.join(batched.hparams) or 'nothing'} per member ({name!r} would change shapes "
+                            f"or code paths); use the local engine")
+    return batched
+
+
+class VectorizedRun:
+    """One process that holds every member and trains them as one batched model."""
+
+    def __init__(self, store: Store, name: str, trainable: Any = None, device: str = "cpu") -> None:
+        self.store, self.name, self.device = store, name, device
+        self.exp = Experiment.from_spec(store.get_spec(name))
+        self.batched = population_class(self.exp, trainable)
+        self.checkpoints = CheckpointStore(self.exp.checkpoints)
+        self.id = f"vectorized-{os.getpid()}"
+
+    def _hold_all(self) -> list[MemberRecord]:
+        held = self.store.claim_all(self.name, self.id, self.exp.lease, time.time())
+        active = [m for m in self.store.members(self.name) if m.status == ACTIVE]
+        if len(held) < len(active):
+            raise PoptrainError(f"experiment {self.name!r}: other workers hold some members; the vectorized engine "
+                                f"needs the whole population")
+        return held
+
+    def run(self, progress: bool = False) -> None:
+        members = self._hold_all()
+        if not members:
+            return
+        stop = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(stop,), daemon=True)
+        beat.start()
+        try:
+            with ProgressDisplay(self.store, self.name, self.exp.mode, enabled=progress) as display:
+                self._train(members, display)
+        finally:
+            stop.set()
+            beat.join()
+
+    def _heartbeat(self, stop: threading.Event) -> None:
+        while not stop.wait(self.exp.lease / 3):
+            self.store.renew(self.name, self.id, self.exp.lease, time.time())
+
+    def _restore(self, members: list[MemberRecord], population: Any) -> list[MemberRecord]:
+        """Continue from the newest population checkpoint all members share, or from step 0."""
+        if all(m.step == 0 and m.version == m.ckpt_version for m in members):
+            return members
+        newest = [self.store.checkpoints(self.name, m.id)[:1] for m in members]
+        files = {c[0].key.partition("#member=")[0] if c else None for c in newest}
+        if len(files) != 1 or None in files:
+            raise PoptrainError(f"experiment {self.name!r} was trained by another engine (its members' checkpoints "
+                                f"are not one population's): resume it with that engine")
+        ckpt = newest[0][0]
+        population.load_state_dict(self.checkpoints.load(ckpt.key.partition("#member=")[0], ckpt.checksum))
+        for i, m in enumerate(members):
+            population.set_hparams(i, newest[i][0].hparams)
+        return [self.store.rollback(self.name, m.id, self.id, c[0]) for m, c in zip(members, newest)]
+
+    def _train(self, members: list[MemberRecord], display: ProgressDisplay) -> None:
+        exp, ids = self.exp, [m.id for m in members]
+        population = self.batched([m.hparams for m in members], [m.seed for m in members], device=self.device)
+        members = self._restore(members, population)
+        hparams = [dict(m.hparams) for m in members]
+        versions = [m.version for m in members]
+        last_ready = members[0].last_ready
+        for step in range(members[0].step + 1, exp.steps + 1):
+            population.train()
+            results = population.evaluate()
+            rows = []
+            for i, result in enumerate(results):
+                score, metrics = score_of(result, exp.metric)
+                rows.append((ids[i], score, metrics, hparams[i]))
+            self.store.report_many(self.name, self.id, step, rows, time.time())
+            versions = [v + 1 for v in versions]
+            display.update()
+            if step == exp.steps:
+                self._checkpoint(population, ids, hparams, versions, step, last_ready)
+                for m in ids:
+                    self.store.finish(self.name, m, self.id)
+                return
+            if exp.ready.is_ready(step, last_ready):
+                last_ready = step
+                if exp.exploit is not None:
+                    self._exploit(population, ids, hparams, versions, step)
+                self._checkpoint(population, ids, hparams, versions, step, last_ready)
+
+    def _exploit(self, population: Any, ids: list[int], hparams: list[dict[str, Any]], versions: list[int],
+                 step: int) -> None:
+        """Every member decides on the scores at this step; copies read the state from before any copy."""
+        exp = self.exp
+        recent = self.store.recent_scores(self.name, exp.exploit.window, at_step=step)
+        views = [MemberView(id=m, step=step, fitness=fitness(s[-1], exp.mode),
+                            recent=tuple(fitness(x, exp.mode) for x in s)) for m, s in recent.items()]
+        by_id = {v.id: v for v in views}
+        index = {m: i for i, m in enumerate(ids)}
+        dsts, srcs, new = [], [], {}
+        for i, m in enumerate(ids):
+            if m not in by_id:
+                continue
+            decision = exp.exploit.decide(by_id[m], views, decision_rng(exp.seed, m, step, EXPLOIT_RNG))
+            if isinstance(decision, Exploit) and decision.source in index:
+                src = index[decision.source]
+                dsts.append(i)
+                srcs.append(src)
+                new[i] = exp.explore.explore(hparams[src], exp.space, decision_rng(exp.seed, m, step, EXPLORE_RNG))
+        if not dsts:
+            return
+        population.copy_members(dsts, srcs)
+        before = [dict(h) for h in hparams]
+        for i, src in zip(dsts, srcs):
+            population.set_hparams(i, new[i])
+            self.store.record_exploit(self.name, Event(
+                member=ids[i], step=step, source=ids[src], source_step=step, old_hparams=before[i],
+                new_hparams=new[i], time=time.time(), source_hparams=before[src]), self.id)
+            hparams[i] = new[i]
+            versions[i] += 1
+
+    def _checkpoint(self, population: Any, ids: list[int], hparams: list[dict[str, Any]], versions: list[int],
+                    step: int, last_ready: int) -> None:
+        """One file for the whole population; each member's record points at its part of it."""
+        key = f"{self.name}/population-s{step:06d}-{uuid.uuid4().hex[:12]}.ckpt"
+        checksum = self.checkpoints.save(key, population.state_dict())
+        now = time.time()
+        dropped: Counter[str] = Counter()
+        for i, m in enumerate(ids):
+            record = CheckpointRecord(member=m, seq=0, step=step, key=f"{key}#member={i}", checksum=checksum,
+                                      hparams=hparams[i], last_ready=last_ready, pending=False, created=now)
+            for old in self.store.add_checkpoint(self.name, record, versions[i], self.exp.keep_checkpoints, now,
+                                                 self.id):
+                dropped[old.partition("#member=")[0]] += 1
+        for path, count in dropped.items():
+            if count == len(ids):  # no member's record points at it any more
+                self.checkpoints.delete(path)
+
+
+def run_vectorized(store: Store, name: str, trainable: Any = None, progress: bool = False,
+                   device: str = "cpu") -> None:
+    """Train the whole population as one batched model until every member reaches its budget."""
+    VectorizedRun(store, name, trainable, device).run(progress)

@@ -1,0 +1,77 @@
+"""The population-level trainable the vectorized engine drives: every member in one object.
+
+A class implementing it trains all members in one call; `TorchPopulation` implements the
+bookkeeping for a `Population` and a batched optimiser, so a subclass writes only `train()` and
+`evaluate()`. A per-member trainable names its batched counterpart with `vectorized = Class`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+from ..population import Hparams
+from .optim import BatchedOptimizer
+from .population import Population
+
+
+class TorchPopulation:
+    """Members stacked in `self.population`, stepped by `self.optimizer`, shuffled by `self.generators`.
+
+    `hparams` lists the hyperparameters it can vary per member (the vectorized engine refuses a
+    space with others: those change shapes or code paths and need the local engine).
+    """
+
+    hparams: tuple[str, ...] = ()
+    population: Population
+    optimizer: BatchedOptimizer
+    generators: list[torch.Generator]
+
+    def __init__(self, hparams: Sequence[Hparams], seeds: Sequence[int], device: str = "cpu") -> None:
+        self.size, self.device = len(seeds), torch.device(device)
+        self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+
+    def train(self) -> None:
+        raise NotImplementedError
+
+    def evaluate(self) -> list[float | dict[str, float]]:
+        raise NotImplementedError
+
+    def set_hparams(self, member: int, hparams: Hparams) -> None:
+        """Write a member's new hyperparameters into the per-member tensors."""
+        unknown = sorted(set(hparams) - set(self.hparams))
+        if unknown:
+            raise ValueError(f"{type(self).__name__} cannot vary {', '.join(map(repr, unknown))} per member")
+        self.optimizer.set_hparams(member, hparams)
+
+    def copy_members(self, dsts: Sequence[int], srcs: Sequence[int]) -> None:
+        """Exploit for several members at once: weights, optimiser state and data order, as index copies."""
+        self.population.copy_members(dsts, srcs)
+        self.optimizer.copy_members(list(dsts), list(srcs))
+        states = [self.generators[s].get_state() for s in srcs]
+        for d, state in zip(dsts, states):
+            self.generators[d].set_state(state)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The whole population: stacked tensors with the member axis first, one generator each."""
+        return {"size": self.size, "model": {**self.population.state_dict()["params"],
+                                             **self.population.state_dict()["buffers"]},
+                "optimizer": self.optimizer.state_dict(), "rng": [g.get_state() for g in self.generators]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.population.load_state_dict({"params": {k: state["model"][k] for k in self.population.params},
+                                         "buffers": {k: state["model"][k] for k in self.population.buffers}})
+        self.optimizer.load_state_dict(state["optimizer"])
+        for g, rng in zip(self.generators, state["rng"]):
+            g.set_state(rng)
+
+
+def member_view(state: dict[str, Any], member: int) -> dict[str, Any]:
+    """One member's part of a population state: an ordinary model `state_dict` and its optimiser state."""
+    optimizer = state["optimizer"]
+    return {"model": {k: v[member].clone() for k, v in state["model"].items()},
+            "optimizer": {"hparams": {k: float(v[member]) for k, v in optimizer["values"].items()},
+                          "state": {n: {k: t[member].clone() for k, t in s.items()}
+                                    for n, s in optimizer["state"].items()}},
+            "rng": state["rng"][member]}

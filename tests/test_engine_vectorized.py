@@ -1,0 +1,115 @@
+"""The vectorized engine: the same decisions as the serial engine, exact per-member training, bad input."""
+
+from __future__ import annotations
+
+import math
+import uuid
+
+import pytest
+import torch
+
+import poptrain
+from poptrain.spec import load_spec
+from conftest import EXAMPLES
+from mlp_digits import MLPDigits, MLPDigitsPopulation
+from trainables import HparamScore
+
+
+def test_same_decisions_as_the_serial_engine_for_the_same_scores(storage):
+    def run(engine: str, url: str) -> list:
+        exp = poptrain.Experiment(name="h", trainable=HparamScore, space={"lr": poptrain.LogUniform(0.01, 0.5)},
+                                  metric="score", population=6, steps=12, ready=poptrain.Every(3), seed=4,
+                                  storage=url, synchronous=True)
+        result = exp.run(engine=engine)
+        return [(e.member, e.step, e.source, e.new_hparams) for e in result.events()]
+
+    serial = run("serial", storage)
+    vectorized = run("vectorized", f"memory://{uuid.uuid4().hex}")
+    assert serial and sorted(serial) == sorted(vectorized)
+
+
+def test_without_exploit_each_member_trains_as_it_would_alone(tmp_path):
+    exp = load_spec(f"{EXAMPLES}/mlp_digits.toml", storage=f"sqlite:///{tmp_path}/v.db", population=3, steps=4,
+                    exploit="none")
+    result = exp.run(engine="vectorized")
+    for m in result.store.members("mlp_digits"):
+        alone = MLPDigits(m.hparams, m.seed)
+        for _ in range(4):
+            alone.train()
+        batched = result.store.checkpoints("mlp_digits", m.id)[0]
+        state = poptrain.store.CheckpointStore(result.spec["checkpoints"]).load(batched.key, batched.checksum)
+        for name, tensor in alone.model.state_dict().items():
+            torch.testing.assert_close(state["model"][name], tensor, rtol=1e-4, atol=1e-5)
+        assert result.store.member("mlp_digits", m.id).last_score == pytest.approx(alone.evaluate()["accuracy"],
+                                                                                  abs=1 / 450 + 1e-9)
+
+
+def test_best_member_state_is_an_ordinary_state_dict(tmp_path):
+    result = load_spec(f"{EXAMPLES}/mlp_digits.toml", storage=f"sqlite:///{tmp_path}/v.db", population=4,
+                       steps=6).run(engine="vectorized")
+    assert set(result.members().status) == {"done"} and len(result.events()) > 0
+    state = result.best().load_state()
+    member = MLPDigits(result.best().hparams, 0)
+    member.model.load_state_dict(state["model"])  # loads into the ordinary per-member model
+    assert member.evaluate()["accuracy"] == pytest.approx(result.best().score, abs=1e-6)
+    files = list((tmp_path / "v.checkpoints" / "mlp_digits").iterdir())
+    assert len(files) <= result.spec["keep_checkpoints"]  # one file per checkpoint for the whole population
+
+
+class NanInMemberOne(MLPDigitsPopulation):
+    """Member 1's weights turn NaN after the second epoch."""
+
+    epochs = 0
+
+    def train(self) -> None:
+        super().train()
+        NanInMemberOne.epochs += 1
+        if NanInMemberOne.epochs == 2:
+            for tensor in self.population.params.values():
+                tensor[1] = float("nan")
+
+
+def test_a_nan_member_scores_worst_and_is_replaced_the_others_untouched(tmp_path):
+    def run(cls: type | None, tag: str) -> poptrain.Result:
+        exp = load_spec(f"{EXAMPLES}/mlp_digits.toml", storage=f"sqlite:///{tmp_path}/{tag}.db", population=4,
+                        steps=4, ready={"type": "every", "intervals": 3})
+        return exp.run(engine="vectorized") if cls is None else _run_with(exp, cls)
+
+    clean = run(None, "clean")
+    NanInMemberOne.epochs = 0
+    broken = run(NanInMemberOne, "nan")
+    reports = {(r.member, r.step): r.score for r in broken.store.reports("mlp_digits")}
+    losses = {(r.member, r.step): r.metrics["loss"] for r in broken.store.reports("mlp_digits")}
+    assert math.isnan(losses[(1, 2)]) and math.isnan(losses[(1, 3)])
+    assert reports[(1, 3)] == min(reports[(m, 3)] for m in range(4))  # it ranks worst
+    assert [e.member for e in broken.events()].count(1) == 1  # and member 1 copies another at step 3
+    for member in (0, 2, 3):
+        for step in (1, 2, 3):
+            assert reports[(member, step)] == {(r.member, r.step): r.score
+                                               for r in clean.store.reports("mlp_digits")}[(member, step)]
+
+
+def _run_with(exp: poptrain.Experiment, batched: type) -> poptrain.Result:
+    from poptrain.engines.vectorized import run_vectorized
+    from poptrain.result import Result
+    from poptrain.store import open_store
+
+    exp.create()
+    store = open_store(exp.storage)
+    run_vectorized(store, exp.name, trainable=batched)
+    return Result(store, exp.name)
+
+
+def test_shape_changing_hyperparameters_are_refused_by_name(tmp_path):
+    exp = load_spec(f"{EXAMPLES}/mlp_digits.toml", storage=f"sqlite:///{tmp_path}/s.db", population=2, steps=2)
+    exp.space["hidden"] = poptrain.IntUniform(16, 256)
+    exp.initial = []
+    with pytest.raises(poptrain.SpecError, match="'hidden' cannot be vectorized.*local engine"):
+        exp.run(engine="vectorized")
+
+
+def test_a_trainable_without_a_batched_twin_is_refused():
+    exp = poptrain.Experiment(name="q", trainable="trainables:Quadratic", space={"lr": poptrain.LogUniform(0.01, 0.5)},
+                              metric="score", population=2, steps=2, storage=f"memory://{uuid.uuid4().hex}")
+    with pytest.raises(poptrain.SpecError, match="no batched counterpart.*local engine"):
+        exp.run(engine="vectorized")
