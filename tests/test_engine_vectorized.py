@@ -113,3 +113,18 @@ def test_a_trainable_without_a_batched_twin_is_refused():
                               metric="score", population=2, steps=2, storage=f"memory://{uuid.uuid4().hex}")
     with pytest.raises(poptrain.SpecError, match="no batched counterpart.*local engine"):
         exp.run(engine="vectorized")
+
+
+def test_one_word_in_the_toml_moves_mlp_digits_to_the_vectorized_engine(tmp_path):
+    from poptrain.cli import main
+
+    with open(f"{EXAMPLES}/mlp_digits.toml") as f:
+        text = f.read()
+    spec = tmp_path / "v.toml"
+    spec.write_text(f'engine = "vectorized"\npaths = [{str(EXAMPLES)!r}]\n' + text)
+    url = f"sqlite:///{tmp_path}/v.db"
+    assert main(["run", str(spec), "--storage", url, "--population", "3", "--steps", "4", "--quiet"]) == 0
+    result = poptrain.load(url, "mlp_digits")
+    assert all("population-" in c.key for m in range(3) for c in result.store.checkpoints("mlp_digits", m))
+    with pytest.raises(poptrain.SpecError, match="unknown engine 'gpu'"):
+        load_spec(spec, engine="gpu")

@@ -216,8 +216,9 @@ def cmd_run(args: argparse.Namespace, target: Target) -> None:
     target.storage, target.name = experiment.storage, experiment.name
     if not args.quiet:
         say(console(), f"PBT: {experiment.name} · {experiment.population} members × {experiment.steps} intervals "
-                       f"· engine {args.engine} · store {experiment.storage}")
-    result = experiment.run(engine=args.engine, workers=args.workers, progress=not args.quiet, force=args.force)
+                       f"· engine {args.engine or experiment.engine or 'local'} · store {experiment.storage}")
+    result = experiment.run(engine=args.engine, workers=args.workers, progress=not args.quiet, force=args.force,
+                            device=args.device)
     print_summary(result)
     ensure_trained(result)
     if args.baseline:
@@ -227,7 +228,7 @@ def cmd_run(args: argparse.Namespace, target: Target) -> None:
             say(console(), f"random search (no exploit): {baseline.name} · same members, steps and initial "
                            f"hyperparameters")
         print_comparison(result, baseline.run(engine=args.engine, workers=args.workers, progress=not args.quiet,
-                                              force=args.force))
+                                              force=args.force, device=args.device))
 
 
 def cmd_worker(args: argparse.Namespace, target: Target) -> None:
@@ -256,7 +257,7 @@ def cmd_resume(args: argparse.Namespace, target: Target) -> None:
 
     existing_store(args.storage).get_spec(args.experiment)
     result = resume(args.storage, args.experiment, engine=args.engine, workers=args.workers, progress=not args.quiet,
-                    force=args.force)
+                    force=args.force, device=args.device)
     print_summary(result)
     ensure_trained(result)
 
@@ -286,7 +287,8 @@ def cmd_replay(args: argparse.Namespace, target: Target) -> None:
         return
     experiment = load_spec(args.output)
     target.storage, target.name = experiment.storage, experiment.name
-    replay = experiment.run(engine=args.engine, workers=args.workers, progress=not args.quiet, force=args.force)
+    replay = experiment.run(engine=args.engine, workers=args.workers, progress=not args.quiet, force=args.force,
+                            device=args.device)
     metric = pbt.spec.get("metric") or "score"
     table = Table(title=f"PBT member {member} and its replay from scratch ({metric})")
     for column in ("run", "experiment", "steps", metric):
@@ -313,7 +315,8 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def engine_flags(cmd: argparse.ArgumentParser) -> None:
-        cmd.add_argument("--engine", choices=ENGINES, default="local", help="how members run (default: local)")
+        cmd.add_argument("--engine", choices=ENGINES, help="how members run (default: the spec's engine, else local)")
+        cmd.add_argument("--device", default="cpu", help="torch device of the vectorized engine (cpu, cuda, ...)")
         cmd.add_argument("--workers", type=positive_int, help="worker processes of the local engine (default: CPUs)")
         cmd.add_argument("--quiet", action="store_true", help="no progress display and no warnings")
         cmd.add_argument("--force", action="store_true",

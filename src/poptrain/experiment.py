@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 FIELDS = ("name", "trainable", "space", "metric", "mode", "population", "steps", "ready", "exploit", "explore",
           "storage", "seed", "initial", "synchronous", "checkpoints", "lease", "max_failures", "keep_checkpoints",
-          "paths", "member_seeds", "schedule")
+          "paths", "member_seeds", "schedule", "engine")
 
 
 NAME = re.compile(r"[A-Za-z0-9_.-]+")
@@ -66,6 +66,7 @@ class Experiment:
     paths: list[str] = field(default_factory=list)
     member_seeds: list[int] | None = None  # explicit seeds for the members' trainables (replay)
     schedule: list[dict[str, Any]] | None = None  # [{"step": s, "hparams": {...}}]: used from interval s+1 on
+    engine: str | None = None  # how `run()` trains by default; not part of the stored spec
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not NAME.fullmatch(self.name):
@@ -81,6 +82,9 @@ class Experiment:
         for p in reversed(self.paths):
             if p not in sys.path:
                 sys.path.insert(0, p)
+        from .engines import check_engine
+
+        check_engine(self.engine)
         self.space: dict[str, Domain] = parse_space(self.space)
         clash = sorted(set(self.space) & RESERVED)
         if clash:
@@ -205,7 +209,7 @@ class Experiment:
         store.create_experiment(self.name, spec, self.initial_members())
         return True
 
-    def run(self, engine: str = "local", workers: int | None = None, progress: bool = False,
+    def run(self, engine: str | None = None, workers: int | None = None, progress: bool = False,
             force: bool = False, device: str = "cpu") -> "Result":
         """Train the population to its budget (resuming a stored run of the same spec).
 
@@ -218,7 +222,7 @@ class Experiment:
         if not self.create():
             check_not_running(self.storage, self.name, force)
         store = open_store(self.storage)
-        run_engine(engine, store, self.name, workers=workers,
+        run_engine(engine or self.engine or "local", store, self.name, workers=workers,
                    trainable=None if isinstance(self.trainable, str) else self.trainable, progress=progress,
                    device=device)
         return Result(store, self.name)
@@ -244,8 +248,9 @@ def check_not_running(storage: str, name: str, force: bool) -> None:
         f"wait {wait:.0f} s for their leases to expire or resume with --force")
 
 
-def resume(storage: str, name: str, engine: str = "local", workers: int | None = None,
-           progress: bool = False, force: bool = False) -> "Result":
+def resume(storage: str, name: str, engine: str | None = None, workers: int | None = None,
+           progress: bool = False, force: bool = False, device: str = "cpu") -> "Result":
     """Finish a stored experiment that was interrupted; members restart from their checkpoints."""
     spec = open_store(storage, create=False).get_spec(name)
-    return Experiment.from_spec(spec).run(engine=engine, workers=workers, progress=progress, force=force)
+    return Experiment.from_spec(spec).run(engine=engine, workers=workers, progress=progress, force=force,
+                                          device=device)

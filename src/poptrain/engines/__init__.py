@@ -29,6 +29,12 @@ def run_engine(engine: str, store: Store, name: str, workers: int | None = None,
         raise SpecError(f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")
 
 
+def check_engine(engine: str | None) -> None:
+    """Refuse an unknown engine name before anything is stored."""
+    if engine is not None and engine not in ENGINES:
+        raise SpecError(f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")
+
+
 def join(storage: str, name: str, worker_id: str | None = None) -> None:
     """Join a running experiment as one more worker (as `poptrain worker` does on any host)."""
     import os
