@@ -1,0 +1,89 @@
+"""The vectorized engine against the local engine, and a population step against a single-model step.
+
+1. mlp_digits with 32 members (same seeds, hyperparameters, intervals and policy) on the local
+   engine with 2 workers and on the vectorized engine, in this run: member-intervals per second
+   of each and their ratio.
+2. The time of one vectorized population epoch over one single-model epoch, for 8, 32 and 128
+   members on the CPU (and 256 and 1024 on a CUDA GPU when there is one): the "near
+   single-model cost" claim.
+
+    python benchmarks/vectorized.py [--members 32] [--steps 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+EXAMPLES = os.path.join(os.path.dirname(HERE), "examples")
+sys.path.insert(0, EXAMPLES)
+
+import torch  # noqa: E402
+
+from mlp_digits import MLPDigits, MLPDigitsPopulation  # noqa: E402
+from poptrain.spec import load_spec  # noqa: E402
+
+
+def engines(members: int, steps: int, folder: str) -> None:
+    rates = {}
+    for engine in ("local", "vectorized"):
+        exp = load_spec(os.path.join(EXAMPLES, "mlp_digits.toml"), storage=f"sqlite:///{folder}/{engine}.db",
+                        population=members, steps=steps)
+        start = time.perf_counter()
+        exp.run(engine=engine, workers=2)
+        rates[engine] = members * steps / (time.perf_counter() - start)
+        print(f"  {engine:>10}: {rates[engine]:8.1f} member-intervals/s")
+    print(f"  vectorized / local: {rates['vectorized'] / rates['local']:.1f}x")
+
+
+def epoch_time(make, repeats: int = 3) -> float:
+    trainable = make()
+    trainable.train()  # warm up (allocations, kernels)
+    times = []
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        trainable.train()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def step_costs(sizes: list[int], device: str) -> None:
+    hp = {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4}
+    if device == "cpu":
+        single = epoch_time(lambda: MLPDigits(hp, 0))
+    else:
+        single = epoch_time(lambda: MLPDigitsPopulation([hp], [0], device=device))
+    print(f"  one model, one epoch on {device}: {single * 1000:.1f} ms")
+    for size in sizes:
+        batched = epoch_time(lambda: MLPDigitsPopulation([hp] * size, list(range(size)), device=device))
+        print(f"  {size:5d} members in one batched epoch: {batched * 1000:8.1f} ms = {batched / single:6.2f}x one "
+              f"model ({size * single / batched:6.1f}x faster than {size} separate epochs)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--members", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=30)
+    args = parser.parse_args()
+    torch.set_num_threads(os.cpu_count() or 1)
+    print(f"cpus={os.cpu_count()} torch={torch.__version__} cuda={torch.cuda.is_available()}")
+    print(f"1. mlp_digits, {args.members} members x {args.steps} epochs:")
+    with tempfile.TemporaryDirectory() as folder:
+        engines(args.members, args.steps, folder)
+    print("2. one population epoch / one single-model epoch:")
+    step_costs([8, 32, 128], "cpu")
+    if torch.cuda.is_available():
+        step_costs([256, 1024], "cuda")
+
+
+if __name__ == "__main__":
+    main()
