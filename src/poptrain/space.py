@@ -302,21 +302,26 @@ _KINDS: dict[str, tuple[type[Domain], tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
-def domain_from_dict(name: str, spec: Domain | Mapping[str, Any]) -> Domain:
-    """Build one hyperparameter's domain from a Domain or a dict; errors name the hyperparameter."""
-    if isinstance(spec, Domain):
-        return spec
-    where = f"hyperparameter {name!r}"
-    known = ", ".join(sorted(_KINDS))
+def typed_table(where: str, spec: Any, kinds: Mapping[str, Any], noun: str) -> tuple[str, dict[str, Any]]:
+    """Split a `{type = ..., args...}` table into its known type and its arguments; errors say `where`."""
+    known = ", ".join(sorted(kinds))
     if not isinstance(spec, Mapping):
         raise SpecError(f"{where}: expected a table with 'type' ({known}), got {spec!r}")
     kind = spec.get("type")
     if kind is None:
         raise SpecError(f"{where}: missing 'type' (known: {known})")
-    if kind not in _KINDS:
-        raise SpecError(f"{where}: unknown type {kind!r} (known: {known})")
+    if kind not in kinds:
+        raise SpecError(f"{where}: unknown {noun} {kind!r} (known: {known})")
+    return kind, {k: v for k, v in spec.items() if k != "type"}
+
+
+def domain_from_dict(name: str, spec: Domain | Mapping[str, Any]) -> Domain:
+    """Build one hyperparameter's domain from a Domain or a dict; errors name the hyperparameter."""
+    if isinstance(spec, Domain):
+        return spec
+    where = f"hyperparameter {name!r}"
+    kind, args = typed_table(where, spec, _KINDS, "type")
     cls, required, optional = _KINDS[kind]
-    args = {k: v for k, v in spec.items() if k != "type"}
     for key in args:
         if key not in required + optional:
             allowed = ", ".join(sorted(required + optional))

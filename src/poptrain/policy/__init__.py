@@ -7,6 +7,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ..errors import SpecError
+from ..space import typed_table
 from ..trainable import import_object
 from .exploit import ExploitStrategy, Truncation, Tournament, TTest
 from .explore import Custom, ExploreStrategy, Noise, Perturb, Resample
@@ -72,17 +73,9 @@ def _import_function(path: Any) -> Callable[..., Any]:
 def _build(role: str, spec: Any, kinds: dict[str, Callable[..., Any]], method: str) -> Any:
     if not isinstance(spec, (Mapping, str)) and callable(getattr(spec, method, None)):
         return spec
-    known = ", ".join(sorted(kinds))
     if isinstance(spec, str):
         spec = {"type": spec}  # shorthand: a bare name means its defaults
-    if not isinstance(spec, Mapping):
-        raise SpecError(f"{role}: expected a table with 'type' ({known}), got {spec!r}")
-    kind = spec.get("type")
-    if kind is None:
-        raise SpecError(f"{role}: missing 'type' (known: {known})")
-    if kind not in kinds:
-        raise SpecError(f"{role}: unknown strategy {kind!r} (known: {known})")
-    args = {k: v for k, v in spec.items() if k != "type"}
+    kind, args = typed_table(role, spec, kinds, "strategy")
     allowed = _ARGS[kind]
     for key in args:
         if key not in allowed:
