@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,7 @@ from poptrain import analysis
 from poptrain.policy import EXPLORE_RNG, build_explore, decision_rng
 from poptrain.space import parse_space
 from poptrain.store import Event, Report
+from poptrain.store.base import EXPLOIT_AT_BARRIER
 from trainables import Quadratic
 
 LR = {0: 0.1, 1: 0.2, 2: 0.3}
@@ -39,7 +41,7 @@ def hand_built() -> tuple[list[Report], list[Event]]:
 
 def test_winning_lineage_is_stitched_step_by_step_asynchronously():
     reports, events = hand_built()
-    curve = analysis.winning_lineage(reports, events, member=2, synchronous=False)
+    curve = analysis.winning_lineage(reports, events, member=2)
     # 2 copied 1's checkpoint at step 3, written after 1 copied 0 at step 3: the weights are
     # 0's up to its step 3, then 2's own from its step 5 on
     expected = pd.DataFrame({
@@ -50,12 +52,13 @@ def test_winning_lineage_is_stitched_step_by_step_asynchronously():
         "lr": [0.1, 0.1, 0.1, 0.33, 0.33],
     })
     pd.testing.assert_frame_equal(curve, expected, check_dtype=False)
-    assert [e.step for e in analysis.ancestry(events, 2, synchronous=False)] == [3, 4]
+    assert [e.step for e in analysis.ancestry(events, 2)] == [3, 4]
 
 
 def test_winning_lineage_synchronously_copies_the_barrier_state():
     reports, events = hand_built()
-    curve = analysis.winning_lineage(reports, events, member=2, synchronous=True)
+    events = [replace(e, kind=EXPLOIT_AT_BARRIER) for e in events]
+    curve = analysis.winning_lineage(reports, events, member=2)
     # at the barrier 1's step-3 state predates its decision at step 3: 0 (to 2), 1 (step 3), 2 (5, 6)
     assert curve[["member", "step"]].values.tolist() == [[0, 1], [0, 2], [1, 3], [2, 5], [2, 6]]
     assert curve.lr.tolist() == [0.1, 0.1, 0.25, 0.33, 0.33]
@@ -64,7 +67,7 @@ def test_winning_lineage_synchronously_copies_the_barrier_state():
 
 def test_a_member_that_never_copied_is_its_own_lineage():
     reports, events = hand_built()
-    curve = analysis.winning_lineage(reports, events, member=0, synchronous=False)
+    curve = analysis.winning_lineage(reports, events, member=0)
     assert curve.member.tolist() == [0] * 6 and curve.step.tolist() == list(range(1, 7))
 
 

@@ -130,3 +130,22 @@ def test_copies_read_the_state_before_any_copy():
     pop.copy_members([0, 1], [1, 0])  # a swap: each takes the other's weights from before the round
     for name, tensor in pop.params.items():
         assert torch.equal(tensor[0], before[name][1]) and torch.equal(tensor[1], before[name][0])
+
+
+def test_momentum_switched_on_mid_run_matches_torch_optim():
+    pop = Population.from_factory(model, SEEDS)
+    opt = BatchedSGD(pop.params, lr=[0.1, 0.1, 0.1], momentum=[0.0, 0.9, 0.0])
+    alone = single(SEEDS[0])
+    reference = torch.optim.SGD(alone.parameters(), lr=0.1, momentum=0.0)
+    xs, ys = data(steps=6)
+    for step, (x, y) in enumerate(zip(xs, ys)):
+        if step == 2:  # explore turns member 0's momentum on, as torch.optim's param group would
+            opt.set_hparams(0, {"momentum": 0.9})
+            for group in reference.param_groups:
+                group["momentum"] = 0.9
+        opt.step(pop.gradients(F.cross_entropy, x, y)[0])
+        reference.zero_grad()
+        F.cross_entropy(alone(x[0]), y[0]).backward()
+        reference.step()
+    for name, tensor in alone.state_dict().items():
+        torch.testing.assert_close(pop.member_state_dict(0)[name], tensor, rtol=1e-5, atol=1e-6)

@@ -146,3 +146,42 @@ def test_cnn_example_learns_batched_what_each_member_learns_alone(tmp_path):
         # whose gradients are near zero: compare what the member learned, not every weight
         assert result.store.member("cnn_digits", m.id).last_score == pytest.approx(alone.evaluate()["accuracy"],
                                                                                   abs=0.03)
+
+
+class StopsAtEpoch(MLPDigitsPopulation):
+    """Interrupted (as by Ctrl-C) during epoch `stop`."""
+
+    stop = 0
+    epochs = 0
+
+    def train(self) -> None:
+        StopsAtEpoch.epochs += 1
+        if StopsAtEpoch.epochs == StopsAtEpoch.stop:
+            raise KeyboardInterrupt
+        super().train()
+
+
+@pytest.mark.parametrize("stop", [2, 5])  # before the first checkpoint (step 3), and after it
+def test_an_interrupted_vectorized_run_resumes_each_step_once(tmp_path, stop):
+    url = f"sqlite:///{tmp_path}/i.db"
+    exp = load_spec(f"{EXAMPLES}/mlp_digits.toml", storage=url, population=3, steps=7)
+    StopsAtEpoch.stop, StopsAtEpoch.epochs = stop, 0
+    with pytest.raises(KeyboardInterrupt):
+        _run_with(exp, StopsAtEpoch)
+    result = poptrain.resume(url, "mlp_digits", force=True)  # finds the population checkpoints: vectorized
+    steps = result.frame().groupby("member").step.apply(list)
+    assert all(s == list(range(1, 8)) for s in steps) and set(result.members().status) == {"done"}
+    clean = load_spec(f"{EXAMPLES}/mlp_digits.toml", storage=f"sqlite:///{tmp_path}/c.db", population=3,
+                      steps=7).run(engine="vectorized")
+    assert result.frame().score.tolist() == clean.frame().score.tolist()  # as if never interrupted
+    with pytest.raises(poptrain.SpecError, match="vectorized engine"):
+        poptrain.resume(url, "mlp_digits", engine="local")
+
+
+def test_the_vectorized_engine_follows_a_schedule(tmp_path):
+    schedule = [{"step": 0, "hparams": {"lr": 0.02, "momentum": 0.5, "weight_decay": 1e-4}},
+                {"step": 2, "hparams": {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4}}]
+    exp = load_spec(f"{EXAMPLES}/mlp_digits.toml", storage=f"sqlite:///{tmp_path}/s.db", population=1, steps=4,
+                    exploit="none", schedule=schedule, initial=[])
+    result = exp.run(engine="vectorized")
+    assert result.schedule(0).lr.tolist() == [0.02, 0.02, 0.1, 0.1]

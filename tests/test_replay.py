@@ -69,3 +69,17 @@ def test_bad_schedules_are_refused():
         poptrain.Experiment(**base, schedule=[{"step": 0, "hparams": {"lr": 0.1, "momentum": 0.9}}])
     with pytest.raises(poptrain.SpecError, match="member_seeds"):
         poptrain.Experiment(**base, member_seeds=[1, 2])
+
+
+def test_dump_spec_writes_names_and_values_toml_can_read(tmp_path):
+    spec = {"name": "u", "trainable": "trainables:Quadratic", "metric": "score", "population": 1, "steps": 3,
+            "space": {"λr": {"type": "loguniform", "low": 0.01, "high": 0.5},
+                      "tag": {"type": "choice", "values": ["😀", 'say "hi"', [1, 2]]}},
+            "paths": ["/a b/ç"]}
+    path = tmp_path / "u.toml"
+    path.write_text(dump_spec(spec), encoding="utf-8")
+    from poptrain.spec import read_toml
+
+    data = read_toml(path)
+    assert data["space"]["λr"]["low"] == 0.01 and data["space"]["tag"]["values"] == ["😀", 'say "hi"', [1, 2]]
+    assert data["paths"] == ["/a b/ç"]

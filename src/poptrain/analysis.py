@@ -16,14 +16,16 @@ import pandas as pd
 from .policy import EXPLORE_RNG, build_explore, decision_rng
 from .space import Choice, LogUniform, parse_space
 from .store import Event, Report
+from .store.base import EXPLOIT_AT_BARRIER
 
 
-def ancestry(events: Sequence[Event], member: int, synchronous: bool) -> list[Event]:
+def ancestry(events: Sequence[Event], member: int) -> list[Event]:
     """The exploits that made a member's weights, oldest first.
 
-    Asynchronously a source's checkpoint at step t is written after its own decision at t, so
-    an exploit the source made at t is part of what was copied; synchronously the source is
-    copied as it was at the barrier, before any decision at t.
+    An asynchronous copy takes the source's checkpoint at step t, written after the source's own
+    decision at t, so an exploit the source made at t is part of what was copied; a copy at a
+    barrier (synchronous mode, the vectorized engine) takes the source as it was before any
+    decision at t. Each event's `kind` says which.
     """
     by_member: dict[int, list[Event]] = {}
     for ev in events:
@@ -31,15 +33,16 @@ def ancestry(events: Sequence[Event], member: int, synchronous: bool) -> list[Ev
     chain: list[Event] = []
     seen: set[int] = set()
     before: int | None = None
+    same_step = True
     while True:
         earlier = [e for e in by_member.get(member, [])
-                   if before is None or e.step < before or (not synchronous and e.step == before)]
+                   if before is None or e.step < before or (same_step and e.step == before)]
         if not earlier or id(earlier[-1]) in seen:  # the guard matters only for a damaged store
             break
         ev = earlier[-1]
         seen.add(id(ev))
         chain.append(ev)
-        member, before = ev.source, ev.source_step
+        member, before, same_step = ev.source, ev.source_step, ev.kind != EXPLOIT_AT_BARRIER
     return chain[::-1]
 
 
@@ -65,8 +68,7 @@ def segments(reports: Sequence[Report], events: Sequence[Event]) -> pd.DataFrame
     return pd.DataFrame(rows, columns=["member", "start", "end", "source", "source_step", "hparams"])
 
 
-def winning_lineage(reports: Sequence[Report], events: Sequence[Event], member: int,
-                    synchronous: bool) -> pd.DataFrame:
+def winning_lineage(reports: Sequence[Report], events: Sequence[Event], member: int) -> pd.DataFrame:
     """One continuous learning curve and hyperparameter schedule for a member's weights.
 
     Walks back through the members whose weights it copied and stitches their reports into one
@@ -74,7 +76,7 @@ def winning_lineage(reports: Sequence[Report], events: Sequence[Event], member: 
     in synchronous runs), `member` and `step` say whose report each row is. This is what
     training one model again on the found schedule would follow.
     """
-    chain = ancestry(events, member, synchronous)
+    chain = ancestry(events, member)
     by_key = {(r.member, r.step): r for r in reports}
     final = max((r.step for r in reports if r.member == member), default=0)
     # (member, first step exclusive, last step inclusive) per stretch, oldest first

@@ -222,6 +222,10 @@ class Experiment:
         if not self.create():
             check_not_running(self.storage, self.name, force)
         store = open_store(self.storage)
+        if engine is None and self.engine is None:
+            from .engines import trained_batched
+
+            engine = "vectorized" if trained_batched(store, self.name) else "local"
         run_engine(engine or self.engine or "local", store, self.name, workers=workers,
                    trainable=None if isinstance(self.trainable, str) else self.trainable, progress=progress,
                    device=device)

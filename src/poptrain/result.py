@@ -72,7 +72,7 @@ class Result:
 
     def lineage(self, member_id: int) -> pd.DataFrame:
         """The exploit events that made a member, oldest first: whom it (and its ancestors) copied, when."""
-        chain = analysis.ancestry(self.store.events(self.name), member_id, bool(self.spec.get("synchronous")))
+        chain = analysis.ancestry(self.store.events(self.name), member_id)
         rows = [{"member": e.member, "step": e.step, "source": e.source, "source_step": e.source_step,
                  "old_hparams": e.old_hparams, "new_hparams": e.new_hparams} for e in chain]
         return pd.DataFrame(rows, columns=["member", "step", "source", "source_step", "old_hparams", "new_hparams"])
@@ -84,8 +84,7 @@ class Result:
     def winning_lineage(self, member_id: int | None = None) -> pd.DataFrame:
         """The best (or given) member's ancestry stitched into one curve and schedule from step 0."""
         member = self.best().id if member_id is None else member_id
-        return analysis.winning_lineage(self.store.reports(self.name), self.store.events(self.name), member,
-                                        bool(self.spec.get("synchronous")))
+        return analysis.winning_lineage(self.store.reports(self.name), self.store.events(self.name), member)
 
     def replay_spec(self, member_id: int | None = None, name: str | None = None) -> dict[str, Any]:
         """A spec that retrains one member from scratch on the best (or given) member's schedule."""

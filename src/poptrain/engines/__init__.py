@@ -13,6 +13,9 @@ ENGINES = ("local", "serial", "vectorized")
 def run_engine(engine: str, store: Store, name: str, workers: int | None = None, trainable: Any = None,
                progress: bool = False, device: str = "cpu") -> None:
     """Run an experiment stored in `store` on the named engine until it is done."""
+    if engine in ("serial", "local") and trained_batched(store, name):
+        raise SpecError(f"experiment {name!r} was trained by the vectorized engine (its checkpoints hold whole "
+                        f"populations): continue it with engine 'vectorized'")
     if engine == "serial":
         from .serial import run_serial
 
@@ -27,6 +30,11 @@ def run_engine(engine: str, store: Store, name: str, workers: int | None = None,
         run_vectorized(store, name, trainable=trainable, progress=progress, device=device)
     else:
         raise SpecError(f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")
+
+
+def trained_batched(store: Store, name: str) -> bool:
+    """Whether the experiment's checkpoints are population files (the vectorized engine wrote them)."""
+    return any("#member=" in c.key for m in store.members(name) for c in store.checkpoints(name, m.id)[:1])
 
 
 def check_engine(engine: str | None) -> None:

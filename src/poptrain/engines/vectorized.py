@@ -20,6 +20,7 @@ from ..experiment import Experiment
 from ..policy import EXPLOIT_RNG, EXPLORE_RNG, decision_rng
 from ..population import ACTIVE, Exploit, MemberView, fitness
 from ..store import CheckpointRecord, CheckpointStore, Event, MemberRecord, Store
+from ..store.base import EXPLOIT_AT_BARRIER
 from ..trainable import import_object
 from .progress import ProgressDisplay
 from .worker import score_of
@@ -79,19 +80,25 @@ class VectorizedRun:
             self.store.renew(self.name, self.id, self.exp.lease, time.time())
 
     def _restore(self, members: list[MemberRecord], population: Any) -> list[MemberRecord]:
-        """Continue from the newest population checkpoint all members share, or from step 0."""
+        """Continue from the newest population file every member has a record of, or from step 0."""
         if all(m.step == 0 and m.version == m.ckpt_version for m in members):
             return members
-        newest = [self.store.checkpoints(self.name, m.id)[:1] for m in members]
-        files = {c[0].key.partition("#member=")[0] if c else None for c in newest}
-        if len(files) != 1 or None in files:
-            raise PoptrainError(f"experiment {self.name!r} was trained by another engine (its members' checkpoints "
-                                f"are not one population's): resume it with that engine")
-        ckpt = newest[0][0]
-        population.load_state_dict(self.checkpoints.load(ckpt.key.partition("#member=")[0], ckpt.checksum))
-        for i, m in enumerate(members):
-            population.set_hparams(i, newest[i][0].hparams)
-        return [self.store.rollback(self.name, m.id, self.id, c[0]) for m, c in zip(members, newest)]
+        by_file: list[dict[str, CheckpointRecord]] = []
+        for m in members:
+            records = self.store.checkpoints(self.name, m.id)
+            if any("#member=" not in c.key for c in records):
+                raise PoptrainError(f"experiment {self.name!r} was trained by another engine (its checkpoints are "
+                                    f"one member's each): resume it with that engine")
+            by_file.append({c.key.partition("#member=")[0]: c for c in records})
+        shared = set.intersection(*(set(files) for files in by_file))
+        if not shared:  # interrupted before its first complete checkpoint: start over
+            return [self.store.rollback(self.name, m.id, self.id, None) for m in members]
+        newest = max(shared, key=lambda f: (by_file[0][f].step, by_file[0][f].created))
+        ckpt = by_file[0][newest]
+        population.load_state_dict(self.checkpoints.load(newest, ckpt.checksum))
+        for i, files in enumerate(by_file):
+            population.set_hparams(i, files[newest].hparams)
+        return [self.store.rollback(self.name, m.id, self.id, files[newest]) for m, files in zip(members, by_file)]
 
     def _train(self, members: list[MemberRecord], display: ProgressDisplay) -> None:
         exp, ids = self.exp, [m.id for m in members]
@@ -100,7 +107,15 @@ class VectorizedRun:
         hparams = [dict(m.hparams) for m in members]
         versions = [m.version for m in members]
         last_ready = members[0].last_ready
+        if members[0].step == 0:  # a population file from the start marks the run as this engine's to resume
+            self._checkpoint(population, ids, hparams, versions, 0, last_ready)
         for step in range(members[0].step + 1, exp.steps + 1):
+            scheduled = exp.scheduled(step - 1)
+            if scheduled is not None:
+                for i in range(len(ids)):
+                    if hparams[i] != scheduled:
+                        population.set_hparams(i, scheduled)
+                        hparams[i] = dict(scheduled)
             population.train()
             results = population.evaluate()
             rows = []
@@ -148,7 +163,7 @@ class VectorizedRun:
             population.set_hparams(i, new[i])
             self.store.record_exploit(self.name, Event(
                 member=ids[i], step=step, source=ids[src], source_step=step, old_hparams=before[i],
-                new_hparams=new[i], time=time.time(), source_hparams=before[src]), self.id)
+                new_hparams=new[i], time=time.time(), source_hparams=before[src], kind=EXPLOIT_AT_BARRIER), self.id)
             hparams[i] = new[i]
             versions[i] += 1
 

@@ -21,6 +21,7 @@ from ..experiment import Experiment
 from ..policy import EXPLOIT_RNG, EXPLORE_RNG, decision_rng
 from ..population import ACTIVE, Continue, Exploit, MemberView, fitness
 from ..store import CheckpointRecord, CheckpointStore, Event, LeaseLost, MemberRecord, Store
+from ..store.base import EXPLOIT, EXPLOIT_AT_BARRIER
 from ..trainable import Trainable, resolve_trainable
 
 log = logging.getLogger("poptrain")
@@ -196,7 +197,8 @@ class Worker:
                 user(member.set_hparams, new)
                 self.store.record_exploit(self.name, Event(
                     member=rec.id, step=rec.step, source=decision.source, source_step=ckpt.step,
-                    old_hparams=rec.hparams, new_hparams=new, time=time.time(), source_hparams=ckpt.hparams), self.id)
+                    old_hparams=rec.hparams, new_hparams=new, time=time.time(), source_hparams=ckpt.hparams,
+                    kind=EXPLOIT if at_step is None else EXPLOIT_AT_BARRIER), self.id)
                 rec = replace(rec, hparams=new, version=rec.version + 1)
                 exploited = True
         rec = replace(rec, last_ready=rec.step, pending=False)

@@ -54,8 +54,12 @@ class Event:
     old_hparams: Hparams
     new_hparams: Hparams
     time: float
-    kind: str = "exploit"
+    kind: str = "exploit"  # EXPLOIT: the source as after its own decision at source_step; AT_BARRIER: before
     source_hparams: Hparams = field(default_factory=dict)  # what explore started from
+
+
+EXPLOIT = "exploit"
+EXPLOIT_AT_BARRIER = "exploit-at-barrier"
 
 
 @dataclass(frozen=True)

@@ -79,8 +79,12 @@ class CheckpointStore:
         return bool(self.fs.exists(self.path(key)))
 
 
-def member_part(state: Any, member: int) -> Any:
-    """One member's slice of a population state: every leaf (tensor or list) indexed at `member`."""
+def member_part(state: Any, member: int, size: int | None = None) -> Any:
+    """One member's slice of a population state: leaves with one entry per member are indexed at
+    `member`; other leaves (counters, shared settings) are kept whole."""
     if isinstance(state, dict):
-        return {k: member_part(v, member) for k, v in state.items() if k != "size"}
-    return state[member]
+        size = state.get("size", size)
+        return {k: member_part(v, member, size) for k, v in state.items() if k != "size"}
+    sized = getattr(state, "shape", None)
+    length = sized[0] if sized else (len(state) if isinstance(state, (list, tuple)) else None)
+    return state[member] if length is not None and length == size else state

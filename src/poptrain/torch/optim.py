@@ -78,19 +78,19 @@ class BatchedSGD(BatchedOptimizer):
     @torch.no_grad()
     def step(self, grads: dict[str, Tensor]) -> None:
         v = self.values
+        moving = v["momentum"] != 0  # torch.optim keeps no buffer while a member's momentum is 0
         for name, p in self.params.items():
             g = grads[name] + _along(v["weight_decay"], p) * p
             momentum = _along(v["momentum"], p)
-            slot = self.state.setdefault(name, {})
-            if "momentum_buffer" not in slot:
-                buf = g.clone()  # torch.optim starts the buffer at the first gradient
-                slot["momentum_buffer"] = buf
-            else:
-                buf = slot["momentum_buffer"]
-                buf.mul_(momentum).add_((1 - _along(v["dampening"], p)) * g)
+            slot = self.state.setdefault(name, {"momentum_buffer": torch.zeros_like(p),
+                                                "started": torch.zeros(self.size, dtype=torch.bool, device=self.device)})
+            buf, started = slot["momentum_buffer"], slot["started"]
+            # a member's buffer starts at its first gradient with momentum, then decays and accumulates
+            updated = torch.where(_along(started, p), momentum * buf + (1 - _along(v["dampening"], p)) * g, g)
+            buf.copy_(torch.where(_along(moving, p), updated, buf))
+            started |= moving
             step = g + momentum * buf if self.nesterov else buf
-            step = torch.where(momentum != 0, step, g)  # members without momentum ignore the buffer
-            p.sub_(_along(v["lr"], p) * step)
+            p.sub_(_along(v["lr"], p) * torch.where(_along(moving, p), step, g))
 
 
 class BatchedAdam(BatchedOptimizer):
