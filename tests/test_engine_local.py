@@ -85,10 +85,11 @@ def quadratic(url: str, **kw) -> poptrain.Experiment:
     return poptrain.Experiment(**{**base, **kw})
 
 
-def test_sigkill_of_a_worker_mid_run_loses_nothing(tmp_path, monkeypatch):
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_sigkill_of_a_worker_mid_run_loses_nothing(tmp_path, monkeypatch, request, backend):
     monkeypatch.setenv("POPTRAIN_TEST_SLEEP", "0.01")
-    url = f"sqlite:///{tmp_path}/k.db"
-    thread, outcome = _run_in_thread(quadratic(url), workers=2)
+    url = f"sqlite:///{tmp_path}/k.db" if backend == "sqlite" else request.getfixturevalue("postgres").new_database()
+    thread, outcome = _run_in_thread(quadratic(url, checkpoints=str(tmp_path / "ckpt")), workers=2)
     _wait_for_steps(url, "q", 40)
     victim = mp.active_children()[0]
     os.kill(victim.pid, signal.SIGKILL)

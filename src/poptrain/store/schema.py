@@ -65,7 +65,7 @@ events = Table(
     Column("old_hparams", Text, nullable=False),
     Column("new_hparams", Text, nullable=False),
     Column("source_hparams", Text, nullable=False),
-    Column("kind", String(16), nullable=False),
+    Column("kind", String(32), nullable=False),
     Column("time", Float, nullable=False),
     Index("ix_events_member", "experiment_id", "member"),
 )

@@ -126,6 +126,8 @@ class SQLStore(Store):
     def _create_schema(self) -> None:
         try:
             with self._writer.begin() as c:
+                if c.dialect.name == "postgresql":  # first opens from several hosts: one creates, the others wait
+                    c.exec_driver_sql("SELECT pg_advisory_xact_lock(7355608)")
                 t.metadata.create_all(c)
                 found = c.execute(select(t.meta.c.value).where(t.meta.c.key == "schema_version")).scalar()
                 if found is None:
