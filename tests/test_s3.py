@@ -1,0 +1,65 @@
+"""Checkpoints in an object store: a real S3 API served on 127.0.0.1 (moto's server), not a mock object."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+import pytest
+
+import poptrain
+from poptrain.errors import CorruptCheckpoint
+from poptrain.store import CheckpointStore
+from trainables import Quadratic
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """An S3 endpoint on a free local port with one bucket; worker processes find it through the environment."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    saved = dict(os.environ)
+    os.environ.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1",
+                      AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}")
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
+    s3fs.S3FileSystem().mkdir("poptrain-test")
+    yield "s3://poptrain-test"
+    server.stop()
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def test_checkpoints_round_trip_and_detect_damage_on_s3(s3):
+    store = CheckpointStore(f"{s3}/unit")
+    key = store.key_for("e", 1, 3)
+    checksum = store.save(key, {"w": list(range(100))})
+    assert store.load(key, checksum) == {"w": list(range(100))}
+    data = store.fs.cat_file(store.path(key))
+    store.fs.pipe_file(store.path(key), data[: len(data) // 2])  # a truncated object
+    with pytest.raises(CorruptCheckpoint, match="does not match its checksum"):
+        store.load(key, checksum)
+
+
+def test_a_local_run_checkpoints_to_s3_and_every_copy_reads_a_verified_source(s3, tmp_path):
+    exp = poptrain.Experiment(name="q", trainable=Quadratic, space={"lr": poptrain.LogUniform(0.01, 0.3)},
+                              metric="score", population=4, steps=12, ready=poptrain.Every(3), seed=5,
+                              storage=f"sqlite:///{tmp_path}/s.db", checkpoints=f"{s3}/run", paths=[TESTS],
+                              keep_checkpoints=100)
+    result = exp.run(engine="local", workers=2)
+    assert set(result.members().status) == {"done"} and result.events()
+    files = CheckpointStore(f"{s3}/run")
+    for ev in result.events():
+        sources = [c for c in result.store.checkpoints("q", ev.source) if c.step == ev.source_step]
+        assert sources and all(files.load(c.key, c.checksum) is not None for c in sources)
+    assert result.best().load_state()["trained"] > 0
