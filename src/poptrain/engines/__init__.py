@@ -7,13 +7,13 @@ from typing import Any
 from ..errors import SpecError
 from ..store import Store
 
-ENGINES = ("local", "serial", "vectorized")
+ENGINES = ("local", "serial", "vectorized", "ray")
 
 
 def run_engine(engine: str, store: Store, name: str, workers: int | None = None, trainable: Any = None,
-               progress: bool = False, device: str = "cpu") -> None:
+               progress: bool = False, device: str = "cpu", address: str | None = None) -> None:
     """Run an experiment stored in `store` on the named engine until it is done."""
-    if engine in ("serial", "local") and trained_batched(store, name):
+    if engine in ("serial", "local", "ray") and trained_batched(store, name):
         raise SpecError(f"experiment {name!r} was trained by the vectorized engine (its checkpoints hold whole "
                         f"populations): continue it with engine 'vectorized'")
     if engine == "serial":
@@ -24,6 +24,11 @@ def run_engine(engine: str, store: Store, name: str, workers: int | None = None,
         from .local import run_local
 
         run_local(store, name, workers=workers, trainable=trainable, progress=progress)
+    elif engine == "ray":
+        from .ray import run_ray
+
+        run_ray(store, name, workers=workers, trainable=trainable, progress=progress, address=address,
+                num_gpus=1 if device.startswith("cuda") else 0)
     elif engine == "vectorized":
         from .vectorized import run_vectorized
 
