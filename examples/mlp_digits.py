@@ -109,20 +109,11 @@ class MLPDigitsPopulation(TorchPopulation):
 
     def train(self) -> None:
         """One epoch for every member, each in the order its own generator draws."""
-        x, y, _, _ = self.data
-        orders = torch.stack([torch.randperm(len(x), generator=g) for g in self.generators]).to(self.device)
-        for batch in orders.split(BATCH_SIZE, dim=1):
-            grads, _ = self.population.gradients(F.cross_entropy, x[batch], y[batch])
-            self.optimizer.step(grads)
+        self.epoch(self.data[0], self.data[1], BATCH_SIZE)
 
     def evaluate(self) -> list[dict[str, float]]:
         """Validation accuracy and loss of every member."""
-        _, _, x, y = self.data
-        with torch.no_grad():
-            logits = self.population.forward(x.expand(self.size, *x.shape))
-            loss = F.cross_entropy(logits.transpose(1, 2), y.expand(self.size, -1), reduction="none").mean(1)
-            accuracy = (logits.argmax(dim=2) == y).float().mean(1)
-        return [{"accuracy": a, "loss": v} for a, v in zip(accuracy.tolist(), loss.tolist())]
+        return self.classification_metrics(self.data[2], self.data[3])
 
 
 MLPDigits.vectorized = MLPDigitsPopulation

@@ -7,9 +7,10 @@ bookkeeping for a `Population` and a batched optimiser, so a subclass writes onl
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
+from torch.nn import functional as F
 
 from ..population import Hparams
 from .optim import BatchedOptimizer
@@ -37,6 +38,22 @@ class TorchPopulation:
 
     def evaluate(self) -> list[float | dict[str, float]]:
         raise NotImplementedError
+
+    def epoch(self, x: torch.Tensor, y: torch.Tensor, batch_size: int,
+              loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy) -> None:
+        """One epoch of minibatches for every member, each in the order its own generator draws."""
+        orders = torch.stack([torch.randperm(len(x), generator=g) for g in self.generators]).to(self.device)
+        for batch in orders.split(batch_size, dim=1):
+            grads, _ = self.population.gradients(loss_fn, x[batch], y[batch])
+            self.optimizer.step(grads)
+
+    def classification_metrics(self, x: torch.Tensor, y: torch.Tensor) -> list[dict[str, float]]:
+        """Every member's accuracy and mean cross-entropy on (x, y)."""
+        with torch.no_grad():
+            logits = self.population.forward(x.expand(self.size, *x.shape))
+            loss = F.cross_entropy(logits.transpose(1, 2), y.expand(self.size, -1), reduction="none").mean(1)
+            accuracy = (logits.argmax(dim=2) == y).float().mean(1)
+        return [{"accuracy": a, "loss": v} for a, v in zip(accuracy.tolist(), loss.tolist())]
 
     def set_hparams(self, member: int, hparams: Hparams) -> None:
         """Write a member's new hyperparameters into the per-member tensors."""
