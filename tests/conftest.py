@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import socket
 import sys
 import uuid
 
@@ -33,3 +35,27 @@ def storage(request: pytest.FixtureRequest, tmp_path) -> str:
         request.getfixturevalue("monkeypatch").chdir(tmp_path)  # default checkpoints land in ./poptrain-checkpoints
         return request.getfixturevalue("postgres").new_database()
     return f"sqlite:///{tmp_path}/store.db"
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """An S3 endpoint on a free local port with one bucket; worker processes find it through the environment."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    saved = dict(os.environ)
+    os.environ.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1",
+                      AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}")
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
+    s3fs.S3FileSystem().mkdir("poptrain-test")
+    yield "s3://poptrain-test"
+    server.stop()
+    os.environ.clear()
+    os.environ.update(saved)
