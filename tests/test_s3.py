@@ -7,6 +7,7 @@ import os
 import pytest
 
 import poptrain
+from checks import assert_consistent_lineage
 from poptrain.errors import CorruptCheckpoint
 from poptrain.store import CheckpointStore
 from trainables import Quadratic
@@ -31,9 +32,5 @@ def test_a_local_run_checkpoints_to_s3_and_every_copy_reads_a_verified_source(s3
                               storage=f"sqlite:///{tmp_path}/s.db", checkpoints=f"{s3}/run", paths=[TESTS],
                               keep_checkpoints=100)
     result = exp.run(engine="local", workers=2)
-    assert set(result.members().status) == {"done"} and result.events()
-    files = CheckpointStore(f"{s3}/run")
-    for ev in result.events():
-        sources = [c for c in result.store.checkpoints("q", ev.source) if c.step == ev.source_step]
-        assert sources and all(files.load(c.key, c.checksum) is not None for c in sources)
+    assert_consistent_lineage(result, 12)
     assert result.best().load_state()["trained"] > 0

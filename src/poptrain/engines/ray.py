@@ -8,7 +8,6 @@ single machine), and checkpoints a folder or bucket every node reaches.
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
 from ..errors import PoptrainError
@@ -77,7 +76,6 @@ def run_ray(store: Store, name: str, workers: int | None = None, trainable: Any 
                             if restarts > 3 * workers:
                                 raise PoptrainError(f"Ray workers died {restarts} times; `poptrain resume` later")
                             start()
-                time.sleep(0)
     finally:
         for _, handle in running.values():
             ray.kill(handle)
