@@ -127,6 +127,20 @@ def test_reports_versions_and_recent_scores(storage):
     assert reports[2].score is None and math.isnan(reports[2].metrics["acc"])
 
 
+def test_scores_read_one_row_per_member_in_id_order(storage):
+    store = make(storage, n=4)
+    now = time.time()
+    for member, scores in ((2, [0.5, 0.7]), (0, [0.3]), (3, [0.9, float("nan")])):
+        for step, score in enumerate(scores, start=1):
+            store.report("e", member, w(member), step, score, {}, {"lr": 0.1}, now)
+    assert store.scores("e") == ([0, 2, 3], [0.3, 0.7, None])  # member 1 has no score yet
+    assert store.scores("e", at_step=1) == ([0, 2, 3], [0.3, 0.5, 0.9])
+    assert store.scores("e", at_step=2) == ([2, 3], [0.7, None])
+    assert store.recent_scores("e", 2, members=[2]) == {2: [0.5, 0.7]}
+    store.record_failure("e", 2, w(2), "boom", max_failures=0)
+    assert store.scores("e")[0] == [0, 3]
+
+
 def test_exploit_event_changes_hparams_and_lineage(storage):
     store = make(storage)
     ev = Event(member=1, step=4, source=0, source_step=4, old_hparams={"lr": 0.2}, new_hparams={"lr": 0.12},
@@ -238,3 +252,30 @@ def test_metrics_must_be_json(storage):
     with pytest.raises(TypeError):
         store.report("e", 0, w(0), 1, 0.5, {"hist": object()}, {}, time.time())
     assert store.reports("e") == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_older_schema_is_upgraded_in_place_and_newer_is_refused(backend, tmp_path, request):
+    from sqlalchemy import create_engine, inspect, text
+
+    url = request.getfixturevalue("postgres").new_database() if backend == "postgresql" \
+        else f"sqlite:///{tmp_path}/old.db"
+    store = make(url)
+    store.report("e", 0, w(0), 1, 0.5, {}, {"lr": 0.1}, time.time())
+    store.close()
+    raw = create_engine(url)
+    with raw.begin() as c:  # what a version-1 store looked like: no index of reports by step
+        c.execute(text("DROP INDEX ix_reports_step"))
+        c.execute(text("UPDATE poptrain_meta SET value = '1' WHERE key = 'schema_version'"))
+    assert open_store(url, create=False).scores("e") == ([0], [0.5])  # readers read it as it is
+    upgraded = open_store(url)
+    assert upgraded.scores("e") == ([0], [0.5])
+    upgraded.close()
+    assert "ix_reports_step" in {i["name"] for i in inspect(raw).get_indexes("reports")}
+    with raw.begin() as c:
+        assert c.execute(text("SELECT value FROM poptrain_meta")).scalar() == "2"
+        c.execute(text("UPDATE poptrain_meta SET value = '99' WHERE key = 'schema_version'"))
+    raw.dispose()
+    for create in (True, False):
+        with pytest.raises(StorageError, match="schema version 99.*upgrade poptrain"):
+            open_store(url, create=create)

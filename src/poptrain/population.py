@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
 
 Hparams = dict[str, Any]
 
@@ -22,6 +24,71 @@ class MemberView:
     step: int | None  # the step of its latest score, where the engine knows it
     fitness: float
     recent: tuple[float, ...] = ()  # last few fitness values, oldest first (for the t-test)
+
+
+@dataclass(frozen=True, eq=False)
+class Standings:
+    """The population as the exploit policy sees it, in columns, so a decision at 10,000 members stays cheap.
+
+    `ids` ascend; `fitness` is 'higher is better' with -inf for missing or non-finite scores;
+    `recent` maps an id to its last few fitness values, oldest first (only the t-test reads it,
+    so an engine may fill it lazily).
+    """
+
+    ids: np.ndarray
+    fitness: np.ndarray
+    recent: Mapping[int, tuple[float, ...]] = field(default_factory=dict)
+    step: int | None = None
+
+    def __post_init__(self) -> None:
+        ids = np.asarray(self.ids, dtype=np.int64)
+        fit = np.asarray(self.fitness, dtype=np.float64)
+        if ids.shape != fit.shape or ids.ndim != 1:
+            raise ValueError("Standings needs one fitness value per id")
+        order = np.argsort(ids, kind="stable")
+        object.__setattr__(self, "ids", ids[order])
+        object.__setattr__(self, "fitness", np.where(np.isfinite(fit), fit, -np.inf)[order])
+
+    @classmethod
+    def of(cls, views: Iterable[MemberView]) -> Standings:
+        """Standings from member views (as tests and custom engines build them)."""
+        views = list(views)
+        return cls(np.array([v.id for v in views], dtype=np.int64),
+                   np.array([v.fitness for v in views], dtype=np.float64), {v.id: v.recent for v in views})
+
+    @classmethod
+    def from_scores(cls, ids: Sequence[int], scores: Sequence[float | None], mode: str,
+                    recent: Mapping[int, tuple[float, ...]] | None = None, step: int | None = None) -> Standings:
+        """Standings from stored scores of one metric and its mode ('max' or 'min')."""
+        raw = np.array([np.nan if s is None else s for s in scores], dtype=np.float64)
+        return cls(np.array(ids, dtype=np.int64), raw if mode == "max" else -raw, recent or {}, step)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def index(self, member: int) -> int | None:
+        """The position of `member` in the columns, or None if it is not ranked."""
+        at = int(np.searchsorted(self.ids, member))
+        return at if at < len(self.ids) and self.ids[at] == member else None
+
+    def view(self, member: int) -> MemberView | None:
+        """One member's view, or None if it has no score here."""
+        at = self.index(member)
+        if at is None:
+            return None
+        return MemberView(id=member, step=self.step, fitness=float(self.fitness[at]),
+                          recent=tuple(self.recent.get(member, ())))
+
+    def including(self, member: MemberView) -> Standings:
+        """These standings with `member`'s own (fresher) fitness in place of its stored one."""
+        at = self.index(member.id)
+        if at is None:
+            at = int(np.searchsorted(self.ids, member.id))
+            ids, fit = np.insert(self.ids, at, member.id), np.insert(self.fitness, at, member.fitness)
+        else:
+            ids, fit = self.ids, self.fitness.copy()
+            fit[at] = member.fitness
+        return Standings(ids, fit, self.recent, self.step)
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,12 @@ from typing import Any
 from ..errors import PoptrainError, SpecError
 from ..experiment import Experiment
 from ..policy import EXPLOIT_RNG, EXPLORE_RNG, decision_rng
-from ..population import ACTIVE, Exploit, MemberView, fitness
+from ..population import ACTIVE, Exploit
 from ..store import CheckpointRecord, CheckpointStore, Event, MemberRecord, Store
 from ..store.base import EXPLOIT_AT_BARRIER
 from ..trainable import import_object
 from .progress import ProgressDisplay
+from .standings import read_standings
 from .worker import score_of
 
 
@@ -140,16 +141,14 @@ class VectorizedRun:
                  step: int) -> None:
         """Every member decides on the scores at this step; copies read the state from before any copy."""
         exp = self.exp
-        recent = self.store.recent_scores(self.name, exp.exploit.window, at_step=step)
-        views = [MemberView(id=m, step=step, fitness=fitness(s[-1], exp.mode),
-                            recent=tuple(fitness(x, exp.mode) for x in s)) for m, s in recent.items()]
-        by_id = {v.id: v for v in views}
+        standings = read_standings(self.store, self.name, exp, at_step=step)
         index = {m: i for i, m in enumerate(ids)}
         dsts, srcs, new = [], [], {}
         for i, m in enumerate(ids):
-            if m not in by_id:
+            me = standings.view(m)
+            if me is None:
                 continue
-            decision = exp.exploit.decide(by_id[m], views, decision_rng(exp.seed, m, step, EXPLOIT_RNG))
+            decision = exp.exploit.decide(me, standings, decision_rng(exp.seed, m, step, EXPLOIT_RNG))
             if isinstance(decision, Exploit) and decision.source in index:
                 src = index[decision.source]
                 dsts.append(i)

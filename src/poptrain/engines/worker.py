@@ -19,10 +19,11 @@ from typing import Any, Callable
 from ..errors import CorruptCheckpoint
 from ..experiment import Experiment
 from ..policy import EXPLOIT_RNG, EXPLORE_RNG, decision_rng
-from ..population import ACTIVE, Continue, Exploit, MemberView, fitness
+from ..population import ACTIVE, Continue, Exploit
 from ..store import CheckpointRecord, CheckpointStore, Event, LeaseLost, MemberRecord, Store
 from ..store.base import EXPLOIT, EXPLOIT_AT_BARRIER
 from ..trainable import Trainable, resolve_trainable
+from .standings import read_standings
 
 log = logging.getLogger("poptrain")
 
@@ -176,14 +177,11 @@ class Worker:
     def _decide(self, rec: MemberRecord, member: Trainable, at_step: int | None) -> None:
         """Exploit (copy a better member's state) and explore, or continue; then checkpoint."""
         strategy = self.exp.exploit
-        recent = self.store.recent_scores(self.name, strategy.window, at_step)
-        population = [MemberView(id=m, step=at_step,
-                                 fitness=fitness(s[-1], self.exp.mode),
-                                 recent=tuple(fitness(x, self.exp.mode) for x in s)) for m, s in recent.items()]
-        me = next((v for v in population if v.id == rec.id), None)
+        standings = read_standings(self.store, self.name, self.exp, at_step)
+        me = standings.view(rec.id)
         decision = Continue()
         if me is not None:
-            decision = strategy.decide(me, population, decision_rng(self.exp.seed, rec.id, rec.step, EXPLOIT_RNG))
+            decision = strategy.decide(me, standings, decision_rng(self.exp.seed, rec.id, rec.step, EXPLOIT_RNG))
         exploited = False
         if isinstance(decision, Exploit):
             source = self._load_source(decision.source, at_step)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 from ..population import Hparams
 
@@ -208,8 +208,16 @@ class Store(ABC):
 
     # scores and lineage
     @abstractmethod
-    def recent_scores(self, name: str, window: int, at_step: int | None = None) -> dict[int, list[float | None]]:
-        """Each active or done member's last `window` scores (oldest first), up to `at_step`."""
+    def scores(self, name: str, at_step: int | None = None) -> tuple[list[int], list[float | None]]:
+        """Ids (ascending) and latest scores of the active and done members that have one (at `at_step` if given).
+
+        The exploit decision reads this: one row per member, never the history.
+        """
+
+    @abstractmethod
+    def recent_scores(self, name: str, window: int, at_step: int | None = None,
+                      members: Sequence[int] | None = None) -> dict[int, list[float | None]]:
+        """Each active or done member's last `window` scores (oldest first), up to `at_step`; only `members` if given."""
 
     @abstractmethod
     def reports(self, name: str) -> list[Report]:

@@ -6,7 +6,7 @@ import json
 import threading
 from dataclasses import replace
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Sequence
 
 from ..errors import StorageError
 from ..population import ACTIVE, DONE, FAILED
@@ -183,12 +183,29 @@ class MemoryStore(Store):
                              last_score=kept.score if kept else None, version=m.version + 1,
                              ckpt_version=m.version + 1)
 
-    def recent_scores(self, name: str, window: int, at_step: int | None = None) -> dict[int, list[float | None]]:
+    def scores(self, name: str, at_step: int | None = None) -> tuple[list[int], list[float | None]]:
         with self._lock:
             exp = self._get(name)
+            ids, scores = [], []
+            for m in sorted(exp.members.values(), key=lambda m: m.id):
+                if m.status == FAILED or m.step == 0:
+                    continue
+                if at_step is None:
+                    ids.append(m.id)
+                    scores.append(m.last_score)
+                elif (m.id, at_step) in exp.reports:
+                    ids.append(m.id)
+                    scores.append(exp.reports[(m.id, at_step)].score)
+            return ids, scores
+
+    def recent_scores(self, name: str, window: int, at_step: int | None = None,
+                      members: Sequence[int] | None = None) -> dict[int, list[float | None]]:
+        with self._lock:
+            exp = self._get(name)
+            wanted = None if members is None else set(members)
             out: dict[int, list[float | None]] = {}
             for m in exp.members.values():
-                if m.status == FAILED or m.step == 0:
+                if m.status == FAILED or m.step == 0 or (wanted is not None and m.id not in wanted):
                     continue
                 newest = m.step if at_step is None else at_step
                 scores = [exp.reports[(m.id, s)].score for s in range(max(0, newest - window) + 1, newest + 1)

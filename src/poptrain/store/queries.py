@@ -42,7 +42,12 @@ HELD_BY_ME = and_(THIS_MEMBER, m.worker == bindparam("wid"))
 advance = (update(t.members).where(HELD_BY_ME)
            .values(step=bindparam("at_step"), last_score=bindparam("score"), hparams=bindparam("trained_with"),
                    version=m.version + 1))
-last_scores = select(m.id, m.last_score).where(m.experiment_id == bindparam("eid"), m.status != "failed", m.step > 0)
+last_scores = (select(m.id, m.last_score).where(m.experiment_id == bindparam("eid"), m.status != "failed", m.step > 0)
+               .order_by(m.id))
+scores_at = (select(r.member, r.score)
+             .join(t.members, and_(m.experiment_id == r.experiment_id, m.id == r.member))
+             .where(r.experiment_id == bindparam("eid"), r.step == bindparam("at_step"), m.status != "failed")
+             .order_by(r.member))
 
 THIS_MEMBERS_CHECKPOINTS = and_(k.experiment_id == bindparam("eid"), k.member == bindparam("mid"))
 last_seq = select(func.max(k.seq)).where(THIS_MEMBERS_CHECKPOINTS)

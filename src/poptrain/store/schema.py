@@ -1,11 +1,16 @@
-"""The SQL tables of a population store (SQLAlchemy Core)."""
+"""The SQL tables of a population store (SQLAlchemy Core), and the steps that upgrade an older store."""
 
 from __future__ import annotations
 
+from typing import Callable
+
 from sqlalchemy import (Boolean, Column, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text,
                         UniqueConstraint)
+from sqlalchemy.engine import Connection
 
-SCHEMA_VERSION = 1
+# Version 2 indexes reports by step, so a synchronous decision reads one row per member, not the history.
+SCHEMA_VERSION = 2
+OLDEST_READABLE = 1  # readers open stores from this version on; a writer upgrades them in place
 
 metadata = MetaData()
 
@@ -52,6 +57,7 @@ reports = Table(
     Column("metrics", Text, nullable=False),
     Column("hparams", Text, nullable=False),
     Column("time", Float, nullable=False),
+    Index("ix_reports_step", "experiment_id", "step"),
 )
 
 events = Table(
@@ -85,3 +91,17 @@ checkpoints = Table(
     Column("pinned_until", Float, nullable=False, default=0.0),
     UniqueConstraint("experiment_id", "member", "seq"),
 )
+
+
+def _index_reports_by_step(c: Connection) -> None:
+    next(i for i in reports.indexes if i.name == "ix_reports_step").create(c, checkfirst=True)
+
+
+# MIGRATIONS[v] takes a store from version v - 1 to v; each step is idempotent.
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _index_reports_by_step}
+
+
+def upgrade(c: Connection, found: int) -> None:
+    """Bring a store of schema version `found` to SCHEMA_VERSION, inside the caller's transaction."""
+    for version in range(found + 1, SCHEMA_VERSION + 1):
+        MIGRATIONS[version](c)

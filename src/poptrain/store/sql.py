@@ -6,7 +6,7 @@ import json
 import os
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 try:
     import fcntl
@@ -136,6 +136,10 @@ class SQLStore(Store):
                     raise StorageError(
                         f"store {self.url} has schema version {found}, newer than this poptrain "
                         f"understands ({t.SCHEMA_VERSION}): upgrade poptrain")
+                elif int(found) < t.SCHEMA_VERSION:
+                    t.upgrade(c, int(found))
+                    c.execute(update(t.meta).where(t.meta.c.key == "schema_version")
+                              .values(value=str(t.SCHEMA_VERSION)))
         except OperationalError as exc:
             raise StorageError(f"cannot open storage {self.url}: {exc.orig}") from None
 
@@ -149,6 +153,9 @@ class SQLStore(Store):
         if found is None or int(found) > t.SCHEMA_VERSION:
             raise StorageError(f"{self.url} holds schema version {found}, which this poptrain "
                                f"({t.SCHEMA_VERSION}) cannot read: upgrade poptrain")
+        if int(found) < t.OLDEST_READABLE:
+            raise StorageError(f"{self.url} holds schema version {found}, older than this poptrain reads: "
+                               f"open it once for writing (poptrain resume) to upgrade it")
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
@@ -341,13 +348,23 @@ class SQLStore(Store):
             return _member(c.execute(select(t.members).where(self._where(eid, member))).one())
 
     # scores and lineage
-    def recent_scores(self, name: str, window: int, at_step: int | None = None) -> dict[int, list[float | None]]:
+    def scores(self, name: str, at_step: int | None = None) -> tuple[list[int], list[float | None]]:
+        with self._read() as c:
+            eid = self._eid(c, name)
+            if at_step is None:
+                rows = c.execute(q.last_scores, {"eid": eid}).all()
+            else:
+                rows = c.execute(q.scores_at, {"eid": eid, "at_step": at_step}).all()
+        return [row[0] for row in rows], [row[1] for row in rows]
+
+    def recent_scores(self, name: str, window: int, at_step: int | None = None,
+                      members: Sequence[int] | None = None) -> dict[int, list[float | None]]:
         r, m = t.reports.c, t.members.c
         with self._read() as c:
             eid = self._eid(c, name)
             live = and_(m.experiment_id == eid, m.status != FAILED)
-            if window == 1 and at_step is None:
-                return {row.id: [row.last_score] for row in c.execute(q.last_scores, {"eid": eid})}
+            if members is not None:
+                live = and_(live, m.id.in_(list(members)))
             newest = at_step if at_step is not None else m.step
             query = (select(r.member, r.score).join(t.members, and_(m.experiment_id == r.experiment_id, m.id == r.member))
                      .where(live, r.experiment_id == eid, r.step <= newest, r.step > newest - window)
