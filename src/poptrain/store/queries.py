@@ -25,6 +25,9 @@ due = select(t.members).where(CLAIMABLE).order_by(*MOST_DUE).limit(1)
 due_mine = select(t.members).where(CLAIMABLE, MINE).order_by(*MOST_DUE).limit(1)
 due_past_barrier = select(t.members).where(CLAIMABLE, PAST_BARRIER).order_by(*MOST_DUE).limit(1)
 due_mine_past_barrier = select(t.members).where(CLAIMABLE, MINE, PAST_BARRIER).order_by(*MOST_DUE).limit(1)
+# PostgreSQL's claims: the same choices, each row locked, rows other claims hold locked skipped
+locked = {query: query.with_for_update(skip_locked=True)
+          for query in (due, due_mine, due_past_barrier, due_mine_past_barrier)}
 lowest_active_step = select(func.min(m.step)).where(m.experiment_id == bindparam("eid"), m.status == ACTIVE)
 held = select(func.count()).where(m.experiment_id == bindparam("eid"), m.worker == bindparam("wid"),
                                   m.status == ACTIVE)

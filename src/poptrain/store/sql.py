@@ -221,7 +221,9 @@ class SQLStore(Store):
 
     def claim(self, name: str, worker: str, lease: float, now: float, barrier: bool,
               take_new: bool = True) -> MemberRecord | None:
-        for _ in range(16):
+        if self._writer.dialect.name == "postgresql":
+            return self._claim_skip_locked(name, worker, lease, now, barrier, take_new)
+        for _ in range(16):  # SQLite: read, then compare-and-set; a lost race reads again
             with self._read() as c:
                 eid = self._eid(c, name)
                 params = {"eid": eid, "wid": worker, "now": now}
@@ -239,6 +241,28 @@ class SQLStore(Store):
                 if c.execute(q.take, {**params, "mid": row.id, "claimant": worker, "until": now + lease}).rowcount:
                     return _member(c.execute(q.member, {"eid": eid, "mid": row.id}).one())
         return None  # lost every race this round; the caller polls again
+
+    def _claim_skip_locked(self, name: str, worker: str, lease: float, now: float, barrier: bool,
+                           take_new: bool) -> MemberRecord | None:
+        """Lock the most due member no other claim is looking at (FOR UPDATE SKIP LOCKED) and lease it.
+
+        Concurrent workers each get a different row at once instead of racing for the same one.
+        """
+        with self._tx() as c:
+            eid = self._eid(c, name)
+            params = {"eid": eid, "wid": worker, "now": now}
+            if barrier:
+                lowest = c.execute(q.lowest_active_step, params).scalar()
+                query = q.due_past_barrier if take_new else q.due_mine_past_barrier
+                row = c.execute(q.locked[query], {**params, "lowest": lowest or 0}).first()
+            else:
+                row = c.execute(q.locked[q.due if take_new else q.due_mine], params).first()
+            if row is None:
+                return None
+            if row.worker == worker and row.lease_until >= now:
+                return _member(row)
+            c.execute(q.take, {**params, "mid": row.id, "claimant": worker, "until": now + lease})
+            return _member(c.execute(q.member, {"eid": eid, "mid": row.id}).one())
 
     def claim_all(self, name: str, worker: str, lease: float, now: float) -> list[MemberRecord]:
         m = t.members.c
