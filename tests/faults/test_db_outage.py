@@ -48,12 +48,13 @@ def test_workers_ride_out_a_postgres_restart(server, tmp_path, monkeypatch, capf
         assert run.alive()
     finally:
         server.start()
-    stopped_at = steps_done(url, "f")
-    assert stopped_at < total, "the run ended during the outage: make it longer"
+    resumed_from = steps_done(url, "f")
+    assert resumed_from < total - 2 * POPULATION, "the run ended during the outage: make it longer"
+    wait_until(lambda: steps_done(url, "f") >= resumed_from + POPULATION, "training to go on after the outage")
+    # the same worker processes carried on: none died of the outage and was replaced
+    assert len(workers) == 3 and {p.pid for p in mp.active_children()} == workers
     result = run.finish(120)
     err = capfd.readouterr().err
-    # the same worker processes carried on: none died of the outage and was replaced
-    assert workers and {p.pid for p in mp.active_children()} <= workers
     found = audit(result.store, "f", STEPS, result.spec["checkpoints"])
     tally.add(outages=1, retries=err.count(RETRY_WARNING), **found.tally())
     found.assert_clean()
