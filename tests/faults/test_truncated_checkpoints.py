@@ -15,7 +15,7 @@ import pytest
 import poptrain
 from poptrain.store import CheckpointStore, Store, open_store
 from faults import tally
-from faults.helpers import ROOT, TESTS, Run, audit, experiment, steps_done, trained_steps, wait_until
+from faults.helpers import ROOT, TESTS, Run, audit, experiment, trained_steps, wait_until
 
 pytestmark = pytest.mark.slow
 
