@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -25,13 +26,29 @@ class Postgres:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        data = os.path.join(self.folder, "data")
-        subprocess.run([*self.as_user, "initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync"],
+        self.data = os.path.join(self.folder, "data")
+        subprocess.run([*self.as_user, "initdb", "-D", self.data, "-A", "trust", "-U", "postgres", "--no-sync"],
                        check=True, capture_output=True)
-        self.server = subprocess.Popen([*self.as_user, "postgres", "-D", data, "-k", self.folder, "-p", str(self.port),
-                                        "-h", "127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200"],
+        self.start()
+
+    def start(self) -> None:
+        """Start the server on its data folder and port (again, after `halt`) and wait until it accepts."""
+        self.server = subprocess.Popen([*self.as_user, "postgres", "-D", self.data, "-k", self.folder, "-p",
+                                        str(self.port), "-h", "127.0.0.1", "-c", "fsync=off", "-c",
+                                        "max_connections=200"],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self._wait()
+
+    def halt(self) -> None:
+        """Stop the server at once, keeping its data: clients lose their connections (a 'fast' shutdown)."""
+        with open(os.path.join(self.data, "postmaster.pid")) as f:
+            postmaster = int(f.readline())
+        os.kill(postmaster, signal.SIGINT)  # to postgres itself: runuser does not pass SIGINT on
+        try:
+            self.server.wait(30)
+        except subprocess.TimeoutExpired:
+            os.kill(postmaster, signal.SIGQUIT)  # immediate shutdown
+            self.server.wait(10)
 
     def _wait(self) -> None:
         import psycopg
@@ -59,9 +76,7 @@ class Postgres:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
 
     def stop(self) -> None:
-        self.server.terminate()
-        try:
-            self.server.wait(15)
-        except subprocess.TimeoutExpired:
-            self.server.kill()
+        """Stop the server for good and delete its folder."""
+        if self.server.poll() is None:
+            self.halt()
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -148,3 +148,33 @@ class HparamScorePopulation:
 
 
 HparamScore.vectorized = HparamScorePopulation
+
+
+class StepLog(Quadratic):
+    """Logs 'seed step' for every interval it trains; its own step survives copying another member's state.
+
+    The state carries its owner's seed: loading one's own checkpoint restores the step, while an
+    exploit (another member's state) keeps it, so each log line names the member's real step.
+    """
+
+    def __init__(self, hparams: dict[str, Any], seed: int) -> None:
+        super().__init__(hparams, seed)
+        self.step = 0
+
+    def train(self) -> None:
+        if self.sleep:
+            time.sleep(self.sleep)
+        self.x += self.hparams["lr"] * (-2.0 * (self.x - 3.0))
+        self.trained += 1
+        self.step += 1
+        if self.log:
+            with open(self.log, "a") as f:
+                f.write(f"{self.seed} {self.step}\n")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "owner": self.seed, "step": self.step}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        if state["owner"] == self.seed:
+            self.step = state["step"]

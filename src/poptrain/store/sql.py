@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import os
+import random
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 try:
     import fcntl
@@ -15,7 +18,7 @@ except ImportError:  # Windows: SQLite's own locking is all there is
 
 from sqlalchemy import and_, create_engine, delete, event, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.pool import StaticPool
 
 from ..errors import StorageError
@@ -27,6 +30,76 @@ from .base import CheckpointRecord, Event, LeaseLost, MemberRecord, Progress, Re
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
+
+
+log = logging.getLogger("poptrain")
+_F = TypeVar("_F", bound=Callable[..., Any])
+# PostgreSQL SQLSTATEs worth retrying: the server shutting down or starting up, too many
+# connections, a serialization failure or deadlock (class 08, connection exceptions, also counts)
+_TRANSIENT_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300", "40001", "40P01"})
+
+
+def _transient(exc: BaseException) -> bool:
+    """Whether a database error is worth retrying: a lost or refused connection, a busy SQLite file."""
+    if isinstance(exc, DisconnectionError):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    orig = exc.orig
+    if type(orig).__module__ == "sqlite3":  # other SQLite OperationalErrors ('no such table') are real
+        return any(word in str(orig).lower() for word in ("database is locked", "database is busy",
+                                                          "database table is locked"))
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if sqlstate:
+        return sqlstate.startswith("08") or sqlstate in _TRANSIENT_SQLSTATES
+    # libpq reports a refused or dropped connection without a SQLSTATE
+    return type(orig).__module__.split(".")[0] in ("psycopg", "psycopg2")
+
+
+def _retrying(method: _F) -> _F:
+    """Re-run a whole store method on a transient database error, backing off exponentially.
+
+    Each method is one transaction (or a few, each safe to repeat), so a retry never resumes a
+    half-done one. After `retry_for` seconds of failures it raises StorageError naming the URL.
+    A connection lost during COMMIT leaves it unknown whether the commit happened; the retry
+    then repeats it, which the methods tolerate except for recording an event twice.
+    """
+    @functools.wraps(method)
+    def retried(self: "SQLStore", *args: Any, **kwargs: Any) -> Any:
+        deadline = time.monotonic() + self.retry_for
+        delay, attempt = 0.05, 0
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except (DBAPIError, DisconnectionError) as exc:
+                if not _transient(exc):
+                    raise
+                attempt += 1
+                reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
+                where = make_url(self.url).render_as_string(hide_password=True)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise StorageError(
+                        f"storage {where} is unreachable: {method.__name__} failed {attempt} times over "
+                        f"{self.retry_for:g} s (last error: {reason})") from exc
+                wait = min(delay * random.uniform(0.5, 1.0), left)
+                log.warning("storage %s: %s failed (%s); retry %d in %.2f s", where, method.__name__, reason,
+                            attempt, wait)
+                time.sleep(wait)
+                delay = min(2 * delay, 2.0)
+    return retried  # type: ignore[return-value]
+
+
+def _retry_public_methods(cls: type) -> type:
+    """Wrap every public method of a store class in `_retrying` (so new methods get it too)."""
+    for name, value in list(vars(cls).items()):
+        if not name.startswith("_") and name != "close" and callable(value):
+            setattr(cls, name, _retrying(value))
+    return cls
 
 
 def _member(row: Any) -> MemberRecord:
@@ -96,8 +169,15 @@ def _initialising(url: str | None) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+@_retry_public_methods
 class SQLStore(Store):
-    """A store on a SQL database; several processes (or hosts, on PostgreSQL) share one population."""
+    """A store on a SQL database; several processes (or hosts, on PostgreSQL) share one population.
+
+    A public method that meets a transient database error (connection lost or refused, SQLite
+    busy) is re-run whole with exponential back-off for up to `retry_for` seconds.
+    """
+
+    retry_for: float = 60.0
 
     def __init__(self, url: str, create: bool = True) -> None:
         self.url = url

@@ -1,0 +1,1 @@
+"""Fault injection: killed workers and runs, truncated checkpoints, a database that goes away, many writers."""
