@@ -244,6 +244,32 @@ def test_worker_joins_by_storage_and_name(toy_run: tuple[str, str, str]) -> None
     assert_user_error(*cli("worker", "--storage", url, "--experiment", "nope"), "'nope'")
 
 
+def test_worker_with_a_spec_creates_the_experiment_once_then_trains(tmp_path: Path) -> None:
+    url = sqlite(tmp_path / "w.db")
+    spec = toy_toml(tmp_path, {"steps = 200": "steps = 12"})
+    assert cli("worker", spec, "--storage", url, "--checkpoints", tmp_path / "ckpts", "--quiet")[0] == 0
+    result = poptrain.load(url, "toy_quadratic")
+    assert set(result.members()["step"]) == {12} and any((tmp_path / "ckpts").iterdir())
+    assert cli("worker", spec, "--storage", url, "--checkpoints", tmp_path / "ckpts", "--quiet")[0] == 0  # joins it
+    assert len(result.frame()) == 2 * 12
+    assert_user_error(*cli("worker", spec, "--storage", url, "--quiet"), "checkpoints differ")
+    assert_user_error(*cli("worker", "--storage", url), "--experiment NAME")
+
+
+def test_the_slurm_array_script_runs_one_worker_per_task(tmp_path: Path) -> None:
+    """Two 'array tasks' of examples/slurm_workers.sbatch, started together, finish one experiment."""
+    url = sqlite(tmp_path / "slurm.db")
+    spec = toy_toml(tmp_path, {"steps = 200": "steps = 12"})
+    env = {**os.environ, "POPTRAIN_STORAGE": url, "POPTRAIN_CHECKPOINTS": str(tmp_path / "ckpts"),
+           "POPTRAIN": f"{sys.executable} -m poptrain", "SLURM_ARRAY_JOB_ID": "7",
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    tasks = [subprocess.Popen(["bash", str(EXAMPLES / "slurm_workers.sbatch"), str(spec)],
+                              env={**env, "SLURM_ARRAY_TASK_ID": str(i)}) for i in range(2)]
+    assert [t.wait(120) for t in tasks] == [0, 0]
+    frame = poptrain.load(url, "toy_quadratic").frame()
+    assert len(frame) == 2 * 12 and set(frame.groupby("member").step.max()) == {12}
+
+
 # the user's mistakes
 BAD_SPECS = {
     "unknown hyperparameter in initial": ({"initial = [{h0 = 1.0, h1 = 0.0}": "initial = [{h0 = 1.0, hz = 0.0}"},

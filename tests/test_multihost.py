@@ -11,6 +11,7 @@ import pytest
 import poptrain
 from checks import assert_consistent_lineage
 from conftest import ROOT
+from poptrain.spec import dump_spec
 from poptrain.store import open_store
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
@@ -23,15 +24,22 @@ def experiment(storage: str, checkpoints: str, name: str) -> poptrain.Experiment
                                storage=storage, checkpoints=checkpoints, paths=[TESTS], keep_checkpoints=100)
 
 
-def test_three_worker_processes_sharing_postgres_and_s3(postgres, s3):
+def test_three_worker_processes_sharing_postgres_and_s3(postgres, s3, tmp_path):
+    """Each 'host' runs the same command, as the tasks of a Slurm array do; one of them creates the experiment."""
     url = postgres.new_database()
-    experiment(url, f"{s3}/hosts", "hosts").create()
+    spec = experiment("sqlite:///unused.db", "unused", "hosts").to_spec()
+    del spec["storage"], spec["checkpoints"]
+    (tmp_path / "hosts.toml").write_text(dump_spec(spec))
     env = {**os.environ, "POPTRAIN_TEST_SLEEP": "0.005",
            "PYTHONPATH": os.pathsep.join([os.path.join(ROOT, "src"), TESTS])}
-    hosts = [subprocess.Popen([sys.executable, "-m", "poptrain", "worker", "--storage", url, "--experiment", "hosts",
-                               "--id", f"host-{i}", "--quiet"], env=env) for i in range(3)]
+    hosts = [subprocess.Popen([sys.executable, "-m", "poptrain", "worker", str(tmp_path / "hosts.toml"),
+                               "--storage", url, "--checkpoints", f"{s3}/hosts", "--id", f"host-{i}", "--quiet"],
+                              env=env) for i in range(3)]
     assert [h.wait(180) for h in hosts] == [0, 0, 0]
-    assert_consistent_lineage(poptrain.load(url, "hosts"), 15)
+    result = poptrain.load(url, "hosts")
+    assert_consistent_lineage(result, 15)
+    assert len({e.member for e in result.events()}) > 0 and open_store(url, create=False).experiments() == ["hosts"]
+    assert {r.worker for r in result.store.members("hosts")} == {None}
 
 
 def test_a_ray_run_on_postgres_and_s3(postgres, s3, monkeypatch):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -22,6 +23,12 @@ def make(storage: str, n: int = 3, held: bool = True):
         for i in range(n):
             assert store.claim("e", w(i), 60, time.time(), barrier=False).id == i
     return store
+
+
+def scores(store, at_step=None):
+    """The store's scores as plain lists, None for a missing score."""
+    ids, values = store.scores("e", at_step)
+    return ids.tolist(), [None if math.isnan(v) else v for v in values.tolist()]
 
 
 def w(member: int) -> str:
@@ -130,15 +137,32 @@ def test_reports_versions_and_recent_scores(storage):
 def test_scores_read_one_row_per_member_in_id_order(storage):
     store = make(storage, n=4)
     now = time.time()
-    for member, scores in ((2, [0.5, 0.7]), (0, [0.3]), (3, [0.9, float("nan")])):
-        for step, score in enumerate(scores, start=1):
+    for member, history in ((2, [0.5, 0.7]), (0, [0.3]), (3, [0.9, float("nan")])):
+        for step, score in enumerate(history, start=1):
             store.report("e", member, w(member), step, score, {}, {"lr": 0.1}, now)
-    assert store.scores("e") == ([0, 2, 3], [0.3, 0.7, None])  # member 1 has no score yet
-    assert store.scores("e", at_step=1) == ([0, 2, 3], [0.3, 0.5, 0.9])
-    assert store.scores("e", at_step=2) == ([2, 3], [0.7, None])
+    assert scores(store) == ([0, 2, 3], [0.3, 0.7, None])  # member 1 has no score yet
+    assert scores(store, at_step=1) == ([0, 2, 3], [0.3, 0.5, 0.9])
+    assert scores(store, at_step=2) == ([2, 3], [0.7, None])
     assert store.recent_scores("e", 2, members=[2]) == {2: [0.5, 0.7]}
     store.record_failure("e", 2, w(2), "boom", max_failures=0)
-    assert store.scores("e")[0] == [0, 3]
+    assert scores(store) == ([0, 3], [0.3, None])
+    store.report("e", 1, w(1), 1, 0.1, {}, {"lr": 0.1}, now)
+    store.report("e", 0, w(0), 2, 0.6, {}, {"lr": 0.1}, now)
+    assert scores(store) == ([0, 1, 3], [0.6, 0.1, None])
+    store.rollback("e", 0, w(0), ckpt(0, 1))
+    assert scores(store) == ([0, 1, 3], [0.3, 0.1, None])
+
+
+def test_scores_see_every_other_writers_change(storage):
+    """A reader's scores stay current while other store objects (other processes) write."""
+    reader, writer = make(storage, n=5), open_store(storage)
+    now = time.time()
+    for step in range(1, 4):
+        for member in range(5):
+            writer.report("e", member, w(member), step, step + member / 10, {}, {"lr": 0.1}, now)
+            assert scores(reader)[1][member] == step + member / 10
+    writer.record_failure("e", 4, w(4), "boom", max_failures=0)
+    assert scores(reader)[0] == [0, 1, 2, 3]
 
 
 def test_exploit_event_changes_hparams_and_lineage(storage):
@@ -149,6 +173,22 @@ def test_exploit_event_changes_hparams_and_lineage(storage):
     assert store.member("e", 1).hparams == {"lr": 0.12}
     assert store.events("e") == [ev]
     assert store.progress("e", "max").exploits == 1
+    store.record_exploit("e", ev, w(1))  # a retried write records it once
+    assert store.events("e") == [ev] and store.member("e", 1).version == 1
+
+
+def test_record_exploits_is_one_all_or_nothing_write(storage):
+    store = make(storage)
+    now = time.time()
+    both = [Event(member=m, step=4, source=2, source_step=4, old_hparams={"lr": 0.1}, new_hparams={"lr": 0.3 + m},
+                  time=now) for m in (0, 1)]
+    with pytest.raises(LeaseLost):
+        store.record_exploits("e", [both[0], replace(both[1], member=1, time=now + 1)], w(0))  # w0 does not hold 1
+    assert store.events("e") == [] and store.member("e", 0).hparams == {"lr": 0.1}
+    store.claim_all("e", "batch", 60, now + 120)
+    store.record_exploits("e", both, "batch")
+    assert store.events("e") == both
+    assert [store.member("e", m).hparams for m in (0, 1)] == [{"lr": 0.3}, {"lr": 1.3}]
 
 
 def test_rollback_drops_work_after_the_checkpoint(storage):
@@ -264,12 +304,15 @@ def test_older_schema_is_upgraded_in_place_and_newer_is_refused(backend, tmp_pat
     store.report("e", 0, w(0), 1, 0.5, {}, {"lr": 0.1}, time.time())
     store.close()
     raw = create_engine(url)
-    with raw.begin() as c:  # what a version-1 store looked like: no index of reports by step
+    with raw.begin() as c:  # what a version-1 store looked like: no revisions, no index of reports by step
         c.execute(text("DROP INDEX ix_reports_step"))
+        c.execute(text("DROP INDEX ix_members_revision"))
+        c.execute(text("ALTER TABLE members DROP COLUMN revision"))
         c.execute(text("UPDATE poptrain_meta SET value = '1' WHERE key = 'schema_version'"))
-    assert open_store(url, create=False).scores("e") == ([0], [0.5])  # readers read it as it is
+    with pytest.raises(StorageError, match="schema version 1, older.*poptrain resume"):
+        open_store(url, create=False)  # readers never write, so never upgrade
     upgraded = open_store(url)
-    assert upgraded.scores("e") == ([0], [0.5])
+    assert scores(upgraded) == ([0], [0.5])
     upgraded.close()
     assert "ix_reports_step" in {i["name"] for i in inspect(raw).get_indexes("reports")}
     with raw.begin() as c:
@@ -279,3 +322,19 @@ def test_older_schema_is_upgraded_in_place_and_newer_is_refused(backend, tmp_pat
     for create in (True, False):
         with pytest.raises(StorageError, match="schema version 99.*upgrade poptrain"):
             open_store(url, create=create)
+
+
+def test_postgresql_scores_see_a_change_that_commits_after_a_newer_one(postgres):
+    """A transaction that began first but commits last must not be missed by the incremental read."""
+    import psycopg
+
+    url = postgres.new_database()
+    reader = make(url)
+    dsn = postgres.dsn(url.rsplit("/", 1)[1])
+    change = "UPDATE members SET step = 1, last_score = %s, revision = txid_current() WHERE id = %s"
+    with psycopg.connect(dsn) as slow, psycopg.connect(dsn, autocommit=True) as fast:
+        slow.execute(change, (0.9, 0))  # older transaction id, still open
+        fast.execute(change, (0.2, 1))  # newer transaction id, committed
+        assert scores(reader) == ([1], [0.2])
+        slow.commit()
+    assert scores(reader) == ([0, 1], [0.9, 0.2])

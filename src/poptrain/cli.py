@@ -18,7 +18,7 @@ from rich.table import Table
 
 from . import __version__
 from .engines import ENGINES
-from .errors import PoptrainError
+from .errors import PoptrainError, SpecError
 from .population import FAILED
 from .result import Result
 from .store import MemberRecord, Store, open_store
@@ -212,7 +212,8 @@ def cmd_run(args: argparse.Namespace, target: Target) -> None:
     from .spec import load_spec
 
     experiment = load_spec(args.spec, storage=args.storage, name=args.name, population=args.population,
-                           steps=args.steps, seed=args.seed, synchronous=args.synchronous)
+                           steps=args.steps, seed=args.seed, synchronous=args.synchronous,
+                           checkpoints=args.checkpoints)
     target.storage, target.name = experiment.storage, experiment.name
     if not args.quiet:
         say(console(), f"PBT: {experiment.name} · {experiment.population} members × {experiment.steps} intervals "
@@ -234,6 +235,15 @@ def cmd_run(args: argparse.Namespace, target: Target) -> None:
 def cmd_worker(args: argparse.Namespace, target: Target) -> None:
     from .engines import join
 
+    if args.spec is not None:  # every launcher task may pass the spec; the first to arrive stores it
+        from .spec import load_spec
+
+        experiment = load_spec(args.spec, storage=args.storage, name=args.experiment, checkpoints=args.checkpoints)
+        experiment.create()
+        args.experiment = experiment.name
+    elif args.experiment is None:
+        raise SpecError("worker needs --experiment NAME (to join a stored experiment) or a SPEC.toml (to create it "
+                        "if it is not stored yet)")
     existing_store(args.storage).get_spec(args.experiment)  # a clear error before the worker starts
     join(args.storage, args.experiment, args.id)
 
@@ -328,6 +338,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("spec", metavar="SPEC.toml")
     run.add_argument("--storage", help="store URL, e.g. sqlite:///runs/x.db (default: the spec's)")
     run.add_argument("--name", help="experiment name (default: the spec's)")
+    run.add_argument("--checkpoints", help="checkpoint folder or fsspec URL, e.g. s3://bucket/run (default: the "
+                                           "spec's, else a folder beside a SQLite store)")
     engine_flags(run)
     run.add_argument("--population", type=int, help="number of members")
     run.add_argument("--steps", type=int, help="intervals each member trains")
@@ -338,9 +350,15 @@ def parser() -> argparse.ArgumentParser:
                      help="then run random search (same members, no exploit) and compare")
     run.set_defaults(func=cmd_run)
 
-    worker = sub.add_parser("worker", help="join a running experiment as one more worker")
+    worker = sub.add_parser("worker", help="join a running experiment as one more worker", description=(
+        "Train members of a stored experiment until every member is done. Given a spec, the experiment "
+        "is created first unless it is already stored (with the same spec), so every task of a Slurm "
+        "array or Kubernetes job can run the same command."))
+    worker.add_argument("spec", metavar="SPEC.toml", nargs="?", help="create the experiment from this spec if needed")
     worker.add_argument("--storage", required=True)
-    worker.add_argument("--experiment", required=True)
+    worker.add_argument("--experiment", help="experiment name (default: the spec's)")
+    worker.add_argument("--checkpoints", help="checkpoint folder or URL every worker reaches, e.g. s3://bucket/run "
+                                              "(with a spec; default: the spec's)")
     worker.add_argument("--id", help="worker id (default: host-pid)")
     worker.add_argument("--quiet", action="store_true", help="no warnings")
     worker.set_defaults(func=cmd_worker)

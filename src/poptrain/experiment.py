@@ -195,19 +195,29 @@ class Experiment:
         """Store the experiment unless it is there already; True if created, False if resumed."""
         store = open_store(self.storage)
         if self.name in store.experiments():
-            stored, mine = store.get_spec(self.name), json.loads(json.dumps(self.to_spec()))
-            if stored != mine:
-                changed = sorted(k for k in set(stored) | set(mine) if stored.get(k) != mine.get(k))
-                raise SpecError(
-                    f"experiment {self.name!r} already exists in {self.storage} with a different spec "
-                    f"({', '.join(changed)} differ): choose another name, or `poptrain resume` it")
+            self._check_stored(store)
             return False
         spec = self.to_spec()
         if spec["trainable"].startswith("__main__:"):
             log.warning("trainable %s lives in the script that runs it: `poptrain worker` and `poptrain resume` "
                         "cannot import it; move it into a module to let workers join by URL", spec["trainable"])
-        store.create_experiment(self.name, spec, self.initial_members())
+        try:
+            store.create_experiment(self.name, spec, self.initial_members())
+        except Exception:
+            if self.name not in store.experiments():
+                raise
+            self._check_stored(store)  # another worker created it a moment earlier
+            return False
         return True
+
+    def _check_stored(self, store: Any) -> None:
+        """Refuse to continue a stored experiment of the same name whose spec differs from this one."""
+        stored, mine = store.get_spec(self.name), json.loads(json.dumps(self.to_spec()))
+        if stored != mine:
+            changed = sorted(k for k in set(stored) | set(mine) if stored.get(k) != mine.get(k))
+            raise SpecError(
+                f"experiment {self.name!r} already exists in {self.storage} with a different spec "
+                f"({', '.join(changed)} differ): choose another name, or `poptrain resume` it")
 
     def run(self, engine: str | None = None, workers: int | None = None, progress: bool = False,
             force: bool = False, device: str = "cpu", address: str | None = None) -> "Result":

@@ -60,7 +60,8 @@ class Standings:
     def from_scores(cls, ids: Sequence[int], scores: Sequence[float | None], mode: str,
                     recent: Mapping[int, tuple[float, ...]] | None = None, step: int | None = None) -> Standings:
         """Standings from stored scores of one metric and its mode ('max' or 'min')."""
-        raw = np.array([np.nan if s is None else s for s in scores], dtype=np.float64)
+        raw = scores.astype(np.float64) if isinstance(scores, np.ndarray) \
+            else np.array([np.nan if s is None else s for s in scores], dtype=np.float64)
         return cls(np.array(ids, dtype=np.int64), raw if mode == "max" else -raw, recent or {}, step)
 
     def __len__(self) -> int:

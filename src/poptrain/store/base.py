@@ -7,6 +7,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+import numpy as np
+
 from ..population import Hparams
 
 
@@ -179,7 +181,12 @@ class Store(ABC):
 
     @abstractmethod
     def record_exploit(self, name: str, event: Event, worker: str) -> None:
-        """Record an exploit/explore event and give the member its new hyperparameters."""
+        """Record an exploit/explore event and give the member its new hyperparameters (once, if repeated)."""
+
+    def record_exploits(self, name: str, events: list[Event], worker: str) -> None:
+        """Record several exploit events at once (a batched engine's whole generation)."""
+        for event in events:
+            self.record_exploit(name, event, worker)
 
     @abstractmethod
     def mark_ready(self, name: str, member: int, worker: str, step: int) -> None:
@@ -208,8 +215,8 @@ class Store(ABC):
 
     # scores and lineage
     @abstractmethod
-    def scores(self, name: str, at_step: int | None = None) -> tuple[list[int], list[float | None]]:
-        """Ids (ascending) and latest scores of the active and done members that have one (at `at_step` if given).
+    def scores(self, name: str, at_step: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Ids (ascending) and latest scores (NaN if none) of the members not failed that reported (at `at_step` if given).
 
         The exploit decision reads this: one row per member, never the history.
         """

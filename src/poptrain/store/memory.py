@@ -8,6 +8,8 @@ from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any, Sequence
 
+import numpy as np
+
 from ..errors import StorageError
 from ..population import ACTIVE, DONE, FAILED
 from .base import CheckpointRecord, Event, LeaseLost, MemberRecord, Progress, Report, Store, clean_score, summarize
@@ -138,9 +140,18 @@ class MemoryStore(Store):
             for member, score, metrics, hparams in rows:
                 self.report(name, member, worker, step, score, metrics, hparams, now)
 
+    def record_exploits(self, name: str, events: list[Event], worker: str) -> None:
+        with self._lock:
+            for event in events:
+                self._held(name, event.member, worker)
+            for event in events:
+                self.record_exploit(name, event, worker)
+
     def record_exploit(self, name: str, event: Event, worker: str) -> None:
         with self._lock:
             m = self._held(name, event.member, worker)
+            if any((e.member, e.step, e.time) == (event.member, event.step, event.time) for e in self._get(name).events):
+                return
             event = replace(event, old_hparams=_json(event.old_hparams), new_hparams=_json(event.new_hparams),
                             source_hparams=_json(event.source_hparams))
             self._get(name).events.append(event)
@@ -183,7 +194,7 @@ class MemoryStore(Store):
                              last_score=kept.score if kept else None, version=m.version + 1,
                              ckpt_version=m.version + 1)
 
-    def scores(self, name: str, at_step: int | None = None) -> tuple[list[int], list[float | None]]:
+    def scores(self, name: str, at_step: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:
             exp = self._get(name)
             ids, scores = [], []
@@ -196,7 +207,8 @@ class MemoryStore(Store):
                 elif (m.id, at_step) in exp.reports:
                     ids.append(m.id)
                     scores.append(exp.reports[(m.id, at_step)].score)
-            return ids, scores
+            return (np.array(ids, dtype=np.int64),
+                    np.array([np.nan if s is None else s for s in scores], dtype=np.float64))
 
     def recent_scores(self, name: str, window: int, at_step: int | None = None,
                       members: Sequence[int] | None = None) -> dict[int, list[float | None]]:

@@ -6,7 +6,7 @@ these every interval, so they are constructed at import and only executed with n
 
 from __future__ import annotations
 
-from sqlalchemy import and_, bindparam, case, delete, false, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, case, delete, false, func, insert, literal, or_, select, text, update
 
 from ..population import ACTIVE
 from . import schema as t
@@ -42,11 +42,33 @@ drop_report = delete(t.reports).where(r.experiment_id == bindparam("eid"), r.mem
                                       r.step == bindparam("at_step"))
 add_report = insert(t.reports)
 HELD_BY_ME = and_(THIS_MEMBER, m.worker == bindparam("wid"))
-advance = (update(t.members).where(HELD_BY_ME)
+
+
+def revision(dialect: str, eid: object = None) -> ColumnElement:
+    """What a write that changes a member's score or status stamps on its row.
+
+    PostgreSQL: the writing transaction's id; a reader fetches rows stamped at or after the
+    oldest transaction still running at its previous read. SQLite (writers take turns): one more
+    than the experiment's highest stamp. Elsewhere 0, and readers read every row.
+    """
+    if dialect == "postgresql":
+        return func.txid_current()
+    if dialect == "sqlite":
+        latest = t.members.alias("latest")
+        experiment = bindparam("eid") if eid is None else literal(eid)
+        return (select(func.coalesce(func.max(latest.c.revision), 0) + 1)
+                .where(latest.c.experiment_id == experiment).scalar_subquery())
+    return literal(0)
+
+
+advance = {dialect: update(t.members).where(HELD_BY_ME)
            .values(step=bindparam("at_step"), last_score=bindparam("score"), hparams=bindparam("trained_with"),
-                   version=m.version + 1))
-last_scores = (select(m.id, m.last_score).where(m.experiment_id == bindparam("eid"), m.status != "failed", m.step > 0)
-               .order_by(m.id))
+                   version=m.version + 1, revision=revision(dialect))
+           for dialect in ("postgresql", "sqlite", "other")}
+# the oldest transaction still running: every change a later read can see that this one cannot is stamped at or after it
+running_horizon = text("SELECT txid_snapshot_xmin(txid_current_snapshot())")
+changed_scores = (select(m.id, m.last_score, m.status, m.step, m.revision)
+                  .where(m.experiment_id == bindparam("eid"), m.revision >= bindparam("since")))
 scores_at = (select(r.member, r.score)
              .join(t.members, and_(m.experiment_id == r.experiment_id, m.id == r.member))
              .where(r.experiment_id == bindparam("eid"), r.step == bindparam("at_step"), m.status != "failed")

@@ -16,6 +16,7 @@ try:
 except ImportError:  # Windows: SQLite's own locking is all there is
     fcntl = None  # type: ignore[assignment]
 
+import numpy as np
 from sqlalchemy import and_, create_engine, delete, event, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, OperationalError
@@ -25,6 +26,7 @@ from ..errors import StorageError
 from ..population import ACTIVE, DONE, FAILED
 from . import queries as q
 from . import schema as t
+from .scoreboard import Scoreboard
 from .base import CheckpointRecord, Event, LeaseLost, MemberRecord, Progress, Report, Store, clean_score, summarize
 
 
@@ -196,6 +198,9 @@ class SQLStore(Store):
                 raise StorageError(f"storage {url!r} needs a database driver that is not installed ({exc.name}): "
                                    f"pip install it (PostgreSQL: psycopg)") from None
         self._ids: dict[str, int] = {}
+        self._boards: dict[str, Scoreboard] = {}
+        name = self._writer.dialect.name
+        self._kind = name if name in ("postgresql", "sqlite") else "other"
         if create:
             with _initialising(url if backend == "sqlite" else None):
                 self._create_schema()
@@ -384,7 +389,7 @@ class SQLStore(Store):
         score = clean_score(score)
         with self._tx() as c:
             keys = {"eid": self._eid(c, name), "mid": member, "at_step": step}
-            if not c.execute(q.advance, {**keys, "wid": worker, "score": score,
+            if not c.execute(q.advance[self._kind], {**keys, "wid": worker, "score": score,
                                          "trained_with": _dumps(hparams)}).rowcount:
                 raise LeaseLost(f"member {member} is no longer held by worker {worker}")
             c.execute(q.drop_report, keys)
@@ -398,7 +403,7 @@ class SQLStore(Store):
             for member, score, metrics, hparams in rows:
                 score = clean_score(score)
                 keys = {"eid": eid, "mid": member, "at_step": step}
-                if not c.execute(q.advance, {**keys, "wid": worker, "score": score,
+                if not c.execute(q.advance[self._kind], {**keys, "wid": worker, "score": score,
                                              "trained_with": _dumps(hparams)}).rowcount:
                     raise LeaseLost(f"member {member} is no longer held by worker {worker}")
                 c.execute(q.drop_report, keys)
@@ -406,13 +411,22 @@ class SQLStore(Store):
                                          "metrics": _dumps(metrics), "hparams": _dumps(hparams), "time": now})
 
     def record_exploit(self, name: str, ev: Event, worker: str) -> None:
+        self.record_exploits(name, [ev], worker)
+
+    def record_exploits(self, name: str, events: list[Event], worker: str) -> None:
+        e = t.events.c
         with self._tx() as c:
             eid = self._eid(c, name)
-            self._held(c, eid, ev.member, worker, hparams=_dumps(ev.new_hparams), version=t.members.c.version + 1)
-            c.execute(insert(t.events).values(
-                experiment_id=eid, member=ev.member, step=ev.step, source=ev.source, source_step=ev.source_step,
-                old_hparams=_dumps(ev.old_hparams), new_hparams=_dumps(ev.new_hparams),
-                source_hparams=_dumps(ev.source_hparams), kind=ev.kind, time=ev.time))
+            for ev in events:
+                # a retry after a commit whose acknowledgement was lost finds its event already there
+                if c.execute(select(e.id).where(e.experiment_id == eid, e.member == ev.member, e.step == ev.step,
+                                                e.time == ev.time).limit(1)).first():
+                    continue
+                self._held(c, eid, ev.member, worker, hparams=_dumps(ev.new_hparams), version=t.members.c.version + 1)
+                c.execute(insert(t.events).values(
+                    experiment_id=eid, member=ev.member, step=ev.step, source=ev.source, source_step=ev.source_step,
+                    old_hparams=_dumps(ev.old_hparams), new_hparams=_dumps(ev.new_hparams),
+                    source_hparams=_dumps(ev.source_hparams), kind=ev.kind, time=ev.time))
 
     def mark_ready(self, name: str, member: int, worker: str, step: int) -> None:
         with self._tx() as c:
@@ -429,7 +443,7 @@ class SQLStore(Store):
             failures = c.execute(select(m.failures).where(self._where(eid, member))).scalar_one() + 1
             status = FAILED if failures > max_failures else ACTIVE
             self._held(c, eid, member, worker, failures=failures, error=error, status=status, worker=None,
-                       lease_until=0.0, version=m.version + 1)
+                       lease_until=0.0, version=m.version + 1, revision=q.revision(self._kind, eid))
             return status
 
     def rollback(self, name: str, member: int, worker: str, ckpt: CheckpointRecord | None) -> MemberRecord:
@@ -446,20 +460,30 @@ class SQLStore(Store):
                 late_event = and_(e.member == member, e.step >= step if pending else e.step > step)
             score = c.execute(select(r.score).where(r.experiment_id == eid, r.member == member, r.step == step)).scalar()
             self._held(c, eid, member, worker, step=step, hparams=_dumps(hparams), last_ready=last_ready,
-                       pending=pending, last_score=score, version=m.version + 1, ckpt_version=m.version + 1)
+                       pending=pending, last_score=score, version=m.version + 1, ckpt_version=m.version + 1,
+                       revision=q.revision(self._kind, eid))
             c.execute(delete(t.reports).where(r.experiment_id == eid, r.member == member, r.step > step))
             c.execute(delete(t.events).where(e.experiment_id == eid, late_event))
             return _member(c.execute(select(t.members).where(self._where(eid, member))).one())
 
     # scores and lineage
-    def scores(self, name: str, at_step: int | None = None) -> tuple[list[int], list[float | None]]:
+    def scores(self, name: str, at_step: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         with self._read() as c:
             eid = self._eid(c, name)
-            if at_step is None:
-                rows = c.execute(q.last_scores, {"eid": eid}).all()
-            else:
+            if at_step is not None:
                 rows = c.execute(q.scores_at, {"eid": eid, "at_step": at_step}).all()
-        return [row[0] for row in rows], [row[1] for row in rows]
+                return (np.array([r[0] for r in rows], dtype=np.int64),
+                        np.array([np.nan if r[1] is None else r[1] for r in rows], dtype=np.float64))
+            board = self._boards.setdefault(name, Scoreboard()) if self._kind != "other" else Scoreboard()
+            if self._kind == "postgresql":
+                horizon = c.execute(q.running_horizon).scalar()
+                board.apply(c.execute(q.changed_scores, {"eid": eid, "since": board.seen}))
+                board.seen = horizon
+            else:
+                rows = c.execute(q.changed_scores, {"eid": eid, "since": board.seen + 1}).all()
+                board.apply(rows)
+                board.seen = max([board.seen, *(r[4] for r in rows)])
+            return board.ids.copy(), board.scores.copy()
 
     def recent_scores(self, name: str, window: int, at_step: int | None = None,
                       members: Sequence[int] | None = None) -> dict[int, list[float | None]]:
