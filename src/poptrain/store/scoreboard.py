@@ -22,7 +22,7 @@ class Scoreboard:
         self.seen = -1  # rows stamped at or after this revision are read next time
 
     def apply(self, rows: Iterable[Any]) -> None:
-        """Take changed rows (id, last_score, status, step) into the board."""
+        """Take changed rows (id, last_score, status, step), one per member, into the board."""
         rows = list(rows)
         if not rows:
             return
