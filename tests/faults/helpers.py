@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -61,6 +64,24 @@ def steps_done(url: str, name: str) -> int:
         return open_store(url).progress(name, "max").steps_done
     except poptrain.StorageError:
         return 0
+
+
+def resume_command(url: str, name: str = "f") -> list[str]:
+    """`poptrain resume` of an experiment with the local engine's 2 workers, as a separate process runs it."""
+    return [sys.executable, "-m", "poptrain", "resume", "--storage", url, "--experiment", name, "--workers", "2",
+            "--quiet"]
+
+
+def kill_run_when(command: list[str], env: dict[str, str], condition: Callable[[], bool], what: str) -> None:
+    """Start `command` in its own process group, and SIGKILL the whole group (engine and workers) once `condition` holds."""
+    proc = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: condition() or proc.poll() is not None, what, timeout=90)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:

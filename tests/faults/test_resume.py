@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 
 import pytest
 
 import poptrain
 from poptrain.store import open_store
 from faults import tally
-from faults.helpers import ROOT, TESTS, audit, experiment, steps_done, trained_steps, wait_until
+from faults.helpers import ROOT, TESTS, audit, experiment, kill_run_when, resume_command, steps_done, trained_steps
 
 pytestmark = pytest.mark.slow
 
@@ -41,18 +38,8 @@ def test_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one(tmp_path,
     first, second = cut / "first.log", cut / "second.log"
     env = {**os.environ, "POPTRAIN_TEST_LOG": str(first),
            "PYTHONPATH": os.pathsep.join([os.path.join(ROOT, "src"), TESTS])}
-    cmd = [sys.executable, "-m", "poptrain", "resume", "--storage", url, "--experiment", "f", "--workers", "2",
-           "--quiet"]
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
     # past the barrier at step 12 and short of the next one (16): members hold work newer than their checkpoints
-    try:
-        wait_until(lambda: steps_done(url, "f") >= POPULATION * 13 + 3 or proc.poll() is not None,
-                   "members past step 13", timeout=90)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the engine and all its workers at once
-        proc.wait(30)
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    kill_run_when(resume_command(url), env, lambda: steps_done(url, "f") >= POPULATION * 13 + 3, "members past step 13")
     store = open_store(url)
     at_kill = {m.id: m for m in store.members("f")}
     assert any(m.status == "active" for m in at_kill.values())

@@ -6,7 +6,6 @@ import multiprocessing as mp
 import os
 import signal
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +14,8 @@ import pytest
 import poptrain
 from poptrain.store import CheckpointStore, Store, open_store
 from faults import tally
-from faults.helpers import ROOT, TESTS, Run, audit, experiment, trained_steps, wait_until
+from faults.helpers import (ROOT, TESTS, Run, audit, experiment, kill_run_when, resume_command, trained_steps,
+                            wait_until)
 
 pytestmark = pytest.mark.slow
 
@@ -95,17 +95,8 @@ def test_checkpoint_truncated_between_a_killed_run_and_its_resume(tmp_path):
     log = tmp_path / "trained.log"
     env = {**os.environ, "POPTRAIN_TEST_SLEEP": "0.03", "POPTRAIN_TEST_LOG": str(log),
            "PYTHONPATH": os.pathsep.join([os.path.join(ROOT, "src"), TESTS])}
-    cmd = [sys.executable, "-m", "poptrain", "resume", "--storage", url, "--experiment", "f", "--workers", "2",
-           "--quiet"]
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        wait_until(lambda: everyone_has_two_checkpoints(url) or proc.poll() is not None,
-                   "two checkpoints per member", timeout=90)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(30)
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    cmd = resume_command(url)
+    kill_run_when(cmd, env, lambda: everyone_has_two_checkpoints(url), "two checkpoints per member")
     cut = truncate_newest(open_store(url), "f", exp.checkpoints)
     log.write_text("")
     resumed = subprocess.run(cmd + ["--force"], env=env, timeout=120, capture_output=True, text=True)

@@ -312,12 +312,7 @@ class SQLStore(Store):
             with self._read() as c:
                 eid = self._eid(c, name)
                 params = {"eid": eid, "wid": worker, "now": now}
-                if barrier:
-                    lowest = c.execute(q.lowest_active_step, params).scalar()
-                    query = q.due_past_barrier if take_new else q.due_mine_past_barrier
-                    row = c.execute(query, {**params, "lowest": lowest or 0}).first()
-                else:
-                    row = c.execute(q.due if take_new else q.due_mine, params).first()
+                row = self._most_due(c, params, barrier, take_new, locked=False)
             if row is None:
                 return None
             if row.worker == worker and row.lease_until >= now:
@@ -326,6 +321,16 @@ class SQLStore(Store):
                 if c.execute(q.take, {**params, "mid": row.id, "claimant": worker, "until": now + lease}).rowcount:
                     return _member(c.execute(q.member, {"eid": eid, "mid": row.id}).one())
         return None  # lost every race this round; the caller polls again
+
+    @staticmethod
+    def _most_due(c: Connection, params: dict[str, Any], barrier: bool, take_new: bool, locked: bool) -> Any:
+        """The member a claim should take: least trained first, past the barrier in synchronous mode."""
+        if barrier:
+            query = q.due_past_barrier if take_new else q.due_mine_past_barrier
+            params = {**params, "lowest": c.execute(q.lowest_active_step, params).scalar() or 0}
+        else:
+            query = q.due if take_new else q.due_mine
+        return c.execute(q.locked[query] if locked else query, params).first()
 
     def _claim_skip_locked(self, name: str, worker: str, lease: float, now: float, barrier: bool,
                            take_new: bool) -> MemberRecord | None:
@@ -336,12 +341,7 @@ class SQLStore(Store):
         with self._tx() as c:
             eid = self._eid(c, name)
             params = {"eid": eid, "wid": worker, "now": now}
-            if barrier:
-                lowest = c.execute(q.lowest_active_step, params).scalar()
-                query = q.due_past_barrier if take_new else q.due_mine_past_barrier
-                row = c.execute(q.locked[query], {**params, "lowest": lowest or 0}).first()
-            else:
-                row = c.execute(q.locked[q.due if take_new else q.due_mine], params).first()
+            row = self._most_due(c, params, barrier, take_new, locked=True)
             if row is None:
                 return None
             if row.worker == worker and row.lease_until >= now:
