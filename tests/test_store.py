@@ -222,6 +222,19 @@ def test_rollback_keeps_the_decision_a_checkpoint_includes(storage, pending):
     assert back.pending is pending and back.step == 4
 
 
+def test_add_checkpoints_records_a_population_at_once_or_not_at_all(storage):
+    store = make(storage)
+    records = [(ckpt(m, 0), 0) for m in (0, 1)]
+    with pytest.raises(LeaseLost):
+        store.add_checkpoints("e", records, 3, time.time(), w(0))  # w0 does not hold member 1
+    assert store.checkpoints("e", 0) == [] and store.checkpoints("e", 1) == []
+    store.claim_all("e", "batch", 60, time.time() + 120)
+    for step in range(1, 4):
+        dropped = store.add_checkpoints("e", [(ckpt(m, step), 0) for m in (0, 1)], 2, time.time(), "batch")
+        assert dropped == ([] if step < 3 else ["k0-1", "k1-1"])
+    assert [[c.step for c in store.checkpoints("e", m)] for m in (0, 1)] == [[3, 2], [3, 2]]
+
+
 def test_checkpoint_current_only_if_member_unchanged(storage):
     store = make(storage)
     now = time.time()

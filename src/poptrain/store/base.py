@@ -201,6 +201,11 @@ class Store(ABC):
         checkpoint's ready markers (last_ready, pending). Returns the keys whose files to delete.
         """
 
+    def add_checkpoints(self, name: str, records: list[tuple[CheckpointRecord, int]], keep: int, now: float,
+                        worker: str) -> list[str]:
+        """`add_checkpoint` for several members (record, version) at once: a batched engine's checkpoint."""
+        return [key for ckpt, version in records for key in self.add_checkpoint(name, ckpt, version, keep, now, worker)]
+
     @abstractmethod
     def finish(self, name: str, member: int, worker: str) -> None:
         """Mark the member done (its budget reached) and release it."""

@@ -241,6 +241,13 @@ class MemoryStore(Store):
                     for m in exp.members.values()]
             return summarize(rows, len(exp.events), int(exp.spec["steps"]), mode)
 
+    def add_checkpoints(self, name: str, records: list[tuple[CheckpointRecord, int]], keep: int, now: float,
+                        worker: str) -> list[str]:
+        with self._lock:
+            for ckpt, _ in records:
+                self._held(name, ckpt.member, worker)
+            return super().add_checkpoints(name, records, keep, now, worker)
+
     def add_checkpoint(self, name: str, ckpt: CheckpointRecord, version: int, keep: int, now: float,
                        worker: str) -> list[str]:
         with self._lock:

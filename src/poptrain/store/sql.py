@@ -530,23 +530,31 @@ class SQLStore(Store):
     # checkpoints
     def add_checkpoint(self, name: str, ckpt: CheckpointRecord, version: int, keep: int, now: float,
                        worker: str) -> list[str]:
+        return self.add_checkpoints(name, [(ckpt, version)], keep, now, worker)
+
+    def add_checkpoints(self, name: str, records: list[tuple[CheckpointRecord, int]], keep: int, now: float,
+                        worker: str) -> list[str]:
+        k = t.checkpoints.c
+        dropped: list[str] = []
         with self._tx() as c:
-            keys = {"eid": self._eid(c, name), "mid": ckpt.member}
-            ready = {**keys, "wid": worker, "ready_step": ckpt.last_ready, "is_pending": ckpt.pending}
-            if not c.execute(q.mark_ready, ready).rowcount:
-                raise LeaseLost(f"member {ckpt.member} is no longer held by worker {worker}")
-            seq = (c.execute(q.last_seq, keys).scalar() or 0) + 1
-            c.execute(q.add_checkpoint, {
-                "experiment_id": keys["eid"], "member": ckpt.member, "seq": seq, "step": ckpt.step, "key": ckpt.key,
-                "checksum": ckpt.checksum, "hparams": _dumps(ckpt.hparams), "last_ready": ckpt.last_ready,
-                "pending": ckpt.pending, "created": ckpt.created, "pinned_until": ckpt.pinned_until})
-            c.execute(q.mark_current, {**keys, "ver": version})
-            old = c.execute(q.collectable, {**keys, "keep": keep, "now": now}).all()
-            if old:
-                k = t.checkpoints.c
-                c.execute(delete(t.checkpoints).where(k.experiment_id == keys["eid"], k.member == ckpt.member,
-                                                      k.seq.in_([row.seq for row in old])))
-            return [row.key for row in old]
+            eid = self._eid(c, name)
+            for ckpt, version in records:
+                keys = {"eid": eid, "mid": ckpt.member}
+                ready = {**keys, "wid": worker, "ready_step": ckpt.last_ready, "is_pending": ckpt.pending}
+                if not c.execute(q.mark_ready, ready).rowcount:
+                    raise LeaseLost(f"member {ckpt.member} is no longer held by worker {worker}")
+                seq = (c.execute(q.last_seq, keys).scalar() or 0) + 1
+                c.execute(q.add_checkpoint, {
+                    "experiment_id": eid, "member": ckpt.member, "seq": seq, "step": ckpt.step, "key": ckpt.key,
+                    "checksum": ckpt.checksum, "hparams": _dumps(ckpt.hparams), "last_ready": ckpt.last_ready,
+                    "pending": ckpt.pending, "created": ckpt.created, "pinned_until": ckpt.pinned_until})
+                c.execute(q.mark_current, {**keys, "ver": version})
+                old = c.execute(q.collectable, {**keys, "keep": keep, "now": now}).all()
+                if old:
+                    c.execute(delete(t.checkpoints).where(k.experiment_id == eid, k.member == ckpt.member,
+                                                          k.seq.in_([row.seq for row in old])))
+                    dropped.extend(row.key for row in old)
+        return dropped
 
     def checkpoints(self, name: str, member: int) -> list[CheckpointRecord]:
         k = t.checkpoints.c
