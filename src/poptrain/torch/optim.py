@@ -79,18 +79,25 @@ class BatchedSGD(BatchedOptimizer):
     def step(self, grads: dict[str, Tensor]) -> None:
         v = self.values
         moving = v["momentum"] != 0  # torch.optim keeps no buffer while a member's momentum is 0
+        everyone_moving, undamped = bool(moving.all()), not bool(v["dampening"].any())
         for name, p in self.params.items():
+            lr, momentum, dampening = _along(v["lr"], p), _along(v["momentum"], p), _along(v["dampening"], p)
             g = grads[name] + _along(v["weight_decay"], p) * p
-            momentum = _along(v["momentum"], p)
-            slot = self.state.setdefault(name, {"momentum_buffer": torch.zeros_like(p),
-                                                "started": torch.zeros(self.size, dtype=torch.bool, device=self.device)})
+            slot = self.state.get(name) or self.state.setdefault(name, {
+                "momentum_buffer": torch.zeros_like(p),
+                "started": torch.zeros(self.size, dtype=torch.bool, device=self.device)})
             buf, started = slot["momentum_buffer"], slot["started"]
+            if everyone_moving and bool(started.all()):
+                # the usual case, the same numbers as the general one below in fewer passes over memory
+                buf.mul_(momentum).add_(g if undamped else (1 - dampening) * g)
+                p.sub_(lr * (g.add_(momentum * buf) if self.nesterov else buf))
+                continue
             # a member's buffer starts at its first gradient with momentum, then decays and accumulates
-            updated = torch.where(_along(started, p), momentum * buf + (1 - _along(v["dampening"], p)) * g, g)
+            updated = torch.where(_along(started, p), momentum * buf + (1 - dampening) * g, g)
             buf.copy_(torch.where(_along(moving, p), updated, buf))
             started |= moving
             step = g + momentum * buf if self.nesterov else buf
-            p.sub_(_along(v["lr"], p) * torch.where(_along(moving, p), step, g))
+            p.sub_(lr * torch.where(_along(moving, p), step, g))
 
 
 class BatchedAdam(BatchedOptimizer):
@@ -122,7 +129,8 @@ class BatchedAdam(BatchedOptimizer):
                 p.mul_(1 - lr * wd)
             else:
                 g = g + wd * p
-            slot = self.state.setdefault(name, {"exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)})
+            slot = self.state.get(name) or self.state.setdefault(name, {"exp_avg": torch.zeros_like(p),
+                                                                        "exp_avg_sq": torch.zeros_like(p)})
             m, s = slot["exp_avg"], slot["exp_avg_sq"]
             m.lerp_(g, 1 - beta1)
             s.mul_(beta2).add_((1 - beta2) * g * g)

@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from ..population import Hparams
 from .optim import BatchedOptimizer
-from .population import Population
+from .population import Population, member_cross_entropy
 
 
 class TorchPopulation:
@@ -51,7 +51,7 @@ class TorchPopulation:
         """Every member's accuracy and mean cross-entropy on (x, y)."""
         with torch.no_grad():
             logits = self.population.forward(x.expand(self.size, *x.shape))
-            loss = F.cross_entropy(logits.transpose(1, 2), y.expand(self.size, -1), reduction="none").mean(1)
+            loss = member_cross_entropy(logits, y.expand(self.size, -1))
             accuracy = (logits.argmax(dim=2) == y).float().mean(1)
         return [{"accuracy": a, "loss": v} for a, v in zip(accuracy.tolist(), loss.tolist())]
 
