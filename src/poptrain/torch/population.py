@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.func import functional_call, stack_module_state, vmap
+from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
 Tensor = torch.Tensor
 
@@ -71,6 +71,11 @@ class Population:
     def gradients(self, loss_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor,
                   y: Tensor) -> tuple[dict[str, Tensor], Tensor]:
         """Each member's gradients and loss on its own batch (x [P, B, ...], y [P, B, ...])."""
+        if torch.compiler.is_compiling():  # dynamo traces vmap(grad) whole, but not autograd.grad
+            def loss(params: dict[str, Tensor], buffers: dict[str, Tensor], xb: Tensor, yb: Tensor) -> Tensor:
+                return loss_fn(self._call(params, buffers, xb), yb)
+
+            return vmap(grad_and_value(loss), randomness="different")(self.params, self.buffers, x, y)
         params = {k: v.detach().requires_grad_(True) for k, v in self.params.items()}
         with torch.enable_grad():
             outputs = vmap(self._call, randomness="different")(params, self.buffers, x)
@@ -79,7 +84,7 @@ class Population:
             else:
                 losses = vmap(loss_fn, randomness="different")(outputs, y)
             # member i's parameters reach only loss i, so the gradient of the sum is each member's own;
-            # one plain backward costs less than vmap(grad(...)), whose batching rules wrap every op
+            # in eager mode one plain backward costs less than vmap(grad(...)), whose batching rules wrap every op
             grads = torch.autograd.grad(losses.sum(), list(params.values()))
         return dict(zip(params, grads)), losses.detach()
 
