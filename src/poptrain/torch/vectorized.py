@@ -38,9 +38,9 @@ class TorchPopulation:
 
     def compile(self) -> None:
         """Run `train_step` and the evaluation forward pass under torch.compile (eager again if that fails)."""
-        compiler = Compiler()
-        self._step = compiler(self.train_step, "batched training step")
-        self._forward = compiler(self.population.forward, "batched forward pass")
+        self.compiler = Compiler()  # compiler.failed tells whether it fell back to eager
+        self._step = self.compiler(self.train_step, "batched training step")
+        self._forward = self.compiler(self.population.forward, "batched forward pass")
 
     def train(self) -> None:
         raise NotImplementedError
@@ -86,8 +86,8 @@ class TorchPopulation:
 
     def state_dict(self) -> dict[str, Any]:
         """The whole population: stacked tensors with the member axis first, one generator each."""
-        return {"size": self.size, "model": {**self.population.state_dict()["params"],
-                                             **self.population.state_dict()["buffers"]},
+        model = self.population.state_dict()
+        return {"size": self.size, "model": {**model["params"], **model["buffers"]},
                 "optimizer": self.optimizer.state_dict(), "rng": [g.get_state() for g in self.generators]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
