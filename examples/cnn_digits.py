@@ -26,11 +26,12 @@ def images(x: torch.Tensor) -> torch.Tensor:
 
 def build_cnn(generator: torch.Generator) -> nn.Module:
     """conv 1→16 (3x3) → ReLU → 2x2 max pool → conv 16→32 (3x3) → ReLU → linear 32·4·4→10, drawn from `generator`."""
-    model = nn.Sequential(
-        nn.utils.skip_init(nn.Conv2d, 1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.utils.skip_init(nn.Conv2d, 16, 32, 3, padding=1), nn.ReLU(), nn.Flatten(),
-        nn.utils.skip_init(nn.Linear, 32 * 4 * 4, 10),
-    )
+    # the layers' own initialisation is overwritten below; fork_rng keeps it off the global RNG
+    with torch.random.fork_rng(devices=[]):
+        model = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(32 * 4 * 4, 10),
+        )
     with torch.no_grad():
         for layer in model:
             if isinstance(layer, (nn.Conv2d, nn.Linear)):

@@ -44,10 +44,10 @@ def load_split() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor
 
 def build_mlp(generator: torch.Generator, hidden: int = HIDDEN) -> nn.Module:
     """A 64→hidden→10 ReLU MLP initialised from `generator` (PyTorch's default Linear ranges)."""
-    # skip_init builds the layers without touching the global RNG; we then draw the weights.
-    model = nn.Sequential(
-        nn.utils.skip_init(nn.Linear, 64, hidden), nn.ReLU(), nn.utils.skip_init(nn.Linear, hidden, 10)
-    )
+    # the layers' own initialisation is overwritten below; fork_rng keeps it off the global RNG
+    # (cheaper at start-up than nn.utils.skip_init, whose meta tensors import sympy)
+    with torch.random.fork_rng(devices=[]):
+        model = nn.Sequential(nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, 10))
     with torch.no_grad():
         for layer in model:
             if isinstance(layer, nn.Linear):

@@ -219,7 +219,7 @@ def cmd_run(args: argparse.Namespace, target: Target) -> None:
         say(console(), f"PBT: {experiment.name} · {experiment.population} members × {experiment.steps} intervals "
                        f"· engine {args.engine or experiment.engine or 'local'} · store {experiment.storage}")
     result = experiment.run(engine=args.engine, workers=args.workers, progress=not args.quiet, force=args.force,
-                            device=args.device, address=args.address)
+                            device=args.device, address=args.address, compile=args.compile)
     print_summary(result)
     ensure_trained(result)
     if args.baseline:
@@ -229,7 +229,8 @@ def cmd_run(args: argparse.Namespace, target: Target) -> None:
             say(console(), f"random search (no exploit): {baseline.name} · same members, steps and initial "
                            f"hyperparameters")
         print_comparison(result, baseline.run(engine=args.engine, workers=args.workers, progress=not args.quiet,
-                                              force=args.force, device=args.device, address=args.address))
+                                              force=args.force, device=args.device, address=args.address,
+                                              compile=args.compile))
 
 
 def cmd_worker(args: argparse.Namespace, target: Target) -> None:
@@ -267,7 +268,7 @@ def cmd_resume(args: argparse.Namespace, target: Target) -> None:
 
     existing_store(args.storage).get_spec(args.experiment)
     result = resume(args.storage, args.experiment, engine=args.engine, workers=args.workers, progress=not args.quiet,
-                    force=args.force, device=args.device, address=args.address)
+                    force=args.force, device=args.device, address=args.address, compile=args.compile)
     print_summary(result)
     ensure_trained(result)
 
@@ -298,7 +299,7 @@ def cmd_replay(args: argparse.Namespace, target: Target) -> None:
     experiment = load_spec(args.output)
     target.storage, target.name = experiment.storage, experiment.name
     replay = experiment.run(engine=args.engine, workers=args.workers, progress=not args.quiet, force=args.force,
-                            device=args.device)
+                            device=args.device, compile=args.compile)
     metric = pbt.spec.get("metric") or "score"
     table = Table(title=f"PBT member {member} and its replay from scratch ({metric})")
     for column in ("run", "experiment", "steps", metric):
@@ -327,6 +328,8 @@ def parser() -> argparse.ArgumentParser:
     def engine_flags(cmd: argparse.ArgumentParser) -> None:
         cmd.add_argument("--engine", choices=ENGINES, help="how members run (default: the spec's engine, else local)")
         cmd.add_argument("--device", default="cpu", help="torch device of the vectorized engine (cpu, cuda, ...)")
+        cmd.add_argument("--compile", action="store_true",
+                         help="torch.compile the vectorized engine's batched step (pays off on long runs only)")
         cmd.add_argument("--address", help="the Ray cluster for --engine ray (e.g. auto; default: a local Ray)")
         cmd.add_argument("--workers", type=positive_int, help="worker processes of the local engine (default: CPUs)")
         cmd.add_argument("--quiet", action="store_true", help="no progress display and no warnings")

@@ -11,8 +11,8 @@ ENGINES = ("local", "serial", "vectorized", "ray")
 
 
 def run_engine(engine: str, store: Store, name: str, workers: int | None = None, trainable: Any = None,
-               progress: bool = False, device: str = "cpu", address: str | None = None) -> None:
-    """Run an experiment stored in `store` on the named engine until it is done."""
+               progress: bool = False, device: str = "cpu", address: str | None = None, compile: bool = False) -> None:
+    """Run an experiment stored in `store` on the named engine until it is done (`compile`: vectorized only)."""
     if engine in ("serial", "local", "ray") and trained_batched(store, name):
         raise SpecError(f"experiment {name!r} was trained by the vectorized engine (its checkpoints hold whole "
                         f"populations): continue it with engine 'vectorized'")
@@ -32,7 +32,7 @@ def run_engine(engine: str, store: Store, name: str, workers: int | None = None,
     elif engine == "vectorized":
         from .vectorized import run_vectorized
 
-        run_vectorized(store, name, trainable=trainable, progress=progress, device=device)
+        run_vectorized(store, name, trainable=trainable, progress=progress, device=device, compile=compile)
     else:
         raise SpecError(f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")
 

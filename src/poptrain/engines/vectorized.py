@@ -8,6 +8,7 @@ transaction per interval; checkpoints hold the whole population in one file.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -25,6 +26,8 @@ from ..trainable import import_object
 from .progress import ProgressDisplay
 from .standings import read_standings
 from .worker import score_of
+
+log = logging.getLogger("poptrain")
 
 
 def population_class(exp: Experiment, trainable: Any = None) -> type:
@@ -47,8 +50,9 @@ def population_class(exp: Experiment, trainable: Any = None) -> type:
 class VectorizedRun:
     """One process that holds every member and trains them as one batched model."""
 
-    def __init__(self, store: Store, name: str, trainable: Any = None, device: str = "cpu") -> None:
-        self.store, self.name, self.device = store, name, device
+    def __init__(self, store: Store, name: str, trainable: Any = None, device: str = "cpu",
+                 compile: bool = False) -> None:
+        self.store, self.name, self.device, self.compile = store, name, device, compile
         self.exp = Experiment.from_spec(store.get_spec(name))
         self.batched = population_class(self.exp, trainable)
         self.checkpoints = CheckpointStore(self.exp.checkpoints)
@@ -104,6 +108,12 @@ class VectorizedRun:
     def _train(self, members: list[MemberRecord], display: ProgressDisplay) -> None:
         exp, ids = self.exp, [m.id for m in members]
         population = self.batched([m.hparams for m in members], [m.seed for m in members], device=self.device)
+        if self.compile:
+            if hasattr(population, "compile"):
+                population.compile()
+            else:
+                log.warning("%s has no compile() (a poptrain.torch.TorchPopulation has one): training eagerly",
+                            type(population).__name__)
         members = self._restore(members, population)
         hparams = [dict(m.hparams) for m in members]
         versions = [m.version for m in members]
@@ -185,6 +195,10 @@ class VectorizedRun:
 
 
 def run_vectorized(store: Store, name: str, trainable: Any = None, progress: bool = False,
-                   device: str = "cpu") -> None:
-    """Train the whole population as one batched model until every member reaches its budget."""
-    VectorizedRun(store, name, trainable, device).run(progress)
+                   device: str = "cpu", compile: bool = False) -> None:
+    """Train the whole population as one batched model until every member reaches its budget.
+
+    `compile` runs the batched training step and evaluation under torch.compile: off by default,
+    since compiling takes longer than a short run saves (benchmarks/vectorized.py measures both).
+    """
+    VectorizedRun(store, name, trainable, device, compile).run(progress)

@@ -36,7 +36,11 @@ class BatchedOptimizer:
         first = next(iter(params.values()))
         self.params, self.size, self.device = params, first.shape[0], first.device
         self.values = {k: _per_member(v, self.size, self.device, k) for k, v in values.items()}
-        self.state: dict[str, dict[str, Tensor]] = {}
+        self.state: dict[str, dict[str, Tensor]] = self.initial_state()
+
+    def initial_state(self) -> dict[str, dict[str, Tensor]]:
+        """The state before any step, made up front so that a compiled step never sees it grow."""
+        return {}
 
     def set_hparams(self, member: int, hparams: dict[str, Any]) -> None:
         """Write a member's hyperparameters (the ones this optimiser has; others are ignored)."""
@@ -57,7 +61,8 @@ class BatchedOptimizer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.values = {k: v.clone().to(self.device) for k, v in state["values"].items()}
-        self.state = {n: {k: t.clone().to(self.device) for k, t in s.items()} for n, s in state["state"].items()}
+        loaded = {n: {k: t.clone().to(self.device) for k, t in s.items()} for n, s in state["state"].items()}
+        self.state = {**self.initial_state(), **loaded}  # a state saved before any step may lack slots
 
     def member_state(self, member: int) -> dict[str, Any]:
         """One member's optimiser state and hyperparameters, as plain tensors."""
@@ -75,22 +80,35 @@ class BatchedSGD(BatchedOptimizer):
         super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay, dampening=dampening)
         self.nesterov = nesterov
 
+    def initial_state(self) -> dict[str, dict[str, Tensor]]:
+        """Per parameter: the momentum buffer and which members have started it (their first step with momentum)."""
+        return {name: {"momentum_buffer": torch.zeros_like(p),
+                       "started": torch.zeros(self.size, dtype=torch.bool, device=self.device)}
+                for name, p in self.params.items()}
+
     @torch.no_grad()
     def step(self, grads: dict[str, Tensor]) -> None:
         v = self.values
         moving = v["momentum"] != 0  # torch.optim keeps no buffer while a member's momentum is 0
+        # branching on tensor values would split a compiled graph; compiled, the general path fuses anyway
+        eager = not torch.compiler.is_compiling()
+        everyone_moving = eager and bool(moving.all())
+        undamped = everyone_moving and not bool(v["dampening"].any())
         for name, p in self.params.items():
+            lr, momentum, dampening = _along(v["lr"], p), _along(v["momentum"], p), _along(v["dampening"], p)
             g = grads[name] + _along(v["weight_decay"], p) * p
-            momentum = _along(v["momentum"], p)
-            slot = self.state.setdefault(name, {"momentum_buffer": torch.zeros_like(p),
-                                                "started": torch.zeros(self.size, dtype=torch.bool, device=self.device)})
-            buf, started = slot["momentum_buffer"], slot["started"]
+            buf, started = self.state[name]["momentum_buffer"], self.state[name]["started"]
+            if everyone_moving and bool(started.all()):
+                # the usual case, the same numbers as the general one below in fewer passes over memory
+                buf.mul_(momentum).add_(g if undamped else (1 - dampening) * g)
+                p.sub_(lr * (g.add_(momentum * buf) if self.nesterov else buf))
+                continue
             # a member's buffer starts at its first gradient with momentum, then decays and accumulates
-            updated = torch.where(_along(started, p), momentum * buf + (1 - _along(v["dampening"], p)) * g, g)
+            updated = torch.where(_along(started, p), momentum * buf + (1 - dampening) * g, g)
             buf.copy_(torch.where(_along(moving, p), updated, buf))
             started |= moving
             step = g + momentum * buf if self.nesterov else buf
-            p.sub_(_along(v["lr"], p) * torch.where(_along(moving, p), step, g))
+            p.sub_(lr * torch.where(_along(moving, p), step, g))
 
 
 class BatchedAdam(BatchedOptimizer):
@@ -102,7 +120,12 @@ class BatchedAdam(BatchedOptimizer):
                  weight_decay: Any = 0.0, decoupled: bool = False) -> None:
         super().__init__(params, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay)
         self.decoupled = decoupled
-        self.state["_"] = {"step": torch.zeros(self.size, device=self.device)}
+
+    def initial_state(self) -> dict[str, dict[str, Tensor]]:
+        """The step count per member, and both moment estimates per parameter."""
+        return {"_": {"step": torch.zeros(self.size, device=self.device)},
+                **{name: {"exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
+                   for name, p in self.params.items()}}
 
     def set_hparams(self, member: int, hparams: dict[str, Any]) -> None:
         super().set_hparams(member, hparams)
@@ -122,8 +145,7 @@ class BatchedAdam(BatchedOptimizer):
                 p.mul_(1 - lr * wd)
             else:
                 g = g + wd * p
-            slot = self.state.setdefault(name, {"exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)})
-            m, s = slot["exp_avg"], slot["exp_avg_sq"]
+            m, s = self.state[name]["exp_avg"], self.state[name]["exp_avg_sq"]
             m.lerp_(g, 1 - beta1)
             s.mul_(beta2).add_((1 - beta2) * g * g)
             t = _along(count, p)

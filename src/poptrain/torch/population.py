@@ -11,6 +11,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
 Tensor = torch.Tensor
@@ -31,6 +32,11 @@ def check_vectorizable(model: nn.Module) -> None:
                 f"layer {name!r} ({type(layer).__name__}) updates its running statistics in place, which "
                 f"torch.func.vmap cannot batch: use GroupNorm or LayerNorm, track_running_stats=False, "
                 f"or the local engine")
+
+
+def member_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
+    """Each member's mean cross-entropy, all at once: logits [P, B, classes], targets [P, B] -> [P]."""
+    return F.cross_entropy(logits.transpose(1, 2), targets, reduction="none").mean(1)
 
 
 class Population:
@@ -62,15 +68,25 @@ class Population:
         """Outputs of every member: `x` is [P, B, ...] (each member its own batch)."""
         return vmap(self._call, randomness="different")(self.params, self.buffers, x)
 
-    def gradients(self, loss_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor,
-                  weights: Tensor | None = None) -> tuple[dict[str, Tensor], Tensor]:
+    def gradients(self, loss_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor,
+                  y: Tensor) -> tuple[dict[str, Tensor], Tensor]:
         """Each member's gradients and loss on its own batch (x [P, B, ...], y [P, B, ...])."""
+        if torch.compiler.is_compiling():  # dynamo traces vmap(grad) whole, but not autograd.grad
+            def loss(params: dict[str, Tensor], buffers: dict[str, Tensor], xb: Tensor, yb: Tensor) -> Tensor:
+                return loss_fn(self._call(params, buffers, xb), yb)
 
-        def loss(params: dict[str, Tensor], buffers: dict[str, Tensor], xb: Tensor, yb: Tensor) -> Tensor:
-            return loss_fn(self._call(params, buffers, xb), yb)
-
-        grads, values = vmap(grad_and_value(loss), randomness="different")(self.params, self.buffers, x, y)
-        return grads, values
+            return vmap(grad_and_value(loss), randomness="different")(self.params, self.buffers, x, y)
+        params = {k: v.detach().requires_grad_(True) for k, v in self.params.items()}
+        with torch.enable_grad():
+            outputs = vmap(self._call, randomness="different")(params, self.buffers, x)
+            if loss_fn is F.cross_entropy and outputs.dim() == 3:  # [P, B, classes]: skip vmap's slow nll_loss rule
+                losses = member_cross_entropy(outputs, y)
+            else:
+                losses = vmap(loss_fn, randomness="different")(outputs, y)
+            # member i's parameters reach only loss i, so the gradient of the sum is each member's own;
+            # in eager mode one plain backward costs less than vmap(grad(...)), whose batching rules wrap every op
+            grads = torch.autograd.grad(losses.sum(), list(params.values()))
+        return dict(zip(params, grads)), losses.detach()
 
     @torch.no_grad()
     def copy_members(self, dsts: Sequence[int], srcs: Sequence[int]) -> None:

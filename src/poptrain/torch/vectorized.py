@@ -13,8 +13,9 @@ import torch
 from torch.nn import functional as F
 
 from ..population import Hparams
+from .compiled import Compiler
 from .optim import BatchedOptimizer
-from .population import Population
+from .population import Population, member_cross_entropy
 
 
 class TorchPopulation:
@@ -32,6 +33,14 @@ class TorchPopulation:
     def __init__(self, hparams: Sequence[Hparams], seeds: Sequence[int], device: str = "cpu") -> None:
         self.size, self.device = len(seeds), torch.device(device)
         self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self._step: Callable[..., None] = self.train_step
+        self._forward: Callable[[torch.Tensor], torch.Tensor] = lambda x: self.population.forward(x)
+
+    def compile(self) -> None:
+        """Run `train_step` and the evaluation forward pass under torch.compile (eager again if that fails)."""
+        self.compiler = Compiler()  # compiler.failed tells whether it fell back to eager
+        self._step = self.compiler(self.train_step, "batched training step")
+        self._forward = self.compiler(self.population.forward, "batched forward pass")
 
     def train(self) -> None:
         raise NotImplementedError
@@ -44,14 +53,19 @@ class TorchPopulation:
         """One epoch of minibatches for every member, each in the order its own generator draws."""
         orders = torch.stack([torch.randperm(len(x), generator=g) for g in self.generators]).to(self.device)
         for batch in orders.split(batch_size, dim=1):
-            grads, _ = self.population.gradients(loss_fn, x[batch], y[batch])
-            self.optimizer.step(grads)
+            self._step(x[batch], y[batch], loss_fn)
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor,
+                   loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy) -> None:
+        """One minibatch for every member (x [P, B, ...]): gradients, then the optimiser's update."""
+        grads, _ = self.population.gradients(loss_fn, x, y)
+        self.optimizer.step(grads)
 
     def classification_metrics(self, x: torch.Tensor, y: torch.Tensor) -> list[dict[str, float]]:
         """Every member's accuracy and mean cross-entropy on (x, y)."""
         with torch.no_grad():
-            logits = self.population.forward(x.expand(self.size, *x.shape))
-            loss = F.cross_entropy(logits.transpose(1, 2), y.expand(self.size, -1), reduction="none").mean(1)
+            logits = self._forward(x.expand(self.size, *x.shape))
+            loss = member_cross_entropy(logits, y.expand(self.size, -1))
             accuracy = (logits.argmax(dim=2) == y).float().mean(1)
         return [{"accuracy": a, "loss": v} for a, v in zip(accuracy.tolist(), loss.tolist())]
 
@@ -72,8 +86,8 @@ class TorchPopulation:
 
     def state_dict(self) -> dict[str, Any]:
         """The whole population: stacked tensors with the member axis first, one generator each."""
-        return {"size": self.size, "model": {**self.population.state_dict()["params"],
-                                             **self.population.state_dict()["buffers"]},
+        model = self.population.state_dict()
+        return {"size": self.size, "model": {**model["params"], **model["buffers"]},
                 "optimizer": self.optimizer.state_dict(), "rng": [g.get_state() for g in self.generators]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
