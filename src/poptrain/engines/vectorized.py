@@ -168,11 +168,12 @@ class VectorizedRun:
             return
         population.copy_members(dsts, srcs)
         before = [dict(h) for h in hparams]
-        for i, src in zip(dsts, srcs):
+        now = time.time()
+        self.store.record_exploits(self.name, [Event(
+            member=ids[i], step=step, source=ids[src], source_step=step, old_hparams=before[i], new_hparams=new[i],
+            time=now, source_hparams=before[src], kind=EXPLOIT_AT_BARRIER) for i, src in zip(dsts, srcs)], self.id)
+        for i in dsts:
             population.set_hparams(i, new[i])
-            self.store.record_exploit(self.name, Event(
-                member=ids[i], step=step, source=ids[src], source_step=step, old_hparams=before[i],
-                new_hparams=new[i], time=time.time(), source_hparams=before[src], kind=EXPLOIT_AT_BARRIER), self.id)
             hparams[i] = new[i]
             versions[i] += 1
 
@@ -182,13 +183,11 @@ class VectorizedRun:
         key = f"{self.name}/population-s{step:06d}-{uuid.uuid4().hex[:12]}.ckpt"
         checksum = self.checkpoints.save(key, population.state_dict())
         now = time.time()
-        dropped: Counter[str] = Counter()
-        for i, m in enumerate(ids):
-            record = CheckpointRecord(member=m, seq=0, step=step, key=f"{key}#member={i}", checksum=checksum,
-                                      hparams=hparams[i], last_ready=last_ready, pending=False, created=now)
-            for old in self.store.add_checkpoint(self.name, record, versions[i], self.exp.keep_checkpoints, now,
-                                                 self.id):
-                dropped[old.partition("#member=")[0]] += 1
+        records = [(CheckpointRecord(member=m, seq=0, step=step, key=f"{key}#member={i}", checksum=checksum,
+                                     hparams=hparams[i], last_ready=last_ready, pending=False, created=now), versions[i])
+                   for i, m in enumerate(ids)]
+        dropped = Counter(old.partition("#member=")[0] for old in self.store.add_checkpoints(
+            self.name, records, self.exp.keep_checkpoints, now, self.id))
         for path, count in dropped.items():
             if count == len(ids):  # no member's record points at it any more
                 self.checkpoints.delete(path)
