@@ -270,6 +270,11 @@ def test_the_slurm_array_script_runs_one_worker_per_task(tmp_path: Path) -> None
     assert len(frame) == 2 * 12 and set(frame.groupby("member").step.max()) == {12}
 
 
+def test_negative_worker_resources_are_one_error_line(tmp_path: Path) -> None:
+    assert_user_error(*cli("run", TOY, "--storage", sqlite(tmp_path / "r.db"), "--engine", "ray",
+                           "--gpus-per-worker", "-1"), "gpu must be a number >= 0")
+
+
 # the user's mistakes
 BAD_SPECS = {
     "unknown hyperparameter in initial": ({"initial = [{h0 = 1.0, h1 = 0.0}": "initial = [{h0 = 1.0, hz = 0.0}"},

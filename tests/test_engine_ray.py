@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 import poptrain
 from checks import assert_consistent_lineage
 from trainables import Quadratic
@@ -21,3 +23,17 @@ def test_a_ray_run_trains_every_member_and_each_copy_reads_a_verified_source(tmp
     assert_consistent_lineage(result, 12)
     workers = {w for w in (m.worker for m in result.store.members("r")) if w}
     assert workers == set()  # every lease released at the end
+
+
+def test_ray_workers_reserve_the_resources_asked_for(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([os.path.join(os.path.dirname(TESTS), "src"), TESTS,
+                                                      os.environ.get("PYTHONPATH", "")]))
+    exp = poptrain.Experiment(name="big", trainable=Quadratic, space={"lr": poptrain.LogUniform(0.01, 0.3)},
+                              metric="score", population=2, steps=3, ready=poptrain.Every(3),
+                              storage=f"sqlite:///{tmp_path}/r.db", paths=[TESTS])
+    with pytest.raises(poptrain.PoptrainError, match="asks for 1 GPU.*has 0"):
+        exp.run(engine="ray", resources={"gpu": 1})  # this machine has no GPU: refused, not left waiting
+    result = exp.run(engine="ray", resources={"cpu": os.cpu_count()}, force=True)  # one worker takes every CPU
+    assert set(result.members()["step"]) == {3}
+    with pytest.raises(poptrain.SpecError, match="unknown resource 'memory'"):
+        exp.run(engine="ray", resources={"memory": 1}, force=True)

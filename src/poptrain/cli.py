@@ -207,6 +207,12 @@ def print_lineage(result: Result, best: int | None) -> None:
     con.print(table)
 
 
+def worker_resources(args: argparse.Namespace) -> dict[str, float]:
+    """The per-worker resources the flags ask for (only those given)."""
+    given = {"cpu": args.cpus_per_worker, "gpu": args.gpus_per_worker}
+    return {key: value for key, value in given.items() if value is not None}
+
+
 # commands
 def cmd_run(args: argparse.Namespace, target: Target) -> None:
     from .spec import load_spec
@@ -219,7 +225,8 @@ def cmd_run(args: argparse.Namespace, target: Target) -> None:
         say(console(), f"PBT: {experiment.name} · {experiment.population} members × {experiment.steps} intervals "
                        f"· engine {args.engine or experiment.engine or 'local'} · store {experiment.storage}")
     result = experiment.run(engine=args.engine, workers=args.workers, progress=not args.quiet, force=args.force,
-                            device=args.device, address=args.address, compile=args.compile)
+                            device=args.device, address=args.address, compile=args.compile,
+                            resources=worker_resources(args))
     print_summary(result)
     ensure_trained(result)
     if args.baseline:
@@ -230,7 +237,7 @@ def cmd_run(args: argparse.Namespace, target: Target) -> None:
                            f"hyperparameters")
         print_comparison(result, baseline.run(engine=args.engine, workers=args.workers, progress=not args.quiet,
                                               force=args.force, device=args.device, address=args.address,
-                                              compile=args.compile))
+                                              compile=args.compile, resources=worker_resources(args)))
 
 
 def cmd_worker(args: argparse.Namespace, target: Target) -> None:
@@ -268,7 +275,8 @@ def cmd_resume(args: argparse.Namespace, target: Target) -> None:
 
     existing_store(args.storage).get_spec(args.experiment)
     result = resume(args.storage, args.experiment, engine=args.engine, workers=args.workers, progress=not args.quiet,
-                    force=args.force, device=args.device, address=args.address, compile=args.compile)
+                    force=args.force, device=args.device, address=args.address, compile=args.compile,
+                    resources=worker_resources(args))
     print_summary(result)
     ensure_trained(result)
 
@@ -299,7 +307,8 @@ def cmd_replay(args: argparse.Namespace, target: Target) -> None:
     experiment = load_spec(args.output)
     target.storage, target.name = experiment.storage, experiment.name
     replay = experiment.run(engine=args.engine, workers=args.workers, progress=not args.quiet, force=args.force,
-                            device=args.device, compile=args.compile)
+                            device=args.device, address=args.address, compile=args.compile,
+                            resources=worker_resources(args))
     metric = pbt.spec.get("metric") or "score"
     table = Table(title=f"PBT member {member} and its replay from scratch ({metric})")
     for column in ("run", "experiment", "steps", metric):
@@ -331,6 +340,9 @@ def parser() -> argparse.ArgumentParser:
         cmd.add_argument("--compile", action="store_true",
                          help="torch.compile the vectorized engine's batched step (pays off on long runs only)")
         cmd.add_argument("--address", help="the Ray cluster for --engine ray (e.g. auto; default: a local Ray)")
+        cmd.add_argument("--cpus-per-worker", type=float, help="CPUs each Ray worker reserves (default: 1)")
+        cmd.add_argument("--gpus-per-worker", type=float,
+                         help="GPUs each Ray worker reserves, fractions allowed (default: 1 with --device cuda, else 0)")
         cmd.add_argument("--workers", type=positive_int, help="worker processes of the local engine (default: CPUs)")
         cmd.add_argument("--quiet", action="store_true", help="no progress display and no warnings")
         cmd.add_argument("--force", action="store_true",

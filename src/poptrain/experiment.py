@@ -220,12 +220,15 @@ class Experiment:
                 f"({', '.join(changed)} differ): choose another name, or `poptrain resume` it")
 
     def run(self, engine: str | None = None, workers: int | None = None, progress: bool = False,
-            force: bool = False, device: str = "cpu", address: str | None = None, compile: bool = False) -> "Result":
+            force: bool = False, device: str = "cpu", address: str | None = None, compile: bool = False,
+            resources: Mapping[str, float] | None = None) -> "Result":
         """Train the population to its budget (resuming a stored run of the same spec).
 
         A stored run whose members are still leased is being trained by live workers: it is
         refused (join it with `poptrain worker`) unless `force` says those workers are dead.
-        `compile` puts the vectorized engine's batched step under torch.compile (other engines ignore it).
+        `compile` puts the vectorized engine's batched step under torch.compile (other engines ignore it);
+        `resources` is what each Ray worker reserves, e.g. {"cpu": 4, "gpu": 0.5} (default: 1 CPU, and
+        1 GPU with a CUDA device).
         """
         from .engines import run_engine
         from .result import Result
@@ -239,7 +242,7 @@ class Experiment:
             engine = "vectorized" if trained_batched(store, self.name) else "local"
         run_engine(engine or self.engine or "local", store, self.name, workers=workers,
                    trainable=None if isinstance(self.trainable, str) else self.trainable, progress=progress,
-                   device=device, address=address, compile=compile)
+                   device=device, address=address, compile=compile, resources=resources)
         return Result(store, self.name)
 
 
@@ -265,8 +268,8 @@ def check_not_running(storage: str, name: str, force: bool) -> None:
 
 def resume(storage: str, name: str, engine: str | None = None, workers: int | None = None,
            progress: bool = False, force: bool = False, device: str = "cpu", address: str | None = None,
-           compile: bool = False) -> "Result":
+           compile: bool = False, resources: Mapping[str, float] | None = None) -> "Result":
     """Finish a stored experiment that was interrupted; members restart from their checkpoints."""
     spec = open_store(storage, create=False).get_spec(name)
     return Experiment.from_spec(spec).run(engine=engine, workers=workers, progress=progress, force=force,
-                                          device=device, address=address, compile=compile)
+                                          device=device, address=address, compile=compile, resources=resources)
