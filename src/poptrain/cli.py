@@ -252,7 +252,8 @@ def cmd_worker(args: argparse.Namespace, target: Target) -> None:
     elif args.experiment is None:
         raise SpecError("worker needs --experiment NAME (to join a stored experiment) or a SPEC.toml (to create it "
                         "if it is not stored yet)")
-    existing_store(args.storage).get_spec(args.experiment)  # a clear error before the worker starts
+    # a clear error before the worker starts; a database that is restarting is waited for, as the worker would
+    open_store(args.storage, create=False, wait=True).get_spec(args.experiment)
     join(args.storage, args.experiment, args.id)
 
 

@@ -85,6 +85,28 @@ def test_a_longer_outage_ends_in_a_clear_error_and_the_store_recovers(server, ca
     assert [m.id for m in store.members("e")] == [0]  # the same store object works again once the server is back
 
 
+def test_a_worker_that_starts_during_an_outage_waits_for_the_database(server):
+    """A replacement worker (or a launcher's task) opening the store while PostgreSQL restarts."""
+    url = server.new_database()
+    open_store(url).close()
+    server.halt()
+    restart = threading.Timer(2.0, server.start)
+    try:
+        with pytest.raises(poptrain.StorageError, match=f"cannot reach storage .*127.0.0.1:{server.port}"):
+            open_store(url, create=False)  # a reader says so at once
+        restart.start()
+        started = time.monotonic()
+        store = open_store(url, create=False, wait=True)
+        assert time.monotonic() - started >= 1.0
+        assert store.experiments() == []
+    finally:
+        if restart.ident is not None:
+            restart.join(30)
+        if server.server.poll() is not None:
+            server.start()
+    tally.add(outages=1)
+
+
 def test_a_locked_sqlite_file_is_retried_until_the_lock_goes(tmp_path, caplog):
     path = tmp_path / "l.db"
     store = open_store(f"sqlite:///{path}")

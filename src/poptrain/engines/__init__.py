@@ -76,4 +76,4 @@ def join(storage: str, name: str, worker_id: str | None = None) -> None:
     from ..store import open_store
     from .worker import Worker
 
-    Worker(open_store(storage, create=False), name, worker_id or f"{socket.gethostname()}-{os.getpid()}").run()
+    Worker(open_store(storage, create=False, wait=True), name, worker_id or f"{socket.gethostname()}-{os.getpid()}").run()

@@ -27,7 +27,7 @@ def worker_main(url: str, name: str, worker_id: str, trainable: Any = None, thre
     from .worker import Worker
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the engine's to handle: it stops the workers
-    worker = Worker(open_store(url), name, worker_id, trainable=trainable, max_held=max_held, current=current)
+    worker = Worker(open_store(url, wait=True), name, worker_id, trainable=trainable, max_held=max_held, current=current)
     if threads and "torch" in __import__("sys").modules:
         import torch
 

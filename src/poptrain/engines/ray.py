@@ -22,7 +22,7 @@ class RayWorker:
     def __init__(self, url: str, name: str, worker_id: str, trainable: Any, max_held: int | None) -> None:
         from .worker import Worker
 
-        self.worker = Worker(open_store(url, create=False), name, worker_id, trainable=trainable, max_held=max_held)
+        self.worker = Worker(open_store(url, create=False, wait=True), name, worker_id, trainable=trainable, max_held=max_held)
 
     def run(self) -> bool:
         self.worker.run()

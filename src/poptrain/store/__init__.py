@@ -16,11 +16,12 @@ from .sql import SQLStore
 _memory_stores: dict[str, MemoryStore] = {}
 
 
-def open_store(url: str, create: bool = True) -> Store:
+def open_store(url: str, create: bool = True, wait: bool = False) -> Store:
     """Open the store a URL names: `sqlite:///path.db`, `postgresql://...`, or `memory://NAME`.
 
     With `create=False` (readers) a store that does not exist is an error, not a new empty one,
-    and opening it writes nothing.
+    and opening it writes nothing. With `wait` (workers) an unreachable database is retried
+    with back-off for the store's `retry_for` seconds, as every later call is.
     """
     if url.startswith("memory://"):
         if not create and url not in _memory_stores:
@@ -30,7 +31,7 @@ def open_store(url: str, create: bool = True) -> Store:
         path = _sqlite_file(url)
         if path is not None and not os.path.exists(path):
             raise StorageError(f"no store at {path}: check the storage URL, or `poptrain run` first")
-    return SQLStore(url, create=create)
+    return SQLStore(url, create=create, wait=wait)
 
 
 def _parse(url: str) -> URL:

@@ -181,7 +181,7 @@ class SQLStore(Store):
 
     retry_for: float = 60.0
 
-    def __init__(self, url: str, create: bool = True) -> None:
+    def __init__(self, url: str, create: bool = True, wait: bool = False) -> None:
         self.url = url
         try:
             backend = make_url(url).get_backend_name()
@@ -201,13 +201,23 @@ class SQLStore(Store):
         self._boards: dict[str, Scoreboard] = {}
         name = self._writer.dialect.name
         self._kind = name if name in ("postgresql", "sqlite") else "other"
+        opening = _retrying(SQLStore._open) if wait else SQLStore._open
+        try:
+            with _initialising(url if backend == "sqlite" and create else None):
+                opening(self, create)
+        except (DBAPIError, DisconnectionError) as exc:
+            where = make_url(url).render_as_string(hide_password=True)
+            reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
+            raise StorageError(f"cannot reach storage {where}: {reason}") from None
+
+    # plumbing
+    def _open(self, create: bool) -> None:
+        """Create (writers) or check (readers) the schema; `wait` retries this while the database is unreachable."""
         if create:
-            with _initialising(url if backend == "sqlite" else None):
-                self._create_schema()
+            self._create_schema()
         else:
             self._check_schema()
 
-    # plumbing
     def _create_schema(self) -> None:
         try:
             with self._writer.begin() as c:
@@ -226,6 +236,8 @@ class SQLStore(Store):
                     c.execute(update(t.meta).where(t.meta.c.key == "schema_version")
                               .values(value=str(t.SCHEMA_VERSION)))
         except OperationalError as exc:
+            if _transient(exc):
+                raise
             raise StorageError(f"cannot open storage {self.url}: {exc.orig}") from None
 
     def _check_schema(self) -> None:
@@ -233,7 +245,9 @@ class SQLStore(Store):
         try:
             with self._read() as c:
                 found = c.execute(select(t.meta.c.value).where(t.meta.c.key == "schema_version")).scalar()
-        except OperationalError:
+        except OperationalError as exc:
+            if _transient(exc):
+                raise
             raise StorageError(f"{self.url} is not a poptrain store (it has no poptrain tables)") from None
         if found is None or int(found) > t.SCHEMA_VERSION:
             raise StorageError(f"{self.url} holds schema version {found}, which this poptrain "
