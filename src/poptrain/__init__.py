@@ -3,11 +3,19 @@
 from .errors import CorruptCheckpoint, PoptrainError, SpecError, StorageError
 from .experiment import Experiment, resume
 from .policy import Custom, Every, Noise, Perturb, Resample, Tournament, Truncation, TTest
-from .result import BestMember, Result, load
 from .space import Choice, IntUniform, LogUniform, Uniform
 from .trainable import Trainable
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    """Result and load come with pandas; import them on first use, so workers and `--help` start fast."""
+    if name in ("BestMember", "Result", "load"):
+        from . import result
+
+        return getattr(result, name)
+    raise AttributeError(f"module 'poptrain' has no attribute {name!r}")
 
 __all__ = [
     "BestMember", "Choice", "CorruptCheckpoint", "Custom", "Every", "Experiment", "IntUniform", "LogUniform",

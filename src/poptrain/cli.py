@@ -10,7 +10,7 @@ import os
 import statistics
 import sys
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from rich.console import Console
 from rich.markup import escape
@@ -20,8 +20,10 @@ from . import __version__
 from .engines import ENGINES
 from .errors import PoptrainError, SpecError
 from .population import FAILED
-from .result import Result
 from .store import MemberRecord, Store, open_store
+
+if TYPE_CHECKING:
+    from .result import Result
 
 TOP_MEMBERS = 5
 
@@ -262,10 +264,14 @@ def cmd_status(args: argparse.Namespace, target: Target) -> None:
     if args.experiment is None:
         print_experiments(store)
     else:
+        from .result import Result
+
         print_members(Result(store, args.experiment))
 
 
 def cmd_best(args: argparse.Namespace, target: Target) -> None:
+    from .result import Result
+
     best = Result(existing_store(args.storage), args.experiment).best()
     print(json.dumps({"id": best.id, "score": best.score, "step": best.step, "hparams": best.hparams,
                       "checkpoint": best.checkpoint_url}, indent=2))
@@ -283,6 +289,8 @@ def cmd_resume(args: argparse.Namespace, target: Target) -> None:
 
 
 def cmd_report(args: argparse.Namespace, target: Target) -> None:
+    from .result import Result
+
     Result(existing_store(args.storage), args.experiment).report(args.output)
     say(console(), f"report written to {os.path.abspath(args.output)}")
 
@@ -296,6 +304,8 @@ def cmd_dashboard(args: argparse.Namespace, target: Target) -> None:
 
 def cmd_replay(args: argparse.Namespace, target: Target) -> None:
     from .spec import dump_spec, load_spec
+
+    from .result import Result
 
     pbt = Result(existing_store(args.storage), args.experiment)
     member = pbt.best().id if args.member is None else args.member
