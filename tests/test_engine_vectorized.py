@@ -28,6 +28,20 @@ def test_same_decisions_as_the_serial_engine_for_the_same_scores(storage):
     assert serial and sorted(serial) == sorted(vectorized)
 
 
+def test_a_generation_reads_the_t_tests_histories_once(tmp_path, monkeypatch):
+    """The t-test decides for every member at once: one read of recent scores, not one per member."""
+    from poptrain.store.sql import SQLStore
+
+    reads = []
+    original = SQLStore.recent_scores
+    monkeypatch.setattr(SQLStore, "recent_scores", lambda self, *a, **k: reads.append(k) or original(self, *a, **k))
+    exp = poptrain.Experiment(name="t", trainable=HparamScore, space={"lr": poptrain.LogUniform(0.01, 0.5)},
+                              metric="score", population=8, steps=12, ready=poptrain.Every(4),
+                              exploit=poptrain.TTest(window=3), storage=f"sqlite:///{tmp_path}/t.db")
+    exp.run(engine="vectorized")
+    assert len(reads) == 2 and all(k.get("members") is None for k in reads)  # ready at steps 4 and 8
+
+
 def test_without_exploit_each_member_trains_as_it_would_alone(tmp_path):
     exp = load_spec(f"{EXAMPLES}/mlp_digits.toml", storage=f"sqlite:///{tmp_path}/v.db", population=3, steps=4,
                     exploit="none")

@@ -492,3 +492,8 @@ def test_build_errors_name_the_strategy_and_argument(build, spec, message):
     with pytest.raises(SpecError) as info:
         build(spec)
     assert message in str(info.value)
+
+
+def test_standings_refuse_a_member_listed_twice():
+    with pytest.raises(ValueError, match="each member id once"):
+        Truncation().decide(MemberView(0, 1, 0.0), pop([1.0, 2.0]) + pop([3.0]), rng())

@@ -307,8 +307,9 @@ def test_metrics_must_be_json(storage):
     assert store.reports("e") == []
 
 
+@pytest.mark.parametrize("old", [1, 2])
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_older_schema_is_upgraded_in_place_and_newer_is_refused(backend, tmp_path, request):
+def test_older_schema_is_upgraded_in_place_and_newer_is_refused(backend, old, tmp_path, request):
     from sqlalchemy import create_engine, inspect, text
 
     url = request.getfixturevalue("postgres").new_database() if backend == "postgresql" \
@@ -317,19 +318,21 @@ def test_older_schema_is_upgraded_in_place_and_newer_is_refused(backend, tmp_pat
     store.report("e", 0, w(0), 1, 0.5, {}, {"lr": 0.1}, time.time())
     store.close()
     raw = create_engine(url)
-    with raw.begin() as c:  # what a version-1 store looked like: no revisions, no index of reports by step
-        c.execute(text("DROP INDEX ix_reports_step"))
+    with raw.begin() as c:  # what an older store looked like: no revisions (v2), nor an index of reports by step (v1)
         c.execute(text("DROP INDEX ix_members_revision"))
         c.execute(text("ALTER TABLE members DROP COLUMN revision"))
-        c.execute(text("UPDATE poptrain_meta SET value = '1' WHERE key = 'schema_version'"))
-    with pytest.raises(StorageError, match="schema version 1, older.*poptrain resume"):
+        if old == 1:
+            c.execute(text("DROP INDEX ix_reports_step"))
+        c.execute(text(f"UPDATE poptrain_meta SET value = '{old}' WHERE key = 'schema_version'"))
+    with pytest.raises(StorageError, match=f"schema version {old}, older.*poptrain resume"):
         open_store(url, create=False)  # readers never write, so never upgrade
     upgraded = open_store(url)
     assert scores(upgraded) == ([0], [0.5])
     upgraded.close()
     assert "ix_reports_step" in {i["name"] for i in inspect(raw).get_indexes("reports")}
+    assert "revision" in {col["name"] for col in inspect(raw).get_columns("members")}
     with raw.begin() as c:
-        assert c.execute(text("SELECT value FROM poptrain_meta")).scalar() == "2"
+        assert c.execute(text("SELECT value FROM poptrain_meta")).scalar() == "3"
         c.execute(text("UPDATE poptrain_meta SET value = '99' WHERE key = 'schema_version'"))
     raw.dispose()
     for create in (True, False):

@@ -249,7 +249,7 @@ def cmd_worker(args: argparse.Namespace, target: Target) -> None:
         from .spec import load_spec
 
         experiment = load_spec(args.spec, storage=args.storage, name=args.experiment, checkpoints=args.checkpoints)
-        experiment.create()
+        experiment.create(wait=True)
         args.experiment = experiment.name
     elif args.experiment is None:
         raise SpecError("worker needs --experiment NAME (to join a stored experiment) or a SPEC.toml (to create it "

@@ -191,9 +191,12 @@ class Experiment:
             members.append(MemberRecord(id=i, seed=seed, hparams=dict(hparams), initial_hparams=dict(hparams)))
         return members
 
-    def create(self) -> bool:
-        """Store the experiment unless it is there already; True if created, False if resumed."""
-        store = open_store(self.storage)
+    def create(self, wait: bool = False) -> bool:
+        """Store the experiment unless it is there already; True if created, False if resumed.
+
+        `wait` rides out a database that is briefly unreachable, as a worker does.
+        """
+        store = open_store(self.storage, wait=wait)
         if self.name in store.experiments():
             self._check_stored(store)
             return False

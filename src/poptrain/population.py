@@ -46,6 +46,8 @@ class Standings:
         if ids.shape != fit.shape or ids.ndim != 1:
             raise ValueError("Standings needs one fitness value per id")
         order = np.argsort(ids, kind="stable")
+        if len(ids) > 1 and np.any(ids[order][1:] == ids[order][:-1]):
+            raise ValueError("Standings needs each member id once")
         object.__setattr__(self, "ids", ids[order])
         object.__setattr__(self, "fitness", np.where(np.isfinite(fit), fit, -np.inf)[order])
 

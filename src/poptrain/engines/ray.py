@@ -43,14 +43,16 @@ def run_ray(store: Store, name: str, workers: int | None = None, trainable: Any 
         ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     spec = store.get_spec(name)
     cluster = ray.cluster_resources()
-    if started_here:  # a local Ray never grows: a worker that asks for more than it has would wait forever
+    if started_here and address is None:  # a local Ray never grows: a worker asking for more would wait forever
         for key, wanted in (("CPU", num_cpus), ("GPU", num_gpus)):
             if wanted > cluster.get(key, 0):
                 ray.shutdown()
                 raise PoptrainError(f"each Ray worker asks for {wanted:g} {key}(s) but this machine's Ray has "
                                     f"{cluster.get(key, 0):g}: lower --{key.lower()}s-per-worker, or pass --address "
                                     f"of a cluster that has them")
-    workers = workers or max(1, int(cluster.get("CPU", 1) // max(num_cpus, 1e-9)))
+    if workers is None:  # as many as the scarcest resource a worker asks for allows, at most one per member
+        fits = [cluster.get(key, 0) // wanted for key, wanted in (("CPU", num_cpus), ("GPU", num_gpus)) if wanted > 0]
+        workers = max(1, min(int(min(fits)), int(spec["population"])))
     share = -(-int(spec["population"]) // workers)
     # a class defined in the driver's script travels by value; any other is imported from the spec's paths
     shipped = trainable if trainable is not None and trainable.__module__ == "__main__" else None

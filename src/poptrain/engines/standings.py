@@ -36,10 +36,18 @@ class RecentFitness(Mapping[int, tuple[float, ...]]):
         return len(self.ids)
 
 
-def read_standings(store: Store, name: str, exp: Experiment, at_step: int | None) -> Standings:
-    """The latest score of every live member (at `at_step` in synchronous mode), plus lazily their recent ones."""
+def read_standings(store: Store, name: str, exp: Experiment, at_step: int | None, everyone: bool = False) -> Standings:
+    """The latest score of every live member (at `at_step` in synchronous mode), and their recent ones.
+
+    Recent scores are read lazily for the members one decision looks at, or at once when
+    `everyone` decides (a batched engine's generation).
+    """
     ids, scores = store.scores(name, at_step)
     recent: Mapping[int, tuple[float, ...]] = {}
     if exp.exploit is not None and exp.exploit.window > 1:
-        recent = RecentFitness(store, name, exp, at_step, ids)
+        if everyone:
+            recent = {m: tuple(fitness(s, exp.mode) for s in history)
+                      for m, history in store.recent_scores(name, exp.exploit.window, at_step).items()}
+        else:
+            recent = RecentFitness(store, name, exp, at_step, ids)
     return Standings.from_scores(ids, scores, exp.mode, recent, step=at_step)

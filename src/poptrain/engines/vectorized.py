@@ -151,7 +151,7 @@ class VectorizedRun:
                  step: int) -> None:
         """Every member decides on the scores at this step; copies read the state from before any copy."""
         exp = self.exp
-        standings = read_standings(self.store, self.name, exp, at_step=step)
+        standings = read_standings(self.store, self.name, exp, at_step=step, everyone=True)
         index = {m: i for i, m in enumerate(ids)}
         dsts, srcs, new = [], [], {}
         for i, m in enumerate(ids):

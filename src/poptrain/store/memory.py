@@ -27,6 +27,7 @@ class _Experiment:
                                       version=0, ckpt_version=0, status=ACTIVE, worker=None) for m in members}
         self.reports: dict[tuple[int, int], Report] = {}
         self.events: list[Event] = []
+        self.recorded: set[tuple[int, int, float]] = set()  # (member, step, time) of each event, for idempotency
         self.checkpoints: dict[int, list[CheckpointRecord]] = {m.id: [] for m in members}
 
 
@@ -150,8 +151,10 @@ class MemoryStore(Store):
     def record_exploit(self, name: str, event: Event, worker: str) -> None:
         with self._lock:
             m = self._held(name, event.member, worker)
-            if any((e.member, e.step, e.time) == (event.member, event.step, event.time) for e in self._get(name).events):
+            exp = self._get(name)
+            if (event.member, event.step, event.time) in exp.recorded:
                 return
+            exp.recorded.add((event.member, event.step, event.time))
             event = replace(event, old_hparams=_json(event.old_hparams), new_hparams=_json(event.new_hparams),
                             source_hparams=_json(event.source_hparams))
             self._get(name).events.append(event)
@@ -187,6 +190,7 @@ class MemoryStore(Store):
                 # a pending checkpoint precedes the decision at its step; any other follows it
                 exp.events = [e for e in exp.events if e.member != member or e.step < step
                               or (e.step == step and not pending)]
+            exp.recorded = {(e.member, e.step, e.time) for e in exp.events}
             for key in [k for k in exp.reports if k[0] == member and k[1] > step]:
                 del exp.reports[key]
             kept = exp.reports.get((member, step))

@@ -9,11 +9,11 @@ from sqlalchemy import (BigInteger, Boolean, Column, Float, ForeignKey, Index, I
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
-# Version 2 stamps each member row with the revision that last changed its score or status, so a
-# decision reads only what changed since the last one, and indexes reports by step, so a
-# synchronous decision reads one row per member, not the history.
-SCHEMA_VERSION = 2
-OLDEST_READABLE = 2  # readers open stores from this version on; a writer upgrades older ones in place
+# Version 2 indexes reports by step, so a synchronous decision reads one row per member, not the
+# history; version 3 stamps each member row with the revision that last changed its score or
+# status, so a decision reads only what changed since the previous one.
+SCHEMA_VERSION = 3
+OLDEST_READABLE = 3  # readers open stores from this version on; a writer upgrades older ones in place
 
 metadata = MetaData()
 
@@ -102,15 +102,18 @@ def _index(table: Table, name: str) -> Index:
     return next(i for i in table.indexes if i.name == name)
 
 
-def _revisions_and_step_index(c: Connection) -> None:
-    if "revision" not in {col["name"] for col in inspect(c).get_columns("members")}:
-        c.exec_driver_sql("ALTER TABLE members ADD COLUMN revision BIGINT NOT NULL DEFAULT 0")
-    _index(members, "ix_members_revision").create(c, checkfirst=True)
+def _index_reports_by_step(c: Connection) -> None:
     _index(reports, "ix_reports_step").create(c, checkfirst=True)
 
 
+def _stamp_revisions(c: Connection) -> None:
+    if "revision" not in {col["name"] for col in inspect(c).get_columns("members")}:
+        c.exec_driver_sql("ALTER TABLE members ADD COLUMN revision BIGINT NOT NULL DEFAULT 0")
+    _index(members, "ix_members_revision").create(c, checkfirst=True)
+
+
 # MIGRATIONS[v] takes a store from version v - 1 to v; each step is idempotent.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _revisions_and_step_index}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _index_reports_by_step, 3: _stamp_revisions}
 
 
 def upgrade(c: Connection, found: int) -> None:

@@ -360,7 +360,8 @@ class SQLStore(Store):
                 return None
             if row.worker == worker and row.lease_until >= now:
                 return _member(row)
-            c.execute(q.take, {**params, "mid": row.id, "claimant": worker, "until": now + lease})
+            if not c.execute(q.take, {**params, "mid": row.id, "claimant": worker, "until": now + lease}).rowcount:
+                return None  # cannot happen while the row is locked; never hold a member two workers think theirs
             return _member(c.execute(q.member, {"eid": eid, "mid": row.id}).one())
 
     def claim_all(self, name: str, worker: str, lease: float, now: float) -> list[MemberRecord]:
