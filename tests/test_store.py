@@ -326,6 +326,10 @@ def test_older_schema_is_upgraded_in_place_and_newer_is_refused(backend, old, tm
         c.execute(text(f"UPDATE poptrain_meta SET value = '{old}' WHERE key = 'schema_version'"))
     with pytest.raises(StorageError, match=f"schema version {old}, older.*poptrain resume"):
         open_store(url, create=False)  # readers never write, so never upgrade
+    with pytest.raises(StorageError, match="3 member.*leased by workers of an older poptrain"):
+        open_store(url)  # make() leased every member: their (older) workers may still be writing
+    with raw.begin() as c:
+        c.execute(text("UPDATE members SET worker = NULL"))
     upgraded = open_store(url)
     assert scores(upgraded) == ([0], [0.5])
     upgraded.close()

@@ -232,6 +232,14 @@ class SQLStore(Store):
                         f"store {self.url} has schema version {found}, newer than this poptrain "
                         f"understands ({t.SCHEMA_VERSION}): upgrade poptrain")
                 elif int(found) < t.SCHEMA_VERSION:
+                    m = t.members.c
+                    leased = c.execute(select(func.count()).select_from(t.members)
+                                       .where(m.worker.is_not(None), m.lease_until > time.time())).scalar()
+                    if leased:  # their older code would keep writing rows the new schema reads differently
+                        raise StorageError(
+                            f"store {self.url} (schema version {found}) is being trained: {leased} member(s) are "
+                            f"leased by workers of an older poptrain. Stop them (or wait for their leases to "
+                            f"expire), then open it again to upgrade it to version {t.SCHEMA_VERSION}")
                     t.upgrade(c, int(found))
                     c.execute(update(t.meta).where(t.meta.c.key == "schema_version")
                               .values(value=str(t.SCHEMA_VERSION)))
