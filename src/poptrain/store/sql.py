@@ -68,7 +68,7 @@ def _retrying(method: _F) -> _F:
     Each method is one transaction (or a few, each safe to repeat), so a retry never resumes a
     half-done one. After `retry_for` seconds of failures it raises StorageError naming the URL.
     A connection lost during COMMIT leaves it unknown whether the commit happened; the retry
-    then repeats it, which the methods tolerate except for recording an event twice.
+    then repeats it, which every method tolerates (an exploit event is recorded once).
     """
     @functools.wraps(method)
     def retried(self: "SQLStore", *args: Any, **kwargs: Any) -> Any:
@@ -111,6 +111,11 @@ def _member(row: Any) -> MemberRecord:
         pending=bool(row.pending), status=row.status, worker=row.worker, lease_until=row.lease_until,
         version=row.version, ckpt_version=row.ckpt_version, last_score=row.last_score,
         failures=row.failures, error=row.error)
+
+
+def _ours(row: Any, params: dict[str, Any]) -> bool:
+    """Whether the claimant already holds this member row with a live lease."""
+    return row.worker == params["wid"] and row.lease_until >= params["now"]
 
 
 def _checkpoint(row: Any) -> CheckpointRecord:
@@ -328,21 +333,29 @@ class SQLStore(Store):
 
     def claim(self, name: str, worker: str, lease: float, now: float, barrier: bool,
               take_new: bool = True) -> MemberRecord | None:
-        if self._writer.dialect.name == "postgresql":
+        if self._kind == "postgresql":
             return self._claim_skip_locked(name, worker, lease, now, barrier, take_new)
         for _ in range(16):  # SQLite: read, then compare-and-set; a lost race reads again
             with self._read() as c:
-                eid = self._eid(c, name)
-                params = {"eid": eid, "wid": worker, "now": now}
+                params = {"eid": self._eid(c, name), "wid": worker, "now": now}
                 row = self._most_due(c, params, barrier, take_new, locked=False)
             if row is None:
                 return None
-            if row.worker == worker and row.lease_until >= now:
-                return _member(row)  # already ours: no write, the heartbeat keeps the lease
+            if _ours(row, params):
+                return _member(row)  # no write: the heartbeat keeps the lease
             with self._tx() as c:
-                if c.execute(q.take, {**params, "mid": row.id, "claimant": worker, "until": now + lease}).rowcount:
-                    return _member(c.execute(q.member, {"eid": eid, "mid": row.id}).one())
+                taken = self._take(c, params, row.id, lease)
+            if taken is not None:
+                return taken
         return None  # lost every race this round; the caller polls again
+
+    @staticmethod
+    def _take(c: Connection, params: dict[str, Any], member: int, lease: float) -> MemberRecord | None:
+        """Lease `member` to the claimant if it is still free (compare-and-set); None if another got it first."""
+        if not c.execute(q.take, {**params, "mid": member, "claimant": params["wid"],
+                                  "until": params["now"] + lease}).rowcount:
+            return None
+        return _member(c.execute(q.member, {"eid": params["eid"], "mid": member}).one())
 
     @staticmethod
     def _most_due(c: Connection, params: dict[str, Any], barrier: bool, take_new: bool, locked: bool) -> Any:
@@ -361,16 +374,13 @@ class SQLStore(Store):
         Concurrent workers each get a different row at once instead of racing for the same one.
         """
         with self._tx() as c:
-            eid = self._eid(c, name)
-            params = {"eid": eid, "wid": worker, "now": now}
+            params = {"eid": self._eid(c, name), "wid": worker, "now": now}
             row = self._most_due(c, params, barrier, take_new, locked=True)
             if row is None:
                 return None
-            if row.worker == worker and row.lease_until >= now:
+            if _ours(row, params):
                 return _member(row)
-            if not c.execute(q.take, {**params, "mid": row.id, "claimant": worker, "until": now + lease}).rowcount:
-                return None  # cannot happen while the row is locked; never hold a member two workers think theirs
-            return _member(c.execute(q.member, {"eid": eid, "mid": row.id}).one())
+            return self._take(c, params, row.id, lease)  # the row is locked: the compare-and-set cannot lose
 
     def claim_all(self, name: str, worker: str, lease: float, now: float) -> list[MemberRecord]:
         m = t.members.c
@@ -602,7 +612,7 @@ class SQLStore(Store):
             if row is None:
                 return None
             c.execute(update(t.checkpoints).where(k.experiment_id == eid, k.member == member, k.seq == row.seq)
-                      .values(pinned_until=func.max(k.pinned_until, until) if self._writer.dialect.name == "sqlite"
+                      .values(pinned_until=func.max(k.pinned_until, until) if self._kind == "sqlite"
                               else func.greatest(k.pinned_until, until)))
             return _checkpoint(row)
 
