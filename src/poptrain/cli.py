@@ -209,7 +209,7 @@ def print_lineage(result: Result, best: int | None) -> None:
     con.print(table)
 
 
-def worker_resources(args: argparse.Namespace) -> dict[str, float]:
+def resource_flags(args: argparse.Namespace) -> dict[str, float]:
     """The per-worker resources the flags ask for (only those given)."""
     given = {"cpu": args.cpus_per_worker, "gpu": args.gpus_per_worker}
     return {key: value for key, value in given.items() if value is not None}
@@ -228,7 +228,7 @@ def cmd_run(args: argparse.Namespace, target: Target) -> None:
                        f"· engine {args.engine or experiment.engine or 'local'} · store {experiment.storage}")
     result = experiment.run(engine=args.engine, workers=args.workers, progress=not args.quiet, force=args.force,
                             device=args.device, address=args.address, compile=args.compile,
-                            resources=worker_resources(args))
+                            resources=resource_flags(args))
     print_summary(result)
     ensure_trained(result)
     if args.baseline:
@@ -239,7 +239,7 @@ def cmd_run(args: argparse.Namespace, target: Target) -> None:
                            f"hyperparameters")
         print_comparison(result, baseline.run(engine=args.engine, workers=args.workers, progress=not args.quiet,
                                               force=args.force, device=args.device, address=args.address,
-                                              compile=args.compile, resources=worker_resources(args)))
+                                              compile=args.compile, resources=resource_flags(args)))
 
 
 def cmd_worker(args: argparse.Namespace, target: Target) -> None:
@@ -283,7 +283,7 @@ def cmd_resume(args: argparse.Namespace, target: Target) -> None:
     existing_store(args.storage).get_spec(args.experiment)
     result = resume(args.storage, args.experiment, engine=args.engine, workers=args.workers, progress=not args.quiet,
                     force=args.force, device=args.device, address=args.address, compile=args.compile,
-                    resources=worker_resources(args))
+                    resources=resource_flags(args))
     print_summary(result)
     ensure_trained(result)
 
@@ -319,7 +319,7 @@ def cmd_replay(args: argparse.Namespace, target: Target) -> None:
     target.storage, target.name = experiment.storage, experiment.name
     replay = experiment.run(engine=args.engine, workers=args.workers, progress=not args.quiet, force=args.force,
                             device=args.device, address=args.address, compile=args.compile,
-                            resources=worker_resources(args))
+                            resources=resource_flags(args))
     metric = pbt.spec.get("metric") or "score"
     table = Table(title=f"PBT member {member} and its replay from scratch ({metric})")
     for column in ("run", "experiment", "steps", metric):

@@ -85,6 +85,8 @@ class Standings:
     def including(self, member: MemberView) -> Standings:
         """These standings with `member`'s own (fresher) fitness in place of its stored one."""
         at = self.index(member.id)
+        if at is not None and self.fitness[at] == member.fitness:
+            return self  # the usual case: the member's view came from these standings
         if at is None:
             at = int(np.searchsorted(self.ids, member.id))
             ids, fit = np.insert(self.ids, at, member.id), np.insert(self.fitness, at, member.fitness)
