@@ -22,12 +22,14 @@ import statistics
 import sys
 import tempfile
 import time
+from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLES = os.path.join(os.path.dirname(HERE), "examples")
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 
 import numpy as np  # noqa: E402
+import scipy.stats  # noqa: E402,F401  (the t-test imports it on first use; keep that out of the timings)
 
 from pg import Postgres  # noqa: E402
 from poptrain.engines.standings import read_standings  # noqa: E402
@@ -50,10 +52,10 @@ def experiment(url: str, name: str, members: int, exploit: str = "truncation") -
     return exp
 
 
-def _writer(url: str, name: str, worker: str, task: str, count: int, start: mp.Event, times: mp.Queue) -> None:
+def _writer(url: str, name: str, worker: str, task: str, count: int, start: Any, times: mp.Queue) -> None:
     store = open_store(url, create=False)
     mine = store.claim(name, worker, 3600, time.time(), barrier=False) if task == "reports" else None
-    start.wait()
+    start.wait()  # every writer has opened the store (and leased its member): go together
     began = time.perf_counter()
     done = 0
     while done < count:
@@ -74,12 +76,11 @@ def throughput(url: str, task: str, writers: int, count: int) -> float:
     name = f"{task}-{writers}"
     experiment(url, name, 2 * writers)
     ctx = mp.get_context("spawn")
-    start, times = ctx.Event(), ctx.Queue()
+    start, times = ctx.Barrier(writers + 1, timeout=120), ctx.Queue()
     procs = [ctx.Process(target=_writer, args=(url, name, f"w{i}", task, count, start, times)) for i in range(writers)]
     for p in procs:
         p.start()
-    time.sleep(1.0 + 0.3 * writers)  # every writer has opened the store (and leased its member)
-    start.set()
+    start.wait()
     spans = []
     deadline = time.time() + 600
     while len(spans) < writers:
