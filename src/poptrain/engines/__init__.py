@@ -18,7 +18,6 @@ def run_engine(engine: str, store: Store, name: str, workers: int | None = None,
     `compile` is the vectorized engine's; `address` and `resources` (per worker: {"cpu": 2, "gpu": 0.5})
     are the Ray engine's.
     """
-    per_worker = worker_resources(resources, device)
     if engine in ("serial", "local", "ray") and trained_batched(store, name):
         raise SpecError(f"experiment {name!r} was trained by the vectorized engine (its checkpoints hold whole "
                         f"populations): continue it with engine 'vectorized'")
@@ -31,8 +30,9 @@ def run_engine(engine: str, store: Store, name: str, workers: int | None = None,
 
         run_local(store, name, workers=workers, trainable=trainable, progress=progress)
     elif engine == "ray":
-        from .ray import run_ray
+        from .ray import run_ray, worker_resources
 
+        per_worker = worker_resources(resources, device)
         run_ray(store, name, workers=workers, trainable=trainable, progress=progress, address=address,
                 num_cpus=per_worker["cpu"], num_gpus=per_worker["gpu"])
     elif engine == "vectorized":
@@ -41,20 +41,6 @@ def run_engine(engine: str, store: Store, name: str, workers: int | None = None,
         run_vectorized(store, name, trainable=trainable, progress=progress, device=device, compile=compile)
     else:
         raise SpecError(f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")
-
-
-def worker_resources(resources: Mapping[str, float] | None, device: str = "cpu") -> dict[str, float]:
-    """What each worker asks the cluster for: one CPU, and one GPU when the device is CUDA, unless told otherwise."""
-    out = {"cpu": 1.0, "gpu": 1.0 if device.startswith("cuda") else 0.0}
-    for key, value in (resources or {}).items():
-        if key not in out:
-            raise SpecError(f"resources: unknown resource {key!r} (known: cpu, gpu)")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
-            raise SpecError(f"resources: {key} must be a number >= 0, got {value!r}")
-        out[key] = float(value)
-    if out["cpu"] == 0 and out["gpu"] == 0:
-        raise SpecError("resources: a worker needs some cpu or gpu")
-    return out
 
 
 def trained_batched(store: Store, name: str) -> bool:

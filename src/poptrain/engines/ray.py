@@ -8,12 +8,26 @@ single machine), and checkpoints a folder or bucket every node reaches.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Mapping
 
-from ..errors import PoptrainError
+from ..errors import PoptrainError, SpecError
 from ..population import ACTIVE
 from ..store import Store, open_store
 from .progress import ProgressDisplay
+
+
+def worker_resources(resources: Mapping[str, float] | None, device: str = "cpu") -> dict[str, float]:
+    """What each worker asks the cluster for: one CPU, and one GPU when the device is CUDA, unless told otherwise."""
+    out = {"cpu": 1.0, "gpu": 1.0 if device.startswith("cuda") else 0.0}
+    for key, value in (resources or {}).items():
+        if key not in out:
+            raise SpecError(f"resources: unknown resource {key!r} (known: cpu, gpu)")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+            raise SpecError(f"resources: {key} must be a number >= 0, got {value!r}")
+        out[key] = float(value)
+    if out["cpu"] == 0 and out["gpu"] == 0:
+        raise SpecError("resources: a worker needs some cpu or gpu")
+    return out
 
 
 class RayWorker:
