@@ -1,7 +1,9 @@
 """A population of one architecture as a single batched model (torch.func: stack, vmap, grad).
 
 Every parameter and buffer gets a leading member axis; one call runs forward and backward for
-all members, each on its own data order. Exploit is an index copy along that axis.
+all members, each on its own data order. Exploit is an index copy along that axis. A plain stack
+of Linear layers and activations runs as batched matrix products directly; any other model runs
+under vmap.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ Tensor = torch.Tensor
 
 # Layers whose forward writes to their own buffers: vmap cannot batch that in-place update.
 UNBATCHABLE = (nn.modules.batchnorm._BatchNorm,)
+# Layers without parameters that act on each element (or each member's own slice) alone, so a
+# stacked [P, B, ...] input goes through them as it is.
+ELEMENTWISE = (nn.Identity, nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Mish, nn.Tanh, nn.Sigmoid,
+               nn.Softplus, nn.Dropout)
 
 
 class NotVectorizable(ValueError):
@@ -34,6 +40,26 @@ def check_vectorizable(model: nn.Module) -> None:
                 f"or the local engine")
 
 
+def linear_stack(model: nn.Module, prefix: str = "") -> list[str | nn.Module] | None:
+    """A Sequential of Linear and ELEMENTWISE layers as a list (a Linear by its parameters' prefix), else None."""
+    if not isinstance(model, nn.Sequential):
+        return None
+    layers: list[str | nn.Module] = []
+    for name, layer in model.named_children():
+        if isinstance(layer, nn.Sequential):
+            inner = linear_stack(layer, f"{prefix}{name}.")
+            if inner is None:
+                return None
+            layers += inner
+        elif type(layer) is nn.Linear:
+            layers.append(f"{prefix}{name}.")
+        elif type(layer) in ELEMENTWISE:
+            layers.append(layer)
+        else:
+            return None
+    return layers
+
+
 def member_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
     """Each member's mean cross-entropy, all at once: logits [P, B, classes], targets [P, B] -> [P]."""
     return F.cross_entropy(logits.transpose(1, 2), targets, reduction="none").mean(1)
@@ -48,7 +74,9 @@ class Population:
         params, buffers = stack_module_state(list(modules))
         self.params = {k: v.detach().to(self.device) for k, v in params.items()}
         self.buffers = {k: v.detach().to(self.device) for k, v in buffers.items()}
-        self.template = copy.deepcopy(modules[0]).to("meta")
+        self.template = copy.deepcopy(modules[0]).to("meta").train()
+        self.evaluator = copy.deepcopy(self.template).eval()  # dropout off when scoring
+        self.layers = linear_stack(self.template)
 
     @classmethod
     def from_factory(cls, factory: Callable[[], nn.Module], seeds: Sequence[int],
@@ -64,9 +92,29 @@ class Population:
     def _call(self, params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Tensor:
         return functional_call(self.template, (params, buffers), (x,))
 
+    def _evaluate(self, params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Tensor:
+        return functional_call(self.evaluator, (params, buffers), (x,))
+
+    def _stacked(self, params: dict[str, Tensor], x: Tensor, training: bool) -> Tensor:
+        """The linear stack's outputs for every member at once, without vmap's per-op batching rules."""
+        assert self.layers is not None
+        for layer in self.layers:
+            if isinstance(layer, str):
+                weight, bias = params[layer + "weight"], params.get(layer + "bias")
+                flat = x.reshape(self.size, -1, x.shape[-1])  # Linear acts on the last axis, whatever comes before
+                out = torch.bmm(flat, weight.transpose(1, 2))
+                if bias is not None:
+                    out = out + bias.unsqueeze(1)
+                x = out.reshape(*x.shape[:-1], out.shape[-1])
+            elif training or not isinstance(layer, nn.Dropout):  # dropout is the identity when scoring
+                x = layer(x)
+        return x
+
     def forward(self, x: Tensor) -> Tensor:
-        """Outputs of every member: `x` is [P, B, ...] (each member its own batch)."""
-        return vmap(self._call, randomness="different")(self.params, self.buffers, x)
+        """Every member's outputs in eval mode (dropout off): `x` is [P, B, ...], each member its own batch."""
+        if self.layers is not None and not torch.compiler.is_compiling():
+            return self._stacked(self.params, x, training=False)
+        return vmap(self._evaluate, randomness="different")(self.params, self.buffers, x)
 
     def gradients(self, loss_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor,
                   y: Tensor) -> tuple[dict[str, Tensor], Tensor]:
@@ -78,7 +126,10 @@ class Population:
             return vmap(grad_and_value(loss), randomness="different")(self.params, self.buffers, x, y)
         params = {k: v.detach().requires_grad_(True) for k, v in self.params.items()}
         with torch.enable_grad():
-            outputs = vmap(self._call, randomness="different")(params, self.buffers, x)
+            if self.layers is not None:
+                outputs = self._stacked(params, x, training=True)
+            else:
+                outputs = vmap(self._call, randomness="different")(params, self.buffers, x)
             if loss_fn is F.cross_entropy and outputs.dim() == 3:  # [P, B, classes]: skip vmap's slow nll_loss rule
                 losses = member_cross_entropy(outputs, y)
             else:

@@ -1,0 +1,90 @@
+"""A linear stack runs as batched matrix products; it must give what vmap gives, member by member."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from poptrain.torch.population import Population, linear_stack
+
+SEEDS = [3, 4, 5, 6]
+
+
+def mlp() -> nn.Module:
+    return nn.Sequential(nn.Linear(6, 16), nn.GELU(), nn.Sequential(nn.Linear(16, 8), nn.Tanh()), nn.Linear(8, 3))
+
+
+def batch(*shape: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(len(SEEDS), *shape, 6, generator=g), torch.randint(0, 3, (len(SEEDS), *shape), generator=g)
+
+
+def under_vmap(pop: Population) -> Population:
+    """The same population with the direct path switched off."""
+    twin = Population.from_factory(mlp, SEEDS)
+    twin.layers = None
+    twin.load_state_dict(pop.state_dict())
+    return twin
+
+
+def test_linear_stacks_are_recognised_and_other_models_are_not():
+    layers = linear_stack(mlp())
+    assert [x if isinstance(x, str) else type(x) for x in layers] == ["0.", nn.GELU, "2.0.", nn.Tanh, "3."]
+    assert linear_stack(nn.Sequential(nn.Flatten(), nn.Linear(4, 2))) is None
+    assert linear_stack(nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4))) is None
+    assert linear_stack(nn.Sequential(nn.Conv2d(1, 2, 3))) is None
+    assert linear_stack(nn.Linear(4, 2)) is None  # not a Sequential: its forward could be anything
+
+
+def test_direct_gradients_and_outputs_equal_vmaps():
+    pop = Population.from_factory(mlp, SEEDS)
+    assert pop.layers is not None
+    twin = under_vmap(pop)
+    x, y = batch(5)
+    grads, losses = pop.gradients(F.cross_entropy, x, y)
+    expected, expected_losses = twin.gradients(F.cross_entropy, x, y)
+    assert set(grads) == set(expected)
+    for k in grads:
+        torch.testing.assert_close(grads[k], expected[k], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(losses, expected_losses)
+    torch.testing.assert_close(pop.forward(x), twin.forward(x), rtol=1e-5, atol=1e-6)
+
+
+def test_extra_axes_before_the_features_are_kept():
+    pop = Population.from_factory(mlp, SEEDS)
+    x, _ = batch(5, 7)  # [P, B, T, features], as a sequence model would see
+    out = pop.forward(x)
+    assert out.shape == (len(SEEDS), 5, 7, 3)
+    torch.testing.assert_close(out, under_vmap(pop).forward(x), rtol=1e-5, atol=1e-6)
+
+
+def test_each_member_equals_its_own_model():
+    pop = Population.from_factory(mlp, SEEDS)
+    x, _ = batch(5)
+    out = pop.forward(x)
+    for i, seed in enumerate(SEEDS):
+        torch.manual_seed(seed)
+        model = mlp()
+        torch.testing.assert_close(out[i], model(x[i]), rtol=1e-5, atol=1e-6)
+
+
+def dropout_mlp() -> nn.Module:
+    return nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 3))
+
+
+def dropout_cnn() -> nn.Module:  # not a linear stack: runs under vmap
+    return nn.Sequential(nn.Unflatten(1, (1, 6)), nn.Conv1d(1, 4, 3), nn.Flatten(), nn.Dropout(0.5), nn.Linear(16, 3))
+
+
+def test_dropout_masks_differ_per_member_in_training_and_are_off_when_scoring():
+    for factory in (dropout_mlp, dropout_cnn):
+        pop = Population.from_factory(factory, [7, 7])  # two identical members
+        x = torch.randn(1, 10, 6).expand(2, 10, 6)
+        y = torch.zeros(2, 10, dtype=torch.long)
+        _, losses = pop.gradients(F.cross_entropy, x, y)
+        assert losses[0] != losses[1], factory.__name__  # each member draws its own mask
+        scored = pop.forward(x)
+        torch.testing.assert_close(scored[0], scored[1])
+        torch.manual_seed(7)
+        torch.testing.assert_close(scored[0], factory().eval()(x[0]), rtol=1e-5, atol=1e-6)
