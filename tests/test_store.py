@@ -134,6 +134,33 @@ def test_reports_versions_and_recent_scores(storage):
     assert reports[2].score is None and math.isnan(reports[2].metrics["acc"])
 
 
+def test_report_many_records_a_step_of_every_member(storage):
+    store = make(storage)
+    now = time.time()
+    store.claim_all("e", "batch", 60, now + 120)
+    store.report_many("e", "batch", 1, [(0, 0.1, {"acc": 0.1}, {"lr": 0.1}), (1, float("nan"), {}, {"lr": 0.2}),
+                                        (2, 0.3, {}, {"lr": 0.3})], now)
+    store.report_many("e", "batch", 1, [(m, 0.5 + m, {}, {"lr": 0.9}) for m in range(3)], now + 1)  # a retry replaces
+    assert [(r.member, r.step, r.score, r.hparams, r.time) for r in store.reports("e")] == \
+        [(m, 1, 0.5 + m, {"lr": 0.9}, now + 1) for m in range(3)]
+    assert [(m.step, m.version, m.last_score, m.hparams) for m in store.members("e")] == \
+        [(1, 2, 0.5 + m, {"lr": 0.9}) for m in range(3)]
+    store.report_many("e", "batch", 2, [(0, float("nan"), {}, {"lr": 0.9})], now + 2)
+    assert scores(store) == ([0, 1, 2], [None, 1.5, 2.5])
+
+
+def test_report_many_writes_nothing_unless_every_member_is_held(storage):
+    store = make(storage)
+    now = time.time()
+    store.claim_all("e", "batch", 60, now + 120)
+    store.release("e", 1, "batch")
+    before = store.members("e")
+    with pytest.raises(LeaseLost, match="member 1 "):
+        store.report_many("e", "batch", 1, [(m, 0.5, {}, {"lr": 0.9}) for m in range(3)], now)
+    assert store.reports("e") == [] and store.members("e") == before
+    assert scores(store) == ([], [])
+
+
 def test_scores_read_one_row_per_member_in_id_order(storage):
     store = make(storage, n=4)
     now = time.time()
@@ -182,13 +209,14 @@ def test_record_exploits_is_one_all_or_nothing_write(storage):
     now = time.time()
     both = [Event(member=m, step=4, source=2, source_step=4, old_hparams={"lr": 0.1}, new_hparams={"lr": 0.3 + m},
                   time=now) for m in (0, 1)]
-    with pytest.raises(LeaseLost):
+    with pytest.raises(LeaseLost, match="member 1 "):
         store.record_exploits("e", [both[0], replace(both[1], member=1, time=now + 1)], w(0))  # w0 does not hold 1
     assert store.events("e") == [] and store.member("e", 0).hparams == {"lr": 0.1}
     store.claim_all("e", "batch", 60, now + 120)
-    store.record_exploits("e", both, "batch")
+    store.record_exploits("e", [both[0], *both], "batch")  # an event twice in one batch counts once
+    store.record_exploits("e", both, "batch")  # a retried write records nothing more
     assert store.events("e") == both
-    assert [store.member("e", m).hparams for m in (0, 1)] == [{"lr": 0.3}, {"lr": 1.3}]
+    assert [(m.hparams, m.version) for m in store.members("e")[:2]] == [({"lr": 0.3}, 1), ({"lr": 1.3}, 1)]
 
 
 def test_rollback_drops_work_after_the_checkpoint(storage):
@@ -225,7 +253,7 @@ def test_rollback_keeps_the_decision_a_checkpoint_includes(storage, pending):
 def test_add_checkpoints_records_a_population_at_once_or_not_at_all(storage):
     store = make(storage)
     records = [(ckpt(m, 0), 0) for m in (0, 1)]
-    with pytest.raises(LeaseLost):
+    with pytest.raises(LeaseLost, match="member 1 "):
         store.add_checkpoints("e", records, 3, time.time(), w(0))  # w0 does not hold member 1
     assert store.checkpoints("e", 0) == [] and store.checkpoints("e", 1) == []
     store.claim_all("e", "batch", 60, time.time() + 120)

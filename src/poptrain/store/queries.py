@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, and_, bindparam, case, delete, false, func
 from ..population import ACTIVE
 from . import schema as t
 
-m, r, k = t.members.c, t.reports.c, t.checkpoints.c
+m, r, k, e = t.members.c, t.reports.c, t.checkpoints.c, t.events.c
 
 THIS_MEMBER = and_(m.experiment_id == bindparam("eid"), m.id == bindparam("mid"))
 CLAIMABLE = and_(m.experiment_id == bindparam("eid"), m.status == ACTIVE,
@@ -65,6 +65,12 @@ advance = {dialect: update(t.members).where(HELD_BY_ME)
            .values(step=bindparam("at_step"), last_score=bindparam("score"), hparams=bindparam("trained_with"),
                    version=m.version + 1, revision=revision(dialect))
            for dialect in ("postgresql", "sqlite", "other")}
+# record_exploits' events already there: (member, step, time) names an event
+events_at = select(e.member, e.step, e.time).where(e.experiment_id == bindparam("eid"),
+                                                   e.member.in_(bindparam("mids", expanding=True)),
+                                                   e.step.in_(bindparam("steps", expanding=True)))
+exploit = update(t.members).where(HELD_BY_ME).values(hparams=bindparam("new_hparams"), version=m.version + 1)
+add_event = insert(t.events)
 # the oldest transaction still running: every change a later read can see that this one cannot is stamped at or after it
 running_horizon = text("SELECT txid_snapshot_xmin(txid_current_snapshot())")
 changed_scores = (select(m.id, m.last_score, m.status, m.step, m.revision)
@@ -74,13 +80,13 @@ scores_at = (select(r.member, r.score)
              .where(r.experiment_id == bindparam("eid"), r.step == bindparam("at_step"), m.status != "failed")
              .order_by(r.member))
 
-THIS_MEMBERS_CHECKPOINTS = and_(k.experiment_id == bindparam("eid"), k.member == bindparam("mid"))
-last_seq = select(func.max(k.seq)).where(THIS_MEMBERS_CHECKPOINTS)
+THESE_MEMBERS_CHECKPOINTS = and_(k.experiment_id == bindparam("eid"), k.member.in_(bindparam("mids", expanding=True)))
+last_seqs = select(k.member, func.max(k.seq)).where(THESE_MEMBERS_CHECKPOINTS).group_by(k.member)
 add_checkpoint = insert(t.checkpoints)
 mark_current = update(t.members).where(THIS_MEMBER, m.version == bindparam("ver")).values(ckpt_version=bindparam("ver"))
 mark_ready = (update(t.members).where(HELD_BY_ME)
               .values(last_ready=bindparam("ready_step"), pending=bindparam("is_pending")))
-newest_kept = (select(k.seq).where(THIS_MEMBERS_CHECKPOINTS).order_by(k.seq.desc())
-               .limit(bindparam("keep")).scalar_subquery())
-collectable = select(k.seq, k.key).where(THIS_MEMBERS_CHECKPOINTS, k.seq.not_in(newest_kept),
-                                         k.pinned_until < bindparam("now"))
+newest_first = (select(k.member, k.seq, k.key, k.pinned_until).where(THESE_MEMBERS_CHECKPOINTS)
+                .order_by(k.member, k.seq.desc()))
+drop_checkpoint = delete(t.checkpoints).where(k.experiment_id == bindparam("eid"), k.member == bindparam("mid"),
+                                              k.seq == bindparam("at_seq"))

@@ -9,7 +9,7 @@ import os
 import random
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Iterator, NoReturn, Sequence, TypeVar
 
 try:
     import fcntl
@@ -433,33 +433,57 @@ class SQLStore(Store):
                     now: float) -> None:
         with self._tx() as c:
             eid = self._eid(c, name)
+            if not rows:
+                return
+            keys: list[dict[str, Any]] = []
+            advances: list[dict[str, Any]] = []
+            reports: list[dict[str, Any]] = []
             for member, score, metrics, hparams in rows:
-                score = clean_score(score)
-                keys = {"eid": eid, "mid": member, "at_step": step}
-                if not c.execute(q.advance[self._kind], {**keys, "wid": worker, "score": score,
-                                             "trained_with": _dumps(hparams)}).rowcount:
-                    raise LeaseLost(f"member {member} is no longer held by worker {worker}")
-                c.execute(q.drop_report, keys)
-                c.execute(q.add_report, {"experiment_id": eid, "member": member, "step": step, "score": score,
-                                         "metrics": _dumps(metrics), "hparams": _dumps(hparams), "time": now})
+                score, trained_with = clean_score(score), _dumps(hparams)
+                key = {"eid": eid, "mid": member, "at_step": step}
+                keys.append(key)
+                advances.append({**key, "wid": worker, "score": score, "trained_with": trained_with})
+                reports.append({"experiment_id": eid, "member": member, "step": step, "score": score,
+                                "metrics": _dumps(metrics), "hparams": trained_with, "time": now})
+            # one statement each, run with every row's parameters; rowcount sums over them (sqlite3, psycopg)
+            if c.execute(q.advance[self._kind], advances).rowcount < len(rows):
+                self._lease_lost(c, eid, [member for member, *_ in rows], worker)
+            c.execute(q.drop_report, keys)
+            c.execute(q.add_report, reports)
+
+    @staticmethod
+    def _lease_lost(c: Connection, eid: int, members: list[int], worker: str) -> NoReturn:
+        """Raise LeaseLost naming the first of `members` that `worker` does not hold."""
+        m = t.members.c
+        held = set(c.execute(select(m.id).where(m.experiment_id == eid, m.id.in_(members), m.worker == worker))
+                   .scalars())
+        lost = next((member for member in members if member not in held), members[0])
+        raise LeaseLost(f"member {lost} is no longer held by worker {worker}")
 
     def record_exploit(self, name: str, ev: Event, worker: str) -> None:
         self.record_exploits(name, [ev], worker)
 
     def record_exploits(self, name: str, events: list[Event], worker: str) -> None:
-        e = t.events.c
         with self._tx() as c:
             eid = self._eid(c, name)
+            # a retry after a commit whose acknowledgement was lost finds its events already there
+            found = c.execute(q.events_at, {"eid": eid, "mids": sorted({ev.member for ev in events}),
+                                            "steps": sorted({ev.step for ev in events})})
+            seen = {tuple(row) for row in found}
+            new: list[Event] = []
             for ev in events:
-                # a retry after a commit whose acknowledgement was lost finds its event already there
-                if c.execute(select(e.id).where(e.experiment_id == eid, e.member == ev.member, e.step == ev.step,
-                                                e.time == ev.time).limit(1)).first():
-                    continue
-                self._held(c, eid, ev.member, worker, hparams=_dumps(ev.new_hparams), version=t.members.c.version + 1)
-                c.execute(insert(t.events).values(
-                    experiment_id=eid, member=ev.member, step=ev.step, source=ev.source, source_step=ev.source_step,
-                    old_hparams=_dumps(ev.old_hparams), new_hparams=_dumps(ev.new_hparams),
-                    source_hparams=_dumps(ev.source_hparams), kind=ev.kind, time=ev.time))
+                if (ev.member, ev.step, ev.time) not in seen:
+                    seen.add((ev.member, ev.step, ev.time))
+                    new.append(ev)
+            if not new:
+                return
+            changes = [{"eid": eid, "mid": ev.member, "wid": worker, "new_hparams": _dumps(ev.new_hparams)} for ev in new]
+            if c.execute(q.exploit, changes).rowcount < len(new):
+                self._lease_lost(c, eid, [ev.member for ev in new], worker)
+            c.execute(q.add_event, [{
+                "experiment_id": eid, "member": ev.member, "step": ev.step, "source": ev.source,
+                "source_step": ev.source_step, "old_hparams": _dumps(ev.old_hparams), "new_hparams": _dumps(ev.new_hparams),
+                "source_hparams": _dumps(ev.source_hparams), "kind": ev.kind, "time": ev.time} for ev in new])
 
     def mark_ready(self, name: str, member: int, worker: str, step: int) -> None:
         with self._tx() as c:
@@ -567,27 +591,33 @@ class SQLStore(Store):
 
     def add_checkpoints(self, name: str, records: list[tuple[CheckpointRecord, int]], keep: int, now: float,
                         worker: str) -> list[str]:
-        k = t.checkpoints.c
-        dropped: list[str] = []
         with self._tx() as c:
             eid = self._eid(c, name)
-            for ckpt, version in records:
-                keys = {"eid": eid, "mid": ckpt.member}
-                ready = {**keys, "wid": worker, "ready_step": ckpt.last_ready, "is_pending": ckpt.pending}
-                if not c.execute(q.mark_ready, ready).rowcount:
-                    raise LeaseLost(f"member {ckpt.member} is no longer held by worker {worker}")
-                seq = (c.execute(q.last_seq, keys).scalar() or 0) + 1
-                c.execute(q.add_checkpoint, {
+            if not records:
+                return []
+            members = [ckpt.member for ckpt, _ in records]
+            ready = [{"eid": eid, "mid": ckpt.member, "wid": worker, "ready_step": ckpt.last_ready,
+                      "is_pending": ckpt.pending} for ckpt, _ in records]
+            if c.execute(q.mark_ready, ready).rowcount < len(records):
+                self._lease_lost(c, eid, members, worker)
+            last = {member: seq for member, seq in c.execute(q.last_seqs, {"eid": eid, "mids": members})}
+            added: list[dict[str, Any]] = []
+            for ckpt, _ in records:
+                last[ckpt.member] = seq = last.get(ckpt.member, 0) + 1
+                added.append({
                     "experiment_id": eid, "member": ckpt.member, "seq": seq, "step": ckpt.step, "key": ckpt.key,
                     "checksum": ckpt.checksum, "hparams": _dumps(ckpt.hparams), "last_ready": ckpt.last_ready,
                     "pending": ckpt.pending, "created": ckpt.created, "pinned_until": ckpt.pinned_until})
-                c.execute(q.mark_current, {**keys, "ver": version})
-                old = c.execute(q.collectable, {**keys, "keep": keep, "now": now}).all()
-                if old:
-                    c.execute(delete(t.checkpoints).where(k.experiment_id == eid, k.member == ckpt.member,
-                                                          k.seq.in_([row.seq for row in old])))
-                    dropped.extend(row.key for row in old)
-        return dropped
+            c.execute(q.add_checkpoint, added)
+            c.execute(q.mark_current, [{"eid": eid, "mid": ckpt.member, "ver": version} for ckpt, version in records])
+            # every member keeps its newest `keep` checkpoints, and any pinned ones
+            kept: dict[int, list[Any]] = {member: [] for member in members}
+            for row in c.execute(q.newest_first, {"eid": eid, "mids": members}):
+                kept[row.member].append(row)
+            old = [row for rows in kept.values() for row in rows[keep:] if row.pinned_until < now]
+            if old:
+                c.execute(q.drop_checkpoint, [{"eid": eid, "mid": row.member, "at_seq": row.seq} for row in old])
+            return [row.key for row in old]
 
     def checkpoints(self, name: str, member: int) -> list[CheckpointRecord]:
         k = t.checkpoints.c
