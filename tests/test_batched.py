@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -149,3 +151,91 @@ def test_momentum_switched_on_mid_run_matches_torch_optim():
         reference.step()
     for name, tensor in alone.state_dict().items():
         torch.testing.assert_close(pop.member_state_dict(0)[name], tensor, rtol=1e-5, atol=1e-6)
+
+
+def test_sgd_shortcuts_follow_momentum_writes_copies_and_loads(monkeypatch):
+    """The eager step's host-side flags (every member moving, every buffer started) never outlive what they describe."""
+    hparams = [{"lr": 0.1, "momentum": 0.9, "dampening": 0.1, "weight_decay": 1e-3}, {"lr": 0.05, "momentum": 0.8},
+               {"lr": 0.2, "momentum": 0.0, "dampening": 0.2, "weight_decay": 1e-2}]
+    pop = Population.from_factory(model, SEEDS)
+    opt = BatchedSGD(pop.params, **batched_hparams([{"dampening": 0.0, "weight_decay": 0.0, **h} for h in hparams]))
+    alone = [single(seed) for seed in SEEDS]
+    references = [torch.optim.SGD(m.parameters(), **h) for m, h in zip(alone, hparams)]
+    paths = []
+
+    def spy(method, letter):
+        def call(*args):
+            paths.append(letter)
+            return method(*args)
+        return call
+
+    monkeypatch.setattr(opt, "_general_step", spy(opt._general_step, "g"))
+    monkeypatch.setattr(opt, "_moving_step", spy(opt._moving_step, "m"))
+
+    def set_momentum(member: int, momentum: float) -> None:
+        opt.set_hparams(member, {"momentum": momentum})
+        references[member].param_groups[0]["momentum"] = momentum
+
+    xs, ys = data(steps=12)
+    for step, (x, y) in enumerate(zip(xs, ys)):
+        if step == 2:  # member 1 takes member 2's weights and its buffer, which has never started
+            pop.copy_members([1], [2])
+            opt.copy_members([1], [2])
+            alone[1].load_state_dict(alone[2].state_dict())
+            references[1] = torch.optim.SGD(alone[1].parameters(), **hparams[1])
+            set_momentum(2, 0.5)  # now every member moves, two of them from unstarted buffers
+            saved = pop.state_dict(), opt.state_dict(), copy.deepcopy((alone, references))
+        if step == 5:
+            set_momentum(0, 0.0)
+        if step == 6:
+            set_momentum(0, 0.9)  # its buffer resumes where it stopped
+        if step == 9:  # back to step 2: the flags of steps 3 to 8 no longer hold
+            pop.load_state_dict(saved[0])
+            opt.load_state_dict(saved[1])
+            alone, references = copy.deepcopy(saved[2])
+        opt.step(pop.gradients(F.cross_entropy, x, y)[0])
+        for i, (m, reference) in enumerate(zip(alone, references)):
+            reference.zero_grad()
+            F.cross_entropy(m(x[i]), y[i]).backward()
+            reference.step()
+            for name, tensor in m.state_dict().items():
+                torch.testing.assert_close(pop.member_state_dict(i)[name], tensor, rtol=1e-5, atol=1e-6)
+    assert "".join(paths) == "gggmmggmmgmm"  # the shortcut (m) ran, so the checks above covered it
+
+
+def test_sgd_reads_hyperparameters_that_a_load_replaced():
+    """Loaded values are new tensors as unwritten as the old ones: the step must still see them."""
+    pop = Population.from_factory(model, SEEDS)
+    opt = BatchedSGD(pop.params, lr=0.1, momentum=0.9)
+    xs, ys = data(steps=4)
+    for x, y in zip(xs[:2], ys[:2]):
+        opt.step(pop.gradients(F.cross_entropy, x, y)[0])
+    state = opt.state_dict()
+    state["values"]["momentum"][1] = 0.0
+    opt.load_state_dict(state)
+    for x, y in zip(xs[2:], ys[2:]):
+        opt.step(pop.gradients(F.cross_entropy, x, y)[0])
+    for name, slots in state["state"].items():  # torch.optim leaves the buffer alone while momentum is 0
+        assert torch.equal(opt.state[name]["momentum_buffer"][1], slots["momentum_buffer"][1])
+
+
+@pytest.mark.parametrize("case", ["adam", "adamw"])
+def test_adam_follows_hyperparameters_written_mid_run(case):
+    make_batched, make_torch, hparams = CASES[case]
+    pop = Population.from_factory(model, SEEDS)
+    opt = make_batched(pop.params, batched_hparams(hparams))
+    alone = [single(seed) for seed in SEEDS]
+    references = [make_torch(m.parameters(), h) for m, h in zip(alone, hparams)]
+    xs, ys = data()
+    for step, (x, y) in enumerate(zip(xs, ys)):
+        if step == 3:  # explore changes what the step derives from lr and the betas
+            opt.set_hparams(1, {"lr": 0.02, "betas": (0.7, 0.95)})
+            references[1].param_groups[0].update(lr=0.02, betas=(0.7, 0.95))
+        opt.step(pop.gradients(F.cross_entropy, x, y)[0])
+        for i, (m, reference) in enumerate(zip(alone, references)):
+            reference.zero_grad()
+            F.cross_entropy(m(x[i]), y[i]).backward()
+            reference.step()
+    for i, m in enumerate(alone):
+        for name, tensor in m.state_dict().items():
+            torch.testing.assert_close(pop.member_state_dict(i)[name], tensor, rtol=1e-5, atol=1e-6)

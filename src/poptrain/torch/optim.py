@@ -27,6 +27,12 @@ def _along(values: Tensor, like: Tensor) -> Tensor:
     return values.view(-1, *([1] * (like.dim() - 1)))
 
 
+def _along_each(values: Tensor, dims: list[int]) -> list[Tensor]:
+    """A [P] tensor shaped to broadcast against each parameter, given their numbers of dimensions."""
+    shaped = {d: values.view(-1, *([1] * (d - 1))) for d in set(dims)}
+    return [shaped[d] for d in dims]
+
+
 class BatchedOptimizer:
     """Shared bookkeeping: per-member hyperparameters and state, exploit as an index copy."""
 
@@ -37,10 +43,36 @@ class BatchedOptimizer:
         self.params, self.size, self.device = params, first.shape[0], first.device
         self.values = {k: _per_member(v, self.size, self.device, k) for k, v in values.items()}
         self.state: dict[str, dict[str, Tensor]] = self.initial_state()
+        self._dims = [p.dim() for p in params.values()]
+        self._views: dict[str, list[Tensor]] = {}
+        self._stamp: list[tuple[int, int]] = []  # (id, version) of each tensor in self.values when _views were made
+        self._stamped: list[Tensor] = []
 
     def initial_state(self) -> dict[str, dict[str, Tensor]]:
         """The state before any step, made up front so that a compiled step never sees it grow."""
         return {}
+
+    def derived(self) -> dict[str, Tensor]:
+        """[P] tensors that the step needs and that follow from the hyperparameters alone."""
+        return {}
+
+    def read_flags(self) -> None:
+        """Read host-side flags from the hyperparameters, once after each change, so that an eager step needs no sync."""
+
+    def hparam_views(self) -> dict[str, list[Tensor]]:
+        """Each hyperparameter and `derived` tensor shaped against every parameter; eagerly, kept until one is written."""
+        if torch.compiler.is_compiling():
+            return self._make_views()
+        # _version counts in-place writes (set_hparams or any other); a new id is a replaced tensor (load_state_dict)
+        stamp = [(id(t), t._version) for t in self.values.values()]
+        if stamp != self._stamp:
+            self._views = self._make_views()
+            self.read_flags()
+            self._stamp, self._stamped = stamp, list(self.values.values())  # held, so that no new tensor takes an id
+        return self._views
+
+    def _make_views(self) -> dict[str, list[Tensor]]:
+        return {k: _along_each(t, self._dims) for k, t in {**self.values, **self.derived()}.items()}
 
     def set_hparams(self, member: int, hparams: dict[str, Any]) -> None:
         """Write a member's hyperparameters (the ones this optimiser has; others are ignored)."""
@@ -79,6 +111,9 @@ class BatchedSGD(BatchedOptimizer):
                  dampening: Any = 0.0, nesterov: bool = False) -> None:
         super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay, dampening=dampening)
         self.nesterov = nesterov
+        self._all_moving = False  # every member's momentum is nonzero
+        self._decays = True  # some member's weight decay is nonzero
+        self._all_started = False  # every member's buffer has started, for every parameter (copies cannot undo it)
 
     def initial_state(self) -> dict[str, dict[str, Tensor]]:
         """Per parameter: the momentum buffer and which members have started it (their first step with momentum)."""
@@ -86,23 +121,50 @@ class BatchedSGD(BatchedOptimizer):
                        "started": torch.zeros(self.size, dtype=torch.bool, device=self.device)}
                 for name, p in self.params.items()}
 
+    def derived(self) -> dict[str, Tensor]:
+        return {"1-dampening": 1 - self.values["dampening"]}
+
+    def read_flags(self) -> None:
+        self._all_moving = bool(self.values["momentum"].ne(0).all())
+        self._decays = bool(self.values["weight_decay"].ne(0).any())
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._all_started = False  # until the next step in which every member moves
+
     @torch.no_grad()
     def step(self, grads: dict[str, Tensor]) -> None:
+        # branching on tensor values would split a compiled graph; compiled, the general path fuses anyway
+        if torch.compiler.is_compiling():
+            self._general_step(grads)
+            return
+        views = self.hparam_views()
+        if self._all_moving and self._all_started:
+            self._moving_step(grads, views)
+        else:
+            self._general_step(grads)
+            self._all_started = self._all_moving
+
+    def _moving_step(self, grads: dict[str, Tensor], views: dict[str, list[Tensor]]) -> None:
+        """The usual case, every member with momentum and a started buffer: the general step's numbers in fewer passes."""
+        params = list(self.params.values())
+        bufs = [self.state[name]["momentum_buffer"] for name in self.params]
+        g = [grads[name] for name in self.params]
+        if self._decays:
+            g = list(torch._foreach_addcmul(g, params, views["weight_decay"]))
+        torch._foreach_mul_(bufs, views["momentum"])
+        torch._foreach_addcmul_(bufs, g, views["1-dampening"])
+        step = torch._foreach_addcmul(g, bufs, views["momentum"]) if self.nesterov else bufs
+        torch._foreach_addcmul_(params, step, views["lr"], value=-1)
+
+    def _general_step(self, grads: dict[str, Tensor]) -> None:
+        """Any mix of members with and without momentum, with buffers started or not."""
         v = self.values
         moving = v["momentum"] != 0  # torch.optim keeps no buffer while a member's momentum is 0
-        # branching on tensor values would split a compiled graph; compiled, the general path fuses anyway
-        eager = not torch.compiler.is_compiling()
-        everyone_moving = eager and bool(moving.all())
-        undamped = everyone_moving and not bool(v["dampening"].any())
         for name, p in self.params.items():
             lr, momentum, dampening = _along(v["lr"], p), _along(v["momentum"], p), _along(v["dampening"], p)
             g = grads[name] + _along(v["weight_decay"], p) * p
             buf, started = self.state[name]["momentum_buffer"], self.state[name]["started"]
-            if everyone_moving and bool(started.all()):
-                # the usual case, the same numbers as the general one below in fewer passes over memory
-                buf.mul_(momentum).add_(g if undamped else (1 - dampening) * g)
-                p.sub_(lr * (g.add_(momentum * buf) if self.nesterov else buf))
-                continue
             # a member's buffer starts at its first gradient with momentum, then decays and accumulates
             updated = torch.where(_along(started, p), momentum * buf + (1 - dampening) * g, g)
             buf.copy_(torch.where(_along(moving, p), updated, buf))
@@ -127,6 +189,10 @@ class BatchedAdam(BatchedOptimizer):
                 **{name: {"exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
                    for name, p in self.params.items()}}
 
+    def derived(self) -> dict[str, Tensor]:
+        v = self.values
+        return {"1-beta1": 1 - v["beta1"], "1-beta2": 1 - v["beta2"], "1-lr*wd": 1 - v["lr"] * v["weight_decay"]}
+
     def set_hparams(self, member: int, hparams: dict[str, Any]) -> None:
         super().set_hparams(member, hparams)
         if "betas" in hparams:
@@ -134,24 +200,26 @@ class BatchedAdam(BatchedOptimizer):
 
     @torch.no_grad()
     def step(self, grads: dict[str, Tensor]) -> None:
-        v = self.values
+        v, views = self.values, self.hparam_views()
         count = self.state["_"]["step"]
         count.add_(1)
-        for name, p in self.params.items():
-            lr, wd = _along(v["lr"], p), _along(v["weight_decay"], p)
-            beta1, beta2, eps = _along(v["beta1"], p), _along(v["beta2"], p), _along(v["eps"], p)
-            g = grads[name]
-            if self.decoupled:
-                p.mul_(1 - lr * wd)
-            else:
-                g = g + wd * p
-            m, s = self.state[name]["exp_avg"], self.state[name]["exp_avg_sq"]
-            m.lerp_(g, 1 - beta1)
-            s.mul_(beta2).add_((1 - beta2) * g * g)
-            t = _along(count, p)
-            bias1, bias2 = 1 - beta1 ** t, 1 - beta2 ** t
-            denom = s.sqrt() / bias2.sqrt() + eps
-            p.sub_((lr / bias1) * m / denom)
+        bias1, bias2 = 1 - v["beta1"] ** count, 1 - v["beta2"] ** count
+        step_size, bias2_sqrt = _along_each(v["lr"] / bias1, self._dims), _along_each(bias2.sqrt(), self._dims)
+        params = list(self.params.values())
+        m = [self.state[name]["exp_avg"] for name in self.params]
+        s = [self.state[name]["exp_avg_sq"] for name in self.params]
+        g = [grads[name] for name in self.params]
+        if self.decoupled:
+            torch._foreach_mul_(params, views["1-lr*wd"])
+        else:
+            g = list(torch._foreach_addcmul(g, params, views["weight_decay"]))
+        torch._foreach_lerp_(m, g, views["1-beta1"])
+        torch._foreach_mul_(s, views["beta2"])
+        torch._foreach_addcmul_(s, torch._foreach_mul(g, views["1-beta2"]), g)
+        denom = torch._foreach_sqrt(s)
+        torch._foreach_div_(denom, bias2_sqrt)
+        torch._foreach_add_(denom, views["eps"])
+        torch._foreach_addcdiv_(params, torch._foreach_mul(m, step_size), denom, value=-1)
 
 
 def BatchedAdamW(params: dict[str, Tensor], lr: Any, beta1: Any = 0.9, beta2: Any = 0.999, eps: Any = 1e-8,
