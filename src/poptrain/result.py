@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from . import analysis
 from .errors import StorageError
 from .population import FAILED
 from .store import CheckpointRecord, CheckpointStore, Event, Store, open_store
 from .store.base import best_by_mode
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# pandas (and `analysis`, built on it) load when a frame is first asked for: training and `best()`
+# never need them, and they cost a third of a second at start-up.
+
+
+def _frame(rows: list[dict[str, Any]], columns: list[str] | None = None) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame(rows, columns=columns)
 
 
 @dataclass(frozen=True)
@@ -44,7 +53,7 @@ class Result:
         """One row per member: status, step, last score, current hyperparameters."""
         rows = [{"member": m.id, "status": m.status, "step": m.step, "score": m.last_score,
                  "failures": m.failures, **m.hparams} for m in self.store.members(self.name)]
-        return pd.DataFrame(rows)
+        return _frame(rows)
 
     def best(self) -> BestMember:
         """The member with the best last score (failed members excluded)."""
@@ -64,7 +73,7 @@ class Result:
         rows = [{"member": r.member, "step": r.step, "score": r.score,
                  **{f"metric.{k}": v for k, v in r.metrics.items()}, **r.hparams, "time": r.time}
                 for r in self.store.reports(self.name)]
-        return pd.DataFrame(rows, columns=None if rows else ["member", "step", "score", "time"])
+        return _frame(rows, None if rows else ["member", "step", "score", "time"])
 
     def events(self) -> list[Event]:
         """Every exploit in the order it happened."""
@@ -72,22 +81,30 @@ class Result:
 
     def lineage(self, member_id: int) -> pd.DataFrame:
         """The exploit events that made a member, oldest first: whom it (and its ancestors) copied, when."""
+        from . import analysis
+
         chain = analysis.ancestry(self.store.events(self.name), member_id)
         rows = [{"member": e.member, "step": e.step, "source": e.source, "source_step": e.source_step,
                  "old_hparams": e.old_hparams, "new_hparams": e.new_hparams} for e in chain]
-        return pd.DataFrame(rows, columns=["member", "step", "source", "source_step", "old_hparams", "new_hparams"])
+        return _frame(rows, ["member", "step", "source", "source_step", "old_hparams", "new_hparams"])
 
     def tree(self) -> pd.DataFrame:
         """The lineage tree: every member's segments between exploits and the source of each."""
+        from . import analysis
+
         return analysis.segments(self.store.reports(self.name), self.store.events(self.name))
 
     def winning_lineage(self, member_id: int | None = None) -> pd.DataFrame:
         """The best (or given) member's ancestry stitched into one curve and schedule from step 0."""
+        from . import analysis
+
         member = self.best().id if member_id is None else member_id
         return analysis.winning_lineage(self.store.reports(self.name), self.store.events(self.name), member)
 
     def replay_spec(self, member_id: int | None = None, name: str | None = None) -> dict[str, Any]:
         """A spec that retrains one member from scratch on the best (or given) member's schedule."""
+        from . import analysis
+
         curve = self.winning_lineage(member_id)
         root = self.store.member(self.name, int(curve["member"].iloc[0]))
         member = self.best().id if member_id is None else member_id
@@ -95,14 +112,20 @@ class Result:
 
     def explore_counts(self) -> pd.DataFrame:
         """Per hyperparameter: exploits, and how many times explore perturbed, resampled, ... it."""
+        from . import analysis
+
         return analysis.explore_counts(self.store.events(self.name), self.spec)
 
     def copies(self) -> pd.DataFrame:
         """Who copied whom, how often."""
+        from . import analysis
+
         return analysis.copies(self.store.events(self.name))
 
     def diversity(self) -> pd.DataFrame:
         """The population's spread of each hyperparameter at each step."""
+        from . import analysis
+
         return analysis.diversity(self.store.reports(self.name), self.spec)
 
     def ancestors(self, member_id: int) -> list[int]:
@@ -112,7 +135,7 @@ class Result:
     def schedule(self, member_id: int) -> pd.DataFrame:
         """The member's hyperparameters at each step it reported."""
         rows = [{"step": r.step, **r.hparams} for r in self.store.reports(self.name) if r.member == member_id]
-        return pd.DataFrame(rows)
+        return _frame(rows)
 
     # figures (plotly): the same ones the HTML report and the dashboard draw
     def plot_scores(self) -> Any:
