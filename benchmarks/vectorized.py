@@ -1,8 +1,9 @@
 """The vectorized engine against the local engine, and a population step against a single-model step.
 
 1. mlp_digits with 32 members (same seeds, hyperparameters, intervals and policy) on the local
-   engine with 2 workers and on the vectorized engine, in this run: member-intervals per second
-   of each and their ratio.
+   engine with 2 workers and on the vectorized engine, in this run, alternately: member-intervals
+   per second of each (median of the repeats) and their ratio. Each run includes starting up
+   (worker processes, imports, reading the data) and every store write and checkpoint.
 2. The best accuracy PBT reaches on mlp_digits on both engines over 3 seeds (same compute).
 3. The time of one vectorized population epoch over one single-model epoch, for 8, 32 and 128
    members on the CPU (and 256 and 1024 on a CUDA GPU when there is one): the "near
@@ -10,7 +11,7 @@
 4. torch.compile (the engine's `compile` flag): one population epoch compiled against eager, and
    how long compiling takes (with an empty inductor cache, as on a fresh machine).
 
-    python benchmarks/vectorized.py [--members 32] [--steps 30]
+    python benchmarks/vectorized.py [--members 32] [--steps 30] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -33,16 +34,21 @@ from mlp_digits import MLPDigits, MLPDigitsPopulation  # noqa: E402
 from poptrain.spec import load_spec  # noqa: E402
 
 
-def engines(members: int, steps: int, folder: str) -> None:
-    rates = {}
-    for engine in ("local", "vectorized"):
-        exp = load_spec(os.path.join(EXAMPLES, "mlp_digits.toml"), storage=f"sqlite:///{folder}/{engine}.db",
-                        population=members, steps=steps)
-        start = time.perf_counter()
-        exp.run(engine=engine, workers=2)
-        rates[engine] = members * steps / (time.perf_counter() - start)
-        print(f"  {engine:>10}: {rates[engine]:8.1f} member-intervals/s")
-    print(f"  vectorized / local: {rates['vectorized'] / rates['local']:.1f}x")
+def engines(members: int, steps: int, repeats: int, folder: str) -> None:
+    """Both engines in turn, `repeats` times each; the median rate of each and their ratio (the machine is noisy)."""
+    rates: dict[str, list[float]] = {"local": [], "vectorized": []}
+    for repeat in range(repeats):
+        for engine in rates:
+            exp = load_spec(os.path.join(EXAMPLES, "mlp_digits.toml"), name=f"mlp_digits-{repeat}",
+                            storage=f"sqlite:///{folder}/{engine}.db", population=members, steps=steps)
+            start = time.perf_counter()
+            exp.run(engine=engine, workers=2)
+            rates[engine].append(members * steps / (time.perf_counter() - start))
+        print(f"  run {repeat + 1}: local {rates['local'][-1]:6.1f}, vectorized {rates['vectorized'][-1]:6.1f} "
+              f"member-intervals/s = {rates['vectorized'][-1] / rates['local'][-1]:.1f}x")
+    local, vectorized = statistics.median(rates["local"]), statistics.median(rates["vectorized"])
+    print(f"  median: local {local:.1f}, vectorized {vectorized:.1f} member-intervals/s; "
+          f"vectorized / local: {vectorized / local:.1f}x")
 
 
 def accuracy(seeds: int, folder: str) -> None:
@@ -115,12 +121,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, default=32)
     parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     print(f"cpus={os.cpu_count()} torch={torch.__version__} cuda={torch.cuda.is_available()}")
     print(f"1. mlp_digits, {args.members} members x {args.steps} epochs:")
     with tempfile.TemporaryDirectory() as folder:
-        engines(args.members, args.steps, folder)
+        engines(args.members, args.steps, args.repeats, folder)
         print("2. best accuracy of mlp_digits (8 members x 30 epochs), local vs vectorized engine:")
         accuracy(3, folder)
     print("3. one population epoch / one single-model epoch:")
