@@ -4,6 +4,8 @@
    engine with 2 workers and on the vectorized engine, in this run, alternately: member-intervals
    per second of each (median of the repeats) and their ratio. Each run includes starting up
    (worker processes, imports, reading the data) and every store write and checkpoint.
+   On a CUDA GPU, also the vectorized engine there with 256 and 1024 members, against the local
+   engine's rate (which its two workers bound, whatever the population).
 2. The best accuracy PBT reaches on mlp_digits on both engines over 3 seeds (same compute).
 3. The time of one vectorized population epoch over one single-model epoch, for 8, 32 and 128
    members on the CPU (and 256 and 1024 on a CUDA GPU when there is one): the "near
@@ -11,7 +13,10 @@
 4. torch.compile (the engine's `compile` flag): one population epoch compiled against eager, and
    how long compiling takes (with an empty inductor cache, as on a fresh machine).
 
-    python benchmarks/vectorized.py [--members 32] [--steps 30] [--repeats 3]
+    python benchmarks/vectorized.py [--members 32] [--steps 30] [--repeats 3] [--smoke]
+
+`--smoke` runs every section at toy sizes, the GPU ones on the CPU: the test suite runs it so
+that the script keeps working on machines CI does not have.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from mlp_digits import MLPDigits, MLPDigitsPopulation  # noqa: E402
 from poptrain.spec import load_spec  # noqa: E402
 
 
-def engines(members: int, steps: int, repeats: int, folder: str) -> None:
+def engines(members: int, steps: int, repeats: int, folder: str) -> float:
     """Both engines in turn, `repeats` times each; the median rate of each and their ratio (the machine is noisy)."""
     rates: dict[str, list[float]] = {"local": [], "vectorized": []}
     for repeat in range(repeats):
@@ -49,15 +54,27 @@ def engines(members: int, steps: int, repeats: int, folder: str) -> None:
     local, vectorized = statistics.median(rates["local"]), statistics.median(rates["vectorized"])
     print(f"  median: local {local:.1f}, vectorized {vectorized:.1f} member-intervals/s; "
           f"vectorized / local: {vectorized / local:.1f}x")
+    return local
 
 
-def accuracy(seeds: int, folder: str) -> None:
+def large_populations(sizes: list[int], steps: int, device: str, local: float, folder: str) -> None:
+    """The vectorized engine on `device` at each population size, against the local engine's rate."""
+    for size in sizes:
+        exp = load_spec(os.path.join(EXAMPLES, "mlp_digits.toml"), name=f"mlp_digits-{device}-{size}",
+                        storage=f"sqlite:///{folder}/large.db", population=size, steps=steps)
+        start = time.perf_counter()
+        exp.run(engine="vectorized", device=device)
+        rate = size * steps / (time.perf_counter() - start)
+        print(f"  {size:5d} members on {device}: {rate:8.1f} member-intervals/s = {rate / local:.1f}x the local engine")
+
+
+def accuracy(seeds: int, folder: str, **sizes: int) -> None:
     """The best accuracy PBT reaches on each engine with the same members, steps and policy."""
-    best = {"local": [], "vectorized": []}
+    best: dict[str, list[float]] = {"local": [], "vectorized": []}
     for seed in range(seeds):
         for engine in best:
             exp = load_spec(os.path.join(EXAMPLES, "mlp_digits.toml"), seed=seed,
-                            storage=f"sqlite:///{folder}/acc-{engine}-{seed}.db")
+                            storage=f"sqlite:///{folder}/acc-{engine}-{seed}.db", **sizes)
             best[engine].append(exp.run(engine=engine, workers=2).best().score)
         print(f"  seed {seed}: local {best['local'][-1]:.4f}  vectorized {best['vectorized'][-1]:.4f}")
     print(f"  mean best accuracy: local {statistics.mean(best['local']):.4f}, "
@@ -122,22 +139,29 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=32)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true", help="every section at toy sizes, the GPU ones on the CPU")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
+    accelerator = "cuda" if torch.cuda.is_available() else "cpu" if args.smoke else None
+    if args.smoke:
+        args.members, args.steps, args.repeats = 4, 3, 1
+    small, large = ([2, 4], [8]) if args.smoke else ([8, 32, 128], [256, 1024])
     print(f"cpus={os.cpu_count()} torch={torch.__version__} cuda={torch.cuda.is_available()}")
     print(f"1. mlp_digits, {args.members} members x {args.steps} epochs:")
     with tempfile.TemporaryDirectory() as folder:
-        engines(args.members, args.steps, args.repeats, folder)
-        print("2. best accuracy of mlp_digits (8 members x 30 epochs), local vs vectorized engine:")
-        accuracy(3, folder)
+        local = engines(args.members, args.steps, args.repeats, folder)
+        if accelerator:
+            large_populations(large, args.steps, accelerator, local, folder)
+        print("2. best accuracy of mlp_digits, local vs vectorized engine (same members, epochs and policy):")
+        accuracy(1, folder, population=2, steps=3) if args.smoke else accuracy(3, folder)
     print("3. one population epoch / one single-model epoch:")
-    step_costs([8, 32, 128], "cpu")
-    if torch.cuda.is_available():
-        step_costs([256, 1024], "cuda")
+    step_costs(small, "cpu")
+    if accelerator:
+        step_costs(large, accelerator)
     print("4. torch.compile of the batched step (--compile), compiled vs eager:")
     compile_cost(args.members, "cpu")
-    if torch.cuda.is_available():
-        compile_cost(1024, "cuda")
+    if accelerator and accelerator != "cpu":
+        compile_cost(large[-1], accelerator)
 
 
 if __name__ == "__main__":
