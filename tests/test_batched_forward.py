@@ -36,6 +36,13 @@ def test_linear_stacks_are_recognised_and_other_models_are_not():
     assert linear_stack(nn.Sequential(nn.Conv2d(1, 2, 3))) is None
     assert linear_stack(nn.Linear(4, 2)) is None  # not a Sequential: its forward could be anything
 
+    class Residual(nn.Sequential):
+        def forward(self, x):
+            return x + super().forward(x)
+
+    assert linear_stack(Residual(nn.Linear(4, 4))) is None
+    assert linear_stack(nn.Sequential(nn.Linear(4, 4), Residual(nn.Linear(4, 4)))) is None
+
 
 def test_direct_gradients_and_outputs_equal_vmaps():
     pop = Population.from_factory(mlp, SEEDS)

@@ -20,8 +20,8 @@ Tensor = torch.Tensor
 
 # Layers whose forward writes to their own buffers: vmap cannot batch that in-place update.
 UNBATCHABLE = (nn.modules.batchnorm._BatchNorm,)
-# Layers without parameters that act on each element (or each member's own slice) alone, so a
-# stacked [P, B, ...] input goes through them as it is.
+# Layers without parameters that act on each element alone, so a stacked [P, B, ...] input goes
+# through them as it is.
 ELEMENTWISE = (nn.Identity, nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Mish, nn.Tanh, nn.Sigmoid,
                nn.Softplus, nn.Dropout)
 
@@ -42,11 +42,11 @@ def check_vectorizable(model: nn.Module) -> None:
 
 def linear_stack(model: nn.Module, prefix: str = "") -> list[str | nn.Module] | None:
     """A Sequential of Linear and ELEMENTWISE layers as a list (a Linear by its parameters' prefix), else None."""
-    if not isinstance(model, nn.Sequential):
+    if type(model) is not nn.Sequential:  # a subclass may override forward
         return None
     layers: list[str | nn.Module] = []
     for name, layer in model.named_children():
-        if isinstance(layer, nn.Sequential):
+        if type(layer) is nn.Sequential:
             inner = linear_stack(layer, f"{prefix}{name}.")
             if inner is None:
                 return None
