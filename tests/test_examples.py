@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import tomllib
 from pathlib import Path
 
@@ -124,3 +125,17 @@ def test_quickstart_runs_through_the_public_api(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"best member {result.best().id}" in out and "its learning rate over training" in out
     assert set(result.members().status) == {"done"}
+
+
+def test_digits_are_scikit_learns_data_and_split_without_importing_it(mlp: tuple[dict, type]) -> None:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    example = sys.modules[mlp[1].__module__]
+    x, y = load_digits(return_X_y=True)
+    read_x, read_y = example.read_digits()
+    np.testing.assert_array_equal(read_x, x)
+    np.testing.assert_array_equal(read_y, y)
+    x_train, x_val, y_train, y_val = train_test_split(x / 16.0, y, test_size=0.25, stratify=y, random_state=0)
+    for ours, theirs in zip(example.load_split(), (x_train, y_train, x_val, y_val)):
+        np.testing.assert_array_equal(ours.numpy(), np.asarray(theirs, dtype=ours.numpy().dtype))
