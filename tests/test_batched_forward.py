@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -95,3 +96,57 @@ def test_dropout_masks_differ_per_member_in_training_and_are_off_when_scoring():
         torch.testing.assert_close(scored[0], scored[1])
         torch.manual_seed(7)
         torch.testing.assert_close(scored[0], factory().eval()(x[0]), rtol=1e-5, atol=1e-6)
+
+
+def _members_agree(factory, x: torch.Tensor, y: torch.Tensor) -> Population:
+    """Direct outputs and gradients equal vmap's, and each member's outputs equal its own model's."""
+    models = []
+    for seed in SEEDS:
+        torch.manual_seed(seed)
+        models.append(factory())
+    pop, twin = Population(models), Population(models)
+    twin.layers = None
+    torch.testing.assert_close(pop.forward(x), twin.forward(x))
+    torch.testing.assert_close(pop.forward(x), torch.stack([m.eval()(x[i]) for i, m in enumerate(models)]))
+    grads, losses = pop.gradients(F.cross_entropy, x, y)
+    twin_grads, twin_losses = twin.gradients(F.cross_entropy, x, y)
+    torch.testing.assert_close(losses, twin_losses)
+    for name in grads:
+        torch.testing.assert_close(grads[name], twin_grads[name])
+    return pop
+
+
+def test_a_layer_used_twice_runs_twice():
+    def shared_activation() -> nn.Module:
+        act = nn.ReLU()  # one module at two positions: named_children yields it once
+        return nn.Sequential(nn.Linear(6, 8), act, nn.Linear(8, 8), act, nn.Linear(8, 3))
+
+    def tied() -> nn.Module:
+        layer = nn.Linear(6, 6)  # one weight, stacked under its first name
+        return nn.Sequential(nn.Sequential(layer, nn.Tanh()), nn.Sequential(layer), nn.Linear(6, 3))
+
+    x, y = batch(5)
+    assert _members_agree(shared_activation, x, y).layers is not None
+    assert _members_agree(tied, x, y).layers is not None
+
+
+def test_hooked_layers_run_under_vmap():
+    def hooked() -> nn.Module:
+        model = mlp()
+        model[0].register_forward_hook(lambda module, args, out: out * 0.5)
+        return model
+
+    def pre_hooked() -> nn.Module:
+        model = mlp()
+        model.register_forward_pre_hook(lambda module, args: (args[0] * 2,))
+        return model
+
+    x, y = batch(5)
+    assert _members_agree(hooked, x, y).layers is None
+    assert _members_agree(pre_hooked, x, y).layers is None
+
+
+def test_inputs_without_the_member_axis_are_refused():
+    pop = Population.from_factory(mlp, SEEDS)
+    with pytest.raises(ValueError, match="members on the first axis"):
+        pop.forward(torch.randn(2 * len(SEEDS), 5, 6))  # reshaping would mix members' rows

@@ -149,6 +149,15 @@ def test_report_many_records_a_step_of_every_member(storage):
     assert scores(store) == ([0, 1, 2], [None, 1.5, 2.5])
 
 
+def test_report_many_keeps_the_last_row_of_a_member_given_twice(storage):
+    store = make(storage)
+    now = time.time()
+    store.claim_all("e", "batch", 60, now + 120)
+    store.report_many("e", "batch", 1, [(0, 0.1, {}, {"lr": 0.1}), (0, 0.2, {}, {"lr": 0.2})], now)  # as report() twice
+    assert [(r.member, r.score, r.hparams) for r in store.reports("e")] == [(0, 0.2, {"lr": 0.2})]
+    assert (store.member("e", 0).last_score, store.member("e", 0).version) == (0.2, 2)
+
+
 def test_report_many_writes_nothing_unless_every_member_is_held(storage):
     store = make(storage)
     now = time.time()

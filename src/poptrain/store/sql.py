@@ -437,19 +437,19 @@ class SQLStore(Store):
                 return
             keys: list[dict[str, Any]] = []
             advances: list[dict[str, Any]] = []
-            reports: list[dict[str, Any]] = []
+            reports: dict[int, dict[str, Any]] = {}  # a member given twice keeps its last row, as report() twice would
             for member, score, metrics, hparams in rows:
                 score, trained_with = clean_score(score), _dumps(hparams)
                 key = {"eid": eid, "mid": member, "at_step": step}
                 keys.append(key)
                 advances.append({**key, "wid": worker, "score": score, "trained_with": trained_with})
-                reports.append({"experiment_id": eid, "member": member, "step": step, "score": score,
-                                "metrics": _dumps(metrics), "hparams": trained_with, "time": now})
+                reports[member] = {"experiment_id": eid, "member": member, "step": step, "score": score,
+                                   "metrics": _dumps(metrics), "hparams": trained_with, "time": now}
             # one statement each, run with every row's parameters; rowcount sums over them (sqlite3, psycopg)
             if c.execute(q.advance[self._kind], advances).rowcount < len(rows):
                 self._lease_lost(c, eid, [member for member, *_ in rows], worker)
             c.execute(q.drop_report, keys)
-            c.execute(q.add_report, reports)
+            c.execute(q.add_report, list(reports.values()))
 
     @staticmethod
     def _lease_lost(c: Connection, eid: int, members: list[int], worker: str) -> NoReturn:

@@ -40,21 +40,30 @@ def check_vectorizable(model: nn.Module) -> None:
                 f"or the local engine")
 
 
-def linear_stack(model: nn.Module, prefix: str = "") -> list[str | nn.Module] | None:
+def _hooked(module: nn.Module) -> bool:
+    return bool(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
+                or getattr(module, "_backward_pre_hooks", None))
+
+
+def linear_stack(model: nn.Module, prefix: str = "",
+                 names: dict[int, str] | None = None) -> list[str | nn.Module] | None:
     """A Sequential of Linear and ELEMENTWISE layers as a list (a Linear by its parameters' prefix), else None."""
-    if type(model) is not nn.Sequential:  # a subclass may override forward
+    if type(model) is not nn.Sequential or _hooked(model):  # a subclass may override forward; hooks would be skipped
         return None
+    if names is None:  # each module's first name: the one its parameters are stacked under (a tied layer has one)
+        names = {id(module): name for name, module in reversed(list(model.named_modules(remove_duplicate=False)))}
     layers: list[str | nn.Module] = []
-    for name, layer in model.named_children():
+    for layer in model._modules.values():  # every position, a layer used twice included (named_children skips repeats)
         if type(layer) is nn.Sequential:
-            inner = linear_stack(layer, f"{prefix}{name}.")
+            inner = linear_stack(layer, prefix, names)
             if inner is None:
                 return None
             layers += inner
-        elif type(layer) is nn.Linear:
-            layers.append(f"{prefix}{name}.")
+        elif type(layer) is nn.Linear and not _hooked(layer) and isinstance(layer.weight, nn.Parameter) \
+                and (layer.bias is None or isinstance(layer.bias, nn.Parameter)):
+            layers.append(f"{prefix}{names[id(layer)]}.")
         elif type(layer) in ELEMENTWISE:
-            layers.append(layer)
+            layers.append(layer)  # called as a module: its own hooks run
         else:
             return None
     return layers
@@ -98,6 +107,8 @@ class Population:
     def _stacked(self, params: dict[str, Tensor], x: Tensor, training: bool) -> Tensor:
         """The linear stack's outputs for every member at once, without vmap's per-op batching rules."""
         assert self.layers is not None
+        if x.shape[0] != self.size:  # reshaping below would silently mix members' rows
+            raise ValueError(f"expected inputs with {self.size} members on the first axis, got shape {tuple(x.shape)}")
         for layer in self.layers:
             if isinstance(layer, str):
                 weight, bias = params[layer + "weight"], params.get(layer + "bias")
