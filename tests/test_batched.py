@@ -239,3 +239,13 @@ def test_adam_follows_hyperparameters_written_mid_run(case):
     for i, m in enumerate(alone):
         for name, tensor in m.state_dict().items():
             torch.testing.assert_close(pop.member_state_dict(i)[name], tensor, rtol=1e-5, atol=1e-6)
+
+
+def test_hyperparameters_are_copied_from_the_callers_array():
+    import numpy as np
+
+    pop = Population.from_factory(model, SEEDS)
+    lr = np.array([0.1, 0.2, 0.3], dtype=np.float32)
+    opt = BatchedSGD(pop.params, lr=lr, momentum=0.9)
+    lr[0] = 5.0  # the optimiser's step caches views of its own tensors; the caller's array is not one of them
+    assert opt.values["lr"].tolist() == pytest.approx([0.1, 0.2, 0.3])

@@ -150,3 +150,15 @@ def test_inputs_without_the_member_axis_are_refused():
     pop = Population.from_factory(mlp, SEEDS)
     with pytest.raises(ValueError, match="members on the first axis"):
         pop.forward(torch.randn(2 * len(SEEDS), 5, 6))  # reshaping would mix members' rows
+
+
+def test_a_layer_the_user_put_in_eval_mode_stays_there():
+    def frozen_dropout() -> nn.Module:
+        model = nn.Sequential(nn.Linear(6, 32), nn.Dropout(0.5), nn.Linear(32, 3))
+        model[1].eval()
+        return model
+
+    pop = Population.from_factory(frozen_dropout, [7, 7])
+    x = torch.randn(1, 10, 6).expand(2, 10, 6)
+    _, losses = pop.gradients(F.cross_entropy, x, torch.zeros(2, 10, dtype=torch.long))
+    assert losses[0] == losses[1]  # no mask drawn in training either

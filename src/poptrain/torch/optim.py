@@ -15,8 +15,8 @@ Tensor = torch.Tensor
 
 def _per_member(value: Any, size: int, device: torch.device, name: str) -> Tensor:
     t = torch.as_tensor(value, dtype=torch.float32, device=device)
-    if t.dim() == 0:
-        t = t.expand(size).clone()
+    # a copy, never a view of the caller's array: writes there would bypass the step's cached views
+    t = t.expand(size).clone() if t.dim() == 0 else t.clone()
     if t.shape != (size,):
         raise ValueError(f"{name} must be a number or {size} numbers (one per member), got shape {tuple(t.shape)}")
     return t

@@ -45,8 +45,7 @@ def _hooked(module: nn.Module) -> bool:
                 or getattr(module, "_backward_pre_hooks", None))
 
 
-def linear_stack(model: nn.Module, prefix: str = "",
-                 names: dict[int, str] | None = None) -> list[str | nn.Module] | None:
+def linear_stack(model: nn.Module, names: dict[int, str] | None = None) -> list[str | nn.Module] | None:
     """A Sequential of Linear and ELEMENTWISE layers as a list (a Linear by its parameters' prefix), else None."""
     if type(model) is not nn.Sequential or _hooked(model):  # a subclass may override forward; hooks would be skipped
         return None
@@ -55,13 +54,13 @@ def linear_stack(model: nn.Module, prefix: str = "",
     layers: list[str | nn.Module] = []
     for layer in model._modules.values():  # every position, a layer used twice included (named_children skips repeats)
         if type(layer) is nn.Sequential:
-            inner = linear_stack(layer, prefix, names)
+            inner = linear_stack(layer, names)
             if inner is None:
                 return None
             layers += inner
         elif type(layer) is nn.Linear and not _hooked(layer) and isinstance(layer.weight, nn.Parameter) \
                 and (layer.bias is None or isinstance(layer.bias, nn.Parameter)):
-            layers.append(f"{prefix}{names[id(layer)]}.")
+            layers.append(f"{names[id(layer)]}.")
         elif type(layer) in ELEMENTWISE:
             layers.append(layer)  # called as a module: its own hooks run
         else:
@@ -83,7 +82,7 @@ class Population:
         params, buffers = stack_module_state(list(modules))
         self.params = {k: v.detach().to(self.device) for k, v in params.items()}
         self.buffers = {k: v.detach().to(self.device) for k, v in buffers.items()}
-        self.template = copy.deepcopy(modules[0]).to("meta").train()
+        self.template = copy.deepcopy(modules[0]).to("meta")
         self.evaluator = copy.deepcopy(self.template).eval()  # dropout off when scoring
         self.layers = linear_stack(self.template)
 
