@@ -96,11 +96,6 @@ class BatchedOptimizer:
         loaded = {n: {k: t.clone().to(self.device) for k, t in s.items()} for n, s in state["state"].items()}
         self.state = {**self.initial_state(), **loaded}  # a state saved before any step may lack slots
 
-    def member_state(self, member: int) -> dict[str, Any]:
-        """One member's optimiser state and hyperparameters, as plain tensors."""
-        return {"hparams": {k: float(v[member]) for k, v in self.values.items()},
-                "state": {n: {k: t[member].clone() for k, t in s.items()} for n, s in self.state.items()}}
-
 
 class BatchedSGD(BatchedOptimizer):
     """torch.optim.SGD (momentum, dampening, Nesterov, weight decay) for every member at once."""

@@ -97,12 +97,3 @@ class TorchPopulation:
         for g, rng in zip(self.generators, state["rng"]):
             g.set_state(rng)
 
-
-def member_view(state: dict[str, Any], member: int) -> dict[str, Any]:
-    """One member's part of a population state: an ordinary model `state_dict` and its optimiser state."""
-    optimizer = state["optimizer"]
-    return {"model": {k: v[member].clone() for k, v in state["model"].items()},
-            "optimizer": {"hparams": {k: float(v[member]) for k, v in optimizer["values"].items()},
-                          "state": {n: {k: t[member].clone() for k, t in s.items()}
-                                    for n, s in optimizer["state"].items()}},
-            "rng": state["rng"][member]}
