@@ -153,7 +153,10 @@ def main() -> None:
         if accelerator:
             large_populations(large, args.steps, accelerator, local, folder)
         print("2. best accuracy of mlp_digits, local vs vectorized engine (same members, epochs and policy):")
-        accuracy(1, folder, population=2, steps=3) if args.smoke else accuracy(3, folder)
+        if args.smoke:
+            accuracy(1, folder, population=2, steps=3)
+        else:
+            accuracy(3, folder)
     print("3. one population epoch / one single-model epoch:")
     step_costs(small, "cpu")
     if accelerator:

@@ -96,4 +96,3 @@ class TorchPopulation:
         self.optimizer.load_state_dict(state["optimizer"])
         for g, rng in zip(self.generators, state["rng"]):
             g.set_state(rng)
-
