@@ -37,7 +37,10 @@ import torch  # noqa: E402
 
 from mlp_digits import MLPDigits, MLPDigitsPopulation  # noqa: E402
 from poptrain.spec import load_spec  # noqa: E402
+from poptrain.engines import Local, Vectorized  # noqa: E402
 
+
+ENGINES = {"local": Local(workers=2), "vectorized": Vectorized()}  # the two engines compared, with their options
 
 def engines(members: int, steps: int, repeats: int, folder: str) -> float:
     """Both engines in turn, `repeats` times each; the median rate of each and their ratio (the machine is noisy)."""
@@ -47,7 +50,7 @@ def engines(members: int, steps: int, repeats: int, folder: str) -> float:
             exp = load_spec(os.path.join(EXAMPLES, "mlp_digits.toml"), name=f"mlp_digits-{repeat}",
                             storage=f"sqlite:///{folder}/{engine}.db", population=members, steps=steps)
             start = time.perf_counter()
-            exp.run(engine=engine, workers=2)
+            exp.run(engine=ENGINES[engine])
             rates[engine].append(members * steps / (time.perf_counter() - start))
         print(f"  run {repeat + 1}: local {rates['local'][-1]:6.1f}, vectorized {rates['vectorized'][-1]:6.1f} "
               f"member-intervals/s = {rates['vectorized'][-1] / rates['local'][-1]:.1f}x")
@@ -75,7 +78,7 @@ def accuracy(seeds: int, folder: str, **sizes: int) -> None:
         for engine in best:
             exp = load_spec(os.path.join(EXAMPLES, "mlp_digits.toml"), seed=seed,
                             storage=f"sqlite:///{folder}/acc-{engine}-{seed}.db", **sizes)
-            best[engine].append(exp.run(engine=engine, workers=2).best().score)
+            best[engine].append(exp.run(engine=ENGINES[engine]).best().score)
         print(f"  seed {seed}: local {best['local'][-1]:.4f}  vectorized {best['vectorized'][-1]:.4f}")
     print(f"  mean best accuracy: local {statistics.mean(best['local']):.4f}, "
           f"vectorized {statistics.mean(best['vectorized']):.4f}")

@@ -33,7 +33,9 @@ def main(engine: str = "local", steps: int = 30, population: int = 8, storage: s
         seed=0,
         initial=[{"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4}],  # a known-good member to start from
     )
-    result = experiment.run(engine=engine, workers=workers, progress=True)
+    # an engine by name ("serial") or as an object holding its options
+    result = experiment.run(engine=poptrain.engines.Local(workers=workers) if engine == "local" else engine,
+                            progress=True)
 
     best = result.best()
     print(f"best member {best.id}: accuracy {best.score:.4f} at epoch {best.step}, {best.hparams}")
@@ -49,7 +51,7 @@ def main(engine: str = "local", steps: int = 30, population: int = 8, storage: s
     return result
 
 
-if __name__ == "__main__":  # the local engine starts worker processes, which import this file
+if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--engine", default="local", choices=["local", "serial"])
     parser.add_argument("--steps", type=int, default=30)

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 import poptrain
-from poptrain.engines import join
+from poptrain.engines import Local
+from poptrain.engines.worker import join
 from poptrain.spec import load_spec
 from poptrain.store import CheckpointStore, open_store
 from conftest import EXAMPLES, ROOT
@@ -60,9 +61,9 @@ def test_mlp_digits_exploits_copy_weights_and_apply_new_hparams(tmp_path):
     assert verify_checkpoints(result) > 0
 
 
-def _run_in_thread(exp: poptrain.Experiment, workers: int) -> tuple[threading.Thread, list]:
+def _run_in_thread(exp: poptrain.Experiment, engine: Local) -> tuple[threading.Thread, list]:
     outcome: list = []
-    thread = threading.Thread(target=lambda: outcome.append(exp.run(engine="local", workers=workers)))
+    thread = threading.Thread(target=lambda: outcome.append(exp.run(engine=engine)))
     thread.start()
     return thread, outcome
 
@@ -89,10 +90,11 @@ def quadratic(url: str, **kw) -> poptrain.Experiment:
 def test_sigkill_of_a_worker_mid_run_loses_nothing(tmp_path, monkeypatch, request, backend):
     monkeypatch.setenv("POPTRAIN_TEST_SLEEP", "0.01")
     url = f"sqlite:///{tmp_path}/k.db" if backend == "sqlite" else request.getfixturevalue("postgres").new_database()
-    thread, outcome = _run_in_thread(quadratic(url, checkpoints=str(tmp_path / "ckpt")), workers=2)
+    engine = Local(workers=2)
+    thread, outcome = _run_in_thread(quadratic(url, checkpoints=str(tmp_path / "ckpt")), engine)
     _wait_for_steps(url, "q", 40)
-    victim = mp.active_children()[0]
-    os.kill(victim.pid, signal.SIGKILL)
+    victim = engine.worker_pids()[0]
+    os.kill(victim, signal.SIGKILL)
     thread.join(120)
     result = outcome[0]
     members = result.members()

@@ -104,13 +104,13 @@ def test_a_nan_member_scores_worst_and_is_replaced_the_others_untouched(tmp_path
 
 
 def _run_with(exp: poptrain.Experiment, batched: type) -> poptrain.Result:
-    from poptrain.engines.vectorized import run_vectorized
+    from poptrain.engines.vectorized import VectorizedRun
     from poptrain.result import Result
     from poptrain.store import open_store
 
     exp.create()
     store = open_store(exp.storage)
-    run_vectorized(store, exp.name, trainable=batched)
+    VectorizedRun(store, exp.name, trainable=batched).run()
     return Result(store, exp.name)
 
 

@@ -1,7 +1,8 @@
 """poptrain: Population Based Training (Jaderberg et al. 2017) for PyTorch and any Python model."""
 
 from .errors import CorruptCheckpoint, PoptrainError, SpecError, StorageError
-from .experiment import Experiment, resume
+from .experiment import ExperimentSpec
+from .runner import Experiment, resume
 from .policy import Custom, Every, Noise, Perturb, Resample, Tournament, Truncation, TTest
 from .space import Choice, IntUniform, LogUniform, Uniform
 from .trainable import Trainable
@@ -18,7 +19,7 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'poptrain' has no attribute {name!r}")
 
 __all__ = [
-    "BestMember", "Choice", "CorruptCheckpoint", "Custom", "Every", "Experiment", "IntUniform", "LogUniform",
+    "BestMember", "Choice", "CorruptCheckpoint", "Custom", "Every", "Experiment", "ExperimentSpec", "IntUniform", "LogUniform",
     "Noise", "Perturb", "PoptrainError", "Resample", "Result", "SpecError", "StorageError", "TTest", "Tournament",
     "Trainable", "Truncation", "Uniform", "load", "resume",
 ]

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from .policy import EXPLORE_RNG, build_explore, decision_rng
+from .policy import Policy, build_explore
 from .space import Choice, LogUniform, parse_space
 from .store import Event, Report
 from .store.base import EXPLOIT_AT_BARRIER
@@ -104,11 +104,12 @@ def explore_counts(events: Sequence[Event], spec: dict[str, Any]) -> pd.DataFram
     """
     space = parse_space(spec["space"])
     strategy = build_explore(spec["explore"])
+    policy = Policy(ready=None, exploit=None, explore=strategy, space=space, seed=int(spec["seed"]))
     counts: dict[str, Counter] = {name: Counter() for name in space}
     for ev in events:
         if not ev.source_hparams:
             continue
-        rng = decision_rng(int(spec["seed"]), ev.member, ev.step, EXPLORE_RNG)
+        rng = policy.explore_rng(ev.member, ev.step)
         for name, op in strategy.operations(ev.source_hparams, space, rng).items():
             counts[name][op] += 1
     frame = pd.DataFrame({name: dict(c) for name, c in counts.items()}).T.fillna(0).astype(int)

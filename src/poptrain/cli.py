@@ -209,10 +209,18 @@ def print_lineage(result: Result, best: int | None) -> None:
     con.print(table)
 
 
-def resource_flags(args: argparse.Namespace) -> dict[str, float]:
-    """The per-worker resources the flags ask for (only those given)."""
-    given = {"cpu": args.cpus_per_worker, "gpu": args.gpus_per_worker}
+def engine_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The engine options the flags give (only those given): each flag is one engine option."""
+    resources = {key: value for key, value in (("cpu", args.cpus_per_worker), ("gpu", args.gpus_per_worker))
+                 if value is not None}
+    given = {"workers": args.workers, "device": args.device, "compile": args.compile or None,
+             "address": args.address, "resources": resources or None, "interval_timeout": args.interval_timeout}
     return {key: value for key, value in given.items() if value is not None}
+
+
+def run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """What every run takes from the flags: the engine (by name), its options, progress and force."""
+    return {"engine": args.engine, "progress": not args.quiet, "force": args.force, **engine_options(args)}
 
 
 # commands
@@ -226,9 +234,7 @@ def cmd_run(args: argparse.Namespace, target: Target) -> None:
     if not args.quiet:
         say(console(), f"PBT: {experiment.name} · {experiment.population} members × {experiment.steps} intervals "
                        f"· engine {args.engine or experiment.engine or 'local'} · store {experiment.storage}")
-    result = experiment.run(engine=args.engine, workers=args.workers, progress=not args.quiet, force=args.force,
-                            device=args.device, address=args.address, compile=args.compile,
-                            resources=resource_flags(args))
+    result = experiment.run(**run_options(args))
     print_summary(result)
     ensure_trained(result)
     if args.baseline:
@@ -237,13 +243,11 @@ def cmd_run(args: argparse.Namespace, target: Target) -> None:
         if not args.quiet:
             say(console(), f"random search (no exploit): {baseline.name} · same members, steps and initial "
                            f"hyperparameters")
-        print_comparison(result, baseline.run(engine=args.engine, workers=args.workers, progress=not args.quiet,
-                                              force=args.force, device=args.device, address=args.address,
-                                              compile=args.compile, resources=resource_flags(args)))
+        print_comparison(result, baseline.run(**run_options(args)))
 
 
 def cmd_worker(args: argparse.Namespace, target: Target) -> None:
-    from .engines import join
+    from .engines.worker import join
 
     if args.spec is not None:  # every launcher task may pass the spec; the first to arrive stores it
         from .spec import load_spec
@@ -278,12 +282,10 @@ def cmd_best(args: argparse.Namespace, target: Target) -> None:
 
 
 def cmd_resume(args: argparse.Namespace, target: Target) -> None:
-    from .experiment import resume
+    from .runner import resume
 
     existing_store(args.storage).get_spec(args.experiment)
-    result = resume(args.storage, args.experiment, engine=args.engine, workers=args.workers, progress=not args.quiet,
-                    force=args.force, device=args.device, address=args.address, compile=args.compile,
-                    resources=resource_flags(args))
+    result = resume(args.storage, args.experiment, **run_options(args))
     print_summary(result)
     ensure_trained(result)
 
@@ -317,9 +319,7 @@ def cmd_replay(args: argparse.Namespace, target: Target) -> None:
         return
     experiment = load_spec(args.output)
     target.storage, target.name = experiment.storage, experiment.name
-    replay = experiment.run(engine=args.engine, workers=args.workers, progress=not args.quiet, force=args.force,
-                            device=args.device, address=args.address, compile=args.compile,
-                            resources=resource_flags(args))
+    replay = experiment.run(**run_options(args))
     metric = pbt.spec.get("metric") or "score"
     table = Table(title=f"PBT member {member} and its replay from scratch ({metric})")
     for column in ("run", "experiment", "steps", metric):
@@ -346,15 +346,19 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def engine_flags(cmd: argparse.ArgumentParser) -> None:
+        # each flag below but --engine, --quiet and --force is one option of the engines that have it
         cmd.add_argument("--engine", choices=ENGINES, help="how members run (default: the spec's engine, else local)")
-        cmd.add_argument("--device", default="cpu", help="torch device of the vectorized engine (cpu, cuda, ...)")
-        cmd.add_argument("--compile", action="store_true",
+        cmd.add_argument("--device", help="torch device of the vectorized engine (cpu, cuda, ...; default cpu)")
+        cmd.add_argument("--compile", action="store_true", default=None,
                          help="torch.compile the vectorized engine's batched step (pays off on long runs only)")
         cmd.add_argument("--address", help="the Ray cluster for --engine ray (e.g. auto; default: a local Ray)")
         cmd.add_argument("--cpus-per-worker", type=float, help="CPUs each Ray worker reserves (default: 1)")
         cmd.add_argument("--gpus-per-worker", type=float,
                          help="GPUs each Ray worker reserves, fractions allowed (default: 1 with --device cuda, else 0)")
-        cmd.add_argument("--workers", type=positive_int, help="worker processes of the local engine (default: CPUs)")
+        cmd.add_argument("--workers", type=positive_int,
+                         help="worker processes of the local and ray engines (default: CPUs)")
+        cmd.add_argument("--interval-timeout", type=float, metavar="SECONDS",
+                         help="local engine: end a worker whose interval runs longer, charging its member a failure")
         cmd.add_argument("--quiet", action="store_true", help="no progress display and no warnings")
         cmd.add_argument("--force", action="store_true",
                          help="take over members still leased by workers you know are dead")

@@ -9,18 +9,15 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
 from . import policy
-from .errors import PoptrainError, SpecError
+from .errors import SpecError
 from .space import Domain, parse_space, sample_hparams, space_to_dict, validate_hparams
-from .store import MemberRecord, default_checkpoints, open_store
+from .store import MemberRecord, default_checkpoints
 from .trainable import object_path, resolve_trainable
-
-if TYPE_CHECKING:
-    from .result import Result
 
 FIELDS = ("name", "trainable", "space", "metric", "mode", "population", "steps", "ready", "exploit", "explore",
           "storage", "seed", "initial", "synchronous", "checkpoints", "lease", "max_failures", "keep_checkpoints",
@@ -38,11 +35,12 @@ def member_seed(seed: int, member: int) -> int:
 
 
 @dataclass
-class Experiment:
-    """What to train and how PBT runs it; `run()` trains the population and returns a `Result`.
+class ExperimentSpec:
+    """What to train and how PBT decides, as validated plain data: what the store keeps and engines get.
 
     `steps` is each member's budget in intervals (calls of `train()`); `exploit=None` trains the
-    same members with no exploit at all (the random-search baseline at equal compute).
+    same members with no exploit at all (the random-search baseline at equal compute). Running it
+    is the runner's (`poptrain.Experiment` adds `run()`); nothing here starts anything.
     """
 
     name: str
@@ -66,7 +64,7 @@ class Experiment:
     paths: list[str] = field(default_factory=list)
     member_seeds: list[int] | None = None  # explicit seeds for the members' trainables (replay)
     schedule: list[dict[str, Any]] | None = None  # [{"step": s, "hparams": {...}}]: used from interval s+1 on
-    engine: str | None = None  # how `run()` trains by default; not part of the stored spec
+    engine: Any = None  # how `run()` trains by default (a name, {"type": name, options...} or an Engine); not stored
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not NAME.fullmatch(self.name):
@@ -82,9 +80,6 @@ class Experiment:
         for p in reversed(self.paths):
             if p not in sys.path:
                 sys.path.insert(0, p)
-        from .engines import check_engine
-
-        check_engine(self.engine)
         self.space: dict[str, Domain] = parse_space(self.space)
         clash = sorted(set(self.space) & RESERVED)
         if clash:
@@ -107,7 +102,8 @@ class Experiment:
         initial = list(self.initial or [])
         if len(initial) > self.population:
             raise SpecError(f"initial lists {len(initial)} members but population is {self.population}")
-        self.initial = [validate_hparams(self.space, h, f"initial[{i}]") for i, h in enumerate(initial)]
+        # an entry may give only some hyperparameters: the others are sampled for that member
+        self.initial = [validate_hparams(self.space, h, f"initial[{i}]", partial=True) for i, h in enumerate(initial)]
         if self.member_seeds is not None:
             if len(self.member_seeds) != self.population or not all(
                     isinstance(x, int) and not isinstance(x, bool) for x in self.member_seeds):
@@ -142,6 +138,11 @@ class Experiment:
             return None
         return [e for e in self.schedule if e["step"] <= step][-1]["hparams"]
 
+    @property
+    def policy(self) -> policy.Policy:
+        """The decisions this spec asks for, as the one object every engine executes."""
+        return policy.Policy.of(self)
+
     @staticmethod
     def _strategy(role: str, build: Any, value: Any) -> Any:
         if isinstance(value, str):
@@ -163,7 +164,7 @@ class Experiment:
         }
 
     @classmethod
-    def from_spec(cls, spec: Mapping[str, Any], **overrides: Any) -> "Experiment":
+    def from_spec(cls, spec: Mapping[str, Any], **overrides: Any) -> "ExperimentSpec":
         """Build an experiment from plain data (a stored spec or a parsed TOML file)."""
         unknown = sorted(set(spec) - set(FIELDS))
         if unknown:
@@ -174,7 +175,7 @@ class Experiment:
                 raise SpecError(f"spec lacks the required field {required!r}")
         return cls(**data)
 
-    def baseline(self) -> "Experiment":
+    def baseline(self) -> "ExperimentSpec":
         """The same members, steps and initial hyperparameters with no exploit: random search."""
         return dataclasses.replace(self, name=f"{self.name}-baseline", exploit=None, checkpoints=None)
 
@@ -184,95 +185,17 @@ class Experiment:
         rng = np.random.default_rng([self.seed, 0x5EED])
         members = []
         for i in range(self.population):
-            hparams = self.initial[i] if i < len(self.initial) else sample_hparams(self.space, rng)
+            hparams = sample_hparams(self.space, rng) if i >= len(self.initial) else self._completed(i)
             if self.schedule:
                 hparams = self.schedule[0]["hparams"]
             seed = self.member_seeds[i] if self.member_seeds else member_seed(self.seed, i)
             members.append(MemberRecord(id=i, seed=seed, hparams=dict(hparams), initial_hparams=dict(hparams)))
         return members
 
-    def create(self, wait: bool = False) -> bool:
-        """Store the experiment unless it is there already; True if created, False if resumed.
-
-        `wait` rides out a database that is briefly unreachable, as a worker does.
-        """
-        store = open_store(self.storage, wait=wait)
-        if self.name in store.experiments():
-            self._check_stored(store)
-            return False
-        spec = self.to_spec()
-        if spec["trainable"].startswith("__main__:"):
-            log.warning("trainable %s lives in the script that runs it: `poptrain worker` and `poptrain resume` "
-                        "cannot import it; move it into a module to let workers join by URL", spec["trainable"])
-        try:
-            store.create_experiment(self.name, spec, self.initial_members())
-        except Exception:
-            if self.name not in store.experiments():
-                raise
-            self._check_stored(store)  # another worker created it a moment earlier
-            return False
-        return True
-
-    def _check_stored(self, store: Any) -> None:
-        """Refuse to continue a stored experiment of the same name whose spec differs from this one."""
-        stored, mine = store.get_spec(self.name), json.loads(json.dumps(self.to_spec()))
-        if stored != mine:
-            changed = sorted(k for k in set(stored) | set(mine) if stored.get(k) != mine.get(k))
-            raise SpecError(
-                f"experiment {self.name!r} already exists in {self.storage} with a different spec "
-                f"({', '.join(changed)} differ): choose another name, or `poptrain resume` it")
-
-    def run(self, engine: str | None = None, workers: int | None = None, progress: bool = False,
-            force: bool = False, device: str = "cpu", address: str | None = None, compile: bool = False,
-            resources: Mapping[str, float] | None = None) -> "Result":
-        """Train the population to its budget (resuming a stored run of the same spec).
-
-        A stored run whose members are still leased is being trained by live workers: it is
-        refused (join it with `poptrain worker`) unless `force` says those workers are dead.
-        `compile` puts the vectorized engine's batched step under torch.compile (other engines ignore it);
-        `resources` is what each Ray worker reserves, e.g. {"cpu": 4, "gpu": 0.5} (default: 1 CPU, and
-        1 GPU with a CUDA device).
-        """
-        from .engines import run_engine
-        from .result import Result
-
-        if not self.create():
-            check_not_running(self.storage, self.name, force)
-        store = open_store(self.storage)
-        if engine is None and self.engine is None:
-            from .engines import trained_batched
-
-            engine = "vectorized" if trained_batched(store, self.name) else "local"
-        run_engine(engine or self.engine or "local", store, self.name, workers=workers,
-                   trainable=None if isinstance(self.trainable, str) else self.trainable, progress=progress,
-                   device=device, address=address, compile=compile, resources=resources)
-        return Result(store, self.name)
-
-
-def check_not_running(storage: str, name: str, force: bool) -> None:
-    """Refuse to start workers on an experiment that live workers hold, unless forced."""
-    import time
-
-    store = open_store(storage)
-    now = time.time()
-    live = [m for m in store.members(name) if m.status == "active" and m.worker and m.lease_until > now]
-    if not live:
-        return
-    if force:
-        store.release_all(name)
-        return
-    holders = ", ".join(sorted({m.worker for m in live if m.worker}))
-    wait = max(m.lease_until for m in live) - now
-    raise PoptrainError(
-        f"experiment {name!r} is being trained: {len(live)} member(s) are leased by {holders}. "
-        f"Join it with `poptrain worker --storage {storage} --experiment {name}`; if those workers are dead, "
-        f"wait {wait:.0f} s for their leases to expire or resume with --force")
-
-
-def resume(storage: str, name: str, engine: str | None = None, workers: int | None = None,
-           progress: bool = False, force: bool = False, device: str = "cpu", address: str | None = None,
-           compile: bool = False, resources: Mapping[str, float] | None = None) -> "Result":
-    """Finish a stored experiment that was interrupted; members restart from their checkpoints."""
-    spec = open_store(storage, create=False).get_spec(name)
-    return Experiment.from_spec(spec).run(engine=engine, workers=workers, progress=progress, force=force,
-                                          device=device, address=address, compile=compile, resources=resources)
+    def _completed(self, i: int) -> dict[str, Any]:
+        """initial[i] with the hyperparameters it leaves out drawn from their priors, by the member's own generator."""
+        given = self.initial[i]
+        if len(given) == len(self.space):
+            return given
+        drawn = sample_hparams(self.space, np.random.default_rng([self.seed, i, 0x5EED]))
+        return {name: given[name] if name in given else drawn[name] for name in self.space}

@@ -39,6 +39,9 @@ class Standings:
     fitness: np.ndarray
     recent: Mapping[int, tuple[float, ...]] = field(default_factory=dict)
     step: int | None = None
+    # A synchronous generation's one shared tie-break: a permutation of positions that every member's
+    # ranking starts from, so tied members of one generation agree on who is bottom (None: each draws its own).
+    tiebreak: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         ids = np.asarray(self.ids, dtype=np.int64)
@@ -87,13 +90,19 @@ class Standings:
         at = self.index(member.id)
         if at is not None and self.fitness[at] == member.fitness:
             return self  # the usual case: the member's view came from these standings
+        tiebreak = self.tiebreak
         if at is None:
             at = int(np.searchsorted(self.ids, member.id))
             ids, fit = np.insert(self.ids, at, member.id), np.insert(self.fitness, at, member.fitness)
+            tiebreak = None  # positions moved: the shared tie-break no longer fits
         else:
             ids, fit = self.ids, self.fitness.copy()
             fit[at] = member.fitness
-        return Standings(ids, fit, self.recent, self.step)
+        return Standings(ids, fit, self.recent, self.step, tiebreak)
+
+    def with_tiebreak(self, rng: np.random.Generator) -> Standings:
+        """These standings with one tie-break drawn from `rng`, shared by every decision taken on them."""
+        return Standings(self.ids, self.fitness, self.recent, self.step, rng.permutation(len(self.ids)))
 
 
 @dataclass(frozen=True)
@@ -103,9 +112,14 @@ class Continue:
 
 @dataclass(frozen=True)
 class Exploit:
-    """Copy the weights and hyperparameters of member `source`, then explore."""
+    """Copy the weights of member `source` and take `hparams`, explored from the source's.
+
+    An exploit strategy returns it with `hparams` None (it only picks the source); the Policy
+    fills them in once the source's hyperparameters are known.
+    """
 
     source: int
+    hparams: Hparams | None = None
 
 
 Decision = Continue | Exploit

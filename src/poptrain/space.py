@@ -359,8 +359,9 @@ def sample_hparams(space: Mapping[str, Domain], rng: np.random.Generator) -> Hpa
     return {name: domain.sample(rng) for name, domain in space.items()}
 
 
-def validate_hparams(space: Mapping[str, Domain], hparams: Mapping[str, Any], where: str) -> Hparams:
-    """Check `hparams` has exactly the space's names, each in its domain; return clean values."""
+def validate_hparams(space: Mapping[str, Domain], hparams: Mapping[str, Any], where: str,
+                     partial: bool = False) -> Hparams:
+    """Check `hparams` has exactly the space's names (with `partial`, some of them), each in its domain."""
     prefix = f"{where}: " if where else ""
     if not isinstance(hparams, Mapping):
         raise SpecError(f"{prefix}hyperparameters must be a table, got {hparams!r}")
@@ -371,6 +372,8 @@ def validate_hparams(space: Mapping[str, Domain], hparams: Mapping[str, Any], wh
     clean: Hparams = {}
     for name, domain in space.items():
         if name not in hparams:
+            if partial:
+                continue
             raise SpecError(f"{prefix}missing hyperparameter {name!r} (the space has: {names})")
         try:
             clean[name] = domain.canonical(hparams[name])

@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from .errors import SpecError
-from .experiment import Experiment
+from .runner import Experiment
 
 if sys.version_info >= (3, 11):
     import tomllib

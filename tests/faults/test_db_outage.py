@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
 import socket
 import sqlite3
 import threading
@@ -13,6 +12,7 @@ import pytest
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 import poptrain
+from poptrain.engines import Local
 from poptrain.store import MemberRecord, open_store
 from poptrain.store.sql import _transient
 from checks import assert_consistent_lineage
@@ -38,10 +38,11 @@ def test_workers_ride_out_a_postgres_restart(server, tmp_path, monkeypatch, capf
     monkeypatch.setenv("POPTRAIN_TEST_SLEEP", "0.05")
     url = server.new_database()
     exp = experiment(url, population=POPULATION, steps=STEPS, checkpoints=str(tmp_path / "ckpt"))
-    run = Run(lambda: exp.run(engine="local", workers=3))
+    engine = Local(workers=3)
+    run = Run(lambda: exp.run(engine=engine))
     total = POPULATION * STEPS
     wait_until(lambda: steps_done(url, "f") >= total // 3 or not run.alive(), "a third of the run")
-    workers = {p.pid for p in mp.active_children()}
+    workers = set(engine.worker_pids())
     server.halt()
     try:
         time.sleep(OUTAGE)
@@ -52,7 +53,7 @@ def test_workers_ride_out_a_postgres_restart(server, tmp_path, monkeypatch, capf
     assert resumed_from < total - 2 * POPULATION, "the run ended during the outage: make it longer"
     wait_until(lambda: steps_done(url, "f") >= resumed_from + POPULATION, "training to go on after the outage")
     # the same worker processes carried on: none died of the outage and was replaced
-    assert len(workers) == 3 and {p.pid for p in mp.active_children()} == workers
+    assert len(workers) == 3 and set(engine.worker_pids()) == workers
     result = run.finish(120)
     err = capfd.readouterr().err
     found = audit(result.store, "f", STEPS, result.spec["checkpoints"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import signal
 import subprocess
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import poptrain
+from poptrain.engines import Local
 from poptrain.store import CheckpointStore, Store, open_store
 from faults import tally
 from faults.helpers import (ROOT, TESTS, Run, audit, experiment, kill_run_when, resume_command, trained_steps,
@@ -74,15 +74,16 @@ def test_checkpoint_truncated_mid_run_is_detected_and_the_member_falls_back(tmp_
     monkeypatch.setenv("POPTRAIN_TEST_LOG", str(log))
     url = f"sqlite:///{tmp_path}/t.db"
     exp = experiment(url, population=POPULATION, steps=STEPS)
-    run = Run(lambda: exp.run(engine="local", workers=2))
+    engine = Local(workers=2)
+    run = Run(lambda: exp.run(engine=engine))
     wait_until(lambda: everyone_has_two_checkpoints(url) or not run.alive(), "two checkpoints per member")
-    workers = mp.active_children()
-    for p in workers:  # frozen, nobody writes a newer checkpoint while we cut the newest
-        os.kill(p.pid, signal.SIGSTOP)
+    workers = engine.worker_pids()
+    for pid in workers:  # frozen, nobody writes a newer checkpoint while we cut the newest
+        os.kill(pid, signal.SIGSTOP)
     cut = truncate_newest(open_store(url), "f", exp.checkpoints)
     log.write_text("")
-    for p in workers:  # the replacements must load the members from disk
-        os.kill(p.pid, signal.SIGKILL)
+    for pid in workers:  # the replacements must load the members from disk
+        os.kill(pid, signal.SIGKILL)
     result = run.finish(120)
     tally.add(kills=len(workers))
     check_fell_back(cut, result, log, capfd.readouterr().err)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import random
 import signal
@@ -10,6 +9,8 @@ import threading
 import time
 
 import pytest
+
+from poptrain.engines import Local
 
 from checks import assert_consistent_lineage
 from faults import tally
@@ -24,8 +25,9 @@ KILLS, EVERY = 8, 1.2  # at most KILLS kills, one every EVERY seconds, while the
 class Killer(threading.Thread):
     """SIGKILLs a random child process of this test (the engine's workers) every `every` seconds."""
 
-    def __init__(self, run: Run, url: str, name: str, total: int, seed: int) -> None:
+    def __init__(self, run: Run, engine: Local, url: str, name: str, total: int, seed: int) -> None:
         super().__init__(daemon=True)
+        self.engine = engine
         self.run_, self.url, self.name, self.total = run, url, name, total
         self.rng = random.Random(seed)
         self.killed: list[tuple[int, int]] = []  # (pid, steps done when killed)
@@ -36,15 +38,15 @@ class Killer(threading.Thread):
             done = steps_done(self.url, self.name)
             if done >= 0.8 * self.total:
                 return
-            workers = [p for p in mp.active_children() if p.pid is not None]
+            workers = self.engine.worker_pids()
             if done == 0 or not workers:
                 continue
             victim = self.rng.choice(workers)
             try:
-                os.kill(victim.pid, signal.SIGKILL)
+                os.kill(victim, signal.SIGKILL)
             except ProcessLookupError:  # it exited on its own just now
                 continue
-            self.killed.append((victim.pid, done))
+            self.killed.append((victim, done))
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
@@ -53,8 +55,9 @@ def test_random_worker_kills_lose_nothing(tmp_path, monkeypatch, request, backen
     url = f"sqlite:///{tmp_path}/k.db" if backend == "sqlite" else request.getfixturevalue("postgres").new_database()
     exp = experiment(url, population=POPULATION, steps=STEPS, checkpoints=str(tmp_path / "ckpt"))
     started = time.monotonic()
-    run = Run(lambda: exp.run(engine="local", workers=WORKERS))
-    killer = Killer(run, url, "f", POPULATION * STEPS, seed=hash(backend) % 1000)
+    engine = Local(workers=WORKERS)
+    run = Run(lambda: exp.run(engine=engine))
+    killer = Killer(run, engine, url, "f", POPULATION * STEPS, seed=hash(backend) % 1000)
     killer.start()
     try:
         result = run.finish(180)

@@ -1,65 +1,71 @@
-"""Engines execute: they move members through train → evaluate → report → maybe exploit."""
+"""Engines execute: they move members through train → evaluate → report → maybe exploit.
+
+One interface (`Engine`), one registry by name. Adding an engine is one module holding one
+dataclass and one line in `REGISTRY`; its options are its fields, reachable from Python
+(`Local(workers=2)`), TOML (`[engine]` with `type = "local"`) and the CLI's flags.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 from typing import Any, Mapping
 
 from ..errors import SpecError
-from ..store import Store
+from .base import Engine, check_not_batched, trained_batched
 
-ENGINES = ("local", "serial", "vectorized", "ray")
+# name -> "module:Class" under poptrain.engines, imported when first asked for (Ray and torch load slowly)
+REGISTRY: dict[str, str] = {
+    "local": "local:Local",
+    "serial": "serial:Serial",
+    "vectorized": "vectorized:Vectorized",
+    "ray": "ray:Ray",
+}
+ENGINES = tuple(REGISTRY)
 
 
-def run_engine(engine: str, store: Store, name: str, workers: int | None = None, trainable: Any = None,
-               progress: bool = False, device: str = "cpu", address: str | None = None, compile: bool = False,
-               resources: Mapping[str, float] | None = None) -> None:
-    """Run an experiment stored in `store` on the named engine until it is done.
+def engine_class(name: str) -> type[Engine]:
+    """The engine class registered under `name`."""
+    if not isinstance(name, str) or name not in REGISTRY:
+        raise SpecError(f"unknown engine {name!r} (known: {', '.join(REGISTRY)})")
+    module, _, cls = REGISTRY[name].partition(":")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
 
-    `compile` is the vectorized engine's; `address` and `resources` (per worker: {"cpu": 2, "gpu": 0.5})
-    are the Ray engine's.
+
+def make_engine(engine: Any, options: Mapping[str, Any] | None = None) -> Engine:
+    """An engine from an Engine, a name, or a table {"type": name, option: value}; `options` override.
+
+    An option the engine does not have is refused with the options it has.
     """
-    if engine in ("serial", "local", "ray") and trained_batched(store, name):
-        raise SpecError(f"experiment {name!r} was trained by the vectorized engine (its checkpoints hold whole "
-                        f"populations): continue it with engine 'vectorized'")
-    if engine == "serial":
-        from .serial import run_serial
-
-        run_serial(store, name, trainable=trainable, progress=progress)
-    elif engine == "local":
-        from .local import run_local
-
-        run_local(store, name, workers=workers, trainable=trainable, progress=progress)
-    elif engine == "ray":
-        from .ray import run_ray, worker_resources
-
-        per_worker = worker_resources(resources, device)
-        run_ray(store, name, workers=workers, trainable=trainable, progress=progress, address=address,
-                num_cpus=per_worker["cpu"], num_gpus=per_worker["gpu"])
-    elif engine == "vectorized":
-        from .vectorized import run_vectorized
-
-        run_vectorized(store, name, trainable=trainable, progress=progress, device=device, compile=compile)
+    options = {k: v for k, v in (options or {}).items() if v is not None}
+    if isinstance(engine, Engine):
+        return dataclasses.replace(engine, **_checked(engine.name, type(engine), options)) if options else engine
+    if isinstance(engine, Mapping):
+        table = dict(engine)
+        name = table.pop("type", None)
+        if name is None:
+            raise SpecError(f"engine table needs a type (one of {', '.join(REGISTRY)})")
+        options = {**table, **options}
     else:
-        raise SpecError(f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")
+        name = engine
+    cls = engine_class(name)
+    return cls(**_checked(name, cls, options))
 
 
-def trained_batched(store: Store, name: str) -> bool:
-    """Whether the experiment's checkpoints are population files (the vectorized engine wrote them)."""
-    return any("#member=" in c.key for m in store.members(name) for c in store.checkpoints(name, m.id)[:1])
+def _checked(name: str, cls: type[Engine], options: dict[str, Any]) -> dict[str, Any]:
+    known = [f.name for f in dataclasses.fields(cls) if f.init]  # type: ignore[arg-type]
+    for key in options:
+        if key not in known:
+            raise SpecError(f"engine {name} has no option {key!r} (its options: {', '.join(known) or 'none'})")
+    return options
 
 
-def check_engine(engine: str | None) -> None:
-    """Refuse an unknown engine name before anything is stored."""
-    if engine is not None and engine not in ENGINES:
-        raise SpecError(f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")
+__all__ = ["ENGINES", "Engine", "REGISTRY", "check_not_batched", "engine_class", "make_engine", "trained_batched"]
 
 
-def join(storage: str, name: str, worker_id: str | None = None) -> None:
-    """Join a running experiment as one more worker (as `poptrain worker` does on any host)."""
-    import os
-    import socket
-
-    from ..store import open_store
-    from .worker import Worker
-
-    Worker(open_store(storage, create=False, wait=True), name, worker_id or f"{socket.gethostname()}-{os.getpid()}").run()
+def __getattr__(name: str) -> Any:
+    """`poptrain.engines.Local` and the other registered classes, imported on first use."""
+    for key, target in REGISTRY.items():
+        if target.partition(":")[2] == name:
+            return engine_class(key)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

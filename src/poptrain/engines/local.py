@@ -1,111 +1,146 @@
-"""The local engine: N worker processes on this machine sharing one store by URL."""
+"""The local engine: worker processes on this machine sharing one store by URL.
+
+Workers are forked by a fresh interpreter running poptrain's own fork server, never by
+re-running the user's script: a trainable defined in a notebook cell, in `python -c` or in an
+unguarded script travels by value (cloudpickle), and every worker starts from a process that
+has already imported poptrain and the trainable's module.
+"""
 
 from __future__ import annotations
 
-import logging
-import multiprocessing as mp
+import json
 import os
-import signal
-import time
-from typing import Any
+import queue
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from ..errors import PoptrainError
-from ..population import ACTIVE, FAILED
-from ..store import LeaseLost, Store, open_store
-from .progress import ProgressDisplay
-
-log = logging.getLogger("poptrain")
-
-
-def worker_main(url: str, name: str, worker_id: str, trainable: Any = None, threads: int | None = None,
-                max_held: int | None = None, current: Any = None) -> None:
-    """Entry point of one worker process: join the experiment by URL and work until it is done.
-
-    `current` (a shared integer) shows the engine which member the worker is busy with, so that a
-    crash of the whole process is charged to that member.
-    """
-    from .worker import Worker
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the engine's to handle: it stops the workers
-    worker = Worker(open_store(url, wait=True), name, worker_id, trainable=trainable, max_held=max_held, current=current)
-    if threads and "torch" in __import__("sys").modules:
-        import torch
-
-        torch.set_num_threads(threads)
-    worker.run()
+from ..experiment import ExperimentSpec
+from ..store import Store
+from .base import Engine, check_not_batched, check_workers
+from .supervisor import Exit, supervise
 
 
-def run_local(store: Store, name: str, workers: int | None = None, trainable: Any = None,
-              progress: bool = False, max_restarts: int | None = None) -> None:
-    """Run `workers` processes (default: CPU count) until every member is done or failed.
+@dataclass
+class Local(Engine):
+    """`workers` processes on this machine (default: one per CPU); `interval_timeout` (seconds) ends a
+    worker whose member's interval runs longer, charging that member one failure."""
 
-    A worker that dies is replaced and its leases end at once, so another worker resumes its
-    members from their last checkpoints; if it died inside a member's code (a crash in native
-    code, out of memory), that counts as one failure of that member.
-    """
-    if store.url.startswith("memory://"):
-        raise PoptrainError("the local engine needs a store that processes share: use a sqlite:/// URL, "
-                            "or engine='serial' for a memory:// store")
-    workers = workers or os.cpu_count() or 1
-    if workers < 1:
-        raise PoptrainError(f"workers must be at least 1, not {workers}")
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    max_restarts = 3 * workers if max_restarts is None else max_restarts
-    spec = store.get_spec(name)
-    share = -(-int(spec["population"]) // workers)  # each worker keeps about its share of the population
-    ctx = mp.get_context("spawn")
-    started: list[str] = []
-    max_failures = int(spec["max_failures"])
+    name: ClassVar[str] = "local"
+    workers: int | None = None
+    interval_timeout: float | None = None
+    max_restarts: int | None = None
+    _pids: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
 
-    def start() -> tuple[str, tuple[Any, Any]]:
-        worker_id = f"local-{os.getpid()}-{len(started)}"
-        started.append(worker_id)
-        current = ctx.Value("i", -1, lock=False)
-        proc = ctx.Process(target=worker_main, daemon=True,
-                           args=(store.url, name, worker_id, trainable, threads, share, current))
-        proc.start()
-        return worker_id, (proc, current)
+    def __post_init__(self) -> None:
+        check_workers(self.name, self.workers)
+        t = self.interval_timeout
+        if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t < float("inf")):
+            raise PoptrainError(f"engine local: interval_timeout must be a positive number of seconds, not {t!r}")
 
-    running = dict(start() for _ in range(workers))
-    restarts = 0
-    try:
-        with ProgressDisplay(store, name, spec["mode"], enabled=progress) as display:
-            while running:
-                time.sleep(0.1)
-                display.update()
-                for worker_id, (proc, current) in list(running.items()):
-                    if proc.is_alive():
-                        continue
-                    del running[worker_id]
-                    if proc.exitcode == 0:
-                        continue
-                    if current.value >= 0:  # it died inside a member's code: that member takes the blame
-                        charge(store, name, current.value, worker_id, proc.exitcode, max_failures)
-                    else:
-                        restarts += 1
-                    store.expire_worker(name, worker_id)
-                    if any(m.status == ACTIVE for m in store.members(name)):
-                        if restarts > max_restarts:
-                            raise PoptrainError(
-                                f"worker processes died {restarts} times outside any member's code (last exit "
-                                f"code {proc.exitcode}); see the log above, then `poptrain resume`")
-                        new_id, new_proc = start()
-                        running[new_id] = new_proc
-    finally:
-        for proc, _ in running.values():
-            proc.terminate()
-        for proc, _ in running.values():
-            proc.join(5)
-        for worker_id in started:  # they are gone: a resume may take their members at once
-            store.expire_worker(name, worker_id)
+    def worker_pids(self) -> list[int]:
+        """The process ids of the workers alive now (for tools and fault tests)."""
+        return list(self._pids.values())
+
+    def run(self, store: Store, spec: ExperimentSpec, trainable: Any = None, progress: bool = False) -> None:
+        """Run the workers until every member is done or failed; a dead worker is replaced."""
+        if store.url.startswith("memory://"):
+            raise PoptrainError("the local engine needs a store that processes share: use a sqlite:/// URL, "
+                                "or engine='serial' for a memory:// store")
+        check_not_batched(store, spec.name, self.name)
+        workers = self.workers or os.cpu_count() or 1
+        setup = {
+            "url": store.url, "name": spec.name, "threads": max(1, (os.cpu_count() or 1) // workers),
+            "max_held": -(-spec.population // workers),  # each worker keeps about its share of the population
+            "slots": workers + 64, "interval_timeout": self.interval_timeout, "sys_path": list(sys.path),
+            "trainable": spec.trainable if isinstance(spec.trainable, str) else None, "paths": spec.paths,
+        }
+        pool = ForkServerPool(setup, trainable, self._pids)
+        supervise(store, spec.name, pool, workers, progress, self.max_restarts)
 
 
-def charge(store: Store, name: str, member: int, worker_id: str, exitcode: int | None, max_failures: int) -> None:
-    """Count a worker process's death against the member it was training (a crash, or out of memory)."""
-    how = f"signal {-exitcode}" if exitcode is not None and exitcode < 0 else f"exit code {exitcode}"
-    try:
-        status = store.record_failure(name, member, worker_id, f"its worker process died ({how})", max_failures)
-    except LeaseLost:
-        return
-    log.warning("member %d: its worker process died (%s)%s", member, how,
-                "; marked failed" if status == FAILED else "; retrying from its last checkpoint")
+class ForkServerPool:
+    """The supervisor's view of the fork server: start a worker, see which ended."""
+
+    def __init__(self, setup: dict[str, Any], trainable: Any, pids: dict[str, int]) -> None:
+        blob = b""
+        if trainable is not None:
+            import cloudpickle
+
+            blob = cloudpickle.dumps(trainable)
+        commands_r, self.commands = os.pipe()
+        events_r, events_w = os.pipe()
+        self.server = subprocess.Popen([sys.executable, "-m", "poptrain.engines.forkserver", str(commands_r),
+                                        str(events_w)], pass_fds=(commands_r, events_w), stdin=subprocess.DEVNULL)
+        os.close(commands_r)
+        os.close(events_w)
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.reader = threading.Thread(target=self._read, args=(events_r,), daemon=True)
+        self.reader.start()
+        self.pids, self.slots, self.free = pids, {}, list(range(int(setup["slots"])))
+        self.count = 0
+        self.prefix = f"local-{os.getpid()}"
+        os.write(self.commands, (json.dumps({**setup, "trainable_bytes": len(blob)}) + "\n").encode() + blob)
+        first = self.events.get()
+        if "error" in first:
+            self.stop()
+            raise PoptrainError(f"the local engine's workers cannot load the trainable: {first['error']}")
+        if not first.get("ready"):
+            self.stop()
+            raise PoptrainError("the local engine's fork server ended before it was ready; see the log above")
+
+    def _read(self, fd: int) -> None:
+        with os.fdopen(fd, "rb") as f:
+            for line in f:
+                self.events.put(json.loads(line))
+        self.events.put({"closed": True})
+
+    def start(self) -> str:
+        if self.server.poll() is not None:
+            raise PoptrainError(f"the local engine's fork server ended (exit code {self.server.returncode}); "
+                                f"see the log above, then `poptrain resume`")
+        worker_id = f"{self.prefix}-{self.count}"
+        self.count += 1
+        slot = self.free.pop(0)
+        self.slots[worker_id] = slot
+        os.write(self.commands, (json.dumps({"start": worker_id, "slot": slot}) + "\n").encode())
+        return worker_id
+
+    def exited(self, timeout: float) -> list[Exit]:
+        ended = []
+        try:
+            event = self.events.get(timeout=timeout)
+            while True:
+                if "started" in event:
+                    self.pids[event["started"]] = event["pid"]
+                elif "exited" in event:
+                    worker_id = event["exited"]
+                    self.pids.pop(worker_id, None)
+                    self.free.append(self.slots.pop(worker_id))
+                    ended.append(Exit(worker_id, event["code"], event["member"], event.get("reason")))
+                elif "closed" in event and self.slots:  # the server itself died: its workers went with it
+                    ended.extend(Exit(w, -9, None) for w in self.slots)
+                    self.slots.clear()
+                    self.pids.clear()
+                event = self.events.get_nowait()
+        except queue.Empty:
+            pass
+        return ended
+
+    def running(self) -> int:
+        return len(self.slots)
+
+    def stop(self) -> None:
+        try:
+            os.close(self.commands)  # end of input: the server stops its workers and exits
+        except OSError:
+            pass
+        try:
+            self.server.wait(10)
+        except subprocess.TimeoutExpired:
+            self.server.kill()
+            self.server.wait()
+        self.pids.clear()

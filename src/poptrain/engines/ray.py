@@ -8,12 +8,14 @@ single machine), and checkpoints a folder or bucket every node reaches.
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
 
 from ..errors import PoptrainError, SpecError
-from ..population import ACTIVE
+from ..experiment import ExperimentSpec
 from ..store import Store, open_store
-from .progress import ProgressDisplay
+from .base import Engine, check_not_batched, check_workers
+from .supervisor import Exit, supervise
 
 
 def worker_resources(resources: Mapping[str, float] | None, device: str = "cpu") -> dict[str, float]:
@@ -43,65 +45,95 @@ class RayWorker:
         return True
 
 
-def run_ray(store: Store, name: str, workers: int | None = None, trainable: Any = None, progress: bool = False,
-            address: str | None = None, num_cpus: float = 1, num_gpus: float = 0) -> None:
-    """Run `workers` Ray actors (default: as many as the cluster's CPUs allow) until the run is done."""
-    try:
-        import ray
-    except ImportError:
-        raise PoptrainError("the ray engine needs Ray: pip install 'poptrain[ray]'") from None
-    if store.url.startswith("memory://"):
-        raise PoptrainError("the ray engine needs a store its workers share: a sqlite:/// or postgresql:// URL")
-    started_here = not ray.is_initialized()
-    if started_here:
-        ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-    spec = store.get_spec(name)
-    cluster = ray.cluster_resources()
-    if started_here and address is None:  # a local Ray never grows: a worker asking for more would wait forever
-        for key, wanted in (("CPU", num_cpus), ("GPU", num_gpus)):
-            if wanted > cluster.get(key, 0):
-                ray.shutdown()
-                raise PoptrainError(f"each Ray worker asks for {wanted:g} {key}(s) but this machine's Ray has "
-                                    f"{cluster.get(key, 0):g}: lower --{key.lower()}s-per-worker, or pass --address "
-                                    f"of a cluster that has them")
-    if workers is None:  # as many as the scarcest resource a worker asks for allows, at most one per member
-        fits = [cluster.get(key, 0) // wanted for key, wanted in (("CPU", num_cpus), ("GPU", num_gpus)) if wanted > 0]
-        workers = max(1, min(int(min(fits)), int(spec["population"])))
-    share = -(-int(spec["population"]) // workers)
-    # a class defined in the driver's script travels by value; any other is imported from the spec's paths
-    shipped = trainable if trainable is not None and trainable.__module__ == "__main__" else None
-    actor = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus)(RayWorker)
-    started = 0
-    running: dict[Any, tuple[str, Any]] = {}
+@dataclass
+class Ray(Engine):
+    """The shared worker loop as Ray actors, on a local Ray or the cluster at `address`.
 
-    def start() -> None:
-        nonlocal started
-        worker_id = f"ray-{os.getpid()}-{started}"
-        started += 1
-        handle = actor.remote(store.url, name, worker_id, shipped, share)
-        running[handle.run.remote()] = (worker_id, handle)
+    `workers` defaults to as many as the cluster's resources allow (at most one per member);
+    `resources` is what each worker reserves, e.g. {"cpu": 4, "gpu": 0.5} (default: 1 CPU, and
+    1 GPU when `device` is CUDA).
+    """
 
-    for _ in range(workers):
-        start()
-    restarts = 0
-    try:
-        with ProgressDisplay(store, name, spec["mode"], enabled=progress) as display:
-            while running:
-                done, _ = ray.wait(list(running), timeout=0.25)
-                display.update()
-                for ref in done:
-                    worker_id, _handle = running.pop(ref)
-                    try:
-                        ray.get(ref)
-                    except ray.exceptions.RayActorError:  # the actor's process died: free its members, replace it
-                        store.expire_worker(name, worker_id)
-                        if any(m.status == ACTIVE for m in store.members(name)):
-                            restarts += 1
-                            if restarts > 3 * workers:
-                                raise PoptrainError(f"Ray workers died {restarts} times; `poptrain resume` later")
-                            start()
-    finally:
-        for _, handle in running.values():
-            ray.kill(handle)
+    name: ClassVar[str] = "ray"
+    address: str | None = None
+    workers: int | None = None
+    resources: Mapping[str, float] | None = None
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        check_workers(self.name, self.workers)
+        self.per_worker = worker_resources(self.resources, self.device)
+
+    def run(self, store: Store, spec: ExperimentSpec, trainable: Any = None, progress: bool = False) -> None:
+        """Run Ray actors until every member is done or failed; a dead actor is replaced."""
+        try:
+            import ray
+        except ImportError:
+            raise PoptrainError("the ray engine needs Ray: pip install 'poptrain[ray]'") from None
+        if store.url.startswith("memory://"):
+            raise PoptrainError("the ray engine needs a store its workers share: a sqlite:/// or postgresql:// URL")
+        check_not_batched(store, spec.name, self.name)
+        started_here = not ray.is_initialized()
         if started_here:
-            ray.shutdown()
+            ray.init(address=self.address, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+        try:
+            workers = self._workers(ray, spec, started_here)
+            # a class defined in the driver's script or notebook travels by value; any other is imported from the spec's paths
+            shipped = trainable if trainable is not None and trainable.__module__ == "__main__" else None
+            pool = ActorPool(ray, store.url, spec.name, shipped, -(-spec.population // workers), self.per_worker)
+            supervise(store, spec.name, pool, workers, progress, what="Ray workers")
+        finally:
+            if started_here:
+                ray.shutdown()
+
+    def _workers(self, ray: Any, spec: ExperimentSpec, started_here: bool) -> int:
+        cluster = ray.cluster_resources()
+        wanted = {"CPU": self.per_worker["cpu"], "GPU": self.per_worker["gpu"]}
+        if started_here and self.address is None:  # a local Ray never grows: a worker asking for more would wait forever
+            for key, amount in wanted.items():
+                if amount > cluster.get(key, 0):
+                    raise PoptrainError(f"each Ray worker asks for {amount:g} {key}(s) but this machine's Ray has "
+                                        f"{cluster.get(key, 0):g}: lower --{key.lower()}s-per-worker, or pass --address "
+                                        f"of a cluster that has them")
+        if self.workers is not None:
+            return self.workers
+        # as many as the scarcest resource a worker asks for allows, at most one per member
+        fits = [cluster.get(key, 0) // amount for key, amount in wanted.items() if amount > 0]
+        return max(1, min(int(min(fits)), spec.population))
+
+
+class ActorPool:
+    """The supervisor's view of Ray actors: start one, see which ended (a dead actor's member is unknown)."""
+
+    def __init__(self, ray: Any, url: str, name: str, trainable: Any, max_held: int, per_worker: dict[str, float]) -> None:
+        self.ray, self.url, self.name, self.trainable, self.max_held = ray, url, name, trainable, max_held
+        self.actor = ray.remote(num_cpus=per_worker["cpu"], num_gpus=per_worker["gpu"])(RayWorker)
+        self.pending: dict[Any, tuple[str, Any]] = {}
+        self.count = 0
+
+    def start(self) -> str:
+        worker_id = f"ray-{os.getpid()}-{self.count}"
+        self.count += 1
+        handle = self.actor.remote(self.url, self.name, worker_id, self.trainable, self.max_held)
+        self.pending[handle.run.remote()] = (worker_id, handle)
+        return worker_id
+
+    def exited(self, timeout: float) -> list[Exit]:
+        done, _ = self.ray.wait(list(self.pending), timeout=timeout)
+        ended = []
+        for ref in done:
+            worker_id, _handle = self.pending.pop(ref)
+            try:
+                self.ray.get(ref)
+                ended.append(Exit(worker_id, 0))
+            except self.ray.exceptions.RayActorError:  # the actor's process died
+                ended.append(Exit(worker_id, -9))
+        return ended
+
+    def running(self) -> int:
+        return len(self.pending)
+
+    def stop(self) -> None:
+        for _, handle in self.pending.values():
+            self.ray.kill(handle)
+        self.pending.clear()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Iterator, Mapping
 
-from ..experiment import Experiment
+from ..experiment import ExperimentSpec
 from ..population import Standings, fitness
 from ..store import Store
 
@@ -16,7 +16,7 @@ class RecentFitness(Mapping[int, tuple[float, ...]]):
     would make a decision cost grow with the population times the window.
     """
 
-    def __init__(self, store: Store, name: str, exp: Experiment, at_step: int | None, ids: list[int]) -> None:
+    def __init__(self, store: Store, name: str, exp: ExperimentSpec, at_step: int | None, ids: list[int]) -> None:
         self.store, self.name, self.exp, self.at_step = store, name, exp, at_step
         self.ids = ids
         self.cache: dict[int, tuple[float, ...]] = {}
@@ -36,7 +36,7 @@ class RecentFitness(Mapping[int, tuple[float, ...]]):
         return len(self.ids)
 
 
-def read_standings(store: Store, name: str, exp: Experiment, at_step: int | None, everyone: bool = False) -> Standings:
+def read_standings(store: Store, name: str, exp: ExperimentSpec, at_step: int | None, everyone: bool = False) -> Standings:
     """The latest score of every live member (at `at_step` in synchronous mode), and their recent ones.
 
     Recent scores are read lazily for the members one decision looks at, or at once when

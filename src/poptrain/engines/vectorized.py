@@ -10,27 +10,28 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 import uuid
 from collections import Counter
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from ..errors import PoptrainError, SpecError
-from ..experiment import Experiment
-from ..policy import EXPLOIT_RNG, EXPLORE_RNG, decision_rng
+from ..experiment import ExperimentSpec
 from ..population import ACTIVE, Exploit
 from ..store import CheckpointRecord, CheckpointStore, Event, MemberRecord, Store
 from ..store.base import EXPLOIT_AT_BARRIER
 from ..trainable import import_object
+from .base import Engine
 from .progress import ProgressDisplay
 from .standings import read_standings
+from .supervisor import Heartbeat
 from .worker import score_of
 
 log = logging.getLogger("poptrain")
 
 
-def population_class(exp: Experiment, trainable: Any = None) -> type:
+def population_class(exp: ExperimentSpec, trainable: Any = None) -> type:
     """The batched counterpart of the experiment's trainable, checked against its space."""
     cls = trainable or exp.trainable
     if isinstance(cls, str):
@@ -53,7 +54,8 @@ class VectorizedRun:
     def __init__(self, store: Store, name: str, trainable: Any = None, device: str = "cpu",
                  compile: bool = False) -> None:
         self.store, self.name, self.device, self.compile = store, name, device, compile
-        self.exp = Experiment.from_spec(store.get_spec(name))
+        self.exp = ExperimentSpec.from_spec(store.get_spec(name))
+        self.policy = self.exp.policy
         self.batched = population_class(self.exp, trainable)
         self.checkpoints = CheckpointStore(self.exp.checkpoints)
         self.id = f"vectorized-{os.getpid()}"
@@ -70,19 +72,9 @@ class VectorizedRun:
         members = self._hold_all()
         if not members:
             return
-        stop = threading.Event()
-        beat = threading.Thread(target=self._heartbeat, args=(stop,), daemon=True)
-        beat.start()
-        try:
-            with ProgressDisplay(self.store, self.name, self.exp.mode, enabled=progress) as display:
-                self._train(members, display)
-        finally:
-            stop.set()
-            beat.join()
-
-    def _heartbeat(self, stop: threading.Event) -> None:
-        while not stop.wait(self.exp.lease / 3):
-            self.store.renew(self.name, self.id, self.exp.lease, time.time())
+        with Heartbeat(self.store, self.name, self.id, self.exp.lease), \
+                ProgressDisplay(self.store, self.name, self.exp.mode, enabled=progress) as display:
+            self._train(members, display)
 
     def _restore(self, members: list[MemberRecord], population: Any) -> list[MemberRecord]:
         """Continue from the newest population file every member has a record of, or from step 0."""
@@ -141,7 +133,7 @@ class VectorizedRun:
                 for m in ids:
                     self.store.finish(self.name, m, self.id)
                 return
-            if exp.ready.is_ready(step, last_ready):
+            if self.policy.is_ready(step, last_ready):
                 last_ready = step
                 if exp.exploit is not None:
                     self._exploit(population, ids, hparams, versions, step)
@@ -150,20 +142,17 @@ class VectorizedRun:
     def _exploit(self, population: Any, ids: list[int], hparams: list[dict[str, Any]], versions: list[int],
                  step: int) -> None:
         """Every member decides on the scores at this step; copies read the state from before any copy."""
-        exp = self.exp
-        standings = read_standings(self.store, self.name, exp, at_step=step, everyone=True)
+        standings = read_standings(self.store, self.name, self.exp, at_step=step, everyone=True)
         index = {m: i for i, m in enumerate(ids)}
+        decisions = self.policy.decide_generation(
+            standings, step, lambda source: hparams[index[source]] if source in index else None)
         dsts, srcs, new = [], [], {}
         for i, m in enumerate(ids):
-            me = standings.view(m)
-            if me is None:
-                continue
-            decision = exp.exploit.decide(me, standings, decision_rng(exp.seed, m, step, EXPLOIT_RNG))
-            if isinstance(decision, Exploit) and decision.source in index:
-                src = index[decision.source]
+            decision = decisions.get(m)
+            if isinstance(decision, Exploit):
                 dsts.append(i)
-                srcs.append(src)
-                new[i] = exp.explore.explore(hparams[src], exp.space, decision_rng(exp.seed, m, step, EXPLORE_RNG))
+                srcs.append(index[decision.source])
+                new[i] = decision.hparams
         if not dsts:
             return
         population.copy_members(dsts, srcs)
@@ -193,11 +182,25 @@ class VectorizedRun:
                 self.checkpoints.delete(path)
 
 
-def run_vectorized(store: Store, name: str, trainable: Any = None, progress: bool = False,
-                   device: str = "cpu", compile: bool = False) -> None:
-    """Train the whole population as one batched model until every member reaches its budget.
+@dataclass
+class Vectorized(Engine):
+    """The whole population as one batched model in this process, on `device` (cpu, cuda, ...).
 
     `compile` runs the batched training step and evaluation under torch.compile: off by default,
     since compiling takes longer than a short run saves (benchmarks/vectorized.py measures both).
     """
-    VectorizedRun(store, name, trainable, device, compile).run(progress)
+
+    name: ClassVar[str] = "vectorized"
+    batched: ClassVar[bool] = True
+    device: str = "cpu"
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.device, str) or not self.device:
+            raise SpecError(f"engine vectorized: device must name a torch device (cpu, cuda, ...), not {self.device!r}")
+        if not isinstance(self.compile, bool):
+            raise SpecError(f"engine vectorized: compile must be true or false, not {self.compile!r}")
+
+    def run(self, store: Store, spec: ExperimentSpec, trainable: Any = None, progress: bool = False) -> None:
+        """Train the whole population as one batched model until every member reaches its budget."""
+        VectorizedRun(store, spec.name, trainable, self.device, self.compile).run(progress)

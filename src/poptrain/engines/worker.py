@@ -8,22 +8,22 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
+import os
+import socket
 import time
 import traceback
 from collections import OrderedDict
 from dataclasses import replace
 from typing import Any, Callable
 
-
 from ..errors import CorruptCheckpoint
-from ..experiment import Experiment
-from ..policy import EXPLOIT_RNG, EXPLORE_RNG, decision_rng
-from ..population import ACTIVE, Continue, Exploit
-from ..store import CheckpointRecord, CheckpointStore, Event, LeaseLost, MemberRecord, Store
+from ..experiment import ExperimentSpec
+from ..population import ACTIVE, Continue, Decision, Exploit
+from ..store import CheckpointRecord, CheckpointStore, Event, LeaseLost, MemberRecord, Store, open_store
 from ..store.base import EXPLOIT, EXPLOIT_AT_BARRIER
 from ..trainable import Trainable, resolve_trainable
 from .standings import read_standings
+from .supervisor import Heartbeat
 
 log = logging.getLogger("poptrain")
 
@@ -82,7 +82,8 @@ class Worker:
                  poll: float = 0.1, on_interval: Callable[[], None] | None = None,
                  max_held: int | None = None, cache_size: int | None = None, current: Any = None) -> None:
         self.store, self.name, self.id = store, name, worker_id
-        self.exp = Experiment.from_spec(store.get_spec(name))
+        self.exp = ExperimentSpec.from_spec(store.get_spec(name))
+        self.policy = self.exp.policy
         self.trainable = resolve_trainable(trainable or self.exp.trainable, self.exp.paths)
         self.checkpoints = CheckpointStore(self.exp.checkpoints)
         self.poll, self.on_interval, self.max_held = poll, on_interval, max_held
@@ -90,15 +91,13 @@ class Worker:
         self.cache: OrderedDict[int, tuple[Trainable, int]] = OrderedDict()  # id -> (trainable, version)
         self.held: set[int] = set()
         self.current = current  # a shared integer the local engine reads if this process dies
-        self._stop = threading.Event()
+        self._generation: tuple[Any, dict[int, Decision]] | None = None  # a synchronous step's picks
 
     # the loop
     def run(self) -> None:
         """Work until every member is done or failed."""
-        beat = threading.Thread(target=self._heartbeat, daemon=True)
-        beat.start()
         idle = 0.0
-        try:
+        with Heartbeat(self.store, self.name, self.id, self.exp.lease):
             while True:
                 take_new = self.max_held is None or len(self.held) < self.max_held
                 rec = self.store.claim(self.name, self.id, self.exp.lease, time.time(), self.exp.synchronous,
@@ -113,16 +112,6 @@ class Worker:
                     continue
                 idle = 0.0
                 self.advance(rec)
-        finally:
-            self._stop.set()
-            beat.join()
-
-    def _heartbeat(self) -> None:
-        while not self._stop.wait(self.exp.lease / 3):
-            try:
-                self.store.renew(self.name, self.id, self.exp.lease, time.time())
-            except Exception as exc:  # a missed beat is retried; the lease is long enough for several
-                log.warning("worker %s could not renew its leases: %s", self.id, exc)
 
     def advance(self, rec: MemberRecord) -> None:
         """Move one leased member forward: one interval, or its pending decision."""
@@ -163,7 +152,7 @@ class Worker:
             self.on_interval()
         if step >= self.exp.steps:
             self._finish(rec, member)
-        elif self.exp.ready.is_ready(step, rec.last_ready):
+        elif self.policy.is_ready(step, rec.last_ready):
             if self.exp.exploit is None:  # no decision to take; the checkpoint keeps the work resumable
                 rec = replace(rec, last_ready=step)
                 self._checkpoint(rec, member)
@@ -175,30 +164,23 @@ class Worker:
 
     # exploit and explore
     def _decide(self, rec: MemberRecord, member: Trainable, at_step: int | None) -> None:
-        """Exploit (copy a better member's state) and explore, or continue; then checkpoint."""
-        strategy = self.exp.exploit
-        standings = read_standings(self.store, self.name, self.exp, at_step)
-        me = standings.view(rec.id)
-        decision = Continue()
-        if me is not None:
-            decision = strategy.decide(me, standings, decision_rng(self.exp.seed, rec.id, rec.step, EXPLOIT_RNG))
+        """Take the policy's decision: exploit (copy a source's state, explore) or continue; then checkpoint."""
+        pick = self._pick(rec, at_step)
         exploited = False
-        if isinstance(decision, Exploit):
-            source = self._load_source(decision.source, at_step)
-            if source is None:
-                log.info("member %d: source %d has no checkpoint to copy yet; it continues", rec.id, decision.source)
-            else:
-                ckpt, state = source
-                user(member.load_state_dict, state)
-                rng = decision_rng(self.exp.seed, rec.id, rec.step, EXPLORE_RNG)
-                new = user(self.exp.explore.explore, ckpt.hparams, self.exp.space, rng)
-                user(member.set_hparams, new)
-                self.store.record_exploit(self.name, Event(
-                    member=rec.id, step=rec.step, source=decision.source, source_step=ckpt.step,
-                    old_hparams=rec.hparams, new_hparams=new, time=time.time(), source_hparams=ckpt.hparams,
-                    kind=EXPLOIT if at_step is None else EXPLOIT_AT_BARRIER), self.id)
-                rec = replace(rec, hparams=new, version=rec.version + 1)
-                exploited = True
+        source = self._load_source(pick.source, at_step) if isinstance(pick, Exploit) else None
+        if isinstance(pick, Exploit) and source is None:
+            log.info("member %d: source %d has no checkpoint to copy yet; it continues", rec.id, pick.source)
+        if source is not None:
+            ckpt, state = source
+            new = user(self.policy.explore_from, rec.id, rec.step, ckpt.hparams)
+            user(member.load_state_dict, state)
+            user(member.set_hparams, new)
+            self.store.record_exploit(self.name, Event(
+                member=rec.id, step=rec.step, source=ckpt.member, source_step=ckpt.step, old_hparams=rec.hparams,
+                new_hparams=new, time=time.time(), source_hparams=ckpt.hparams,
+                kind=EXPLOIT if at_step is None else EXPLOIT_AT_BARRIER), self.id)
+            rec = replace(rec, hparams=new, version=rec.version + 1)
+            exploited = True
         rec = replace(rec, last_ready=rec.step, pending=False)
         self._remember(rec, member)
         if exploited or at_step is None:
@@ -206,6 +188,20 @@ class Worker:
         else:  # synchronous and unchanged: the pending checkpoint already holds this state
             self.store.mark_ready(self.name, rec.id, self.id, rec.step)
         self._release(rec.id)
+
+    def _pick(self, rec: MemberRecord, at_step: int | None) -> Decision:
+        """The policy's pick for this member: alone (asynchronous) or as part of its generation."""
+        if at_step is None:
+            standings = read_standings(self.store, self.name, self.exp, None)
+            me = standings.view(rec.id)
+            return Continue() if me is None else self.policy.choose(me, standings, rec.step)
+        # A generation is ranked once: every worker computes the same picks from the same scores.
+        ids, scores = self.store.scores(self.name, at_step)
+        key = (at_step, ids.tobytes(), scores.tobytes())
+        if self._generation is None or self._generation[0] != key:
+            standings = read_standings(self.store, self.name, self.exp, at_step, everyone=True)
+            self._generation = (key, self.policy.choose_generation(standings, at_step))
+        return self._generation[1].get(rec.id, Continue())
 
     def _load_source(self, source: int, at_step: int | None) -> tuple[CheckpointRecord, Any] | None:
         """Pin and read the source's newest good checkpoint; None if it has none.
@@ -327,3 +323,8 @@ class Worker:
                 return
             if member not in self.held:
                 del self.cache[member]
+
+
+def join(storage: str, name: str, worker_id: str | None = None) -> None:
+    """Join a running experiment as one more worker (as `poptrain worker` does on any host)."""
+    Worker(open_store(storage, create=False, wait=True), name, worker_id or f"{socket.gethostname()}-{os.getpid()}").run()

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
-import numpy as np
-
 from ..errors import SpecError
 from ..space import typed_table
 from ..trainable import import_object
+from .decision import EXPLOIT_RNG, EXPLORE_RNG, GENERATION_RNG, Policy, decision_rng
 from .exploit import ExploitStrategy, Truncation, Tournament, TTest
 from .explore import Custom, ExploreStrategy, Noise, Perturb, Resample
 from .ready import Every, ReadyCriterion
@@ -20,6 +19,7 @@ __all__ = [
     "ExploreStrategy",
     "Noise",
     "Perturb",
+    "Policy",
     "ReadyCriterion",
     "Resample",
     "TTest",
@@ -50,17 +50,6 @@ _ARGS: dict[str, tuple[str, ...]] = {
     "resample": (),
 }
 _REQUIRED: dict[str, tuple[str, ...]] = {"every": ("intervals",), "function": ("path",), "noise": ("sigma",)}
-
-
-EXPLOIT_RNG, EXPLORE_RNG = 1, 2
-
-
-def decision_rng(seed: int, member: int, step: int, purpose: int) -> np.random.Generator:
-    """The generator for one decision: fixed by seed, member and step, whatever the scheduling.
-
-    Engines pass it to exploit and explore; analysis rebuilds it to tell what an explore did.
-    """
-    return np.random.default_rng([seed, member, step, purpose])
 
 
 def _import_function(path: Any) -> Callable[..., Any]:

@@ -1,0 +1,205 @@
+"""The local engine's fork server: a fresh interpreter that imports once, then forks each worker.
+
+It never imports the user's `__main__` (a notebook, `python -c`, a script without the
+`if __name__ == "__main__":` guard all work): the trainable arrives by value (cloudpickle) or by
+import path. poptrain, the trainable's module (torch with it) and the store's driver are
+imported before the first fork, so each worker starts in milliseconds, not seconds.
+
+Run as `python -m poptrain.engines.forkserver COMMAND_FD EVENT_FD`. Commands (one JSON line
+each, on COMMAND_FD): the set-up first, then {"start": worker_id, "slot": i}; end of input
+stops every worker. Events (JSON lines on EVENT_FD): {"started", "pid"} and {"exited", "code",
+"member", "reason"}. The server is single-threaded, so forking it is safe.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import select
+import signal
+import struct
+import sys
+import threading
+import time
+import traceback
+from typing import Any
+
+SLOT = struct.Struct("qd")  # the member a worker is inside (-1: none) and when its interval began
+
+
+class Slot:
+    """One worker's entry in the shared table: which member it is training, since when."""
+
+    def __init__(self, table: mmap.mmap, index: int) -> None:
+        self.table, self.offset = table, index * SLOT.size
+
+    @property
+    def value(self) -> int:
+        return SLOT.unpack_from(self.table, self.offset)[0]
+
+    @value.setter
+    def value(self, member: int) -> None:
+        SLOT.pack_into(self.table, self.offset, member, time.time())
+
+    def since(self) -> float:
+        return SLOT.unpack_from(self.table, self.offset)[1]
+
+
+class Server:
+    """Forks workers on command and reports how each ends."""
+
+    def __init__(self, commands: int, events: int, setup: dict[str, Any], trainable: Any) -> None:
+        self.commands, self.events, self.setup, self.trainable = commands, events, setup, trainable
+        self.table = mmap.mmap(-1, SLOT.size * int(setup["slots"]))
+        self.children: dict[int, tuple[str, int]] = {}  # pid -> (worker id, slot)
+        self.timeout = setup.get("interval_timeout")
+        self.killed: dict[int, str] = {}  # pid -> why the server ended it
+
+    def send(self, **event: Any) -> None:
+        os.write(self.events, (json.dumps(event) + "\n").encode())
+
+    def serve(self) -> None:
+        buffer = b""
+        while True:
+            ready, _, _ = select.select([self.commands], [], [], 0.05)
+            if ready:
+                chunk = os.read(self.commands, 65536)
+                if not chunk:
+                    return
+                buffer += chunk
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    command = json.loads(line)
+                    self.fork(command["start"], int(command["slot"]))
+            self.reap()
+            self.enforce_time_limit()
+
+    def fork(self, worker_id: str, slot: int) -> None:
+        Slot(self.table, slot).value = -1
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 1
+            try:
+                os.close(self.commands)
+                os.close(self.events)
+                code = work(self.setup, worker_id, self.trainable, Slot(self.table, slot))
+            except BaseException:  # noqa: BLE001 - a worker must never return into the server's loop
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        self.children[pid] = (worker_id, slot)
+        self.send(started=worker_id, pid=pid)
+
+    def reap(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            worker_id, slot = self.children.pop(pid)
+            reason = self.killed.pop(pid, None)
+            self.send(exited=worker_id, code=os.waitstatus_to_exitcode(status), member=Slot(self.table, slot).value,
+                      reason=reason)
+
+    def enforce_time_limit(self) -> None:
+        """End a worker whose current interval ran past `interval_timeout`: its member is charged."""
+        if not self.timeout:
+            return
+        now = time.time()
+        for pid, (_, slot) in self.children.items():
+            entry = Slot(self.table, slot)
+            if entry.value >= 0 and pid not in self.killed and now - entry.since() > self.timeout:
+                self.killed[pid] = f"an interval ran past interval_timeout ({self.timeout:g} s); its worker was ended"
+                os.kill(pid, signal.SIGKILL)
+
+    def stop(self) -> None:
+        for pid in self.children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.time() + 5
+        while self.children and time.time() < deadline:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                time.sleep(0.02)
+            else:
+                self.children.pop(pid, None)
+        for pid in self.children:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def work(setup: dict[str, Any], worker_id: str, trainable: Any, slot: Slot) -> int:
+    """One worker process: join the experiment by URL and work until it is done."""
+    from ..store import open_store
+    from .worker import Worker
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the engine's to handle: it stops the workers
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    watch_parent(os.getppid())
+    if setup.get("threads") and "torch" in sys.modules:
+        import torch
+
+        torch.set_num_threads(int(setup["threads"]))
+    store = open_store(setup["url"], wait=True)
+    Worker(store, setup["name"], worker_id, trainable=trainable, max_held=setup.get("max_held"), current=slot).run()
+    return 0
+
+
+def watch_parent(parent: int) -> None:
+    """End this worker if the server that forked it is gone (the engine was killed)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def main(argv: list[str]) -> None:
+    commands, events = int(argv[1]), int(argv[2])
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    reader = os.fdopen(os.dup(commands), "rb")
+    setup = json.loads(reader.readline())
+    blob = reader.read(int(setup["trainable_bytes"])) if setup["trainable_bytes"] else b""
+    reader.close()  # a buffered reader may hold bytes after the blob: the engine sends nothing more until told
+    for path in reversed(setup["sys_path"]):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    events_out = Server(commands, events, setup, None)
+    try:
+        import pickle
+
+        import cloudpickle  # noqa: F401 - classes shipped by value need it to unpickle
+
+        from . import worker  # noqa: F401 - imported once here, inherited by every worker
+        from ..trainable import resolve_trainable
+
+        trainable = pickle.loads(blob) if blob else None
+        # by import path it is imported now, so each worker inherits the module
+        resolve_trainable(trainable or setup["trainable"], setup["paths"])
+    except Exception as exc:  # noqa: BLE001 - reported to the engine as one line
+        events_out.send(error=" ".join(traceback.format_exception_only(type(exc), exc)).strip())
+        return
+    server = Server(commands, events, setup, trainable)
+    server.send(ready=True)
+    try:
+        server.serve()
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,131 @@
+"""Running an experiment: create it in the store, refuse a live run, hand the spec to an engine, resume.
+
+`Experiment` is the spec you write (`ExperimentSpec`) plus the verbs that run it; engines only
+ever receive the plain spec, so nothing below the runner imports it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .engines import Engine, make_engine, trained_batched
+from .errors import PoptrainError, SpecError
+from .experiment import ExperimentSpec
+from .store import Store, open_store
+
+if TYPE_CHECKING:
+    from .result import Result
+
+log = logging.getLogger("poptrain")
+
+
+@dataclass
+class Experiment(ExperimentSpec):
+    """What to train and how PBT runs it; `run()` trains the population and returns a `Result`.
+
+    `steps` is each member's budget in intervals (calls of `train()`); `exploit=None` trains the
+    same members with no exploit at all (the random-search baseline at equal compute); `engine`
+    is how `run()` trains by default: a name ("local", "serial", "vectorized", "ray"), a table
+    {"type": "local", "workers": 2}, or an engine object such as `poptrain.engines.Local(workers=2)`.
+    """
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.engine is not None:
+            make_engine(self.engine)  # an unknown engine or option is refused before anything is stored
+
+    def create(self, wait: bool = False) -> bool:
+        """Store the experiment unless it is there already; True if created, False if it was stored.
+
+        `wait` rides out a database that is briefly unreachable, as a worker does.
+        """
+        return create(self, wait)
+
+    def run(self, engine: Any = None, *, progress: bool = False, force: bool = False, **options: Any) -> "Result":
+        """Train the population to its budget (resuming a stored run of the same spec).
+
+        `engine` is a name or an engine object (default: the spec's, else "local"); `options` set
+        a named engine's options, e.g. `run(engine="local", workers=2)`. A stored run whose members
+        are still leased is being trained by live workers: it is refused (join it with `poptrain
+        worker`) unless `force` says those workers are dead.
+        """
+        return run(self, engine, progress=progress, force=force, **options)
+
+
+def create(spec: ExperimentSpec, wait: bool = False) -> bool:
+    """Store `spec` unless an experiment of its name is there; True if created, False if it was stored."""
+    store = open_store(spec.storage, wait=wait)
+    if spec.name in store.experiments():
+        check_stored(store, spec)
+        return False
+    data = spec.to_spec()
+    try:
+        store.create_experiment(spec.name, data, spec.initial_members())
+    except Exception:
+        if spec.name not in store.experiments():
+            raise
+        check_stored(store, spec)  # another worker created it a moment earlier
+        return False
+    return True
+
+
+def check_stored(store: Store, spec: ExperimentSpec) -> None:
+    """Refuse to continue a stored experiment of the same name whose spec differs from this one."""
+    stored, mine = store.get_spec(spec.name), json.loads(json.dumps(spec.to_spec()))
+    if stored != mine:
+        changed = sorted(k for k in set(stored) | set(mine) if stored.get(k) != mine.get(k))
+        raise SpecError(
+            f"experiment {spec.name!r} already exists in {spec.storage} with a different spec "
+            f"({', '.join(changed)} differ): choose another name, or `poptrain resume` it")
+
+
+def check_not_running(storage: str, name: str, force: bool) -> None:
+    """Refuse to start workers on an experiment that live workers hold, unless forced."""
+    store = open_store(storage)
+    now = time.time()
+    live = [m for m in store.members(name) if m.status == "active" and m.worker and m.lease_until > now]
+    if not live:
+        return
+    if force:
+        store.release_all(name)
+        return
+    holders = ", ".join(sorted({m.worker for m in live if m.worker}))
+    wait = max(m.lease_until for m in live) - now
+    raise PoptrainError(
+        f"experiment {name!r} is being trained: {len(live)} member(s) are leased by {holders}. "
+        f"Join it with `poptrain worker --storage {storage} --experiment {name}`; if those workers are dead, "
+        f"wait {wait:.0f} s for their leases to expire or resume with --force")
+
+
+def choose_engine(spec: ExperimentSpec, store: Store, engine: Any, options: dict[str, Any]) -> Engine:
+    """The engine a run uses: the one asked for, else the spec's, else the one that wrote its checkpoints."""
+    chosen = engine if engine is not None else spec.engine
+    if chosen is None:
+        stored = spec.name in store.experiments()
+        chosen = "vectorized" if stored and trained_batched(store, spec.name) else "local"
+    return make_engine(chosen, options)
+
+
+def run(spec: ExperimentSpec, engine: Any = None, *, progress: bool = False, force: bool = False,
+        **options: Any) -> "Result":
+    """Train a spec's population to its budget on an engine; see `Experiment.run`."""
+    from .result import Result
+
+    store = open_store(spec.storage)
+    chosen = choose_engine(spec, store, engine, options)  # a bad engine is refused before anything is stored
+    if not create(spec):
+        check_not_running(spec.storage, spec.name, force)
+    trainable = None if isinstance(spec.trainable, str) else spec.trainable
+    chosen.run(store, spec, trainable=trainable, progress=progress)
+    return Result(store, spec.name)
+
+
+def resume(storage: str, name: str, engine: Any = None, *, progress: bool = False, force: bool = False,
+           **options: Any) -> "Result":
+    """Finish a stored experiment that was interrupted; members restart from their checkpoints."""
+    spec = open_store(storage, create=False).get_spec(name)
+    return run(Experiment.from_spec(spec), engine, progress=progress, force=force, **options)
