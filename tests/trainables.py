@@ -178,3 +178,19 @@ class StepLog(Quadratic):
         super().load_state_dict(state)
         if state["owner"] == self.seed:
             self.step = state["step"]
+
+
+class Tied(Quadratic):
+    """Every member scores the same at every step: ties for the exploit strategy to break."""
+
+    def evaluate(self) -> float:
+        return 1.0
+
+
+class HangsAtTop(Quadratic):
+    """A member whose lr is at the top of the space (0.3) never returns from train(): a stuck interval."""
+
+    def train(self) -> None:
+        if self.hparams["lr"] >= 0.3:
+            time.sleep(3600)
+        super().train()

@@ -63,6 +63,10 @@ def create(spec: ExperimentSpec, wait: bool = False) -> bool:
         check_stored(store, spec)
         return False
     data = spec.to_spec()
+    if data["trainable"].startswith("__main__:"):
+        log.warning("trainable %s lives in the script or notebook that runs it: `poptrain worker` and `poptrain "
+                    "resume` in another process cannot import it; move it into a module to let workers join by URL",
+                    data["trainable"])
     try:
         store.create_experiment(spec.name, data, spec.initial_members())
     except Exception:

@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..errors import PoptrainError
+from ..errors import PoptrainError, SpecError
 from ..experiment import ExperimentSpec
 from ..store import Store
 from .base import Engine, check_not_batched, check_workers
@@ -39,7 +39,7 @@ class Local(Engine):
         check_workers(self.name, self.workers)
         t = self.interval_timeout
         if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t < float("inf")):
-            raise PoptrainError(f"engine local: interval_timeout must be a positive number of seconds, not {t!r}")
+            raise SpecError(f"engine local: interval_timeout must be a positive number of seconds, not {t!r}")
 
     def worker_pids(self) -> list[int]:
         """The process ids of the workers alive now (for tools and fault tests)."""

@@ -54,7 +54,7 @@ class VectorizedRun:
     def __init__(self, store: Store, name: str, trainable: Any = None, device: str = "cpu",
                  compile: bool = False) -> None:
         self.store, self.name, self.device, self.compile = store, name, device, compile
-        self.exp = ExperimentSpec.from_spec(store.get_spec(name))
+        self.exp = ExperimentSpec.from_spec(store.get_spec(name), trainable=trainable)  # a live class wins over its path
         self.policy = self.exp.policy
         self.batched = population_class(self.exp, trainable)
         self.checkpoints = CheckpointStore(self.exp.checkpoints)

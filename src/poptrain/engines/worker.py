@@ -82,7 +82,7 @@ class Worker:
                  poll: float = 0.1, on_interval: Callable[[], None] | None = None,
                  max_held: int | None = None, cache_size: int | None = None, current: Any = None) -> None:
         self.store, self.name, self.id = store, name, worker_id
-        self.exp = ExperimentSpec.from_spec(store.get_spec(name))
+        self.exp = ExperimentSpec.from_spec(store.get_spec(name), trainable=trainable)  # a live class wins over its path
         self.policy = self.exp.policy
         self.trainable = resolve_trainable(trainable or self.exp.trainable, self.exp.paths)
         self.checkpoints = CheckpointStore(self.exp.checkpoints)
