@@ -59,6 +59,10 @@ def import_object(path: str, search_paths: list[str] | tuple[str, ...] = ()) -> 
         try:
             obj = getattr(obj, part)
         except AttributeError:
+            if module_name == "__main__":  # a class from the notebook or script that created the experiment
+                raise SpecError(f"trainable {path} was defined in the script or notebook that started the experiment, "
+                                f"which this process cannot import: move it into a module (and name it "
+                                f"'module:{attr}'), or continue the run from that script or notebook") from None
             raise SpecError(f"module {module_name!r} has no attribute {attr!r} (from {path!r})") from None
     return obj
 
