@@ -85,9 +85,9 @@ def test_the_dashboard_runs_no_payload_and_shows_it_literally(payload_store: tup
             watch(page, problems)
             page.goto(f"{base}/")
             page.click("a:has-text('payload')")
-            page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 4", timeout=30000)
+            page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 4", timeout=30000)
             # the members table is replaced by the JSON-fed one once the first refresh lands
-            page.wait_for_function("document.getElementById('status').textContent !== 'loading'", timeout=30000)
+            page.wait_for_function("() => document.getElementById('status').textContent !== 'loading'", timeout=30000)
             members = page.inner_text("#members")
             assert f"{HPARAM}=" in members and f"{CHOICE_NAME}={IMG}" in members and f"{CHOICE_NAME}={SCRIPT}" in members
             assert FAILURE in members
@@ -116,7 +116,7 @@ def test_the_report_runs_no_payload_and_shows_it_literally(payload_store: tuple[
         page = browser.new_page(viewport={"width": 1200, "height": 2400})
         watch(page, problems)
         page.goto(path.as_uri())
-        page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 4", timeout=30000)
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 4", timeout=30000)
         body = page.inner_text("body")
         assert f"best {METRIC}:" in body and FAILURE in body
         for name in (METRIC, HPARAM, CHOICE_NAME, IMG, SCRIPT):
