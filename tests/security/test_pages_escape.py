@@ -58,6 +58,9 @@ def test_dashboard_pages_escape_every_name_value_and_failure(store_url: str) -> 
     assert member.status_code == 200
     assert_escaped(member.text)
     assert html.escape(HPARAM) in member.text and html.escape(IMG) in member.text
+    failed = client.get("/experiments/payload/members/3")  # it raised before its first report
+    assert failed.status_code == 200 and "has not reported" in failed.text and html.escape(FAILURE) in failed.text
+    assert_escaped(failed.text)
 
 
 def test_the_json_fed_members_table_is_escaped(store_url: str) -> None:
@@ -116,6 +119,8 @@ def test_one_corrupt_spec_leaves_the_list_of_experiments_readable(tmp_path: Path
     assert "/experiments/good" in good and "24/24" not in broken and "unreadable" in broken and "unreadable" not in good
     code, out, err = cli("status", "--storage", url)
     assert code == 0 and "good" in out and "unreadable" in out, err
+    code, out, err = cli("report", "--storage", url, "--experiment", "broken", "-o", tmp_path / "b.html")
+    assert code == 2 and err.strip().splitlines() == [err.strip()] and "stored spec is not readable" in err
 
 
 def test_result_does_not_import_the_report() -> None:

@@ -140,15 +140,20 @@ def create_app(storage: str, refresh_seconds: float = 2.0) -> Any:
             known = f"its members: 0–{max(ids)}" if ids else "it has no members yet"
             return _error_page(404, f"experiment {r.name!r} has no member {member_id} ({known})")
         schedule = r.schedule(member_id)
-        schedule = schedule.drop_duplicates(subset=[c for c in schedule if c != "step"])
+        if len(schedule):
+            schedule = schedule.drop_duplicates(subset=[c for c in schedule if c != "step"])
         lineage = r.lineage(member_id)
         copies = table(["member", "step", "source", "source_step"],
                        lineage[["member", "step", "source", "source_step"]].itertuples(index=False)) \
             if len(lineage) else "<p>none: it never copied another member</p>"
+        record = r.store.member(r.name, member_id)
+        error = f" · last error: {text(one_line(record.error))}" if record.error else ""
+        changes = table(schedule.columns, schedule.itertuples(index=False)) if len(schedule) else \
+            "<p>none yet: it has not reported</p>"
         body = (f"<p><a href='{text(_link('experiments', r.name))}'>{text(r.name)}</a></p>"
-                f"<h1>member {member_id}</h1><h2>hyperparameters (where they changed)</h2>"
-                + table(schedule.columns, schedule.itertuples(index=False))
-                + "<h2>exploits that made it</h2>" + copies)
+                f"<h1>member {member_id}</h1><p>{text(record.status)} at step {record.step}, "
+                f"{record.failures} failure(s){error}</p><h2>hyperparameters (where they changed)</h2>"
+                + changes + "<h2>exploits that made it</h2>" + copies)
         return HTMLResponse(_page(f"poptrain: member {member_id}", body))
 
     async def plotly_js(request: Request) -> Response:

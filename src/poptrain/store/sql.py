@@ -350,7 +350,14 @@ class SQLStore(Store):
     def get_spec(self, name: str) -> dict[str, Any]:
         with self._read() as c:
             eid = self._eid(c, name)
-            return json.loads(c.execute(select(t.experiments.c.spec).where(t.experiments.c.id == eid)).scalar_one())
+            stored = c.execute(select(t.experiments.c.spec).where(t.experiments.c.id == eid)).scalar_one()
+        try:
+            spec = json.loads(stored)
+        except ValueError as exc:  # a row someone edited by hand, or a truncated write
+            raise StorageError(f"experiment {name!r} in {self.url}: its stored spec is not readable JSON ({exc})") from None
+        if not isinstance(spec, dict):
+            raise StorageError(f"experiment {name!r} in {self.url}: its stored spec is not a table of fields")
+        return spec
 
     def experiments(self) -> list[str]:
         with self._read() as c:
