@@ -7,11 +7,15 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import pytest
+from sqlalchemy.exc import DBAPIError
 from starlette.testclient import TestClient
 
 from calls import build_payload_store, cli, python, restore_poptrain_logger  # noqa: F401 - the fixture applies here
+from payloads import payload_experiment
 import poptrain
 from poptrain.report.dashboard import create_app
+from poptrain.store import open_store
 
 
 def journal(path: Path) -> str:
@@ -68,3 +72,15 @@ def test_a_store_in_a_read_only_folder_is_readable(tmp_path: Path) -> None:
         assert sorted(os.listdir(folder)) == before
     finally:
         os.chmod(folder, 0o755)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_read_only_store_reads_and_cannot_write(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    url = request.getfixturevalue("postgres").new_database() if kind == "postgresql" else f"sqlite:///{tmp_path}/w.db"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path)  # PostgreSQL's default checkpoints land in ./poptrain-checkpoints
+        payload_experiment(url)
+    reader = open_store(url, create=False, read_only=True)
+    assert reader.experiments() == ["payload"] and len(reader.reports("payload")) > 0
+    with pytest.raises(DBAPIError, match="(?i)read-only|readonly"):
+        reader.release_all("payload")

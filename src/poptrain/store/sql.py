@@ -234,7 +234,10 @@ class SQLStore(Store):
                     else _sqlite_engine(url, immediate=False)
         else:
             try:
-                self._writer = self._reader = create_engine(url, pool_pre_ping=True)
+                # a reader's transactions are read-only on PostgreSQL too (the server refuses any write)
+                readonly = {"execution_options": {"postgresql_readonly": True}} if read_only and backend == "postgresql" \
+                    else {}
+                self._writer = self._reader = create_engine(url, pool_pre_ping=True, **readonly)
             except ImportError as exc:
                 raise StorageError(f"storage {url!r} needs a database driver that is not installed ({exc.name}): "
                                    f"pip install it (PostgreSQL: psycopg)") from None
