@@ -318,11 +318,9 @@ def cmd_dashboard(args: argparse.Namespace, target: Target) -> None:
 
 
 def cmd_replay(args: argparse.Namespace, target: Target) -> None:
-    from .spec import dump_spec, load_spec
-
-    from .result import Result
-
     from .files import check_output_file, write_output
+    from .result import Result
+    from .spec import dump_spec, load_spec
 
     check_output_file(args.output, "the replay spec")
     pbt = Result(existing_store(args.storage), args.experiment)
