@@ -33,9 +33,11 @@ def test_in_memory_sqlite_is_refused_with_the_reason(url: str) -> None:
     one_error(*cli("report", "--storage", url, "--experiment", "x", "-o", "/tmp/never-written.html"), "in-memory")
 
 
-def test_report_to_a_folder_that_does_not_exist(store_url: str) -> None:
-    one_error(*cli("report", "--storage", store_url, "--experiment", "payload", "-o", "/nonexistent/x.html"),
-              "/nonexistent/x.html", "does not exist", "mkdir -p /nonexistent")
+def test_report_to_a_folder_that_does_not_exist(store_url: str, tmp_path: Path) -> None:
+    missing = tmp_path / "nonexistent"  # not /nonexistent itself: anything on the machine may have made that
+    one_error(*cli("report", "--storage", store_url, "--experiment", "payload", "-o", missing / "x.html"),
+              str(missing / "x.html"), "does not exist", f"mkdir -p {missing}")
+    assert not missing.exists()
 
 
 def test_report_to_a_folder_instead_of_a_file(store_url: str, tmp_path: Path) -> None:
@@ -43,9 +45,11 @@ def test_report_to_a_folder_instead_of_a_file(store_url: str, tmp_path: Path) ->
               str(tmp_path), "is a folder", str(tmp_path / "out.html"))
 
 
-def test_replay_to_a_folder_that_does_not_exist(store_url: str) -> None:
+def test_replay_to_a_folder_that_does_not_exist(store_url: str, tmp_path: Path) -> None:
+    missing = tmp_path / "nonexistent"
     one_error(*cli("replay", "--storage", store_url, "--experiment", "payload", "--no-run",
-                   "-o", "/nonexistent/replay.toml"), "/nonexistent/replay.toml", "does not exist")
+                   "-o", missing / "replay.toml"), str(missing / "replay.toml"), "does not exist")
+    assert not missing.exists()
 
 
 def test_replay_of_a_member_that_does_not_exist_keeps_the_output_file(store_url: str, tmp_path: Path) -> None:
