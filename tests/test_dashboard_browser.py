@@ -84,13 +84,13 @@ def test_dashboard_draws_a_live_run_and_follows_it(tmp_path):
             page.goto(f"{base}/")
             assert "live" in page.inner_text("table")
             page.click("a:has-text('live')")
-            page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 3", timeout=30000)
+            page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 3", timeout=30000)
             for chart, title in (("scores", "Score of every member"), ("schedules", "Hyperparameter schedules"),
                                  ("tree", "Lineage tree")):
                 assert title in page.inner_text(f"#{chart}")
                 assert page.locator(f"#{chart} .scatterlayer .trace").count() > 0
             first = int(page.inner_text("#steps"))
-            page.wait_for_function(f"parseInt(document.getElementById('steps').textContent) > {first}",
+            page.wait_for_function(f"() => parseInt(document.getElementById('steps').textContent) > {first}",
                                    timeout=30000)  # new steps arrive without a reload
             later = int(page.inner_text("#steps"))
             page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)

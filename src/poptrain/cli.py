@@ -80,8 +80,8 @@ def store_location(url: str) -> str:
 
 
 def existing_store(url: str) -> Store:
-    """Open a store that must already hold data: a SQLite file that is not there is a mistake, not a new store."""
-    return open_store(url, create=False)
+    """Open, read-only, a store that must already hold data: a SQLite file that is not there is a mistake, not a new store."""
+    return open_store(url, create=False, read_only=True)
 
 
 # summaries
@@ -91,9 +91,9 @@ def print_summary(result: Result) -> None:
     members = result.store.members(result.name)
     top = ranked(members, spec["mode"])[:TOP_MEMBERS]
     metric = spec.get("metric") or "score"
-    table = Table(title=f"{result.name}: best members ({metric}, {spec['mode']})")
-    for column in ("member", metric, "step", "hyperparameters"):
-        table.add_column(column, justify="right" if column in ("member", metric, "step") else "left")
+    table = Table(title=escape(f"{result.name}: best members ({metric}, {spec['mode']})"))
+    for i, column in enumerate(("member", metric, "step", "hyperparameters")):
+        table.add_column(escape(column), justify="right" if i < 3 else "left")
     for m in top:
         table.add_row(str(m.id), fmt(m.last_score), str(m.step), escape(fmt_hparams(m.hparams)))
     con.print(table)
@@ -133,9 +133,9 @@ def print_comparison(pbt: Result, baseline: Result) -> None:
     con = console()
     metric = pbt.spec.get("metric") or "score"
     better = "higher" if pbt.spec["mode"] == "max" else "lower"
-    table = Table(title=f"PBT vs random search at equal compute ({metric}: {better} is better)")
+    table = Table(title=escape(f"PBT vs random search at equal compute ({metric}: {better} is better)"))
     table.add_column("run", no_wrap=True)
-    for column in (f"best\n{metric}", "mean\nfinal", "median\nfinal", "exploits", "member-\nintervals"):
+    for column in (escape(f"best\n{metric}"), "mean\nfinal", "median\nfinal", "exploits", "member-\nintervals"):
         table.add_column(column, justify="right")
     table.add_row(*comparison_row("PBT", pbt))
     table.add_row(*comparison_row("random search (no exploit)", baseline))
@@ -150,13 +150,18 @@ def print_experiments(store: Store) -> None:
     if not names:
         say(con, f"no experiments in {store.url}")
         return
-    table = Table(title=f"experiments in {store.url}")
+    table = Table(title=escape(f"experiments in {store.url}"))
     table.add_column("experiment", no_wrap=True)
     for column in ("members", "steps\ndone/total", "done", "failed"):
         table.add_column(column, justify="right")
     table.add_column("best", justify="right", no_wrap=True)
     for name in names:
-        p = store.progress(name, store.get_spec(name)["mode"])
+        try:
+            p = store.progress(name, store.get_spec(name)["mode"])
+        except Exception as exc:  # noqa: BLE001 - one unreadable experiment must not hide the others
+            table.add_row(escape(name), escape(f"unreadable: {one_line(f'{type(exc).__name__}: {exc}')[:200]}"),
+                          "", "", "", "")
+            continue
         best = "—" if p.best_score is None else f"{fmt(p.best_score)} (member {p.best_member})"
         table.add_row(escape(name), str(p.members), f"{p.steps_done}/{p.steps_total}", str(p.done), str(p.failed),
                       best)
@@ -167,12 +172,12 @@ def print_members(result: Result) -> None:
     """One row per member of an experiment, and the exploits so far."""
     con = console()
     p = result.progress()
-    table = Table(title=f"{result.name}: {p.steps_done}/{p.steps_total} member-intervals")
+    table = Table(title=escape(f"{result.name}: {p.steps_done}/{p.steps_total} member-intervals"))
     for column in ("member", "status", "step", "last score", "failures", "hyperparameters"):
         table.add_column(column, justify="left" if column in ("status", "hyperparameters") else "right")
     members = result.store.members(result.name)
     for m in members:
-        table.add_row(str(m.id), m.status, str(m.step), fmt(m.last_score), str(m.failures),
+        table.add_row(str(m.id), escape(m.status), str(m.step), fmt(m.last_score), str(m.failures),
                       escape(fmt_hparams(m.hparams)))
     con.print(table)
     for m in members:
@@ -200,11 +205,11 @@ def print_lineage(result: Result, best: int | None) -> None:
     names = [c for c in curve.columns if c not in ("age", "member", "step", "score")]
     table = Table(title=f"schedule of the best member ({best}), through the members it descends from")
     for column in ("steps", "member", *names, "score at end"):
-        table.add_column(column, justify="right")
+        table.add_column(escape(str(column)), justify="right")
     stretch = (curve[["member", *names]] != curve[["member", *names]].shift()).any(axis=1).cumsum()
     for _, rows in curve.groupby(stretch, sort=False):
         first, last = rows.iloc[0], rows.iloc[-1]
-        table.add_row(f"{int(first.age)}–{int(last.age)}", str(int(first.member)), *(fmt(first[n]) for n in names),
+        table.add_row(f"{int(first.age)}–{int(last.age)}", str(int(first.member)), *(escape(fmt(first[n])) for n in names),
                       fmt(last.score))
     con.print(table)
 
@@ -293,6 +298,9 @@ def cmd_resume(args: argparse.Namespace, target: Target) -> None:
 def cmd_report(args: argparse.Namespace, target: Target) -> None:
     from .result import Result
 
+    from .files import check_output_file
+
+    check_output_file(args.output, "the report")  # before the store is read: a wrong -o fails at once
     Result(existing_store(args.storage), args.experiment).report(args.output)
     say(console(), f"report written to {os.path.abspath(args.output)}")
 
@@ -300,19 +308,25 @@ def cmd_report(args: argparse.Namespace, target: Target) -> None:
 def cmd_dashboard(args: argparse.Namespace, target: Target) -> None:
     from .report.dashboard import serve
 
-    say(console(), f"dashboard of {args.storage} on http://{args.host}:{args.port}/ (Ctrl-C stops it)")
-    serve(args.storage, host=args.host, port=args.port)
+    port = args.port
+    if not 0 <= port <= 65535:
+        raise SpecError(f"--port {port} is not a TCP port: give one in 1..65535 (or 0 for any free port)")
+    if port == 0:
+        port = free_port(args.host)
+    say(console(), f"dashboard of {args.storage} on http://{args.host}:{port}/ (Ctrl-C stops it)")
+    serve(args.storage, host=args.host, port=port)
 
 
 def cmd_replay(args: argparse.Namespace, target: Target) -> None:
+    from .files import check_output_file, write_output
+    from .result import Result
     from .spec import dump_spec, load_spec
 
-    from .result import Result
-
+    check_output_file(args.output, "the replay spec")
     pbt = Result(existing_store(args.storage), args.experiment)
     member = pbt.best().id if args.member is None else args.member
-    with open(args.output, "w") as f:
-        f.write(dump_spec(pbt.replay_spec(member)))
+    spec_text = dump_spec(pbt.replay_spec(member))  # the -o file is opened only once there is something to write
+    write_output(args.output, spec_text, "the replay spec")
     con = console()
     say(con, f"replay spec of member {member}'s schedule written to {args.output}")
     if args.no_run:
@@ -321,14 +335,27 @@ def cmd_replay(args: argparse.Namespace, target: Target) -> None:
     target.storage, target.name = experiment.storage, experiment.name
     replay = experiment.run(**run_options(args))
     metric = pbt.spec.get("metric") or "score"
-    table = Table(title=f"PBT member {member} and its replay from scratch ({metric})")
-    for column in ("run", "experiment", "steps", metric):
-        table.add_column(column, justify="left" if column in ("run", "experiment") else "right")
+    table = Table(title=escape(f"PBT member {member} and its replay from scratch ({metric})"))
+    for i, column in enumerate(("run", "experiment", "steps", metric)):
+        table.add_column(escape(column), justify="left" if i < 2 else "right")
     final = pbt.store.member(pbt.name, member)
-    table.add_row("PBT", pbt.name, str(final.step), fmt(final.last_score))
+    table.add_row("PBT", escape(pbt.name), str(final.step), fmt(final.last_score))
     replayed = replay.store.member(replay.name, 0)
-    table.add_row("replay", replay.name, str(replayed.step), fmt(replayed.last_score))
+    table.add_row("replay", escape(replay.name), str(replayed.step), fmt(replayed.last_score))
     con.print(table)
+
+
+def free_port(host: str) -> int:
+    """A TCP port free on `host` now (what --port 0 asks for), so the URL printed is the one served."""
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind((host, 0))
+        except OSError as exc:
+            raise SpecError(f"--host {host}: cannot listen there ({exc.strerror or exc}); use an address of this "
+                            f"machine, e.g. 127.0.0.1") from None
+        return int(s.getsockname()[1])
 
 
 # parsing

@@ -98,14 +98,25 @@ class Result:
         """The best (or given) member's ancestry stitched into one curve and schedule from step 0."""
         from . import analysis
 
-        member = self.best().id if member_id is None else member_id
+        member = self.best().id if member_id is None else self._known(member_id)
         return analysis.winning_lineage(self.store.reports(self.name), self.store.events(self.name), member)
+
+    def _known(self, member_id: int) -> int:
+        """The member id, if the experiment has that member; else one line saying which it has."""
+        ids = [m.id for m in self.store.members(self.name)]
+        if member_id not in ids:
+            have = f"its members are {min(ids)}–{max(ids)}" if ids else "it has no members yet"
+            raise StorageError(f"experiment {self.name!r} has no member {member_id}: {have}")
+        return member_id
 
     def replay_spec(self, member_id: int | None = None, name: str | None = None) -> dict[str, Any]:
         """A spec that retrains one member from scratch on the best (or given) member's schedule."""
         from . import analysis
 
         curve = self.winning_lineage(member_id)
+        if not len(curve):
+            raise StorageError(f"member {member_id if member_id is not None else self.best().id} of {self.name!r} "
+                               f"has not reported a score yet: there is no schedule to replay")
         root = self.store.member(self.name, int(curve["member"].iloc[0]))
         member = self.best().id if member_id is None else member_id
         return analysis.replay_spec(self.spec, curve, root.seed, name or f"{self.name}-replay-{member}")
@@ -173,5 +184,5 @@ class Result:
 
 
 def load(storage: str, name: str) -> Result:
-    """The result of an experiment in a store, whether it finished, is running, or crashed."""
-    return Result(open_store(storage), name)
+    """The result of an experiment in a store, whether it finished, is running, or crashed (opened read-only)."""
+    return Result(open_store(storage, create=False, read_only=True), name)

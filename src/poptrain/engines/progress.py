@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..store import Store
@@ -23,7 +24,7 @@ class ProgressDisplay:
             self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
                                  console=Console(stderr=True), transient=False)
-            self._task = self._bar.add_task(name, total=None, info="")
+            self._task = self._bar.add_task(escape(name), total=None, info="")
 
     def __enter__(self) -> "ProgressDisplay":
         if self._bar:

@@ -6,10 +6,9 @@ writing to it and takes nothing from a request but names it looks up (an experim
 
 from __future__ import annotations
 
-import html
 import json
-import math
-from typing import Any
+from typing import Any, Awaitable, Callable, MutableMapping
+from urllib.parse import quote
 
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
@@ -22,19 +21,19 @@ from starlette.routing import Route
 from ..errors import PoptrainError, StorageError
 from ..result import Result
 from ..store import Store, open_store
-from .figures import lineage_tree_figure, schedules_figure, scores_figure, winning_lineage_figure
+from .figures import draw, run_data
+from .page import Html, document, number, one_line, table, text
 
-STYLE = """
-body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1150px; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; }
-th, td { border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
-.chart { min-height: 320px; }
-.error { color: #a00; }
-"""
+# Only the dashboard's own scripts run: no inline script or event handler, nothing from elsewhere.
+# Styles may be inline (the page's own, and the ones Plotly sets on what it draws).
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+       "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
+# The experiment page's script: served at /static/dashboard.js, told its API URL by the page's
+# data-api attribute; members_html comes from the server with every store value escaped.
 LIVE_SCRIPT = """
-const source = %(api)s;
+const live = document.getElementById("live");
+const source = live.dataset.api, every = parseInt(live.dataset.every, 10);
 async function refresh() {
   try {
     const response = await fetch(source, {cache: "no-store"});
@@ -46,10 +45,10 @@ async function refresh() {
     document.getElementById("steps").textContent = data.steps_done;
     document.getElementById("members").innerHTML = data.members_html;
     document.getElementById("status").textContent = data.status;
-    if (data.live) { setTimeout(refresh, %(every)d); }
+    if (data.live) { setTimeout(refresh, every); }
   } catch (err) {
     document.getElementById("status").textContent = "waiting for the dashboard server";
-    setTimeout(refresh, %(every)d);
+    setTimeout(refresh, every);
   }
 }
 refresh();
@@ -57,70 +56,76 @@ refresh();
 
 
 def _page(title: str, body: str, scripts: str = "") -> str:
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<link rel='icon' href='data:,'><style>{STYLE}</style></head><body>{body}{scripts}</body></html>")
+    return document(title, body + scripts, head="<link rel='icon' href='data:,'>")  # no request for a favicon
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return "—" if not math.isfinite(value) else f"{value:.4g}"
-    return "—" if value is None else html.escape(str(value))
+def _link(*parts: Any) -> str:
+    """A path of the dashboard with each part URL-quoted (a name a store holds never shapes the URL)."""
+    return "/" + "/".join(quote(str(p), safe="") for p in parts)
 
 
 def _error_page(status: int, message: str) -> HTMLResponse:
-    body = f"<h1>poptrain dashboard</h1><p class='error'>{html.escape(message)}</p><p><a href='/'>experiments</a></p>"
+    body = f"<h1>poptrain dashboard</h1><p class='error'>{text(message)}</p><p><a href='/'>experiments</a></p>"
     return HTMLResponse(_page("poptrain: error", body), status_code=status)
 
 
-def create_app(storage: str, refresh_seconds: float = 2.0) -> Starlette:
-    """The dashboard for the store at `storage` (opened on each request, read-only)."""
+class SecurityHeaders:
+    """ASGI middleware: every response carries the Content-Security-Policy and no-sniff headers."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Callable[[], Awaitable[Any]],
+                       send: Callable[[MutableMapping[str, Any]], Awaitable[None]]) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []),
+                                      (b"content-security-policy", CSP.encode()),
+                                      (b"x-content-type-options", b"nosniff"),
+                                      (b"referrer-policy", b"no-referrer")]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+def create_app(storage: str, refresh_seconds: float = 2.0) -> Any:
+    """The dashboard for the store at `storage` (opened on each request, read-only), as an ASGI app."""
 
     def store() -> Store:
-        return open_store(storage, create=False)
+        return open_store(storage, create=False, read_only=True)
 
     def result(request: Request) -> Result:
         return Result(store(), request.path_params["name"])
 
     async def experiments(request: Request) -> Response:
         s = store()
-        rows = []
-        for name in s.experiments():
-            spec = s.get_spec(name)
-            p = s.progress(name, spec["mode"])
-            link = f"<a href='/experiments/{html.escape(name)}'>{html.escape(name)}</a>"
-            rows.append(f"<tr><td>{link}</td><td>{p.members}</td><td>{p.steps_done}/{p.steps_total}</td>"
-                        f"<td>{p.done}</td><td>{p.failed}</td><td>{p.exploits}</td><td>{_fmt(p.best_score)}</td></tr>")
-        table = ("<table><tr><th>experiment</th><th>members</th><th>intervals</th><th>done</th><th>failed</th>"
-                 "<th>exploits</th><th>best</th></tr>" + "".join(rows) + "</table>") if rows else \
-            "<p>This store holds no experiments yet.</p>"
-        body = f"<h1>poptrain dashboard</h1><p>store {html.escape(storage)}</p>{table}"
+        rows = [_experiment_row(s, name) for name in s.experiments()]
+        listing = table(["experiment", "members", "intervals", "done", "failed", "exploits", "best"], rows,
+                        text_columns=["members"]) if rows else "<p>This store holds no experiments yet.</p>"
+        body = f"<h1>poptrain dashboard</h1><p>store {text(storage)}</p>{listing}"
         return HTMLResponse(_page("poptrain dashboard", body))
 
     async def experiment(request: Request) -> Response:
         r = result(request)
-        name = html.escape(r.name)
         charts = "".join(f"<div id='{i}' class='chart'></div>" for i in ("scores", "lineage", "schedules", "tree"))
-        body = (f"<p><a href='/'>experiments</a></p><h1>{name}</h1>"
+        live = (f"<div id='live' hidden data-api='{text(_link('api', 'experiments', r.name))}' "
+                f"data-every='{int(refresh_seconds * 1000)}'></div>")
+        body = (f"<p><a href='/'>experiments</a></p><h1>{text(r.name)}</h1>{live}"
                 f"<p>intervals trained: <b id='steps'>…</b> · <span id='status'>loading</span></p>{charts}"
                 f"<div id='members'>{_members_table(r)}</div>")
-        api = json.dumps(f"/api/experiments/{r.name}")
-        script = (f"<script src='/static/plotly.min.js'></script>"
-                  f"<script>{LIVE_SCRIPT % {'api': api, 'every': int(refresh_seconds * 1000)}}</script>")
-        return HTMLResponse(_page(f"poptrain: {r.name}", body, script))
+        scripts = "<script src='/static/plotly.min.js'></script><script src='/static/dashboard.js'></script>"
+        return HTMLResponse(_page(f"poptrain: {r.name}", body, scripts))
 
     async def figures(request: Request) -> Response:
         r = result(request)
-        frame, events, progress = r.frame(), r.events(), r.progress()
-        metric = r.spec.get("metric") or "score"
-        best = progress.best_member
-        curve = r.winning_lineage(best) if best is not None else frame.iloc[0:0]
-        drawn = {"scores": scores_figure(frame, events, metric), "schedules": schedules_figure(frame, curve, r.spec),
-                 "tree": lineage_tree_figure(r.tree(), events, best)}
-        if best is not None:
-            drawn["lineage"] = winning_lineage_figure(curve, metric)
+        data, progress = run_data(r), r.progress()
         status = (f"{progress.active} active, {progress.done} done, {progress.failed} failed · "
-                  f"{progress.exploits} exploits · best {_fmt(progress.best_score)}")
-        return JSONResponse({"figures": {k: json.loads(pio.to_json(f)) for k, f in drawn.items()},
+                  f"{progress.exploits} exploits · best {number(progress.best_score)}")
+        return JSONResponse({"figures": {k: json.loads(pio.to_json(f)) for k, f in draw(data).items()},
                              "steps_done": progress.steps_done, "live": progress.active > 0, "status": status,
                              "members_html": _members_table(r)})
 
@@ -132,20 +137,30 @@ def create_app(storage: str, refresh_seconds: float = 2.0) -> Starlette:
             return _error_page(404, f"{request.path_params['member']!r} is not a member id")
         ids = {m.id for m in r.store.members(r.name)}
         if member_id not in ids:
-            return _error_page(404, f"experiment {r.name!r} has no member {member_id} (its members: 0–{max(ids)})")
-        schedule = r.schedule(member_id).drop_duplicates(subset=[c for c in r.schedule(member_id) if c != "step"])
+            known = f"its members: 0–{max(ids)}" if ids else "it has no members yet"
+            return _error_page(404, f"experiment {r.name!r} has no member {member_id} ({known})")
+        schedule = r.schedule(member_id)
+        if len(schedule):
+            schedule = schedule.drop_duplicates(subset=[c for c in schedule if c != "step"])
         lineage = r.lineage(member_id)
-        body = (f"<p><a href='/experiments/{html.escape(r.name)}'>{html.escape(r.name)}</a></p>"
-                f"<h1>member {member_id}</h1><h2>hyperparameters (where they changed)</h2>"
-                + schedule.to_html(index=False, float_format=lambda v: f"{v:.4g}")
-                + "<h2>exploits that made it</h2>"
-                + (lineage[["member", "step", "source", "source_step"]].to_html(index=False) if len(lineage)
-                   else "<p>none: it never copied another member</p>"))
+        copies = table(["member", "step", "source", "source_step"],
+                       lineage[["member", "step", "source", "source_step"]].itertuples(index=False)) \
+            if len(lineage) else "<p>none: it never copied another member</p>"
+        record = r.store.member(r.name, member_id)
+        error = f" · last error: {text(one_line(record.error))}" if record.error else ""
+        changes = table(schedule.columns, schedule.itertuples(index=False)) if len(schedule) else \
+            "<p>none yet: it has not reported</p>"
+        body = (f"<p><a href='{text(_link('experiments', r.name))}'>{text(r.name)}</a></p>"
+                f"<h1>member {member_id}</h1><p>{text(record.status)} at step {record.step}, "
+                f"{record.failures} failure(s){error}</p><h2>hyperparameters (where they changed)</h2>"
+                + changes + "<h2>exploits that made it</h2>" + copies)
         return HTMLResponse(_page(f"poptrain: member {member_id}", body))
 
     async def plotly_js(request: Request) -> Response:
-        return Response(PLOTLY_JS, media_type="application/javascript",
-                        headers={"Cache-Control": "max-age=86400"})
+        return Response(PLOTLY_JS, media_type="application/javascript", headers={"Cache-Control": "max-age=86400"})
+
+    async def live_js(request: Request) -> Response:
+        return Response(LIVE_SCRIPT, media_type="application/javascript")
 
     async def storage_error(request: Request, exc: Exception) -> Response:
         return _error_page(404, str(exc))
@@ -163,20 +178,32 @@ def create_app(storage: str, refresh_seconds: float = 2.0) -> Starlette:
         Route("/experiments/{name}/members/{member}", member),
         Route("/api/experiments/{name}", figures),
         Route("/static/plotly.min.js", plotly_js),
+        Route("/static/dashboard.js", live_js),
     ]
-    return Starlette(routes=routes, exception_handlers={
+    app = Starlette(routes=routes, exception_handlers={
         StorageError: storage_error, PoptrainError: storage_error, HTTPException: http_error, Exception: any_error})
+    return SecurityHeaders(app)
+
+
+def _experiment_row(s: Store, name: str) -> list[Any]:
+    """One experiment's row of the list; a spec or progress it cannot read makes the row say so, not the page fail."""
+    link = Html(f"<a href='{text(_link('experiments', name))}'>{text(name)}</a>")
+    try:
+        p = s.progress(name, s.get_spec(name)["mode"])
+    except Exception as exc:  # noqa: BLE001 - one unreadable experiment must not hide the others
+        return [link, f"unreadable: {one_line(f'{type(exc).__name__}: {exc}', 200)}", "", "", "", "", ""]
+    return [link, p.members, f"{p.steps_done}/{p.steps_total}", p.done, p.failed, p.exploits, p.best_score]
 
 
 def _members_table(r: Result) -> str:
+    """The members with their status, score, hyperparameters and last error; every store value escaped."""
     rows = []
     for m in r.store.members(r.name):
-        link = f"<a href='/experiments/{html.escape(r.name)}/members/{m.id}'>{m.id}</a>"
-        hp = ", ".join(f"{k}={_fmt(v)}" for k, v in m.hparams.items())
-        rows.append(f"<tr><td>{link}</td><td>{m.status}</td><td>{m.step}</td><td>{_fmt(m.last_score)}</td>"
-                    f"<td>{hp}</td></tr>")
-    return ("<table><tr><th>member</th><th>status</th><th>step</th><th>score</th><th>hyperparameters</th></tr>"
-            + "".join(rows) + "</table>")
+        link = Html(f"<a href='{text(_link('experiments', r.name, 'members', m.id))}'>{m.id}</a>")
+        hparams = ", ".join(f"{k}={number(v)}" for k, v in m.hparams.items())
+        rows.append([link, m.status, m.step, m.last_score, m.failures, hparams, one_line(m.error or "")])
+    return table(["member", "status", "step", "score", "failures", "hyperparameters", "last error"], rows,
+                 text_columns=["hyperparameters", "last error"])
 
 
 PLOTLY_JS = get_plotlyjs()

@@ -1,8 +1,14 @@
-"""Plotly figures of a PBT run, drawn from the analysis frames (data first, drawing second)."""
+"""Plotly figures of a PBT run, drawn from the analysis frames (data first, drawing second).
+
+The one place that draws: the HTML report, the dashboard and `Result.plot_*` all call these, and
+`draw` is the set the report and the dashboard show. Names and values a store holds reach Plotly
+through `plot_text`, which Plotly shows literally.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -11,12 +17,21 @@ from plotly.subplots import make_subplots
 
 from ..space import LogUniform, parse_space
 from ..store import Event
+from .page import plot_text
+
+if TYPE_CHECKING:
+    from ..result import Result
 
 PALETTE = qualitative.Plotly + qualitative.D3
 
 
 def _colour(member: int) -> str:
     return PALETTE[member % len(PALETTE)]
+
+
+def _values(column: pd.Series) -> list[Any]:
+    """A hyperparameter's values for an axis: numbers as they are, a Choice's strings through `plot_text`."""
+    return [plot_text(v) if isinstance(v, str) else v for v in column]
 
 
 def scores_figure(frame: pd.DataFrame, events: list[Event], metric: str) -> go.Figure:
@@ -32,7 +47,7 @@ def scores_figure(frame: pd.DataFrame, events: list[Event], metric: str) -> go.F
             name="exploit", marker={"symbol": "x", "size": 9, "color": "black"},
             text=[f"member {e.member} copied member {e.source} (its step {e.source_step})" for e in events],
             hovertemplate="%{text}<extra></extra>"))
-    fig.update_layout(title="Score of every member (× marks an exploit)", xaxis_title="step", yaxis_title=metric)
+    fig.update_layout(title="Score of every member (× marks an exploit)", xaxis_title="step", yaxis_title=plot_text(metric))
     return fig
 
 
@@ -47,7 +62,7 @@ def winning_lineage_figure(curve: pd.DataFrame, metric: str) -> go.Figure:
                                  text=[f"member {member}, its step {s}" for s in rows.step],
                                  hovertemplate="%{text}<br>score %{y}<extra></extra>"))
     fig.update_layout(title="The winning lineage: one continuous curve through the members it descends from",
-                      xaxis_title="intervals of training (age of the weights)", yaxis_title=metric)
+                      xaxis_title="intervals of training (age of the weights)", yaxis_title=plot_text(metric))
     return fig
 
 
@@ -55,15 +70,15 @@ def schedules_figure(frame: pd.DataFrame, curve: pd.DataFrame, spec: dict[str, A
     """Each hyperparameter over steps for every member, and the winning lineage's schedule in bold."""
     space = parse_space(spec["space"])
     names = list(space)
-    fig = make_subplots(rows=len(names), cols=1, shared_xaxes=True, subplot_titles=names,
+    fig = make_subplots(rows=len(names), cols=1, shared_xaxes=True, subplot_titles=[plot_text(n) for n in names],
                         vertical_spacing=0.12 / max(1, len(names) - 1) if len(names) > 1 else 0.0)
     for i, name in enumerate(names, start=1):
         for member, rows in frame.groupby("member"):
-            fig.add_trace(go.Scatter(x=rows.step, y=rows[name], mode="lines", line={"color": _colour(int(member)),
+            fig.add_trace(go.Scatter(x=rows.step, y=_values(rows[name]), mode="lines", line={"color": _colour(int(member)),
                                      "width": 1, "shape": "hv"}, opacity=0.5, name=f"member {member}",
                                      legendgroup=str(member), showlegend=i == 1), row=i, col=1)
         if len(curve):
-            fig.add_trace(go.Scatter(x=curve.age, y=curve[name], mode="lines", name="winning lineage",
+            fig.add_trace(go.Scatter(x=curve.age, y=_values(curve[name]), mode="lines", name="winning lineage",
                                      line={"color": "black", "width": 3, "shape": "hv"}, legendgroup="winner",
                                      showlegend=i == 1), row=i, col=1)
         if isinstance(space[name], LogUniform):
@@ -100,3 +115,35 @@ def lineage_tree_figure(tree: pd.DataFrame, events: list[Event], best: int | Non
                       xaxis_title="step", yaxis_title="member", yaxis={"dtick": 1},
                       height=max(300, 40 * (tree.member.nunique() + 2)))
     return fig
+
+
+@dataclass(frozen=True)
+class RunData:
+    """What the figures of one run are drawn from, read from the store once."""
+
+    frame: pd.DataFrame
+    events: list[Event]
+    tree: pd.DataFrame
+    curve: pd.DataFrame
+    best: int | None
+    metric: str
+    spec: dict[str, Any]
+
+
+def run_data(result: "Result") -> RunData:
+    """The analysis data of a run: reports, exploits, the lineage tree and the best member's curve."""
+    frame, events = result.frame(), result.events()
+    best = result.progress().best_member
+    curve = result.winning_lineage(best) if best is not None else frame.iloc[0:0]
+    return RunData(frame=frame, events=events, tree=result.tree(), curve=curve, best=best,
+                   metric=result.spec.get("metric") or "score", spec=result.spec)
+
+
+def draw(data: RunData) -> dict[str, go.Figure]:
+    """The figures the report and the dashboard show, in page order (the lineage once a member scored)."""
+    figures = {"scores": scores_figure(data.frame, data.events, data.metric)}
+    if data.best is not None:
+        figures["lineage"] = winning_lineage_figure(data.curve, data.metric)
+    figures["schedules"] = schedules_figure(data.frame, data.curve, data.spec)
+    figures["tree"] = lineage_tree_figure(data.tree, data.events, data.best)
+    return figures

@@ -1,77 +1,90 @@
-"""The static HTML report: one self-contained file (Plotly embedded), readable offline."""
+"""The static HTML report: one self-contained file (Plotly embedded), readable offline.
+
+Each figure travels as JSON in a data block (`<script type="application/json">`, never run) and
+one script of poptrain's draws them; a Content-Security-Policy in the page lets only Plotly and
+that script run (by their hashes), so markup a store smuggled past the escaping still runs nothing.
+"""
 
 from __future__ import annotations
 
-import html
-import math
+import base64
+import hashlib
 import time
 from typing import TYPE_CHECKING, Any
 
 import plotly.io as pio
+from plotly.offline import get_plotlyjs
 
-from .figures import lineage_tree_figure, schedules_figure, scores_figure, winning_lineage_figure
+from ..errors import PoptrainError
+from ..files import check_output_file, write_output
+from .figures import draw, run_data
+from .page import document, number, one_line, table, text
 
 if TYPE_CHECKING:
     from ..result import Result
 
-STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; }
-th, td { border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
-.summary span { margin-right: 2em; }
+DRAW = """
+for (const chart of document.querySelectorAll("div.chart[data-figure]")) {
+  const figure = JSON.parse(document.getElementById(chart.dataset.figure).textContent);
+  Plotly.newPlot(chart, figure.data, figure.layout, {displaylogo: false, responsive: true});
+}
 """
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return "—" if not math.isfinite(value) else f"{value:.4g}"
-    return html.escape(str(value))
+def _json_block(figure: Any) -> str:
+    """A figure's JSON, safe inside a script element (no `<`, `>` or `&` that could end it)."""
+    return pio.to_json(figure).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def _table(rows: list[dict[str, Any]], caption: str) -> str:
-    if not rows:
-        return ""
-    head = "".join(f"<th>{html.escape(str(k))}</th>" for k in rows[0])
-    body = "".join("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in row.values()) + "</tr>" for row in rows)
-    return f"<table><caption>{html.escape(caption)}</caption><tr>{head}</tr>{body}</table>"
+def _hash(script: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii") + "'"
 
 
 def report_html(result: "Result") -> str:
-    """The report as one HTML string: figures, the best members, explore counts."""
+    """The report as one HTML string: figures, the best members, failures, explore counts."""
     spec, name = result.spec, result.name
-    metric = spec.get("metric") or "score"
-    frame, events = result.frame(), result.events()
+    data = run_data(result)
     progress = result.progress()
-    best = progress.best_member
-    curve = result.winning_lineage(best) if best is not None else frame.iloc[0:0]
-    figures = [scores_figure(frame, events, metric)]
-    if best is not None:
-        figures.append(winning_lineage_figure(curve, metric))
-    figures += [schedules_figure(frame, curve, spec), lineage_tree_figure(result.tree(), events, best)]
-    plots = [pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0), config={"displaylogo": False})
-             for i, fig in enumerate(figures)]
-    members = sorted((m for m in result.store.members(name) if m.last_score is not None),
-                     key=lambda m: m.last_score if spec["mode"] == "min" else -m.last_score)
-    best_rows = [{"member": m.id, metric: m.last_score, "step": m.step, "status": m.status, **m.hparams}
-                 for m in members[:10]]
-    counts = result.explore_counts().reset_index().to_dict("records") if events else []
-    summary = (f"<span>{spec['population']} members × {spec['steps']} intervals</span>"
+    charts, blocks = [], []
+    for key, figure in draw(data).items():
+        charts.append(f"<div class='chart' data-figure='figure-{key}'></div>")
+        blocks.append(f"<script type='application/json' id='figure-{key}'>{_json_block(figure)}</script>")
+    members = result.store.members(name)
+    scored = sorted((m for m in members if m.last_score is not None),
+                    key=lambda m: m.last_score if spec["mode"] == "min" else -m.last_score)
+    names = list(spec.get("space", {}))
+    best_table = table(["member", data.metric, "step", "status", *names],
+                       [[m.id, m.last_score, m.step, m.status, *(m.hparams.get(n) for n in names)] for m in scored[:10]],
+                       caption=f"best members by {data.metric} ({spec['mode']})") if scored else ""
+    raised = [m for m in members if m.error]
+    failures = table(["member", "status", "failures", "last error"],
+                     [[m.id, m.status, m.failures, one_line(m.error or "")] for m in raised],
+                     caption="members whose code raised", text_columns=["last error"]) if raised else ""
+    counts = result.explore_counts().reset_index() if data.events else None
+    explore = table(counts.columns, counts.itertuples(index=False),
+                    caption="explore: how often each hyperparameter was perturbed or resampled") \
+        if counts is not None and len(counts) else ""
+    summary = (f"<span>{text(spec['population'])} members × {text(spec['steps'])} intervals</span>"
                f"<span>{progress.steps_done}/{progress.steps_total} intervals trained</span>"
-               f"<span>{len(events)} exploits</span>"
-               f"<span>best {metric}: {_fmt(progress.best_score)} (member {best})</span>")
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>poptrain: {html.escape(name)}</title>"
-            f"<style>{STYLE}</style></head><body><h1>PBT experiment {html.escape(name)}</h1>"
-            f"<p class='summary'>{summary}</p><p>store {html.escape(result.store.url)} · written "
-            f"{time.strftime('%Y-%m-%d %H:%M:%S')}</p>"
-            + _table(best_rows, f"best members by {metric} ({spec['mode']})")
-            + "".join(plots)
-            + _table(counts, "explore: how often each hyperparameter was perturbed or resampled")
-            + "</body></html>")
+               f"<span>{len(data.events)} exploits</span>"
+               f"<span>best {text(data.metric)}: {text(number(progress.best_score))} "
+               f"(member {text(data.best)})</span>")
+    body = (f"<h1>PBT experiment {text(name)}</h1><p class='summary'>{summary}</p>"
+            f"<p>store {text(result.store.url)} · written {time.strftime('%Y-%m-%d %H:%M:%S')}</p>"
+            + best_table + "".join(charts) + failures + explore + "".join(blocks))
+    plotly_js = get_plotlyjs()
+    policy = (f"default-src 'none'; script-src {_hash(plotly_js)} {_hash(DRAW)}; style-src 'unsafe-inline'; "
+              "img-src data:; font-src data:; base-uri 'none'; form-action 'none'")
+    head = f"<meta http-equiv='Content-Security-Policy' content=\"{policy}\">"
+    return document(f"poptrain: {name}", body + f"<script>{plotly_js}</script><script>{DRAW}</script>", head=head)
 
 
 def write_report(result: "Result", path: str) -> str:
     """Write the report to `path` (one file that needs no network) and return the path."""
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(report_html(result))
+    check_output_file(path, "the report")
+    try:
+        page = report_html(result)
+    except KeyError as exc:  # a stored spec without a field the report needs
+        raise PoptrainError(f"experiment {result.name!r} has a stored spec without {exc}: it cannot be drawn") from None
+    write_output(path, page, "the report")
     return path

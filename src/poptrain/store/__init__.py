@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from ..errors import StorageError
 from .base import CheckpointRecord, Event, LeaseLost, MemberRecord, Progress, Report, Store
@@ -16,30 +16,51 @@ from .sql import SQLStore
 _memory_stores: dict[str, MemoryStore] = {}
 
 
-def open_store(url: str, create: bool = True, wait: bool = False) -> Store:
+KNOWN_SCHEMES = "sqlite:///path/to/file.db, postgresql://user@host/db or memory://name"
+
+
+def open_store(url: str, create: bool = True, wait: bool = False, read_only: bool = False) -> Store:
     """Open the store a URL names: `sqlite:///path.db`, `postgresql://...`, or `memory://NAME`.
 
-    With `create=False` (readers) a store that does not exist is an error, not a new empty one,
-    and opening it writes nothing. With `wait` (workers) an unreachable database is retried
-    with back-off for the store's `retry_for` seconds, as every later call is.
+    With `create=False` (workers joining, readers) a store that does not exist is an error, not a
+    new empty one. With `read_only` (readers: status, report, best, the dashboard, `load`) it is
+    also opened so that nothing can be written, a SQLite file's journal mode included. With
+    `wait` (workers) an unreachable database is retried with back-off for the store's
+    `retry_for` seconds, as every later call is.
     """
     if url.startswith("memory://"):
         if not create and url not in _memory_stores:
             raise StorageError(f"no store at {url} in this process")
         return _memory_stores.setdefault(url, MemoryStore(url))
-    if not create:
+    check_storage_url(url)
+    if not create or read_only:
         path = _sqlite_file(url)
         if path is not None and not os.path.exists(path):
             raise StorageError(f"no store at {path}: check the storage URL, or `poptrain run` first")
-    return SQLStore(url, create=create, wait=wait)
+    return SQLStore(url, create=create and not read_only, wait=wait, read_only=read_only)
+
+
+def check_storage_url(url: str) -> None:
+    """Refuse a storage URL poptrain cannot use, in one line: an unknown scheme, or an in-memory SQLite database."""
+    if url.startswith("memory://"):
+        return
+    parsed = _parse(url)
+    try:
+        parsed.get_dialect()
+    except NoSuchModuleError:
+        raise StorageError(f"storage URL {url!r}: poptrain does not know the scheme {parsed.drivername!r}; "
+                           f"use {KNOWN_SCHEMES}") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise StorageError(f"storage URL {url!r} is an in-memory SQLite database, which workers in other processes "
+                           f"could not share (and which is gone when the run ends): use sqlite:///path/to/file.db, "
+                           f"or memory://name for one process")
 
 
 def _parse(url: str) -> URL:
     try:
         return make_url(url)
     except ArgumentError:
-        raise StorageError(f"storage URL {url!r} is not valid: use sqlite:///path/to/file.db, "
-                           f"postgresql://user@host/db or memory://name") from None
+        raise StorageError(f"storage URL {url!r} is not valid: use {KNOWN_SCHEMES}") from None
 
 
 def _sqlite_file(url: str) -> str | None:
@@ -61,4 +82,4 @@ def default_checkpoints(storage: str, experiment: str) -> str:
 
 
 __all__ = ["CheckpointRecord", "CheckpointStore", "Event", "LeaseLost", "MemberRecord", "MemoryStore", "Progress", "Report",
-           "SQLStore", "Store", "default_checkpoints", "open_store"]
+           "SQLStore", "Store", "check_storage_url", "default_checkpoints", "open_store"]

@@ -7,9 +7,11 @@ import json
 import logging
 import os
 import random
+import sqlite3
 import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, NoReturn, Sequence, TypeVar
+from urllib.parse import quote
 
 try:
     import fcntl
@@ -20,7 +22,7 @@ import numpy as np
 from sqlalchemy import and_, create_engine, delete, event, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, OperationalError
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import QueuePool, StaticPool
 
 from ..errors import StorageError
 from ..population import ACTIVE, DONE, FAILED
@@ -125,8 +127,34 @@ def _checkpoint(row: Any) -> CheckpointRecord:
         created=row.created, pinned_until=row.pinned_until)
 
 
-def _sqlite_engine(url: str, immediate: bool) -> Engine:
-    """A SQLite engine whose write transactions take the write lock up front (no upgrade deadlock)."""
+def _read_only_connector(path: str) -> Callable[[], sqlite3.Connection]:
+    """Connections that open a SQLite file read-only (mode=ro), so a reader can never write or change its journal mode.
+
+    A WAL database in a folder the reader cannot write (its -shm file cannot be created) opens
+    only as immutable; that is the fallback when the read-only open is refused for that reason.
+    """
+    uri = f"file:{quote(path)}?mode=ro"
+
+    def connect() -> sqlite3.Connection:
+        conn = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=60)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchall()  # opening is lazy: read to find out
+            return conn
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            if not any(word in str(exc).lower() for word in ("readonly", "read-only", "unable to open")):
+                raise
+        return sqlite3.connect(f"{uri}&immutable=1", uri=True, check_same_thread=False, timeout=60)
+
+    return connect
+
+
+def _sqlite_engine(url: str, immediate: bool, read_only: bool = False) -> Engine:
+    """A SQLite engine whose write transactions take the write lock up front (no upgrade deadlock).
+
+    `read_only` (readers: status, report, dashboard, `poptrain.load`) opens the file with
+    mode=ro and sets no pragma that persists, so reading leaves the file as it was.
+    """
     parsed = make_url(url)
     database = parsed.database or ""
     in_memory = database in ("", ":memory:")
@@ -136,16 +164,20 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
             raise StorageError(
                 f"storage directory {folder} does not exist: create it (mkdir -p {folder}) "
                 f"or pass another storage URL")
-    engine = create_engine(
-        url, connect_args={"check_same_thread": False, "timeout": 60},
-        **({"poolclass": StaticPool} if in_memory else {}))
+    if read_only and not in_memory:
+        engine = create_engine("sqlite://", creator=_read_only_connector(os.path.abspath(database)),
+                               poolclass=QueuePool)
+    else:
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 60},
+            **({"poolclass": StaticPool} if in_memory else {}))
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # SQLAlchemy's 'begin' event emits BEGIN itself
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA busy_timeout=60000")
-        if not in_memory:
+        if not in_memory and not read_only:  # the journal mode persists in the file: only writers set it
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
@@ -186,19 +218,26 @@ class SQLStore(Store):
 
     retry_for: float = 60.0
 
-    def __init__(self, url: str, create: bool = True, wait: bool = False) -> None:
+    def __init__(self, url: str, create: bool = True, wait: bool = False, read_only: bool = False) -> None:
         self.url = url
+        create = create and not read_only
         try:
             backend = make_url(url).get_backend_name()
         except ArgumentError as exc:
             raise StorageError(f"storage URL {url!r} is not valid: {exc}") from None
         if backend == "sqlite":
-            self._writer = _sqlite_engine(url, immediate=True)
-            self._reader = self._writer if make_url(url).database in (None, "", ":memory:") \
-                else _sqlite_engine(url, immediate=False)
+            if read_only:  # a reader has no writer: nothing it calls can change the file
+                self._writer = self._reader = _sqlite_engine(url, immediate=False, read_only=True)
+            else:
+                self._writer = _sqlite_engine(url, immediate=True)
+                self._reader = self._writer if make_url(url).database in (None, "", ":memory:") \
+                    else _sqlite_engine(url, immediate=False)
         else:
             try:
-                self._writer = self._reader = create_engine(url, pool_pre_ping=True)
+                # a reader's transactions are read-only on PostgreSQL too (the server refuses any write)
+                readonly = {"execution_options": {"postgresql_readonly": True}} if read_only and backend == "postgresql" \
+                    else {}
+                self._writer = self._reader = create_engine(url, pool_pre_ping=True, **readonly)
             except ImportError as exc:
                 raise StorageError(f"storage {url!r} needs a database driver that is not installed ({exc.name}): "
                                    f"pip install it (PostgreSQL: psycopg)") from None
@@ -314,7 +353,14 @@ class SQLStore(Store):
     def get_spec(self, name: str) -> dict[str, Any]:
         with self._read() as c:
             eid = self._eid(c, name)
-            return json.loads(c.execute(select(t.experiments.c.spec).where(t.experiments.c.id == eid)).scalar_one())
+            stored = c.execute(select(t.experiments.c.spec).where(t.experiments.c.id == eid)).scalar_one()
+        try:
+            spec = json.loads(stored)
+        except ValueError as exc:  # a row someone edited by hand, or a truncated write
+            raise StorageError(f"experiment {name!r} in {self.url}: its stored spec is not readable JSON ({exc})") from None
+        if not isinstance(spec, dict):
+            raise StorageError(f"experiment {name!r} in {self.url}: its stored spec is not a table of fields")
+        return spec
 
     def experiments(self) -> list[str]:
         with self._read() as c:
