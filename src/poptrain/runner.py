@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import time
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .engines import Engine, make_engine, trained_batched
+from .engines.supervisor import Heartbeat
 from .errors import PoptrainError, SpecError
 from .experiment import ExperimentSpec
 from .store import Store, open_store
@@ -121,10 +125,23 @@ def run(spec: ExperimentSpec, engine: Any = None, *, progress: bool = False, for
 
     store = open_store(spec.storage)
     chosen = choose_engine(spec, store, engine, options)  # a bad engine is refused before anything is stored
-    if not create(spec):
-        check_not_running(spec.storage, spec.name, force)
-    trainable = None if isinstance(spec.trainable, str) else spec.trainable
-    chosen.run(store, spec, trainable=trainable, progress=progress)
+    created = create(spec)
+    runner = f"run-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    holder = store.hold_run(spec.name, runner, spec.lease, time.time(), force)  # atomic: one run of two wins
+    if holder is not None:
+        raise PoptrainError(
+            f"experiment {spec.name!r} is being trained by another run ({holder}). Join it with `poptrain worker "
+            f"--storage {spec.storage} --experiment {spec.name}`; if that run is dead, wait {spec.lease:g} s for its "
+            f"hold to expire or resume with --force")
+    try:
+        if not created:
+            check_not_running(spec.storage, spec.name, force)
+        trainable = None if isinstance(spec.trainable, str) else spec.trainable
+        renew = lambda now: store.hold_run(spec.name, runner, spec.lease, now)  # noqa: E731
+        with Heartbeat(store, spec.name, runner, spec.lease, renew):
+            chosen.run(store, spec, trainable=trainable, progress=progress)
+    finally:
+        store.release_run(spec.name, runner)
     return Result(store, spec.name)
 
 

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 from ..errors import PoptrainError
 from ..population import ACTIVE, FAILED
@@ -22,12 +22,18 @@ log = logging.getLogger("poptrain")
 
 
 class Heartbeat:
-    """Renews a worker's leases every lease/3 seconds on a thread; a failed renewal is logged and retried."""
+    """Renews a lease every lease/3 seconds on a thread; a failed renewal is logged and retried.
 
-    def __init__(self, store: Store, name: str, worker_id: str, lease: float) -> None:
-        self.store, self.name, self.worker_id, self.lease = store, name, worker_id, lease
+    By default the leases of worker `holder` on its members; `renew` replaces what is renewed
+    (the runner renews its hold on the run).
+    """
+
+    def __init__(self, store: Store, name: str, holder: str, lease: float,
+                 renew: Callable[[float], None] | None = None) -> None:
+        self.store, self.name, self.holder, self.lease = store, name, holder, lease
+        self.renew = renew or (lambda now: store.renew(name, holder, lease, now))
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, daemon=True, name=f"poptrain-heartbeat-{worker_id}")
+        self._thread = threading.Thread(target=self._beat, daemon=True, name=f"poptrain-heartbeat-{holder}")
 
     def __enter__(self) -> "Heartbeat":
         self._thread.start()
@@ -40,9 +46,9 @@ class Heartbeat:
     def _beat(self) -> None:
         while not self._stop.wait(self.lease / 3):
             try:
-                self.store.renew(self.name, self.worker_id, self.lease, time.time())
+                self.renew(time.time())
             except Exception as exc:  # a missed beat is retried; the lease is long enough for several
-                log.warning("worker %s could not renew its leases: %s", self.worker_id, exc)
+                log.warning("%s could not renew its lease: %s", self.holder, exc)
 
 
 @dataclass(frozen=True)

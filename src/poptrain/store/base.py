@@ -168,6 +168,18 @@ class Store(ABC):
     def release_all(self, name: str) -> None:
         """End every lease (resuming a run whose workers are known to be dead)."""
 
+    # the one run that drives an experiment (atomic with the check that no other run does)
+    @abstractmethod
+    def hold_run(self, name: str, runner: str, lease: float, now: float, force: bool = False) -> str | None:
+        """Mark `runner` as the run driving `name` until now + lease, or renew its hold.
+
+        Returns None when it holds it, else the id of the live run that does (`force` takes it anyway).
+        """
+
+    @abstractmethod
+    def release_run(self, name: str, runner: str) -> None:
+        """End `runner`'s hold on `name` (a no-op if another run holds it now)."""
+
     # training state (each raises LeaseLost unless `worker` holds the member)
     @abstractmethod
     def report(self, name: str, member: int, worker: str, step: int, score: float | None,

@@ -29,6 +29,7 @@ class _Experiment:
         self.events: list[Event] = []
         self.recorded: set[tuple[int, int, float]] = set()  # (member, step, time) of each event, for idempotency
         self.checkpoints: dict[int, list[CheckpointRecord]] = {m.id: [] for m in members}
+        self.run_hold: tuple[str | None, float] = (None, 0.0)  # the run driving it, and until when
 
 
 class MemoryStore(Store):
@@ -113,6 +114,21 @@ class MemoryStore(Store):
             for member in held:
                 self._set(name, member, lease_until=0.0)
             return len(held)
+
+    def hold_run(self, name: str, runner: str, lease: float, now: float, force: bool = False) -> str | None:
+        with self._lock:
+            exp = self._get(name)
+            holder, until = exp.run_hold
+            if holder not in (None, runner) and until >= now and not force:
+                return holder
+            exp.run_hold = (runner, now + lease)
+            return None
+
+    def release_run(self, name: str, runner: str) -> None:
+        with self._lock:
+            exp = self._get(name)
+            if exp.run_hold[0] == runner:
+                exp.run_hold = (None, 0.0)
 
     def release_all(self, name: str) -> None:
         with self._lock:

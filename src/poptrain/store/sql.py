@@ -21,7 +21,7 @@ except ImportError:  # Windows: SQLite's own locking is all there is
 import numpy as np
 from sqlalchemy import and_, create_engine, delete, event, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.pool import QueuePool, StaticPool
 
 from ..errors import StorageError
@@ -451,6 +451,35 @@ class SQLStore(Store):
             eid = self._eid(c, name)
             return c.execute(update(t.members).where(t.members.c.experiment_id == eid, t.members.c.worker == worker)
                              .values(lease_until=0.0)).rowcount
+
+    def hold_run(self, name: str, runner: str, lease: float, now: float, force: bool = False) -> str | None:
+        # A key of the meta table per experiment, taken by compare-and-set on its value: two runs
+        # started at the same instant cannot both see it free (no schema change needed).
+        mine = json.dumps({"runner": runner, "until": now + lease})
+        for _ in range(16):
+            try:
+                with self._tx() as c:
+                    key = f"run:{self._eid(c, name)}"
+                    found = c.execute(select(t.meta.c.value).where(t.meta.c.key == key)).scalar()
+                    if found is None:
+                        c.execute(insert(t.meta).values(key=key, value=mine))
+                        return None
+                    held = json.loads(found)
+                    if held["runner"] != runner and held["until"] >= now and not force:
+                        return str(held["runner"])
+                    if c.execute(update(t.meta).where(t.meta.c.key == key, t.meta.c.value == found)
+                                 .values(value=mine)).rowcount:
+                        return None
+            except IntegrityError:  # another run inserted the key first: read it again
+                continue
+        raise StorageError(f"storage {self.url}: could not take the run of {name!r} (too many concurrent runs)")
+
+    def release_run(self, name: str, runner: str) -> None:
+        with self._tx() as c:
+            key = f"run:{self._eid(c, name)}"
+            found = c.execute(select(t.meta.c.value).where(t.meta.c.key == key)).scalar()
+            if found is not None and json.loads(found)["runner"] == runner:
+                c.execute(delete(t.meta).where(t.meta.c.key == key, t.meta.c.value == found))
 
     def release_all(self, name: str) -> None:
         with self._tx() as c:
