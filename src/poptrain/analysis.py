@@ -148,6 +148,31 @@ def diversity(reports: Sequence[Report], spec: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["step", "hparam", "spread", "distinct"])
 
 
+def stalled(reports: Sequence[Report], members: Sequence[Any], now: float, factor: float = 5.0,
+            floor: float = 30.0) -> pd.DataFrame:
+    """Leased members whose last report is much older than their usual interval: likely stuck.
+
+    `usual` is the median time between a member's reports (the population's when it has fewer
+    than two); a member is flagged when it is held by a live worker and `since` (seconds since
+    its last report) exceeds both `factor` times that and `floor`.
+    """
+    times: dict[int, list[float]] = {}
+    for r in reports:
+        times.setdefault(r.member, []).append(r.time)
+    gaps = {m: np.diff(sorted(ts)) for m, ts in times.items()}
+    everyone = np.concatenate([g for g in gaps.values() if len(g)]) if any(len(g) for g in gaps.values()) else None
+    rows = []
+    for m in members:
+        if m.status != "active" or not m.worker or m.lease_until < now or m.id not in times:
+            continue
+        usual = float(np.median(gaps[m.id])) if len(gaps[m.id]) else (
+            float(np.median(everyone)) if everyone is not None else None)
+        since = now - max(times[m.id])
+        if usual is not None and since > max(factor * usual, floor):
+            rows.append({"member": m.id, "since": since, "usual": usual, "worker": m.worker})
+    return pd.DataFrame(rows, columns=["member", "since", "usual", "worker"])
+
+
 def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 

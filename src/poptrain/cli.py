@@ -183,6 +183,9 @@ def print_members(result: Result) -> None:
     for m in members:
         if m.error:
             say(con, f"member {m.id} {'failed' if m.status == FAILED else 'last raised'}: {one_line(m.error)}")
+    for row in result.stalled().itertuples():
+        say(con, f"member {row.member} may be stuck: no report for {row.since:.0f} s, usually one every "
+                 f"{row.usual:.3g} s (worker {row.worker}); an engine's interval_timeout ends such intervals")
     best = "—" if p.best_score is None else f"{fmt(p.best_score)} (member {p.best_member})"
     say(con, f"exploits so far: {p.exploits} · best: {best} · active {p.active}, done {p.done}, failed {p.failed}")
     print_lineage(result, p.best_member)

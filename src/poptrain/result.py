@@ -88,6 +88,15 @@ class Result:
                  "old_hparams": e.old_hparams, "new_hparams": e.new_hparams} for e in chain]
         return _frame(rows, ["member", "step", "source", "source_step", "old_hparams", "new_hparams"])
 
+    def stalled(self, factor: float = 5.0, floor: float = 30.0) -> pd.DataFrame:
+        """Members a live worker holds whose last report is over `factor` times their usual interval old."""
+        import time
+
+        from . import analysis
+
+        return analysis.stalled(self.store.reports(self.name), self.store.members(self.name), time.time(), factor,
+                                floor)
+
     def tree(self) -> pd.DataFrame:
         """The lineage tree: every member's segments between exploits and the source of each."""
         from . import analysis

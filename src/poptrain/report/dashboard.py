@@ -198,10 +198,12 @@ def _experiment_row(s: Store, name: str) -> list[Any]:
 def _members_table(r: Result) -> str:
     """The members with their status, score, hyperparameters and last error; every store value escaped."""
     rows = []
+    stalled = {row.member: row.since for row in r.stalled().itertuples()}
     for m in r.store.members(r.name):
         link = Html(f"<a href='{text(_link('experiments', r.name, 'members', m.id))}'>{m.id}</a>")
         hparams = ", ".join(f"{k}={number(v)}" for k, v in m.hparams.items())
-        rows.append([link, m.status, m.step, m.last_score, m.failures, hparams, one_line(m.error or "")])
+        status = f"{m.status} · may be stuck: no report for {stalled[m.id]:.0f} s" if m.id in stalled else m.status
+        rows.append([link, status, m.step, m.last_score, m.failures, hparams, one_line(m.error or "")])
     return table(["member", "status", "step", "score", "failures", "hyperparameters", "last error"], rows,
                  text_columns=["hyperparameters", "last error"])
 
