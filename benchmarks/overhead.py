@@ -6,8 +6,8 @@ ratio is PBT wall-clock time / bare wall-clock time; 1.0 would be free.
 
 The short run (mlp_digits, 8 members x 30 epochs) includes start-up: poptrain's local engine
 from `run()` to its result (starting its fork server and workers, which import torch), against
-a bare pool of processes forked from this one after it imported torch and the trainable, so
-their start costs nothing.
+a bare pool of processes forked from this one after it imported torch, the trainable and what a
+first optimiser step imports, so their start costs nothing.
 
     python benchmarks/overhead.py [--workers 2] [--repeats 3] [--only short]
 """
@@ -79,6 +79,7 @@ def short_run(workers: int, repeats: int, folder: str) -> None:
     spec, overrides = os.path.join(EXAMPLES, "mlp_digits.toml"), {"steps": 30, "population": 8}
     exp = load_spec(spec, storage=f"sqlite:///{folder}/short-spec.db", **overrides)
     resolve_trainable(exp.trainable, exp.paths)  # torch and the model's module, imported before any timer
+    import torch._dynamo  # noqa: F401 - what a first optimiser step imports: the forked pool inherits it too
     bare, pbt = [], []
     for i in range(repeats):
         bare.append(run_bare(exp, workers, method="fork"))

@@ -66,10 +66,13 @@ def steps_done(url: str, name: str) -> int:
         return 0
 
 
-def resume_command(url: str, name: str = "f") -> list[str]:
-    """`poptrain resume` of an experiment with the local engine's 2 workers, as a separate process runs it."""
+def resume_command(url: str, name: str = "f", quiet: bool = True) -> list[str]:
+    """`poptrain resume` of an experiment with the local engine's 2 workers, as a separate process runs it.
+
+    `--quiet` silences the workers' warnings too (they inherit the command's logging).
+    """
     return [sys.executable, "-m", "poptrain", "resume", "--storage", url, "--experiment", name, "--workers", "2",
-            "--quiet"]
+            *(["--quiet"] if quiet else [])]
 
 
 def kill_run_when(command: list[str], env: dict[str, str], condition: Callable[[], bool], what: str) -> None:

@@ -96,7 +96,7 @@ def test_checkpoint_truncated_between_a_killed_run_and_its_resume(tmp_path):
     log = tmp_path / "trained.log"
     env = {**os.environ, "POPTRAIN_TEST_SLEEP": "0.03", "POPTRAIN_TEST_LOG": str(log),
            "PYTHONPATH": os.pathsep.join([os.path.join(ROOT, "src"), TESTS])}
-    cmd = resume_command(url)
+    cmd = resume_command(url, quiet=False)  # the checksum warnings are what this test reads
     kill_run_when(cmd, env, lambda: everyone_has_two_checkpoints(url), "two checkpoints per member")
     cut = truncate_newest(open_store(url), "f", exp.checkpoints)
     log.write_text("")

@@ -1,9 +1,12 @@
-"""The local engine's fork server: a fresh interpreter that imports once, then forks each worker.
+"""The local engine's fork server: a process that imports once, then forks each worker.
 
 It never imports the user's `__main__` (a notebook, `python -c`, a script without the
-`if __name__ == "__main__":` guard all work): the trainable arrives by value (cloudpickle) or by
-import path. poptrain, the trainable's module (torch with it) and the store's driver are
-imported before the first fork, so each worker starts in milliseconds, not seconds.
+`if __name__ == "__main__":` guard all work). When the engine's process runs no thread but
+poptrain's heartbeats, the server is a fork of it (`fork_server`: everything is imported
+already). Otherwise (a notebook kernel, a run on a thread) it is a fresh interpreter running
+this module, and the trainable arrives by value (cloudpickle) or by import path. Either way
+poptrain and the trainable's module (torch with it) are imported before the first worker is
+forked, so each worker starts in milliseconds, not seconds.
 
 Run as `python -m poptrain.engines.forkserver COMMAND_FD EVENT_FD`. Commands (one JSON line
 each, on COMMAND_FD): the set-up first, then {"start": worker_id, "slot": i}; end of input
@@ -168,6 +171,19 @@ def watch_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
+def preload_torch() -> None:
+    """With torch loaded, import what a first optimiser step would (about 1 s each worker would pay)."""
+    if "torch" not in sys.modules:
+        return
+    import importlib
+
+    for module in ("torch.optim", "torch._dynamo"):  # imports only: no thread starts, so forking stays safe
+        try:
+            importlib.import_module(module)
+        except Exception:  # noqa: BLE001 - a speed-up only; a worker imports what it needs anyway
+            pass
+
+
 def main(argv: list[str]) -> None:
     commands, events = int(argv[1]), int(argv[2])
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -190,15 +206,46 @@ def main(argv: list[str]) -> None:
         trainable = pickle.loads(blob) if blob else None
         # by import path it is imported now, so each worker inherits the module
         resolve_trainable(trainable or setup["trainable"], setup["paths"])
+        preload_torch()
     except Exception as exc:  # noqa: BLE001 - reported to the engine as one line
         events_out.send(error=" ".join(traceback.format_exception_only(type(exc), exc)).strip())
         return
+    run_server(commands, events, setup, trainable)
+
+
+def run_server(commands: int, events: int, setup: dict[str, Any], trainable: Any) -> None:
+    """Serve until the engine closes its end: fork workers on command, report their ends."""
     server = Server(commands, events, setup, trainable)
     server.send(ready=True)
     try:
         server.serve()
     finally:
         server.stop()
+
+
+def fork_server(commands: int, events: int, setup: dict[str, Any], trainable: Any, engine_ends: tuple[int, ...]) -> int:
+    """Become the fork server in a child of this process (already holding poptrain, torch and the trainable).
+
+    Only for a process with no thread but poptrain's heartbeats (a forked child keeps just the
+    forking thread, and a lock another thread held would stay held); nothing is imported again.
+    """
+    sys.stdout.flush()  # what this process has buffered must not be written a second time by the child
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 0
+    try:
+        for fd in engine_ends:  # the engine's ends of the pipes: held here, the command pipe would never close
+            os.close(fd)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        preload_torch()
+        run_server(commands, events, setup, trainable)
+    except BaseException:  # noqa: BLE001 - the child must never return into the engine's code
+        traceback.print_exc()
+        code = 1
+    finally:
+        os._exit(code)
 
 
 if __name__ == "__main__":

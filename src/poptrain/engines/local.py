@@ -11,15 +11,18 @@ from __future__ import annotations
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..errors import PoptrainError, SpecError
 from ..experiment import ExperimentSpec
 from ..store import Store
+from ..trainable import resolve_trainable
 from .base import Engine, check_not_batched, check_workers
 from .supervisor import Exit, supervise
 
@@ -66,15 +69,21 @@ class ForkServerPool:
     """The supervisor's view of the fork server: start a worker, see which ended."""
 
     def __init__(self, setup: dict[str, Any], trainable: Any, pids: dict[str, int]) -> None:
-        blob = b""
-        if trainable is not None:
-            import cloudpickle
-
-            blob = cloudpickle.dumps(trainable)
         commands_r, self.commands = os.pipe()
         events_r, events_w = os.pipe()
-        self.server = subprocess.Popen([sys.executable, "-m", "poptrain.engines.forkserver", str(commands_r),
-                                        str(events_w)], pass_fds=(commands_r, events_w), stdin=subprocess.DEVNULL)
+        if only_our_threads():  # fork this process: poptrain, torch and the trainable are imported already
+            from .forkserver import fork_server
+
+            trainable = trainable or resolve_trainable(setup["trainable"], setup["paths"])
+            self.server: Any = ForkedProcess(fork_server(commands_r, events_w, setup, trainable,
+                                                         (self.commands, events_r)))
+            blob = None
+        else:  # a fresh interpreter, which gets the set-up and the trainable by value through the pipe
+            import cloudpickle
+
+            blob = b"" if trainable is None else cloudpickle.dumps(trainable)
+            self.server = subprocess.Popen([sys.executable, "-m", "poptrain.engines.forkserver", str(commands_r),
+                                            str(events_w)], pass_fds=(commands_r, events_w), stdin=subprocess.DEVNULL)
         os.close(commands_r)
         os.close(events_w)
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
@@ -83,7 +92,8 @@ class ForkServerPool:
         self.pids, self.slots, self.free = pids, {}, list(range(int(setup["slots"])))
         self.count = 0
         self.prefix = f"local-{os.getpid()}"
-        os.write(self.commands, (json.dumps({**setup, "trainable_bytes": len(blob)}) + "\n").encode() + blob)
+        if blob is not None:
+            os.write(self.commands, (json.dumps({**setup, "trainable_bytes": len(blob)}) + "\n").encode() + blob)
         first = self.events.get()
         if "error" in first:
             self.stop()
@@ -144,3 +154,36 @@ class ForkServerPool:
             self.server.kill()
             self.server.wait()
         self.pids.clear()
+
+
+def only_our_threads() -> bool:
+    """Whether this process runs no thread but poptrain's heartbeats, so forking it is safe."""
+    return all(t is threading.main_thread() or t.name.startswith("poptrain-heartbeat-") for t in threading.enumerate())
+
+
+class ForkedProcess:
+    """A forked child, seen through the calls the pool makes of a subprocess.Popen."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.returncode = pid, None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"fork server {self.pid}", timeout or 0)
+            time.sleep(0.02)
+        return self.returncode  # type: ignore[return-value]
+
+    def kill(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
