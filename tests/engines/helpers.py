@@ -48,8 +48,12 @@ def each_engine(case: str) -> list[Any]:
 
 
 def has_workers(engine: str) -> bool:
-    """Whether the engine trains members in worker processes (and so takes a number of them)."""
-    return engine in ("local", "ray")
+    """Whether the engine trains members in worker processes: it has a `workers` option."""
+    import dataclasses
+
+    from poptrain.engines import engine_class
+
+    return "workers" in {f.name for f in dataclasses.fields(engine_class(engine))}
 
 
 def run_on(exp: poptrain.Experiment, engine: str) -> poptrain.Result:
