@@ -6,6 +6,8 @@ import json
 import math
 import random
 import warnings
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -27,6 +29,7 @@ from poptrain.policy import (
     build_exploit,
     build_explore,
     build_ready,
+    registered,
 )
 from poptrain.space import Uniform, parse_space, sample_hparams, validate_hparams
 
@@ -497,3 +500,78 @@ def test_build_errors_name_the_strategy_and_argument(build, spec, message):
 def test_standings_refuse_a_member_listed_twice():
     with pytest.raises(ValueError, match="each member id once"):
         Truncation().decide(MemberView(0, 1, 0.0), pop([1.0, 2.0]) + pop([3.0]), rng())
+
+
+# ---------------------------------------------------------------- the registry
+
+
+@pytest.fixture
+def fresh_registry(monkeypatch):
+    """The strategy registry, restored after the test registers its own strategies."""
+    import copy
+
+    from poptrain.policy import registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", copy.deepcopy(registry._REGISTRY))
+    return registry
+
+
+def test_a_new_strategy_is_one_class(fresh_registry):
+    @fresh_registry.strategy("exploit", "best")
+    @dataclass(frozen=True)
+    class Best(fresh_registry.Strategy):
+        """Copy the best member when at least `margin` below it."""
+
+        margin: float
+        label: tuple[str, ...] = ("a", "b")
+        window: ClassVar[int] = 1
+
+        def __post_init__(self):
+            object.__setattr__(self, "label", tuple(self.label))  # a TOML list, held as a tuple
+
+        def decide(self, member, population, rng):
+            best = max(population, key=lambda m: m.fitness)
+            return Exploit(best.id) if best.fitness - member.fitness >= self.margin else Continue()
+
+    made = build_exploit({"type": "best", "margin": 2.0})
+    assert made == Best(2.0) and made.decide(pop([0.0, 3.0])[0], pop([0.0, 3.0]), rng()) == Exploit(1)
+    assert made.to_dict() == {"type": "best", "margin": 2.0, "label": ["a", "b"]}
+    assert build_exploit(json.loads(json.dumps(made.to_dict()))) == Best(2.0, ("a", "b"))
+    assert "best" in fresh_registry.registered("exploit") and "best" not in fresh_registry.registered("explore")
+    with pytest.raises(SpecError, match=r"exploit: best needs argument 'margin'"):
+        build_exploit("best")
+    with pytest.raises(SpecError, match=r"exploit: best has no argument 'gap' \(arguments: margin, label\)"):
+        build_exploit({"type": "best", "margin": 1.0, "gap": 1})
+    with pytest.raises(SpecError, match=r"unknown strategy 'trunc' \(known: best, tournament, truncation, ttest\)"):
+        build_exploit("trunc")
+
+
+def test_registration_refuses_what_no_engine_supplies(fresh_registry):
+    class Loose(fresh_registry.Strategy):
+        pass
+
+    with pytest.raises(TypeError, match="frozen dataclass"):
+        fresh_registry.strategy("explore", "loose")(Loose)
+
+    @dataclass(frozen=True)
+    class Historian(fresh_registry.Strategy):
+        reads: ClassVar[frozenset[str]] = frozenset({"history"})
+
+    with pytest.raises(TypeError, match="reads history, which no engine supplies"):
+        fresh_registry.strategy("explore", "historian")(Historian)
+    with pytest.raises(ValueError, match="registered twice"):
+        fresh_registry.strategy("exploit", "truncation")(dataclass(frozen=True)(type("Other", (fresh_registry.Strategy,), {})))
+    with pytest.raises(ValueError, match="role"):
+        fresh_registry.strategy("select", "x")
+
+
+def test_strategies_declare_what_they_read():
+    assert TTest.reads == frozenset({"recent"})
+    assert all(not cls.reads for cls in (Truncation, Tournament, Every, Perturb, Resample, Noise, Custom))
+    assert {k for role in ("ready", "exploit", "explore") for k in registered(role)} == {
+        "every", "truncation", "tournament", "ttest", "perturb", "resample", "noise", "function"}
+
+
+def test_custom_accepts_a_function_or_its_path():
+    path = f"{__name__}:module_level_explore"
+    assert Custom(path) == Custom(module_level_explore) and Custom(path).fn is module_level_explore

@@ -1,347 +1,24 @@
-"""The conformance suite every population store must pass (memory and SQLite)."""
+"""The store conformance suite (poptrain.testing) over every store poptrain ships, and SQL-only checks."""
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import replace
 
 import pytest
 
 from poptrain.errors import StorageError
-from poptrain.store import CheckpointRecord, Event, LeaseLost, MemberRecord, open_store
-
-SPEC = {"name": "e", "steps": 10, "mode": "max"}
-
-
-def make(storage: str, n: int = 3, held: bool = True):
-    """An experiment of n members; with `held`, member i is leased to worker 'w{i}'."""
-    store = open_store(storage)
-    store.create_experiment("e", SPEC, [MemberRecord(id=i, seed=i, hparams={"lr": 0.1 * (i + 1)},
-                                                     initial_hparams={"lr": 0.1 * (i + 1)}) for i in range(n)])
-    if held:
-        for i in range(n):
-            assert store.claim("e", w(i), 60, time.time(), barrier=False).id == i
-    return store
+from poptrain.store import open_store
+from poptrain.testing import StoreSuite
+from poptrain.testing.store_suite import make_experiment, scores, w
 
 
-def scores(store, at_step=None):
-    """The store's scores as plain lists, None for a missing score."""
-    ids, values = store.scores("e", at_step)
-    return ids.tolist(), [None if math.isnan(v) else v for v in values.tolist()]
+class TestStoreConformance(StoreSuite):
+    """Memory, SQLite and PostgreSQL: the `storage` fixture (conftest.py) gives a fresh URL of each."""
 
 
-def w(member: int) -> str:
-    return f"w{member}"
-
-
-def ckpt(member: int, step: int, created: float | None = None, hparams=None, pending=False) -> CheckpointRecord:
-    return CheckpointRecord(member=member, seq=0, step=step, key=f"k{member}-{step}", checksum="x",
-                            hparams=hparams or {"lr": 0.5}, last_ready=step, pending=pending,
-                            created=created if created is not None else time.time())
-
-
-def add(store, c: CheckpointRecord, version: int = 0, keep: int = 3, now: float | None = None):
-    return store.add_checkpoint("e", c, version, keep, time.time() if now is None else now, w(c.member))
-
-
-def test_spec_round_trip_and_missing_experiment(storage):
-    store = make(storage)
-    assert store.get_spec("e") == SPEC
-    assert store.experiments() == ["e"]
-    with pytest.raises(StorageError, match="no experiment 'nope'.*holds: e"):
-        store.get_spec("nope")
-    with pytest.raises(StorageError, match="already exists"):
-        store.create_experiment("e", SPEC, [])
-
-
-def test_claim_prefers_lowest_step_then_own_member(storage):
-    store = make(storage, held=False)
-    now = time.time()
-    assert store.claim("e", "w1", 10, now, barrier=False).id == 0
-    store.report("e", 0, "w1", 1, 0.5, {"score": 0.5}, {"lr": 0.1}, now)
-    assert store.claim("e", "w2", 10, now, barrier=False).id == 1  # member 0 is leased by w1, and is ahead
-    assert store.claim("e", "w1", 10, now, barrier=False).id == 2  # lowest step first, even before its own 0
-    store.report("e", 2, "w1", 1, 0.1, {}, {"lr": 0.3}, now)
-    assert store.claim("e", "w1", 10, now, barrier=False).id == 0  # its own first among equal steps
-    assert store.claim("e", "w3", 10, now, barrier=False, take_new=False) is None  # holds nothing
-
-
-def test_leases_exclude_other_workers_until_expiry(storage):
-    store = make(storage, n=1, held=False)
-    now = time.time()
-    assert store.claim("e", "a", 5, now, barrier=False).id == 0
-    assert store.claim("e", "b", 5, now + 1, barrier=False) is None
-    store.renew("e", "a", 5, now + 4)
-    assert store.claim("e", "b", 5, now + 6, barrier=False) is None
-    assert store.claim("e", "b", 5, now + 10, barrier=False).id == 0  # a's lease expired
-    assert store.expire_worker("e", "b") == 1
-    assert store.claim("e", "c", 5, now + 10.5, barrier=False).worker == "c"  # b's lease ended at once
-
-
-def test_writes_by_a_worker_that_lost_its_lease_change_nothing(storage):
-    store = make(storage, n=1, held=False)
-    now = time.time()
-    store.claim("e", "a", 5, now, barrier=False)
-    store.claim("e", "b", 5, now + 10, barrier=False)  # a's lease expired; b took the member
-    before = store.member("e", 0)
-    with pytest.raises(LeaseLost):
-        store.report("e", 0, "a", 1, 0.9, {}, {}, now + 11)
-    with pytest.raises(LeaseLost):
-        store.finish("e", 0, "a")
-    with pytest.raises(LeaseLost):
-        store.record_exploit("e", Event(0, 1, 0, 1, {}, {"lr": 9.0}, now), "a")
-    with pytest.raises(LeaseLost):
-        store.add_checkpoint("e", ckpt(0, 1), 0, 3, now, "a")
-    with pytest.raises(LeaseLost):
-        store.record_failure("e", 0, "a", "boom", 3)
-    with pytest.raises(LeaseLost):
-        store.rollback("e", 0, "a", None)
-    assert store.member("e", 0) == before
-    assert store.reports("e") == [] and store.events("e") == [] and store.checkpoints("e", 0) == []
-
-
-def test_barrier_holds_pending_member_until_everyone_reaches_its_step(storage):
-    store = make(storage, n=2)
-    now = time.time()
-    for step in (1, 2):
-        store.report("e", 0, w(0), step, 1.0, {}, {"lr": 0.1}, now)
-    add(store, ckpt(0, 2, pending=True), version=2)
-    assert store.member("e", 0).pending and store.member("e", 0).last_ready == 2
-    store.release("e", 0, w(0))
-    store.report("e", 1, w(1), 1, 1.0, {}, {"lr": 0.2}, now)
-    store.release("e", 1, w(1))
-    assert store.claim("e", "x", 5, now, barrier=True).id == 1
-    store.report("e", 1, "x", 2, 1.0, {}, {"lr": 0.2}, now)
-    store.release("e", 1, "x")
-    assert store.claim("e", "x", 5, now, barrier=True).id == 0  # everyone is at step 2 now
-    store.mark_ready("e", 0, "x", 2)
-    assert not store.member("e", 0).pending
-
-
-def test_reports_versions_and_recent_scores(storage):
-    store = make(storage)
-    now = time.time()
-    for step, score in enumerate([0.1, 0.2, float("nan"), 0.4], start=1):
-        store.report("e", 0, w(0), step, score, {"acc": score}, {"lr": 0.1}, now)
-    m = store.member("e", 0)
-    assert (m.step, m.version, m.last_score) == (4, 4, 0.4)
-    assert store.recent_scores("e", 3) == {0: [0.2, None, 0.4]}
-    assert store.recent_scores("e", 1) == {0: [0.4]}
-    assert store.recent_scores("e", 2, at_step=2) == {0: [0.1, 0.2]}
-    reports = store.reports("e")
-    assert [r.step for r in reports] == [1, 2, 3, 4]
-    assert reports[2].score is None and math.isnan(reports[2].metrics["acc"])
-
-
-def test_report_many_records_a_step_of_every_member(storage):
-    store = make(storage)
-    now = time.time()
-    store.claim_all("e", "batch", 60, now + 120)
-    store.report_many("e", "batch", 1, [(0, 0.1, {"acc": 0.1}, {"lr": 0.1}), (1, float("nan"), {}, {"lr": 0.2}),
-                                        (2, 0.3, {}, {"lr": 0.3})], now)
-    store.report_many("e", "batch", 1, [(m, 0.5 + m, {}, {"lr": 0.9}) for m in range(3)], now + 1)  # a retry replaces
-    assert [(r.member, r.step, r.score, r.hparams, r.time) for r in store.reports("e")] == \
-        [(m, 1, 0.5 + m, {"lr": 0.9}, now + 1) for m in range(3)]
-    assert [(m.step, m.version, m.last_score, m.hparams) for m in store.members("e")] == \
-        [(1, 2, 0.5 + m, {"lr": 0.9}) for m in range(3)]
-    store.report_many("e", "batch", 2, [(0, float("nan"), {}, {"lr": 0.9})], now + 2)
-    assert scores(store) == ([0, 1, 2], [None, 1.5, 2.5])
-
-
-def test_report_many_keeps_the_last_row_of_a_member_given_twice(storage):
-    store = make(storage)
-    now = time.time()
-    store.claim_all("e", "batch", 60, now + 120)
-    store.report_many("e", "batch", 1, [(0, 0.1, {}, {"lr": 0.1}), (0, 0.2, {}, {"lr": 0.2})], now)  # as report() twice
-    assert [(r.member, r.score, r.hparams) for r in store.reports("e")] == [(0, 0.2, {"lr": 0.2})]
-    assert (store.member("e", 0).last_score, store.member("e", 0).version) == (0.2, 2)
-
-
-def test_report_many_writes_nothing_unless_every_member_is_held(storage):
-    store = make(storage)
-    now = time.time()
-    store.claim_all("e", "batch", 60, now + 120)
-    store.release("e", 1, "batch")
-    before = store.members("e")
-    with pytest.raises(LeaseLost, match="member 1 "):
-        store.report_many("e", "batch", 1, [(m, 0.5, {}, {"lr": 0.9}) for m in range(3)], now)
-    assert store.reports("e") == [] and store.members("e") == before
-    assert scores(store) == ([], [])
-
-
-def test_scores_read_one_row_per_member_in_id_order(storage):
-    store = make(storage, n=4)
-    now = time.time()
-    for member, history in ((2, [0.5, 0.7]), (0, [0.3]), (3, [0.9, float("nan")])):
-        for step, score in enumerate(history, start=1):
-            store.report("e", member, w(member), step, score, {}, {"lr": 0.1}, now)
-    assert scores(store) == ([0, 2, 3], [0.3, 0.7, None])  # member 1 has no score yet
-    assert scores(store, at_step=1) == ([0, 2, 3], [0.3, 0.5, 0.9])
-    assert scores(store, at_step=2) == ([2, 3], [0.7, None])
-    assert store.recent_scores("e", 2, members=[2]) == {2: [0.5, 0.7]}
-    store.record_failure("e", 2, w(2), "boom", max_failures=0)
-    assert scores(store) == ([0, 3], [0.3, None])
-    store.report("e", 1, w(1), 1, 0.1, {}, {"lr": 0.1}, now)
-    store.report("e", 0, w(0), 2, 0.6, {}, {"lr": 0.1}, now)
-    assert scores(store) == ([0, 1, 3], [0.6, 0.1, None])
-    store.rollback("e", 0, w(0), ckpt(0, 1))
-    assert scores(store) == ([0, 1, 3], [0.3, 0.1, None])
-
-
-def test_scores_see_every_other_writers_change(storage):
-    """A reader's scores stay current while other store objects (other processes) write."""
-    reader, writer = make(storage, n=5), open_store(storage)
-    now = time.time()
-    for step in range(1, 4):
-        for member in range(5):
-            writer.report("e", member, w(member), step, step + member / 10, {}, {"lr": 0.1}, now)
-            assert scores(reader)[1][member] == step + member / 10
-    writer.record_failure("e", 4, w(4), "boom", max_failures=0)
-    assert scores(reader)[0] == [0, 1, 2, 3]
-
-
-def test_exploit_event_changes_hparams_and_lineage(storage):
-    store = make(storage)
-    ev = Event(member=1, step=4, source=0, source_step=4, old_hparams={"lr": 0.2}, new_hparams={"lr": 0.12},
-               time=time.time())
-    store.record_exploit("e", ev, w(1))
-    assert store.member("e", 1).hparams == {"lr": 0.12}
-    assert store.events("e") == [ev]
-    assert store.progress("e", "max").exploits == 1
-    store.record_exploit("e", ev, w(1))  # a retried write records it once
-    assert store.events("e") == [ev] and store.member("e", 1).version == 1
-
-
-def test_record_exploits_is_one_all_or_nothing_write(storage):
-    store = make(storage)
-    now = time.time()
-    both = [Event(member=m, step=4, source=2, source_step=4, old_hparams={"lr": 0.1}, new_hparams={"lr": 0.3 + m},
-                  time=now) for m in (0, 1)]
-    with pytest.raises(LeaseLost, match="member 1 "):
-        store.record_exploits("e", [both[0], replace(both[1], member=1, time=now + 1)], w(0))  # w0 does not hold 1
-    assert store.events("e") == [] and store.member("e", 0).hparams == {"lr": 0.1}
-    store.claim_all("e", "batch", 60, now + 120)
-    store.record_exploits("e", [both[0], *both], "batch")  # an event twice in one batch counts once
-    store.record_exploits("e", both, "batch")  # a retried write records nothing more
-    assert store.events("e") == both
-    assert [(m.hparams, m.version) for m in store.members("e")[:2]] == [({"lr": 0.3}, 1), ({"lr": 1.3}, 1)]
-
-
-def test_rollback_drops_work_after_the_checkpoint(storage):
-    store = make(storage)
-    now = time.time()
-    for step in range(1, 7):
-        store.report("e", 0, w(0), step, step / 10, {}, {"lr": 0.1}, now)
-    add(store, ckpt(0, 4, created=now), version=4)
-    store.record_exploit("e", Event(0, 6, 1, 5, {"lr": 0.1}, {"lr": 0.3}, now + 1), w(0))
-    back = store.rollback("e", 0, w(0), store.checkpoints("e", 0)[0])
-    assert (back.step, back.hparams, back.last_score) == (4, {"lr": 0.5}, 0.4)
-    assert back.version == back.ckpt_version
-    assert [r.step for r in store.reports("e") if r.member == 0] == [1, 2, 3, 4]
-    assert store.events("e") == []
-    fresh = store.rollback("e", 0, w(0), None)
-    assert (fresh.step, fresh.hparams) == (0, {"lr": 0.1})
-    assert [r for r in store.reports("e") if r.member == 0] == []
-
-
-@pytest.mark.parametrize("pending", [True, False])
-def test_rollback_keeps_the_decision_a_checkpoint_includes(storage, pending):
-    store = make(storage)
-    now = time.time()
-    for step in range(1, 5):
-        store.report("e", 0, w(0), step, 0.1, {}, {"lr": 0.1}, now)
-    add(store, ckpt(0, 4, pending=pending), version=4)
-    store.record_exploit("e", Event(0, 4, 1, 4, {"lr": 0.1}, {"lr": 0.3}, now - 100), w(0))  # clocks may lie
-    back = store.rollback("e", 0, w(0), store.checkpoints("e", 0)[0])
-    # a pending checkpoint was written before the decision at its step; any other one after it
-    assert len(store.events("e")) == (0 if pending else 1)
-    assert back.pending is pending and back.step == 4
-
-
-def test_add_checkpoints_records_a_population_at_once_or_not_at_all(storage):
-    store = make(storage)
-    records = [(ckpt(m, 0), 0) for m in (0, 1)]
-    with pytest.raises(LeaseLost, match="member 1 "):
-        store.add_checkpoints("e", records, 3, time.time(), w(0))  # w0 does not hold member 1
-    assert store.checkpoints("e", 0) == [] and store.checkpoints("e", 1) == []
-    store.claim_all("e", "batch", 60, time.time() + 120)
-    for step in range(1, 4):
-        dropped = store.add_checkpoints("e", [(ckpt(m, step), 0) for m in (0, 1)], 2, time.time(), "batch")
-        assert dropped == ([] if step < 3 else ["k0-1", "k1-1"])
-    assert [[c.step for c in store.checkpoints("e", m)] for m in (0, 1)] == [[3, 2], [3, 2]]
-
-
-def test_checkpoint_current_only_if_member_unchanged(storage):
-    store = make(storage)
-    now = time.time()
-    store.report("e", 0, w(0), 1, 0.1, {}, {}, now)
-    assert add(store, ckpt(0, 1), version=1) == []
-    assert store.member("e", 0).ckpt_version == 1
-    store.report("e", 0, w(0), 2, 0.2, {}, {}, now)
-    add(store, ckpt(0, 2), version=1)  # stale version: recorded, not current
-    assert store.member("e", 0).ckpt_version == 1
-    assert [c.step for c in store.checkpoints("e", 0)] == [2, 1]
-
-
-def test_old_checkpoints_are_collected_unless_pinned(storage):
-    store = make(storage)
-    now = time.time()
-    for step in (1, 2, 3):
-        assert add(store, ckpt(0, step), keep=2, now=now) == (["k0-1"] if step == 3 else [])
-    store.pin_checkpoint("e", 0, until=now + 60, at_step=2)
-    assert add(store, ckpt(0, 4), keep=2, now=now) == []  # step 2 is pinned
-    assert [c.step for c in store.checkpoints("e", 0)] == [4, 3, 2]
-    assert sorted(add(store, ckpt(0, 5), keep=2, now=now + 61)) == ["k0-2", "k0-3"]
-
-
-def test_pinned_checkpoint_is_never_deleted(storage):
-    store = make(storage)
-    now = time.time()
-    add(store, ckpt(0, 1, pending=True))
-    add(store, ckpt(0, 1))
-    add(store, ckpt(0, 2))
-    pinned = store.pin_checkpoint("e", 0, until=now + 60, at_step=1)
-    assert (pinned.step, pinned.pending) == (1, False)
-    assert store.delete_checkpoint("e", 0, pinned.seq, now) is False
-    later = store.pin_checkpoint("e", 0, until=now + 90, at_step=1)  # a second reader extends the pin
-    store.unpin_checkpoint("e", 0, pinned.seq, now + 60)  # the first reader's unpin leaves it pinned
-    assert store.delete_checkpoint("e", 0, pinned.seq, now + 61) is False
-    store.unpin_checkpoint("e", 0, later.seq, now + 90)
-    assert store.delete_checkpoint("e", 0, pinned.seq, now + 1) is True
-    assert [c.step for c in store.checkpoints("e", 0)] == [2, 1]
-    assert store.pin_checkpoint("e", 0, now, pending=True).seq == 1
-    assert store.pin_checkpoint("e", 0, now, skip=(1, 3)) is None
-
-
-def test_failures_count_then_fail(storage):
-    store = make(storage)
-    assert store.record_failure("e", 0, w(0), "boom", max_failures=1) == "active"
-    assert store.member("e", 0).worker is None  # released: any worker retries it
-    store.claim("e", w(0), 60, time.time(), barrier=False)
-    assert store.record_failure("e", 0, w(0), "boom again", max_failures=1) == "failed"
-    m = store.member("e", 0)
-    assert (m.status, m.failures, m.error) == ("failed", 2, "boom again")
-    assert 0 not in store.recent_scores("e", 1)
-
-
-def test_finish_and_progress(storage):
-    store = make(storage)
-    now = time.time()
-    store.report("e", 0, w(0), 10, 0.9, {}, {}, now)
-    store.report("e", 1, w(1), 3, 0.95, {}, {}, now)
-    store.finish("e", 0, w(0))
-    p = store.progress("e", "max")
-    assert (p.done, p.active, p.steps_done, p.steps_total) == (1, 2, 13, 30)
-    assert (p.best_member, p.best_score) == (1, 0.95)
-    assert store.progress("e", "min").best_member == 0
-
-
-def test_metrics_must_be_json(storage):
-    store = make(storage)
-    with pytest.raises(TypeError):
-        store.report("e", 0, w(0), 1, 0.5, {"hist": object()}, {}, time.time())
-    assert store.reports("e") == []
+def make(url: str, n: int = 3, held: bool = True):
+    """Experiment 'e' of n members in a fresh store at `url` (see make_experiment)."""
+    return make_experiment(open_store(url), n, held)
 
 
 @pytest.mark.parametrize("old", [1, 2])
@@ -395,3 +72,55 @@ def test_postgresql_scores_see_a_change_that_commits_after_a_newer_one(postgres)
         assert scores(reader) == ([1], [0.2])
         slow.commit()
     assert scores(reader) == ([0, 1], [0.9, 0.2])
+
+
+OUTSIDE_STORE = '''
+import uuid
+
+import pytest
+
+from poptrain.store.memory import MemoryStore
+from poptrain.testing import StoreSuite
+
+_stores = {}
+
+
+class ForgetfulStore(MemoryStore):
+    """A store written outside poptrain, with a defect: it forgets every member's recent scores."""
+
+    def recent_scores(self, name, window, at_step=None, members=None):
+        return {}
+
+
+class TestMemoryOpenedDirectly(StoreSuite):
+    @pytest.fixture
+    def storage(self):
+        return uuid.uuid4().hex
+
+    def open(self, storage):
+        return _stores.setdefault(storage, MemoryStore(f"memory://{storage}"))
+
+
+class TestForgetfulStore(TestMemoryOpenedDirectly):
+    def open(self, storage):
+        return _stores.setdefault(storage, ForgetfulStore(f"memory://{storage}"))
+'''
+
+
+def test_a_store_written_elsewhere_runs_the_suite_and_its_defects_fail_it(tmp_path):
+    """The suite imported by an outside test module: a sound store passes, a forgetful one fails."""
+    import re
+    import subprocess
+    import sys
+
+    (tmp_path / "test_outside_store.py").write_text(OUTSIDE_STORE)
+    done = subprocess.run([sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "test_outside_store.py"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    outcomes: dict[str, dict[str, str]] = {"TestMemoryOpenedDirectly": {}, "TestForgetfulStore": {}}
+    for cls, test, outcome in re.findall(r"^test_outside_store.py::(\w+)::(\S+) (PASSED|FAILED)", done.stdout, re.M):
+        outcomes[cls][test] = outcome
+    sound, forgetful = outcomes["TestMemoryOpenedDirectly"], outcomes["TestForgetfulStore"]
+    assert len(sound) > 20 and set(sound) == set(forgetful), done.stdout[-3000:]
+    assert set(sound.values()) == {"PASSED"}
+    assert forgetful["test_reports_versions_and_recent_scores"] == "FAILED"
+    assert "PASSED" in forgetful.values()

@@ -194,3 +194,92 @@ class HangsAtTop(Quadratic):
         if self.hparams["lr"] >= 0.3:
             time.sleep(3600)
         super().train()
+
+
+def _note_pid() -> None:
+    pids = os.environ.get("POPTRAIN_TEST_PIDS")
+    if pids:
+        with open(pids, "a") as f:
+            f.write(f"{os.getpid()}\n")
+
+
+class Traced(StepLog):
+    """StepLog that also notes the pid of the process training each interval (POPTRAIN_TEST_PIDS), with a batched twin.
+
+    Its scores depend only on its seed, hyperparameters and the state it copied, so every engine
+    sees the same numbers for the same decisions.
+    """
+
+    def train(self) -> None:
+        super().train()
+        _note_pid()
+
+
+class TracedPopulation:
+    """The batched twin of Traced: the same arithmetic per member, the same log lines, one x per member."""
+
+    hparams: tuple[str, ...] = ("lr",)
+
+    def __init__(self, hparams: list[dict], seeds: list[int], device: str = "cpu") -> None:
+        self.hp = [dict(h) for h in hparams]
+        self.seeds = list(seeds)
+        self.x = [float(np.random.default_rng(s).uniform(-1, 1)) for s in seeds]
+        self.trained = [0] * len(seeds)
+        self.step = [0] * len(seeds)
+        self.sleep = float(os.environ.get("POPTRAIN_TEST_SLEEP", 0.0)) * len(seeds)  # the work of every member
+        self.log = os.environ.get("POPTRAIN_TEST_LOG")
+
+    def train(self) -> None:
+        if self.sleep:
+            time.sleep(self.sleep)
+        for i, h in enumerate(self.hp):
+            self.x[i] += h["lr"] * (-2.0 * (self.x[i] - 3.0))
+            self.trained[i] += 1
+            self.step[i] += 1
+        if self.log:
+            with open(self.log, "a") as f:
+                f.writelines(f"{seed} {step}\n" for seed, step in zip(self.seeds, self.step))
+        _note_pid()
+
+    def evaluate(self) -> list[dict[str, float]]:
+        return [{"score": 1.0 - (x - 3.0) ** 2} for x in self.x]
+
+    def set_hparams(self, member: int, hparams: dict) -> None:
+        self.hp[member] = dict(hparams)
+
+    def copy_members(self, dsts: list[int], srcs: list[int]) -> None:
+        x, trained = list(self.x), list(self.trained)  # every copy reads the state from before any copy
+        for d, s in zip(dsts, srcs):
+            self.x[d], self.trained[d] = x[s], trained[s]  # a member's own step stays, as StepLog's does
+
+    def state_dict(self) -> dict:
+        return {"x": list(self.x), "trained": list(self.trained), "step": list(self.step)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.x, self.trained, self.step = list(state["x"]), list(state["trained"]), list(state["step"])
+
+
+Traced.vectorized = TracedPopulation
+
+
+class TracedRaises(Traced):
+    """Raises in train() while its hyperparameter `bad` is 1: a user's bug, on every engine."""
+
+    def train(self) -> None:
+        if self.hparams.get("bad") == 1:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        super().train()
+
+
+class TracedRaisesPopulation(TracedPopulation):
+    """The batched twin of TracedRaises: the batched step raises while any member's `bad` is 1."""
+
+    hparams = ("lr", "bad")
+
+    def train(self) -> None:
+        if any(h.get("bad") == 1 for h in self.hp):
+            raise RuntimeError("CUDA out of memory (simulated)")
+        super().train()
+
+
+TracedRaises.vectorized = TracedRaisesPopulation
