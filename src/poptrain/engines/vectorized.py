@@ -26,7 +26,7 @@ from .base import Engine
 from .progress import ProgressDisplay
 from .standings import read_standings
 from .supervisor import Heartbeat
-from .worker import score_of
+from .worker import MemberError, score_of, user
 
 log = logging.getLogger("poptrain")
 
@@ -69,12 +69,30 @@ class VectorizedRun:
         return held
 
     def run(self, progress: bool = False) -> None:
-        members = self._hold_all()
-        if not members:
-            return
+        """Train until every member is done; the batched step raising costs every member one failure.
+
+        One step holds every member, so an error in the user's batched code is charged to each of
+        them, and the population restarts from its newest checkpoint, up to `max_failures` times.
+        """
         with Heartbeat(self.store, self.name, self.id, self.exp.lease), \
                 ProgressDisplay(self.store, self.name, self.exp.mode, enabled=progress) as display:
-            self._train(members, display)
+            while True:
+                members = self._hold_all()
+                if not members:
+                    return
+                try:
+                    self._train(members, display)
+                    return
+                except MemberError as exc:
+                    self._fail_all(members, str(exc))
+
+    def _fail_all(self, members: list[MemberRecord], error: str) -> None:
+        statuses = {self.store.record_failure(self.name, m.id, self.id, error, self.exp.max_failures) for m in members}
+        if ACTIVE in statuses:
+            log.warning("the batched population raised (%s); retrying every member from its last checkpoint", error)
+        else:
+            log.error("the batched population failed more than %d times; every member is marked failed: %s",
+                      self.exp.max_failures, error)
 
     def _restore(self, members: list[MemberRecord], population: Any) -> list[MemberRecord]:
         """Continue from the newest population file every member has a record of, or from step 0."""
@@ -99,7 +117,7 @@ class VectorizedRun:
 
     def _train(self, members: list[MemberRecord], display: ProgressDisplay) -> None:
         exp, ids = self.exp, [m.id for m in members]
-        population = self.batched([m.hparams for m in members], [m.seed for m in members], device=self.device)
+        population = user(self.batched, [m.hparams for m in members], [m.seed for m in members], device=self.device)
         if self.compile:
             if hasattr(population, "compile"):
                 population.compile()
@@ -117,13 +135,13 @@ class VectorizedRun:
             if scheduled is not None:
                 for i in range(len(ids)):
                     if hparams[i] != scheduled:
-                        population.set_hparams(i, scheduled)
+                        user(population.set_hparams, i, scheduled)
                         hparams[i] = dict(scheduled)
-            population.train()
-            results = population.evaluate()
+            user(population.train)
+            results = user(population.evaluate)
             rows = []
             for i, result in enumerate(results):
-                score, metrics = score_of(result, exp.metric)
+                score, metrics = user(score_of, result, exp.metric)
                 rows.append((ids[i], score, metrics, hparams[i]))
             self.store.report_many(self.name, self.id, step, rows, time.time())
             versions = [v + 1 for v in versions]

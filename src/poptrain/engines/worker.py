@@ -63,10 +63,10 @@ def score_of(result: Any, metric: str | None) -> tuple[float | None, dict[str, A
     return (score if math.isfinite(score) else None), metrics
 
 
-def user(call: Callable[..., Any], *args: Any) -> Any:
+def user(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run the user's code; whatever it raises becomes a MemberError (the member's failure)."""
     try:
-        return call(*args)
+        return call(*args, **kwargs)
     except Exception as exc:
         raise MemberError("".join(traceback.format_exception_only(type(exc), exc)).strip()) from exc
 
