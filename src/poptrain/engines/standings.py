@@ -23,7 +23,7 @@ class RecentFitness(Mapping[int, tuple[float, ...]]):
 
     def __getitem__(self, member: int) -> tuple[float, ...]:
         if member not in self.cache:
-            found = self.store.recent_scores(self.name, self.exp.exploit.window, self.at_step, members=[member])
+            found = self.store.recent_scores(self.name, self.exp.policy.window, self.at_step, members=[member])
             if member not in found:
                 raise KeyError(member)
             self.cache[member] = tuple(fitness(s, self.exp.mode) for s in found[member])
@@ -44,10 +44,11 @@ def read_standings(store: Store, name: str, exp: ExperimentSpec, at_step: int | 
     """
     ids, scores = store.scores(name, at_step)
     recent: Mapping[int, tuple[float, ...]] = {}
-    if exp.exploit is not None and exp.exploit.window > 1:
+    policy = exp.policy
+    if "recent" in policy.reads:  # the strategy declared it reads each member's recent scores
         if everyone:
             recent = {m: tuple(fitness(s, exp.mode) for s in history)
-                      for m, history in store.recent_scores(name, exp.exploit.window, at_step).items()}
+                      for m, history in store.recent_scores(name, policy.window, at_step).items()}
         else:
             recent = RecentFitness(store, name, exp, at_step, ids)
     return Standings.from_scores(ids, scores, exp.mode, recent, step=at_step)

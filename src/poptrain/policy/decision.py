@@ -42,9 +42,19 @@ class Policy:
         return cls(spec.ready, spec.exploit, spec.explore, spec.space, spec.seed)
 
     @property
+    def reads(self) -> frozenset[str]:
+        """What the exploit strategy reads beyond the latest scores (`policy.registry.READS`); engines supply it."""
+        if self.exploit is None:
+            return frozenset()
+        declared = getattr(self.exploit, "reads", None)
+        if declared is not None:
+            return frozenset(declared)
+        return frozenset({"recent"}) if int(getattr(self.exploit, "window", 1)) > 1 else frozenset()  # a duck-typed one
+
+    @property
     def window(self) -> int:
         """How many recent scores per member the exploit strategy reads (1: the latest only)."""
-        return 1 if self.exploit is None else int(getattr(self.exploit, "window", 1))
+        return int(getattr(self.exploit, "window", 1)) if "recent" in self.reads else 1
 
     def is_ready(self, step: int, last_ready: int) -> bool:
         """Whether a member that reached `step` (last ready at `last_ready`) takes a decision now."""
