@@ -362,6 +362,18 @@ class StoreSuite:
         assert 0 not in store.recent_scores("e", 1)
 
 
+    def test_one_run_holds_an_experiment_at_a_time(self, storage):
+        store = self.make(storage, held=False)
+        assert store.hold_run("e", "a", 10.0, now=100.0) is None
+        assert store.hold_run("e", "a", 10.0, now=105.0) is None  # a renewal
+        assert store.hold_run("e", "b", 10.0, now=110.0) == "a"  # held until 115
+        assert store.hold_run("e", "b", 10.0, now=110.0, force=True) is None
+        store.release_run("e", "a")  # no longer a's: nothing happens
+        assert store.hold_run("e", "c", 10.0, now=111.0) == "b"
+        store.release_run("e", "b")
+        assert store.hold_run("e", "c", 10.0, now=111.0) is None
+        assert store.hold_run("e", "d", 10.0, now=200.0) is None  # c's hold expired at 121
+
     def test_finish_and_progress(self, storage):
         store = self.make(storage)
         now = time.time()
