@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Callable
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
@@ -28,10 +29,9 @@ def open_store(url: str, create: bool = True, wait: bool = False, read_only: boo
     `wait` (workers) an unreachable database is retried with back-off for the store's
     `retry_for` seconds, as every later call is.
     """
-    if url.startswith("memory://"):
-        if not create and url not in _memory_stores:
-            raise StorageError(f"no store at {url} in this process")
-        return _memory_stores.setdefault(url, MemoryStore(url))
+    scheme = url.partition("://")[0]
+    if scheme in STORES:
+        return STORES[scheme](url, create, wait, read_only)
     check_storage_url(url)
     if not create or read_only:
         path = _sqlite_file(url)
@@ -40,9 +40,22 @@ def open_store(url: str, create: bool = True, wait: bool = False, read_only: boo
     return SQLStore(url, create=create and not read_only, wait=wait, read_only=read_only)
 
 
+def _open_memory(url: str, create: bool, wait: bool, read_only: bool) -> Store:
+    if not create and url not in _memory_stores:
+        raise StorageError(f"no store at {url} in this process")
+    return _memory_stores.setdefault(url, MemoryStore(url))
+
+
+# Stores by URL scheme, beside the SQL store that takes every SQLAlchemy URL (sqlite, postgresql):
+# a new store is one module with a Store subclass, and one line here naming how to open it.
+STORES: dict[str, Callable[[str, bool, bool, bool], Store]] = {
+    "memory": _open_memory,
+}
+
+
 def check_storage_url(url: str) -> None:
     """Refuse a storage URL poptrain cannot use, in one line: an unknown scheme, or an in-memory SQLite database."""
-    if url.startswith("memory://"):
+    if url.partition("://")[0] in STORES:
         return
     parsed = _parse(url)
     try:
@@ -82,4 +95,4 @@ def default_checkpoints(storage: str, experiment: str) -> str:
 
 
 __all__ = ["CheckpointRecord", "CheckpointStore", "Event", "LeaseLost", "MemberRecord", "MemoryStore", "Progress", "Report",
-           "SQLStore", "Store", "check_storage_url", "default_checkpoints", "open_store"]
+           "SQLStore", "STORES", "Store", "check_storage_url", "default_checkpoints", "open_store"]
