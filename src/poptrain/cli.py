@@ -10,7 +10,7 @@ import os
 import statistics
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, Sequence
 
 from rich.console import Console
 from rich.markup import escape
@@ -19,6 +19,7 @@ from rich.table import Table
 from . import __version__
 from .engines import ENGINES
 from .errors import PoptrainError, SpecError
+from .failures import describe as describe_failure
 from .population import FAILED
 from .store import MemberRecord, Store, open_store
 
@@ -369,9 +370,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, except that a mistake in the flags is one `error:` line, as every other mistake is."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {one_line(message)} (see `{self.prog} --help`)\n")
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    p = argparse.ArgumentParser(prog="poptrain", description="Population Based Training (Jaderberg et al. 2017).")
+    p = Parser(prog="poptrain", description="Population Based Training (Jaderberg et al. 2017).")
     p.add_argument("--version", action="version", version=f"poptrain {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -502,6 +510,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.func(args, target)
     except PoptrainError as exc:
         print(f"error: {one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a read-only folder or a full disk is the user's to fix: one line, not a traceback
+        message = describe_failure(exc, target.storage)
+        if message is None:
+            raise
+        print(f"error: {one_line(message)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         if target.storage and target.name:

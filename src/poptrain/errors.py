@@ -15,3 +15,11 @@ class StorageError(PoptrainError):
 
 class CorruptCheckpoint(PoptrainError):
     """A checkpoint's bytes do not match the checksum recorded when it was written."""
+
+
+class UnsafeCheckpoint(PoptrainError):
+    """A checkpoint written with pickle, which the user has not allowed to load (POPTRAIN_ALLOW_PICKLE)."""
+
+
+class UnsupportedState(PoptrainError, TypeError):
+    """A state_dict() holds a value that a checkpoint cannot carry without pickle."""

@@ -25,6 +25,12 @@ FIELDS = ("name", "trainable", "space", "metric", "mode", "population", "steps",
 
 
 NAME = re.compile(r"[A-Za-z0-9_.-]+")
+MAX_NAME = 100  # characters: a folder name every file system takes, with room for poptrain's own suffixes
+DERIVED = re.compile(r"-(baseline|replay-\d+)$")  # the suffixes of the experiments poptrain names itself
+MAX_POPULATION = 100_000
+MAX_STEPS = 10_000_000
+MAX_SEED = 2**63 - 1
+MIN_LEASE, MAX_LEASE = 0.1, 7 * 24 * 3600.0
 RESERVED = frozenset({"member", "step", "score", "time", "status", "failures"})  # Result's frame columns
 log = logging.getLogger("poptrain")
 
@@ -67,11 +73,22 @@ class ExperimentSpec:
     engine: Any = None  # how `run()` trains by default (a name, {"type": name, options...} or an Engine); not stored
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not NAME.fullmatch(self.name):
-            raise SpecError(f"experiment name {self.name!r} must be letters, digits, '.', '_' or '-' "
-                            f"(it names checkpoint folders)")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise SpecError(f"seed must be an integer, not {self.seed!r}")
+        if not isinstance(self.name, str) or not NAME.fullmatch(self.name) or not self.name.strip("."):
+            raise SpecError(f"experiment name {str(self.name)[:MAX_NAME]!r} must be letters, digits, '.', '_' or '-', "
+                            f"and not only dots (it names checkpoint folders)")
+        if len(DERIVED.sub("", self.name)) > MAX_NAME:
+            raise SpecError(f"experiment name {self.name[:20]}... has {len(self.name)} characters: use at most "
+                            f"{MAX_NAME} (it names checkpoint folders)")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise SpecError(f"seed must be an integer from 0 to 2**63-1, not {self.seed!r}")
+        for key in ("storage", "checkpoints"):
+            value = getattr(self, key)
+            if not isinstance(value, str) and not (key == "checkpoints" and value is None):
+                raise SpecError(f"{key} must be a URL or path as a string, not {value!r}")
+        if not isinstance(self.paths, list) or not all(isinstance(p, str) for p in self.paths):
+            raise SpecError(f"paths must be a list of folder names (strings), not {self.paths!r}")
+        if self.initial is not None and not isinstance(self.initial, list):
+            raise SpecError(f"initial must be a list of hyperparameter tables, not {self.initial!r}")
         if not isinstance(self.synchronous, bool):
             raise SpecError(f"synchronous must be true or false, not {self.synchronous!r}")
         if self.metric is not None and not isinstance(self.metric, str):
@@ -87,12 +104,21 @@ class ExperimentSpec:
                             f"columns ({', '.join(sorted(RESERVED))}): rename them")
         if self.mode not in ("max", "min"):
             raise SpecError(f"mode must be 'max' or 'min', not {self.mode!r}")
-        for key in ("population", "steps", "max_failures", "keep_checkpoints"):
+        limits = {"population": (1, MAX_POPULATION), "steps": (1, MAX_STEPS), "max_failures": (0, 1_000_000),
+                  "keep_checkpoints": (1, 1_000_000)}
+        for key, (low, high) in limits.items():
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "max_failures" else 1):
-                raise SpecError(f"{key} must be a positive integer, not {value!r}")
-        if not isinstance(self.lease, (int, float)) or self.lease <= 0:
-            raise SpecError(f"lease must be a positive number of seconds, not {self.lease!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                what = "a non-negative" if low == 0 else "a positive"
+                raise SpecError(f"{key} must be {what} integer, not {value!r}")
+            if value > high:
+                note = " (every member is held in memory and in the store: split a bigger search into experiments)" \
+                    if key == "population" else ""
+                raise SpecError(f"{key} is {value}, more than poptrain's limit of {high:_}{note}: use at most {high:_}")
+        if isinstance(self.lease, bool) or not isinstance(self.lease, (int, float)) \
+                or not MIN_LEASE <= self.lease <= MAX_LEASE:  # nan fails both comparisons
+            raise SpecError(f"lease must be a number of seconds from {MIN_LEASE} to {MAX_LEASE:.0f} (a week), "
+                            f"not {self.lease!r}")
         if self.synchronous and self.keep_checkpoints < 3:
             # a member may still copy a source's barrier checkpoint after that source checkpointed twice more
             raise SpecError(f"synchronous runs need keep_checkpoints >= 3, not {self.keep_checkpoints}")
@@ -105,9 +131,10 @@ class ExperimentSpec:
         # an entry may give only some hyperparameters: the others are sampled for that member
         self.initial = [validate_hparams(self.space, h, f"initial[{i}]", partial=True) for i, h in enumerate(initial)]
         if self.member_seeds is not None:
-            if len(self.member_seeds) != self.population or not all(
-                    isinstance(x, int) and not isinstance(x, bool) for x in self.member_seeds):
-                raise SpecError(f"member_seeds must list {self.population} integers, not {self.member_seeds!r}")
+            if not isinstance(self.member_seeds, list) or len(self.member_seeds) != self.population or not all(
+                    isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= MAX_SEED for x in self.member_seeds):
+                raise SpecError(f"member_seeds must list {self.population} integers from 0 to 2**63-1, "
+                                f"not {self.member_seeds!r}")
             self.member_seeds = [int(x) for x in self.member_seeds]
         if self.schedule is not None:
             self.schedule = self._checked_schedule(self.schedule)

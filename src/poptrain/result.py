@@ -35,11 +35,16 @@ class BestMember:
     checkpoint_url: str | None
     checkpoints_root: str | None = field(default=None, repr=False)
 
-    def load_state(self) -> Any:
-        """The trainable state (what its `state_dict()` returned) saved in the newest checkpoint."""
+    def load_state(self, allow_pickle: bool | None = None) -> Any:
+        """The trainable state (what its `state_dict()` returned) saved in the newest checkpoint.
+
+        A checkpoint written with pickle loads only with `allow_pickle=True` (or the environment
+        variable POPTRAIN_ALLOW_PICKLE=1): unpickling what a store holds can run any code.
+        """
         if self.checkpoint is None or self.checkpoints_root is None:
             raise StorageError(f"member {self.id} has no checkpoint yet")
-        return CheckpointStore(self.checkpoints_root).load(self.checkpoint.key, self.checkpoint.checksum)
+        return CheckpointStore(self.checkpoints_root).load(self.checkpoint.key, self.checkpoint.checksum,
+                                                           allow_pickle=allow_pickle)
 
 
 class Result:

@@ -19,7 +19,8 @@ from .engines import Engine, make_engine, trained_batched
 from .engines.supervisor import Heartbeat
 from .errors import PoptrainError, SpecError
 from .experiment import ExperimentSpec
-from .store import Store, open_store
+from .store import CheckpointStore, Store, open_store
+from .store.checkpoints import refuse_pickled
 
 if TYPE_CHECKING:
     from .result import Result
@@ -63,8 +64,10 @@ class Experiment(ExperimentSpec):
 def create(spec: ExperimentSpec, wait: bool = False) -> bool:
     """Store `spec` unless an experiment of its name is there; True if created, False if it was stored."""
     store = open_store(spec.storage, wait=wait)
+    CheckpointStore(spec.checkpoints).check_writable()  # a folder workers cannot write fails before the spec is stored
     if spec.name in store.experiments():
         check_stored(store, spec)
+        refuse_pickled(store, spec.name, spec.checkpoints)  # one error, not every member failing on its checkpoint
         return False
     data = spec.to_spec()
     if data["trainable"].startswith("__main__:"):

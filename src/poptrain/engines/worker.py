@@ -40,6 +40,8 @@ def _plain(key: str, value: Any) -> Any:
             value = value.item()
         except (ValueError, RuntimeError):
             raise ValueError(f"evaluate() returned a non-scalar for {key!r}: return a number") from None
+        if isinstance(value, bool):  # a numpy or torch bool stays a bool: a flag, never a score
+            return value
     try:
         return float(value)
     except (TypeError, ValueError):
@@ -55,11 +57,11 @@ def score_of(result: Any, metric: str | None) -> tuple[float | None, dict[str, A
                 f"set metric to one of the keys")
         metrics = {str(k): _plain(str(k), v) for k, v in result.items()}
         score = metrics[metric]
-        if not isinstance(score, float):
-            raise ValueError(f"evaluate()'s metric {metric!r} is {score!r}, not a number")
     else:
         score = _plain(metric or "score", result)
         metrics = {metric or "score": score}
+    if not isinstance(score, float):  # a bool, a string or None is not a score, returned alone or in a dict
+        raise ValueError(f"evaluate()'s metric {metric or 'score'!r} is {score!r}, not a number")
     return (score if math.isfinite(score) else None), metrics
 
 
