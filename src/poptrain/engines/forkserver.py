@@ -145,7 +145,9 @@ class Server:
 
 def work(setup: dict[str, Any], worker_id: str, trainable: Any, slot: Slot) -> int:
     """One worker process: join the experiment by URL and work until it is done."""
+    from ..errors import PoptrainError
     from ..store import open_store
+    from .supervisor import STOPPED_ON_ERROR
     from .worker import Worker
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the engine's to handle: it stops the workers
@@ -155,8 +157,12 @@ def work(setup: dict[str, Any], worker_id: str, trainable: Any, slot: Slot) -> i
         import torch
 
         torch.set_num_threads(int(setup["threads"]))
-    store = open_store(setup["url"], wait=True)
-    Worker(store, setup["name"], worker_id, trainable=trainable, max_held=setup.get("max_held"), current=slot).run()
+    try:
+        store = open_store(setup["url"], wait=True)
+        Worker(store, setup["name"], worker_id, trainable=trainable, max_held=setup.get("max_held"), current=slot).run()
+    except PoptrainError as exc:  # a storage error no retry mends (a full disk): one line, and the run stops
+        print(f"poptrain: error: worker {worker_id}: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
+        return STOPPED_ON_ERROR
     return 0
 
 

@@ -20,6 +20,8 @@ from .progress import ProgressDisplay
 
 log = logging.getLogger("poptrain")
 
+STOPPED_ON_ERROR = 3  # a worker's exit code when it stopped on an error it printed and no restart would mend
+
 
 class Heartbeat:
     """Renews a lease every lease/3 seconds on a thread; a failed renewal is logged and retried.
@@ -99,6 +101,9 @@ def supervise(store: Store, name: str, pool: Pool, workers: int, progress: bool,
                 for end in ended:
                     if end.code == 0:
                         continue
+                    if end.code == STOPPED_ON_ERROR:
+                        raise PoptrainError(f"a worker stopped on an error that restarting it would not mend (printed "
+                                            f"above); fix it, then `poptrain resume`")
                     if end.member is not None and end.member >= 0:  # that member takes the blame
                         charge(store, name, end, max_failures)
                     else:

@@ -16,7 +16,7 @@ from collections import OrderedDict
 from dataclasses import replace
 from typing import Any, Callable
 
-from ..errors import CorruptCheckpoint
+from ..errors import CorruptCheckpoint, StorageError
 from ..experiment import ExperimentSpec
 from ..population import ACTIVE, Continue, Decision, Exploit
 from ..store import CheckpointRecord, CheckpointStore, Event, LeaseLost, MemberRecord, Store, open_store
@@ -233,7 +233,7 @@ class Worker:
             except CorruptCheckpoint as exc:
                 log.warning("member %d: %s; trying its previous checkpoint", source, exc)
                 skip += (ckpt.seq,)
-            except Exception as exc:  # intact bytes that do not unpickle here: the user's classes
+            except Exception as exc:  # intact bytes this process cannot read (a pickle without the opt-in)
                 log.warning("member %d: checkpoint %s cannot be read (%s); not copying it", source, ckpt.key, exc)
                 return None
             finally:
@@ -255,7 +255,7 @@ class Worker:
                 if self.store.delete_checkpoint(self.name, rec.id, ckpt.seq, math.inf):
                     self.checkpoints.delete(ckpt.key)
                 continue
-            except Exception as exc:  # intact bytes that do not unpickle here: the user's classes
+            except Exception as exc:  # intact bytes this process cannot read (a pickle without the opt-in)
                 raise MemberError(f"checkpoint {ckpt.key} cannot be read: {exc}") from exc
             member = user(self.trainable, dict(ckpt.hparams), rec.seed)
             user(member.load_state_dict, state)
@@ -273,7 +273,13 @@ class Worker:
     def _checkpoint(self, rec: MemberRecord, member: Trainable) -> None:
         """Save the member's state as its newest checkpoint, then drop old unpinned ones."""
         key = self.checkpoints.key_for(self.name, rec.id, rec.step)
-        checksum = user(self.checkpoints.save, key, user(member.state_dict))
+        state = user(member.state_dict)
+        try:
+            checksum = self.checkpoints.save(key, state)
+        except StorageError:
+            raise  # a full or read-only disk is not the member's fault: the worker stops and says where
+        except Exception as exc:  # a state the checkpoint format cannot carry is the member's code's
+            raise MemberError("".join(traceback.format_exception_only(type(exc), exc)).strip()) from exc
         now = time.time()
         try:
             dropped = self.store.add_checkpoint(self.name, CheckpointRecord(
