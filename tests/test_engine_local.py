@@ -170,27 +170,40 @@ def test_a_member_that_kills_its_worker_process_fails_alone(tmp_path):
     assert (members.loc[1:, "status"] == "done").all() and (members.loc[1:, "step"] == 12).all()
 
 
-def test_a_full_disk_mid_run_stops_the_run_without_failing_members(tmp_path, monkeypatch, capfd):
+FULL_DISK = """
+import errno, sys
+import poptrain
+from poptrain.engines import Local
+from poptrain.store.checkpoints import CheckpointStore, _write_failure
+from trainables import Quadratic
+
+real_save = CheckpointStore.save
+
+def save(self, key, state):  # room for the checkpoints of step 0 and the first ready point only
+    if "-s000000-" not in key and "-s000003-" not in key:
+        raise _write_failure(f"checkpoint {key}", OSError(errno.ENOSPC, "No space left on device"))
+    return real_save(self, key, state)
+
+CheckpointStore.save = save  # the workers are forked from this process, so they inherit the full disk
+exp = poptrain.Experiment(name="q", trainable=Quadratic, space={"lr": poptrain.LogUniform(0.01, 0.3)},
+                          metric="score", population=6, steps=12, ready=poptrain.Every(3), storage=sys.argv[1])
+try:
+    exp.run(engine=Local(workers=2))
+except poptrain.PoptrainError as exc:
+    print("RUN STOPPED:", exc, file=sys.stderr)
+    sys.exit(2)
+"""
+
+
+def test_a_full_disk_mid_run_stops_the_run_without_failing_members(tmp_path):
     """A checkpoint write that fails for lack of space is the disk's fault, not the member's: the run stops
     with one line and the members stay active, to be resumed once there is room."""
-    import errno
-
-    from poptrain.engines.local import only_our_threads
-    from poptrain.store.checkpoints import CheckpointStore, _write_failure
-
-    real_save = CheckpointStore.save
-
-    def save(self, key, state):
-        if "-s000000-" not in key and "-s000003-" not in key:  # room for the first ready point only
-            raise _write_failure(f"checkpoint {key}", OSError(errno.ENOSPC, "No space left on device"))
-        return real_save(self, key, state)
-
-    monkeypatch.setattr(CheckpointStore, "save", save)
-    assert only_our_threads()  # so the workers are forked from this process and inherit the full disk
     url = f"sqlite:///{tmp_path}/full.db"
-    with pytest.raises(poptrain.PoptrainError, match="a worker stopped on an error that restarting it would not mend"):
-        quadratic(url, steps=12).run(engine=Local(workers=2))
-    err = capfd.readouterr().err
-    assert "No space left on device; free space there" in err and "Traceback" not in err
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT) + "/src", str(ROOT) + "/tests"])}
+    done = subprocess.run([sys.executable, "-c", FULL_DISK, url], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "RUN STOPPED: a worker stopped on an error that restarting it would not mend" in done.stderr
+    assert "No space left on device; free space there" in done.stderr and "Traceback" not in done.stderr
     members = open_store(url).members("q")
     assert all(m.status == "active" and m.failures == 0 for m in members)

@@ -104,7 +104,7 @@ def test_corrupt_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
     store = open_store(url)
     worker = Worker(store, "q", "doomed")
     while store.member("q", 0).step < 7:  # checkpoints at the ready points 3 and 6
-        worker.advance(store.claim("q", "doomed", 60, time.time(), barrier=False))
+        worker.advance(worker.population.ask())
     ckpts = store.checkpoints("q", 0)
     assert [c.step for c in ckpts] == [6, 3]
     with open(CheckpointStore(exp.checkpoints).path(ckpts[0].key), "r+b") as f:
@@ -169,10 +169,10 @@ def test_workers_share_the_population_evenly(storage):
     trained: dict[str, set[int]] = {w.id: set() for w in workers}
     for _ in range(40):
         for w in workers:
-            rec = store.claim("q", w.id, 60, time.time(), barrier=False, take_new=len(w.held) < w.max_held)
-            if rec is not None:
-                trained[w.id].add(rec.id)
-                w.advance(rec)
+            member = w.population.ask(wait=False)  # takes a new member only while it holds fewer than max_held
+            if member is not None:
+                trained[w.id].add(member.id)
+                w.advance(member)
     assert [len(s) for s in trained.values()] == [3, 3]
     assert trained["w0"].isdisjoint(trained["w1"])
 

@@ -115,14 +115,26 @@ class Exploit:
     """Copy the weights of member `source` and take `hparams`, explored from the source's.
 
     An exploit strategy returns it with `hparams` None (it only picks the source); the Policy
-    fills them in once the source's hyperparameters are known.
+    fills them in once the source's hyperparameters are known, and `tell` adds the source's
+    `state` for the caller to load.
     """
 
     source: int
     hparams: Hparams | None = None
+    state: Any = field(default=None, compare=False, repr=False)
 
 
-Decision = Continue | Exploit
+@dataclass(frozen=True)
+class Finished:
+    """The member reached its budget: ask for another."""
+
+
+@dataclass(frozen=True)
+class Released:
+    """The member left this process (it waits at a synchronous barrier, or its lease was taken over): ask again."""
+
+
+Decision = Continue | Exploit | Finished | Released
 
 
 def fitness(score: float | None, mode: str) -> float:

@@ -42,8 +42,12 @@ class Heartbeat:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
+        self.stop()
         self._thread.join()
+
+    def stop(self) -> None:
+        """Stop renewing (the thread ends at its next wake-up)."""
+        self._stop.set()
 
     def _beat(self) -> None:
         while not self._stop.wait(self.lease / 3):
