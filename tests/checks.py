@@ -1,8 +1,13 @@
-"""Assertions several engine tests share about a finished run."""
+"""What several test modules share: assertions about a finished run, and the CLI run in this process."""
 
 from __future__ import annotations
 
+import io
+from contextlib import redirect_stderr, redirect_stdout
+from typing import Any
+
 import poptrain
+from poptrain.cli import main
 from poptrain.store import CheckpointStore
 
 
@@ -18,3 +23,14 @@ def assert_consistent_lineage(result: poptrain.Result, steps: int) -> None:
         assert sources, ev
         for c in sources:
             files.load(c.key, c.checksum)  # raises CorruptCheckpoint if it does not match
+
+
+def cli(*argv: Any) -> tuple[int, str, str]:
+    """Run `poptrain ARGV` in this process: exit code, stdout, stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            code = main([str(a) for a in argv])
+        except SystemExit as exc:  # argparse's own errors
+            code = exc.code
+    return code, out.getvalue(), err.getvalue()

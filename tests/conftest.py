@@ -59,3 +59,13 @@ def s3():
     server.stop()
     os.environ.clear()
     os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
+def restore_poptrain_logger():
+    """poptrain.cli.main() configures the `poptrain` logger; no other test should inherit that."""
+    log = logging.getLogger("poptrain")
+    level, handlers = log.level, list(log.handlers)
+    yield
+    log.setLevel(level)
+    log.handlers[:] = handlers

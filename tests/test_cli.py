@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import io
 import json
-import logging
 import os
 import subprocess
 import sys
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 import poptrain
-from poptrain.cli import main
+from checks import cli
 from poptrain.errors import SpecError
 from poptrain.spec import load_spec
 
@@ -24,25 +20,6 @@ EXAMPLES = ROOT / "examples"
 TOY = EXAMPLES / "toy_quadratic.toml"
 
 
-@pytest.fixture(autouse=True)
-def restore_poptrain_logger() -> Iterator[None]:
-    """main() configures the `poptrain` logger; other test modules should not inherit that."""
-    log = logging.getLogger("poptrain")
-    level, handlers = log.level, list(log.handlers)
-    yield
-    log.setLevel(level)
-    log.handlers[:] = handlers
-
-
-def cli(*argv: str) -> tuple[int, str, str]:
-    """Run `poptrain ARGV` in this process: exit code, stdout, stderr."""
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        try:
-            code = main([str(a) for a in argv])
-        except SystemExit as exc:  # argparse's own errors
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
 
 
 def sqlite(path: Path) -> str:

@@ -2,41 +2,17 @@
 
 from __future__ import annotations
 
-import io
-import logging
 import os
 import subprocess
 import sys
-from contextlib import redirect_stderr, redirect_stdout
-from typing import Any, Iterator
+from typing import Any
 
-import pytest
 
 from conftest import ROOT
-from poptrain.cli import main
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-@pytest.fixture(autouse=True)
-def restore_poptrain_logger() -> Iterator[None]:
-    """main() configures the `poptrain` logger; other test modules should not inherit that."""
-    log = logging.getLogger("poptrain")
-    level, handlers = log.level, list(log.handlers)
-    yield
-    log.setLevel(level)
-    log.handlers[:] = handlers
-
-
-def cli(*argv: Any) -> tuple[int, str, str]:
-    """Run `poptrain ARGV` in this process: exit code, stdout, stderr."""
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        try:
-            code = main([str(a) for a in argv])
-        except SystemExit as exc:  # argparse's own errors
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
 
 
 def one_error(code: int, out: str, err: str, *needles: str) -> str:

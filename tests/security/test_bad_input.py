@@ -4,14 +4,11 @@ line naming the thing and the fix, and loses nothing already stored."""
 from __future__ import annotations
 
 import errno
-import io
 import json
-import logging
 import os
 import time
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,7 +18,7 @@ from sqlalchemy import event
 from sqlalchemy.pool import Pool
 
 import poptrain
-from poptrain.cli import main
+from checks import cli
 from poptrain.engines.worker import score_of
 from poptrain.errors import SpecError
 from poptrain.store import open_store
@@ -44,24 +41,6 @@ intervals = 2
 """
 
 
-@pytest.fixture(autouse=True)
-def restore_poptrain_logger() -> Iterator[None]:
-    """main() configures the `poptrain` logger; other test modules should not inherit that."""
-    log = logging.getLogger("poptrain")
-    level, handlers = log.level, list(log.handlers)
-    yield
-    log.setLevel(level)
-    log.handlers[:] = handlers
-
-
-def cli(*argv: Any) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        try:
-            code = main([str(a) for a in argv])
-        except SystemExit as exc:
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
 
 
 def spec(folder: Path, extra: str = "") -> Path:

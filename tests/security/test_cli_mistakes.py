@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from calls import build_payload_store, cli, one_error, restore_poptrain_logger  # noqa: F401 - the fixture applies
+from calls import build_payload_store, one_error
+from checks import cli
 import poptrain
 from poptrain.errors import StorageError
 

@@ -8,23 +8,20 @@ URLs and the import paths are not generated: they reach the file system and sys.
 
 from __future__ import annotations
 
-import io
 import json
-import logging
 import math
 import os
 import subprocess
 import sys
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import poptrain
-from poptrain.cli import main
+from checks import cli
 
 TESTS = str(Path(__file__).resolve().parent.parent)
 ROOT = str(Path(TESTS).parent)
@@ -79,15 +76,6 @@ def write_spec(folder: Path, changes: dict[str, Any]) -> Path:
     return path
 
 
-def cli(*argv: str) -> tuple[int, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        try:
-            code = main(list(argv))
-        except SystemExit as exc:
-            code = exc.code
-    return code, err.getvalue()
-
 
 def check_ending(code: int, err: str, quiet: bool = True) -> None:
     """0 with no error, or 2 with exactly one `error:` line, the last; only poptrain's log lines besides
@@ -103,21 +91,13 @@ def check_ending(code: int, err: str, quiet: bool = True) -> None:
     assert not quiet or all(line.startswith(("error:", "poptrain: ")) for line in lines), err
 
 
-@pytest.fixture(autouse=True)
-def restore_poptrain_logger() -> Iterator[None]:
-    log = logging.getLogger("poptrain")
-    level, handlers = log.level, list(log.handlers)
-    yield
-    log.setLevel(level)
-    log.handlers[:] = handlers
-
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, Any]:
     """A store that already holds a finished experiment 'keep', and its reports."""
     folder = tmp_path_factory.mktemp("fuzz")
     url = f"sqlite:///{folder}/s.db"
-    code, err = cli("run", str(write_spec(folder, {"name": "keep"})), "--storage", url, "--quiet")
+    code, _, err = cli("run", str(write_spec(folder, {"name": "keep"})), "--storage", url, "--quiet")
     assert code == 0, err
     return folder, url, poptrain.load(url, "keep").frame()
 
@@ -132,7 +112,8 @@ def kept(url: str, before: Any) -> None:
 def test_generated_specs_and_flags_for_run(store, changes, extra, quiet):
     folder, url, before = store
     argv = ["run", str(write_spec(folder, changes)), "--storage", url, *(x for pair in extra for x in pair)]
-    check_ending(*cli(*argv, *(["--quiet"] if quiet else [])), quiet=quiet)
+    code, _, err = cli(*argv, *(["--quiet"] if quiet else []))
+    check_ending(code, err, quiet=quiet)
     kept(url, before)
 
 
@@ -140,7 +121,8 @@ def test_generated_specs_and_flags_for_run(store, changes, extra, quiet):
 @given(name=st.none() | odd_text)
 def test_generated_names_for_status(store, name):
     folder, url, before = store
-    check_ending(*cli("status", "--storage", url, *([] if name is None else ["--experiment", name])))
+    code, _, err = cli("status", "--storage", url, *([] if name is None else ["--experiment", name]))
+    check_ending(code, err)
     kept(url, before)
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from calls import build_payload_store, cli, restore_poptrain_logger  # noqa: F401 - the fixture applies here
+from calls import build_payload_store
+from checks import cli
 from payloads import FAILURE, HPARAM, IMG, METRIC, PAYLOADS, SCRIPT
 import poptrain
 from poptrain.report.dashboard import create_app

@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy.exc import DBAPIError
 from starlette.testclient import TestClient
 
-from calls import build_payload_store, cli, python, restore_poptrain_logger  # noqa: F401 - the fixture applies here
+from calls import build_payload_store, python
+from checks import cli
 from payloads import payload_experiment
 import poptrain
 from poptrain.report.dashboard import create_app

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from calls import HERE, cli, restore_poptrain_logger  # noqa: F401 - the fixture applies here
+from calls import HERE
+from checks import cli
 from payloads import MARKUP_CHOICES, MARKUP_DROPOUT, MARKUP_LR, MARKUP_METRIC
 from poptrain.engines.progress import ProgressDisplay
 
