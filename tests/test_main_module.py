@@ -78,3 +78,32 @@ def test_notebook_cell(tmp_path):
     outputs = notebook.cells[0].outputs
     assert not [o for o in outputs if o.output_type == "error"], outputs
     check("".join(o.get("text", "") for o in outputs))
+
+
+FUNCTION_CELL = '''
+import poptrain
+print("SCRIPT STARTED", flush=True)
+
+def train(member):                      # the whole training loop, as the user writes it
+    x = 0.0 if member.state is None else member.state["x"]
+    while member.running:
+        x += member.hparams["lr"]
+        decision = member.report(x, state={{"x": x}})
+        if isinstance(decision, poptrain.Exploit):
+            x = decision.state["x"]
+
+result = poptrain.Experiment(name="fn", trainable=train, space={{"lr": poptrain.Uniform(0.0, 1.0)}},
+                             population={population}, steps={steps}, ready=poptrain.Every(2),
+                             storage="sqlite:///{db}").run(workers=2)
+members = result.members()
+print("FINISHED", sorted(set(members.status)), sorted(set(members.step)), len(result.frame()))
+'''
+
+
+def test_notebook_cell_with_a_function_trainable(tmp_path):
+    cell = FUNCTION_CELL.format(population=POPULATION, steps=STEPS, db=tmp_path / "fn.db")
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)])
+    NotebookClient(notebook, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = notebook.cells[0].outputs
+    assert not [o for o in outputs if o.output_type == "error"], outputs
+    check("".join(o.get("text", "") for o in outputs))

@@ -1,7 +1,9 @@
 """poptrain: Population Based Training (Jaderberg et al. 2017) for PyTorch and any Python model."""
 
 from .errors import CorruptCheckpoint, PoptrainError, SpecError, StorageError
+from .asktell import LivePopulation, Member, connect
 from .experiment import ExperimentSpec
+from .population import Continue, Exploit, Finished, Released
 from .runner import Experiment, resume
 from .policy import Custom, Every, Noise, Perturb, Resample, Tournament, Truncation, TTest
 from .space import Choice, IntUniform, LogUniform, Uniform
@@ -19,7 +21,8 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'poptrain' has no attribute {name!r}")
 
 __all__ = [
-    "BestMember", "Choice", "CorruptCheckpoint", "Custom", "Every", "Experiment", "ExperimentSpec", "IntUniform", "LogUniform",
+    "BestMember", "Choice", "CorruptCheckpoint", "Custom", "Every", "Continue", "Experiment", "ExperimentSpec", "Exploit", "Finished", "IntUniform", "LivePopulation", "Member",
+    "Released", "connect", "LogUniform",
     "Noise", "Perturb", "PoptrainError", "Resample", "Result", "SpecError", "StorageError", "TTest", "Tournament",
     "Trainable", "Truncation", "Uniform", "load", "resume",
 ]

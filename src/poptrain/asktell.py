@@ -48,6 +48,8 @@ def user(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run the user's code; whatever it raises becomes a MemberError (the member's failure)."""
     try:
         return call(*args, **kwargs)
+    except StorageError:
+        raise  # from poptrain's own calls inside the user's code (a function trainable's report): not the member's
     except Exception as exc:
         raise MemberError("".join(traceback.format_exception_only(type(exc), exc)).strip()) from exc
 
@@ -106,6 +108,11 @@ class Member:
     pending: bool = False
     running: bool = True
     record: MemberRecord = field(repr=False, default=None)  # type: ignore[assignment]
+    population: "LivePopulation" = field(repr=False, default=None, compare=False)  # type: ignore[assignment]
+
+    def report(self, result: Any, state: Any = None) -> Decision:
+        """`tell` this member's interval to the population that handed it out (see `LivePopulation.tell`)."""
+        return self.population.tell(self, result, state)
 
     @property
     def version(self) -> int:
@@ -199,7 +206,7 @@ class LivePopulation:
             else:
                 state, rec = self._restore(rec)
             member = Member(rec.id, rec.seed, rec.step, self.spec.steps, dict(rec.hparams), state,
-                            pending=rec.pending, record=rec)
+                            pending=rec.pending, record=rec, population=self)
             if rec.step >= self.spec.steps:
                 self._finish(member, state if state is not None else self.live.get(rec.id, (0, None))[1])
                 return None

@@ -137,7 +137,8 @@ class ExperimentSpec:
             self.member_seeds = [int(x) for x in self.member_seeds]
         if self.schedule is not None:
             self.schedule = self._checked_schedule(self.schedule)
-        resolve_trainable(self.trainable, self.paths)
+        if self.trainable is not None:  # None: the members are trained by loops of the user's own (ask/tell)
+            resolve_trainable(self.trainable, self.paths)
         if self.checkpoints is None:
             self.checkpoints = default_checkpoints(self.storage, self.name)
 
@@ -178,7 +179,7 @@ class ExperimentSpec:
     # plain data
     def to_spec(self) -> dict[str, Any]:
         """The experiment as JSON-able data: what the store keeps, so workers can join by URL."""
-        trainable = self.trainable if isinstance(self.trainable, str) else object_path(self.trainable)
+        trainable = self.trainable if isinstance(self.trainable, (str, type(None))) else object_path(self.trainable)
         return {
             "name": self.name, "trainable": trainable, "space": space_to_dict(self.space), "metric": self.metric,
             "mode": self.mode, "population": self.population, "steps": self.steps, "ready": self.ready.to_dict(),
@@ -196,7 +197,8 @@ class ExperimentSpec:
         if unknown:
             raise SpecError(f"unknown field(s) in spec: {', '.join(unknown)} (known: {', '.join(FIELDS)})")
         data = {**spec, **{k: v for k, v in overrides.items() if v is not None}}
-        for required in ("name", "trainable", "space"):
+        data.setdefault("trainable", None)
+        for required in ("name", "space"):
             if required not in data:
                 raise SpecError(f"spec lacks the required field {required!r}")
         return cls(**data)

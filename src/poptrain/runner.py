@@ -70,7 +70,7 @@ def create(spec: ExperimentSpec, wait: bool = False) -> bool:
         refuse_pickled(store, spec.name, spec.checkpoints)  # one error, not every member failing on its checkpoint
         return False
     data = spec.to_spec()
-    if data["trainable"].startswith("__main__:"):
+    if (data["trainable"] or "").startswith("__main__:"):
         log.warning("trainable %s lives in the script or notebook that runs it: `poptrain worker` and `poptrain "
                     "resume` in another process cannot import it; move it into a module to let workers join by URL",
                     data["trainable"])
@@ -126,6 +126,9 @@ def run(spec: ExperimentSpec, engine: Any = None, *, progress: bool = False, for
     """Train a spec's population to its budget on an engine; see `Experiment.run`."""
     from .result import Result
 
+    if spec.trainable is None:
+        raise SpecError(f"experiment {spec.name!r} has no trainable: its members are trained by loops of your own "
+                        f"(poptrain.connect(storage, name), then ask/tell); give it a trainable to run it on an engine")
     store = open_store(spec.storage)
     chosen = choose_engine(spec, store, engine, options)  # a bad engine is refused before anything is stored
     created = create(spec)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 from typing import Any
 
@@ -72,14 +73,25 @@ def object_path(obj: Any) -> str:
     return f"{obj.__module__}:{obj.__qualname__}"
 
 
-def resolve_trainable(trainable: Any, search_paths: list[str] | tuple[str, ...] = ()) -> type:
-    """Return the trainable class from a class or an import path, checking it has the protocol."""
+def resolve_trainable(trainable: Any, search_paths: list[str] | tuple[str, ...] = ()) -> Any:
+    """Return the trainable from a class, a function or an import path, checking it has the protocol.
+
+    A class follows the `Trainable` protocol; a plain function is a whole training loop,
+    `fn(member)`, that trains one member handed to it (see `is_function_trainable`).
+    """
     cls = import_object(trainable, search_paths) if isinstance(trainable, str) else trainable
+    if is_function_trainable(cls):
+        return cls
     missing = [name for name in REQUIRED if not callable(getattr(cls, name, None))]
     if not isinstance(cls, type) or missing:
         name = trainable if isinstance(trainable, str) else repr(trainable)
         raise SpecError(
-            f"trainable {name} is not a Trainable class"
-            + (f": it lacks {', '.join(missing)}" if missing else "")
+            f"trainable {name} is neither a Trainable class nor a function fn(member)"
+            + (f": it lacks {', '.join(missing)}" if missing and isinstance(cls, type) else "")
         )
     return cls
+
+
+def is_function_trainable(obj: Any) -> bool:
+    """Whether `obj` is a training loop written as a plain function `fn(member)` rather than a class."""
+    return inspect.isfunction(obj)

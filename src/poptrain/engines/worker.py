@@ -18,7 +18,7 @@ from typing import Any, Callable
 from ..asktell import LivePopulation, Member, MemberError, score_of, user
 from ..population import Exploit, Finished, Released
 from ..store import Store, open_store
-from ..trainable import Trainable, resolve_trainable
+from ..trainable import Trainable, is_function_trainable, resolve_trainable
 
 log = logging.getLogger("poptrain")
 
@@ -48,11 +48,32 @@ class Worker:
         """Work until every member is done or failed."""
         with self.population:
             while True:
+                if is_function_trainable(self.trainable):  # the user's own loop trains the member it is handed
+                    member = self.population.ask()
+                    if member is None:
+                        return
+                    self.hand_over(member)
+                    continue
                 member = self.population.ask(live={m: version for m, (_, version, _) in self.cache.items()},
                                              decide=False)
                 if member is None:
                     return
                 self.advance(member)
+
+    def hand_over(self, member: Member) -> None:
+        """Run a function trainable on one member until it leaves this process; its errors are its failures."""
+        if self.current is not None:
+            self.current.value = member.id
+        try:
+            user(self.trainable, member)
+            if member.running:
+                raise MemberError(f"trainable {self.exp.to_spec()['trainable']} returned before member {member.id} "
+                                  f"reached its budget: loop while member.running")
+        except MemberError as exc:
+            self.population.fail(member, str(exc))
+        finally:
+            if self.current is not None:
+                self.current.value = -1
 
     def advance(self, member: Member) -> None:
         """Train one leased member one interval and execute the decision; its code's errors are its failures."""
