@@ -74,6 +74,63 @@ def run_pbt(spec: str, overrides: dict, workers: int, folder: str, tag: str) -> 
     return elapsed, len(result.events())
 
 
+def own_loop(url: str, name: str, paths: list[str], threads: int) -> None:
+    """One process of a user's own loop: ask for members and tell their scores, no engine involved."""
+    import torch
+
+    import poptrain
+    from poptrain.trainable import resolve_trainable
+
+    torch.set_num_threads(threads)
+    pop = poptrain.connect(url, name)
+    cls = resolve_trainable(pop.spec.trainable, paths)
+    while (member := pop.ask()) is not None:
+        net = cls(dict(member.hparams), member.seed)
+        if member.state is not None:
+            net.load_state_dict(member.state)
+            net.set_hparams(dict(member.hparams))
+
+        def apply(decision: poptrain.Exploit, net=net) -> None:
+            net.load_state_dict(decision.state)
+            net.set_hparams(dict(decision.hparams))
+
+        while member.running:
+            net.set_hparams(dict(member.hparams))
+            net.train()
+            pop.tell(member, net.evaluate(), state=net.state_dict, apply=apply)
+    pop.close()
+
+
+def run_own_loops(spec: str, overrides: dict, workers: int, folder: str, tag: str) -> float:
+    """The same experiment trained by `workers` processes running own ask/tell loops (forked, like the engine's)."""
+    exp = load_spec(spec, storage=f"sqlite:///{folder}/{tag}.db", **overrides)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    start = time.perf_counter()
+    exp.create()
+    procs = [mp.get_context("fork").Process(target=own_loop, args=(exp.storage, exp.name, exp.paths, threads))
+             for _ in range(workers)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    assert all(p.exitcode == 0 for p in procs)
+    return time.perf_counter() - start
+
+
+def asktell_run(workers: int, repeats: int, folder: str) -> None:
+    """mlp_digits 8 x 60 through own ask/tell loops against the local engine, in alternation."""
+    spec, overrides = os.path.join(EXAMPLES, "mlp_digits.toml"), {"steps": 60, "population": 8}
+    exp = load_spec(spec, storage=f"sqlite:///{folder}/asktell-spec.db", **overrides)
+    resolve_trainable(exp.trainable, exp.paths)  # imported before forking, on both sides
+    engine, own = [], []
+    for i in range(repeats):
+        engine.append(run_pbt(spec, overrides, workers, folder, f"asktell-engine-{i}")[0])
+        own.append(run_own_loops(spec, overrides, workers, folder, f"asktell-own-{i}"))
+    e, o = statistics.median(engine), statistics.median(own)
+    print(f"ask/tell: mlp_digits {exp.population} members x {exp.steps} epochs: local engine {e:.2f} s, "
+          f"{workers} own ask/tell loops {o:.2f} s, ratio own loops/engine {o / e:.2f}x (target <= 1.1x)")
+
+
 def short_run(workers: int, repeats: int, folder: str) -> None:
     """8 members x 30 epochs, start-up included, against a pool forked after torch was imported."""
     spec, overrides = os.path.join(EXAMPLES, "mlp_digits.toml"), {"steps": 30, "population": 8}
@@ -93,12 +150,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--only", choices=sorted(WORKLOADS) + ["short"])
+    parser.add_argument("--only", choices=sorted(WORKLOADS) + ["short", "asktell"])
     args = parser.parse_args()
     print(f"workers={args.workers} repeats={args.repeats} cpus={os.cpu_count()}")
     with tempfile.TemporaryDirectory() as folder:
         if args.only in (None, "short"):
             short_run(args.workers, args.repeats, folder)
+        if args.only in (None, "asktell"):
+            asktell_run(args.workers, args.repeats, folder)
         for name, (file, overrides) in WORKLOADS.items():
             if args.only and name != args.only:
                 continue
