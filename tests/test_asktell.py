@@ -150,3 +150,19 @@ def test_a_function_trainable_runs_on_every_engine_with_workers(engine, tmp_path
     assert set(members.status) == {"done"} and set(members.step) == {12}
     assert len(result.frame()) == 4 * 12 and len(result.events()) > 0
     assert result.best().score > -0.5
+
+
+def test_poptrain_create_stores_a_spec_without_a_trainable_for_own_loops(tmp_path):
+    from checks import cli
+
+    spec = tmp_path / "own.toml"
+    spec.write_text('name = "own"\npopulation = 2\nsteps = 2\n[space]\nlr = {type = "uniform", low = 0.0, high = 1.0}\n')
+    url = f"sqlite:///{tmp_path}/c.db"
+    code, out, err = cli("create", spec, "--storage", url)
+    assert code == 0 and "experiment 'own' created" in out, err
+    pop = poptrain.connect(url, "own")
+    member = pop.ask()
+    assert member is not None and member.state is None and 0.0 <= member.hparams["lr"] <= 1.0
+    pop.close()
+    code, out, err = cli("run", spec, "--storage", url, "--engine", "serial")
+    assert code == 2 and "has no trainable" in err

@@ -255,6 +255,17 @@ def cmd_run(args: argparse.Namespace, target: Target) -> None:
         print_comparison(result, baseline.run(**run_options(args)))
 
 
+def cmd_create(args: argparse.Namespace, target: Target) -> None:
+    from .spec import load_spec
+
+    experiment = load_spec(args.spec, storage=args.storage, name=args.name, checkpoints=args.checkpoints)
+    target.storage, target.name = experiment.storage, experiment.name
+    created = experiment.create()
+    say(console(), f"experiment {experiment.name!r} {'created' if created else 'is already'} in "
+                   f"{store_location(experiment.storage)}; train it with `poptrain run`, `poptrain worker`, or "
+                   f"loops of your own: poptrain.connect({experiment.storage!r}, {experiment.name!r})")
+
+
 def cmd_worker(args: argparse.Namespace, target: Target) -> None:
     from .engines.worker import join
 
@@ -417,6 +428,15 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--baseline", action="store_true",
                      help="then run random search (same members, no exploit) and compare")
     run.set_defaults(func=cmd_run)
+
+    create = sub.add_parser("create", help="store an experiment from a TOML spec without training it", description=(
+        "Store the experiment a TOML spec describes (a spec without `trainable` is trained only by loops of your "
+        "own through poptrain.connect, ask and tell)."))
+    create.add_argument("spec", metavar="SPEC.toml")
+    create.add_argument("--storage", help="store URL (default: the spec's)")
+    create.add_argument("--name", help="experiment name (default: the spec's)")
+    create.add_argument("--checkpoints", help="checkpoint folder or fsspec URL (default: the spec's, else beside the store)")
+    create.set_defaults(func=cmd_create, quiet=False)
 
     worker = sub.add_parser("worker", help="join a running experiment as one more worker", description=(
         "Train members of a stored experiment until every member is done. Given a spec, the experiment "
