@@ -218,12 +218,14 @@ def print_lineage(result: Result, best: int | None) -> None:
     con.print(table)
 
 
+OPTION = "engine_option."  # the dest prefix of a flag that is an engine option (`engine_flags`)
+
+
 def engine_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The engine options the flags give (only those given): each flag is one engine option."""
-    resources = {key: value for key, value in (("cpu", args.cpus_per_worker), ("gpu", args.gpus_per_worker))
-                 if value is not None}
-    given = {"workers": args.workers, "device": args.device, "compile": args.compile or None,
-             "address": args.address, "resources": resources or None, "interval_timeout": args.interval_timeout}
+    """The engine options the flags give (only those given): each `engine_option.NAME` flag is option NAME."""
+    given = {key[len(OPTION):]: value for key, value in vars(args).items() if key.startswith(OPTION)}
+    resources = {key: given.pop(f"resources.{key}") for key in ("cpu", "gpu")}  # two flags fill one option
+    given["resources"] = {key: value for key, value in resources.items() if value is not None} or None
     return {key: value for key, value in given.items() if value is not None}
 
 
@@ -395,18 +397,21 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def engine_flags(cmd: argparse.ArgumentParser) -> None:
-        # each flag below but --engine, --quiet and --force is one option of the engines that have it
         cmd.add_argument("--engine", choices=ENGINES, help="how members run (default: the spec's engine, else local)")
-        cmd.add_argument("--device", help="torch device of the vectorized engine (cpu, cuda, ...; default cpu)")
-        cmd.add_argument("--compile", action="store_true", default=None,
+        # an engine option is one flag whose dest is OPTION + the option's name; engine_options collects them
+        cmd.add_argument("--device", dest=OPTION + "device", metavar="DEVICE",
+                         help="torch device of the vectorized engine (cpu, cuda, ...; default cpu)")
+        cmd.add_argument("--compile", dest=OPTION + "compile", action="store_true", default=None,
                          help="torch.compile the vectorized engine's batched step (pays off on long runs only)")
-        cmd.add_argument("--address", help="the Ray cluster for --engine ray (e.g. auto; default: a local Ray)")
-        cmd.add_argument("--cpus-per-worker", type=float, help="CPUs each Ray worker reserves (default: 1)")
-        cmd.add_argument("--gpus-per-worker", type=float,
+        cmd.add_argument("--address", dest=OPTION + "address", metavar="ADDRESS",
+                         help="the Ray cluster for --engine ray (e.g. auto; default: a local Ray)")
+        cmd.add_argument("--cpus-per-worker", dest=OPTION + "resources.cpu", type=float, metavar="CPUS",
+                         help="CPUs each Ray worker reserves (default: 1)")
+        cmd.add_argument("--gpus-per-worker", dest=OPTION + "resources.gpu", type=float, metavar="GPUS",
                          help="GPUs each Ray worker reserves, fractions allowed (default: 1 with --device cuda, else 0)")
-        cmd.add_argument("--workers", type=positive_int,
+        cmd.add_argument("--workers", dest=OPTION + "workers", type=positive_int, metavar="WORKERS",
                          help="worker processes of the local and ray engines (default: CPUs)")
-        cmd.add_argument("--interval-timeout", type=float, metavar="SECONDS",
+        cmd.add_argument("--interval-timeout", dest=OPTION + "interval_timeout", type=float, metavar="SECONDS",
                          help="local engine: end a worker whose interval runs longer, charging its member a failure")
         cmd.add_argument("--quiet", action="store_true", help="no progress display and no warnings")
         cmd.add_argument("--force", action="store_true",
