@@ -1,0 +1,298 @@
+"""A population of actor-critic (A2C) agents as one batched model, their environments stepped as one batch.
+
+Every member has its own actor and critic (stacked along the member axis, as `Population` does),
+its own Adam state, its own `num_envs` environments and its own episode statistics; one call to
+`train()` acts, steps and updates all of them. A member's randomness (initial weights, initial
+states of its environments, its actions) is drawn from its own generator only, so a member trains
+the same alone as inside any population.
+
+The algorithm, per update: `rollout` steps in each environment; advantages by GAE with the
+member's own lambda; loss = policy gradient - entropy cost x entropy + value coefficient x value
+error; each member's gradient clipped to its own norm; one Adam step. An episode cut by the time
+limit is bootstrapped with the critic's value of its last observation. The score is the mean
+return of the member's last `window` finished episodes (the paper's choice: no extra environment
+steps are spent on evaluation).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+from torch.nn import functional as F
+
+from ..population import Hparams
+from .envs import BatchedEnv
+from .optim import BatchedAdam, _along
+from .population import Population
+from .vectorized import TorchPopulation
+
+Tensor = torch.Tensor
+log = logging.getLogger("poptrain")
+
+
+def build_network(inputs: int, outputs: int, generator: torch.Generator, hidden: int = 64,
+                  last_gain: float = 1.0, activation: type[nn.Module] = nn.Tanh) -> nn.Sequential:
+    """An inputs→hidden→hidden→outputs MLP, orthogonally initialised from `generator` (zero biases).
+
+    Tanh, as usual for small control agents (ReLU learned CartPole and Acrobot more slowly here),
+    though on the CPU torch's tanh costs far more than a ReLU: a large share of a batched step.
+
+    The hidden layers get gain sqrt(2), the last `last_gain` (0.01 for a policy, so that its first
+    actions are near uniform; 1 for a value), as is usual for actor-critic agents.
+    """
+    with torch.random.fork_rng(devices=[]):  # the layers' own initialisation is overwritten: keep it off the global RNG
+        net = nn.Sequential(nn.Linear(inputs, hidden), activation(), nn.Linear(hidden, hidden), activation(),
+                            nn.Linear(hidden, outputs))
+    with torch.no_grad():
+        layers = [m for m in net if isinstance(m, nn.Linear)]
+        for i, layer in enumerate(layers):
+            nn.init.orthogonal_(layer.weight, math.sqrt(2) if i < len(layers) - 1 else last_gain, generator=generator)
+            layer.bias.zero_()
+    return net
+
+
+def build_agent(observations: int, actions: int, generator: torch.Generator, hidden: int = 64) -> tuple[nn.Module, nn.Module]:
+    """An agent's actor (observation → action logits) and critic (observation → value), from one generator."""
+    return (build_network(observations, actions, generator, hidden, 0.01),
+            build_network(observations, 1, generator, hidden, 1.0))
+
+
+def forward(population: Population, params: dict[str, Tensor], x: Tensor) -> Tensor:
+    """Every member's outputs for its own inputs x [P, B, features], differentiable in `params`.
+
+    A layer with one output (the critic's last) is a product and a sum rather than a batched
+    matrix product: bmm takes another kernel for a single member there, whose rounding would make a
+    member alone differ from the same member inside a population in the last bit.
+    """
+    if population.layers is None:  # not a plain stack of Linear layers: vmap
+        return vmap(lambda p, b, xb: functional_call(population.template, (p, b), (xb,)))(params, population.buffers, x)
+    for layer in population.layers:
+        if isinstance(layer, str):
+            weight, bias = params[layer + "weight"], params.get(layer + "bias")
+            if weight.shape[1] == 1:
+                x = (x * weight[:, 0].unsqueeze(1)).sum(-1, keepdim=True)
+            else:
+                x = torch.bmm(x, weight.transpose(1, 2))
+            if bias is not None:
+                x = x + bias.unsqueeze(1)
+        else:
+            x = layer(x)
+    return x
+
+
+class ActorCriticPopulation(TorchPopulation):
+    """A2C agents for every member at once on a batched environment; subclasses set `env` (a BatchedEnv class).
+
+    Hyperparameters varied per member: `lr` (Adam), `ent_coef` (the entropy cost) and `gae_lambda`.
+    One `train()` is `interval_steps` environment steps per member.
+    """
+
+    hparams = ("lr", "ent_coef", "gae_lambda")
+    env: type[BatchedEnv]
+    num_envs = 8  # environments per member
+    rollout = 8  # steps per environment between updates
+    interval_steps = 2048  # environment steps per member in one train(); a multiple of num_envs * rollout
+    gamma = 0.99
+    vf_coef = 0.5
+    max_grad_norm = 0.5
+    window = 16  # finished episodes the score averages (at least num_envs)
+    hidden = 64
+
+    def __init__(self, hparams: Sequence[Hparams], seeds: Sequence[int], device: str = "cpu") -> None:
+        super().__init__(hparams, seeds, device)
+        per_update = self.num_envs * self.rollout
+        if self.interval_steps % per_update:
+            raise ValueError(f"interval_steps ({self.interval_steps}) must be a multiple of num_envs x rollout ({per_update})")
+        p, e = self.size, self.num_envs
+        self.envs = self.env(p * e, self.device)
+        agents = [build_agent(self.env.observation_size, self.env.actions, g, self.hidden) for g in self.generators]
+        self.actor = Population([a for a, _ in agents], self.device)
+        self.critic = Population([c for _, c in agents], self.device)
+        self.population = self.actor
+        params = {**{f"actor.{k}": v for k, v in self.actor.params.items()},
+                  **{f"critic.{k}": v for k, v in self.critic.params.items()}}  # the same tensors: updated in place
+        self.optimizer = BatchedAdam(params, lr=[h["lr"] for h in hparams], eps=1e-5)
+        self.ent_coef = torch.tensor([float(h["ent_coef"]) for h in hparams], device=self.device)
+        self.gae_lambda = torch.tensor([float(h["gae_lambda"]) for h in hparams], device=self.device)
+        self.window = max(self.window, e)  # several episodes of one member may end in one step
+        self.returns = torch.zeros(p, e, dtype=torch.float64, device=self.device)  # of the episodes under way
+        self.recent = torch.zeros(p, self.window + 1, device=self.device)  # the last column takes no-op writes
+        self.finished = torch.zeros(p, dtype=torch.long, device=self.device)  # episodes finished, ever
+        self.env_steps = torch.zeros(p, dtype=torch.long, device=self.device)
+        self.envs.reset(torch.ones(p * e, dtype=torch.bool, device=self.device), self._reset_uniforms(range(p)))
+
+    # --- randomness: each member draws only from its own generator ---------------------------------
+
+    def _reset_uniforms(self, members: Sequence[int]) -> Tensor:
+        """Initial-state uniforms [len(members) * num_envs, state_size] from each member's generator."""
+        draws = [torch.rand(self.num_envs, self.env.state_size, generator=self.generators[m]) for m in members]
+        return torch.cat(draws).to(self.device)
+
+    def _interval_noise(self, updates: int) -> Tensor:
+        """Every uniform this interval needs [P, updates, rollout, num_envs, 1 + state_size]: one for the
+        action, the rest for a reset if that step ends the episode."""
+        shape = (updates, self.rollout, self.num_envs, 1 + self.env.state_size)
+        return torch.stack([torch.rand(shape, generator=g) for g in self.generators]).to(self.device)
+
+    # --- training -------------------------------------------------------------------------------------
+
+    def observe(self) -> Tensor:
+        """Every member's current observations [P, num_envs, observation_size]."""
+        return self.envs.observe().view(self.size, self.num_envs, -1)
+
+    def train(self) -> None:
+        """`interval_steps` environment steps and their updates for every member."""
+        updates = self.interval_steps // (self.num_envs * self.rollout)
+        noise = self._interval_noise(updates)
+        for u in range(updates):
+            self.update(noise[:, u])
+
+    @torch.no_grad()
+    def _act(self, noise: Tensor) -> tuple[Tensor, ...]:
+        """`rollout` steps of every environment: observations, actions, rewards, episode ends, values."""
+        p, e, t_max = self.size, self.num_envs, self.rollout
+        obs_buf, act_buf, rew_buf, end_buf, val_buf = [], [], [], [], []
+        obs = self.observe()
+        for t in range(t_max):
+            probs = F.softmax(forward(self.actor, self.actor.params, obs), dim=-1)
+            value = forward(self.critic, self.critic.params, obs).squeeze(-1)
+            # inverse-CDF sampling from the member's own uniform: the same action whatever the population
+            action = (noise[:, t, :, 0].unsqueeze(-1) > probs.cumsum(-1)).sum(-1).clamp(max=self.env.actions - 1)
+            reward, terminated, truncated = (x.view(p, e) for x in self.envs.step(action.view(-1)))
+            ended = terminated | truncated
+            self.returns += reward
+            self._record(ended)
+            # a time limit is not a terminal state: bootstrap the cut episode from its last observation
+            cut = truncated & ~terminated
+            reward = reward.to(torch.float32)
+            if self.device.type != "cpu" or bool(cut.any()):  # on a GPU, a forward pass costs less than a sync
+                reward = reward + self.gamma * forward(self.critic, self.critic.params, self.observe()).squeeze(-1) * cut
+            self.envs.reset(ended.view(-1), noise[:, t, :, 1:].reshape(p * e, -1))
+            obs_buf.append(obs)
+            act_buf.append(action)
+            rew_buf.append(reward)
+            end_buf.append(ended)
+            val_buf.append(value)
+            obs = self.observe()
+        next_value = forward(self.critic, self.critic.params, obs).squeeze(-1)
+        self.env_steps += e * t_max
+        return (torch.stack(obs_buf, 1), torch.stack(act_buf, 1), torch.stack(rew_buf, 1), torch.stack(end_buf, 1),
+                torch.stack(val_buf, 1), next_value)
+
+    def _record(self, ended: Tensor) -> None:
+        """Move the returns of episodes that ended into each member's last `window` returns."""
+        position = (self.finished.unsqueeze(1) + ended.long().cumsum(1) - 1) % self.window
+        slot = torch.where(ended, position, self.window)  # an episode under way writes to the spare column
+        self.recent.scatter_(1, slot, self.returns.to(torch.float32))
+        self.finished += ended.sum(1)
+        self.returns = torch.where(ended, 0.0, self.returns)
+
+    def advantages(self, rewards: Tensor, ends: Tensor, values: Tensor, next_value: Tensor) -> Tensor:
+        """GAE over the rollout, every member with its own lambda (all tensors [P, T, E], next_value [P, E])."""
+        lam = self.gae_lambda.view(-1, 1)
+        advantages = torch.zeros_like(rewards)
+        last = torch.zeros_like(next_value)
+        for t in reversed(range(rewards.shape[1])):
+            following = next_value if t == rewards.shape[1] - 1 else values[:, t + 1]
+            alive = 1.0 - ends[:, t].to(rewards.dtype)
+            delta = rewards[:, t] + self.gamma * following * alive - values[:, t]
+            last = delta + self.gamma * lam * alive * last
+            advantages[:, t] = last
+        return advantages
+
+    def update(self, noise: Tensor) -> None:
+        """One rollout and one A2C step for every member; `noise` [P, rollout, num_envs, 1 + state_size]."""
+        obs, actions, rewards, ends, values, next_value = self._act(noise)
+        advantages = self.advantages(rewards, ends, values, next_value)
+        targets = advantages + values
+        p = self.size
+        obs, actions = obs.reshape(p, -1, obs.shape[-1]), actions.reshape(p, -1)
+        advantages, targets = advantages.reshape(p, -1), targets.reshape(p, -1)
+        params = {k: v.detach().requires_grad_(True) for k, v in self.optimizer.params.items()}
+        actor = {k[6:]: v for k, v in params.items() if k.startswith("actor.")}
+        critic = {k[7:]: v for k, v in params.items() if k.startswith("critic.")}
+        with torch.enable_grad():
+            logp_all = F.log_softmax(forward(self.actor, actor, obs), dim=-1)
+            value = forward(self.critic, critic, obs).squeeze(-1)
+            logp = logp_all.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+            entropy = -(logp_all.exp() * logp_all).sum(-1)
+            loss = (-(advantages * logp).mean(1) - self.ent_coef * entropy.mean(1)
+                    + self.vf_coef * 0.5 * (targets - value).square().mean(1))
+            # member i's parameters reach only loss i: the gradient of the sum is each member's own
+            grads = dict(zip(params, torch.autograd.grad(loss.sum(), list(params.values()))))
+        # [P, parameters] summed along its rows: the same order of additions whatever the population's size
+        norms = torch.stack([g.square().flatten(1).sum(1) for g in grads.values()], 1).sum(1).sqrt()
+        scale = (self.max_grad_norm / (norms + 1e-6)).clamp(max=1.0)  # each member clipped to its own norm
+        self.optimizer.step({k: g * _along(scale, g) for k, g in grads.items()})
+
+    # --- scores, hyperparameters, exploit, checkpoints ------------------------------------------------
+
+    def evaluate(self) -> list[dict[str, float]]:
+        """Each member's mean return over its last `window` finished episodes (under-way ones before any ends)."""
+        count = self.finished.clamp(max=self.window)
+        mean = self.recent[:, :self.window].sum(1) / count.clamp(min=1)
+        score = torch.where(count > 0, mean, self.returns.mean(1).to(torch.float32))
+        return [{"return": s, "episodes": float(n), "env_steps": float(k)}
+                for s, n, k in zip(score.tolist(), self.finished.tolist(), self.env_steps.tolist())]
+
+    def set_hparams(self, member: int, hparams: Hparams) -> None:
+        """Write a member's lr, entropy cost and GAE lambda."""
+        unknown = sorted(set(hparams) - set(self.hparams))
+        if unknown:
+            raise ValueError(f"{type(self).__name__} cannot vary {', '.join(map(repr, unknown))} per member")
+        self.optimizer.set_hparams(member, hparams)
+        if "ent_coef" in hparams:
+            self.ent_coef[member] = float(hparams["ent_coef"])
+        if "gae_lambda" in hparams:
+            self.gae_lambda[member] = float(hparams["gae_lambda"])
+
+    def copy_members(self, dsts: Sequence[int], srcs: Sequence[int]) -> None:
+        """Exploit: networks, Adam state, generator and recent returns copied; the copy's environments restart.
+
+        Its episodes under way are dropped (their returns belong to no policy), and its new
+        episodes start from states drawn from its (copied) generator.
+        """
+        dsts, srcs = list(dsts), list(srcs)
+        self.actor.copy_members(dsts, srcs)
+        self.critic.copy_members(dsts, srcs)
+        self.optimizer.copy_members(dsts, srcs)
+        states = [self.generators[s].get_state() for s in srcs]
+        for d, state in zip(dsts, states):
+            self.generators[d].set_state(state)
+        self.recent[dsts] = self.recent[srcs]
+        self.finished[dsts] = self.finished[srcs]
+        self.returns[dsts] = 0.0
+        mask = torch.zeros(self.size, self.num_envs, dtype=torch.bool, device=self.device)
+        mask[dsts] = True
+        uniforms = torch.zeros(self.size, self.num_envs, self.env.state_size, device=self.device)
+        uniforms[dsts] = self._reset_uniforms(dsts).view(len(dsts), self.num_envs, -1)
+        self.envs.reset(mask.view(-1), uniforms.view(self.size * self.num_envs, -1))
+
+    def compile(self) -> None:
+        """Not supported for RL populations: the step is many small ops around an environment; trains eagerly."""
+        log.warning("%s does not compile: training eagerly", type(self).__name__)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The whole population: networks, Adam, generators, environments and episode statistics."""
+        return {"size": self.size, "actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "rng": [g.get_state() for g in self.generators],
+                "envs": self.envs.state_dict(),
+                "episodes": {k: getattr(self, k).clone() for k in ("returns", "recent", "finished", "env_steps")},
+                "hparams": {"ent_coef": self.ent_coef.clone(), "gae_lambda": self.gae_lambda.clone()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.actor.load_state_dict(state["actor"])
+        self.critic.load_state_dict(state["critic"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        for g, rng in zip(self.generators, state["rng"]):
+            g.set_state(rng)
+        self.envs.load_state_dict(state["envs"])
+        for k, v in state["episodes"].items():
+            setattr(self, k, v.to(self.device).clone())
+        for k, v in state["hparams"].items():
+            setattr(self, k, v.to(self.device).clone())
