@@ -1,0 +1,159 @@
+"""PBT for A2C agents (examples/rl_a2c.py): PBT against random search, and the batched population's speed.
+
+1. PBT against random search at equal environment steps, on CartPole-v1 and Acrobot-v1, on the
+   local engine (gymnasium's environments, 2 workers) and the vectorized engine (torch
+   environments): the same members, initial hyperparameters and intervals, random search being
+   the same spec with no exploit (`Experiment.baseline()`); best and mean final return over seeds.
+2. Environment steps per second of the vectorized engine (one torch thread) against the local
+   engine (2 workers, one thread each) at 32 and 128 members on the CPU, each run whole (start-up, store writes and checkpoints
+   included); with CUDA, the vectorized engine with 1,024 members there.
+3. The time of one batched update (8 steps of 8 environments per member, then one A2C step) for
+   P members over the same update for one member, and over one update of the gymnasium agent.
+
+    python benchmarks/rl.py [--seeds 3] [--steps 20] [--members 8] [--smoke]
+
+`--smoke` runs every section at toy sizes, the CUDA ones on the CPU (the test suite runs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+EXAMPLES = os.path.join(os.path.dirname(HERE), "examples")
+sys.path.insert(0, EXAMPLES)
+
+import torch  # noqa: E402
+
+import rl_a2c  # noqa: E402
+from poptrain.engines import Local, Vectorized  # noqa: E402
+from poptrain.spec import load_spec  # noqa: E402
+
+TASKS = {"CartPole-v1": "rl_cartpole", "Acrobot-v1": "rl_acrobot"}
+ENGINES = {"local": Local(workers=2), "vectorized": Vectorized()}
+HPARAMS = {"lr": 1e-3, "ent_coef": 0.01, "gae_lambda": 0.95}
+
+
+def spec(task: str, folder: str, tag: str, **sizes: int):
+    """The task's example spec stored under `folder`, with the given population, steps and seed."""
+    return load_spec(os.path.join(EXAMPLES, f"{TASKS[task]}.toml"), name=f"{TASKS[task]}-{tag}",
+                     storage=f"sqlite:///{folder}/{TASKS[task]}-{tag}.db", **sizes)
+
+
+def pbt_vs_random(task: str, engine: str, seeds: int, members: int, steps: int, folder: str) -> None:
+    """PBT and random search on one task and engine, seed by seed; how often PBT's mean final return won."""
+    wins = 0
+    for seed in range(seeds):
+        exp = spec(task, folder, f"{engine}-{seed}", population=members, steps=steps, seed=seed)
+        pbt = exp.run(engine=ENGINES[engine]).members().score
+        random = exp.baseline().run(engine=ENGINES[engine]).members().score
+        wins += pbt.mean() > random.mean()
+        print(f"    seed {seed}: PBT best {pbt.max():7.1f} mean {pbt.mean():7.1f} | "
+              f"random search best {random.max():7.1f} mean {random.mean():7.1f}", flush=True)
+    print(f"  {task} on the {engine} engine: PBT's mean final return beat random search's in {wins} of {seeds} seeds",
+          flush=True)
+
+
+def env_steps_per_second(task: str, engine: str, members: int, steps: int, folder: str, device: str = "cpu") -> float:
+    """One whole run's environment steps per second (start-up, store and checkpoints included)."""
+    tag = f"speed-{engine}-{device}-{members}-{torch.get_num_threads()}"
+    exp = spec(task, folder, tag, population=members, steps=steps)
+    chosen = Vectorized(device=device) if engine == "vectorized" else ENGINES[engine]
+    start = time.perf_counter()
+    exp.run(engine=chosen)
+    return members * steps * rl_a2c.INTERVAL_STEPS / (time.perf_counter() - start)
+
+
+def speed(task: str, sizes: list[int], steps: int, folder: str, cuda_sizes: list[int], cuda: str | None) -> None:
+    """The vectorized engine against the local engine (2 workers) at each size, and on CUDA if present."""
+    local = 0.0
+    for size in sizes:
+        local = env_steps_per_second(task, "local", size, steps, folder)
+        rate = env_steps_per_second(task, "vectorized", size, steps, folder)
+        print(f"  {task}, {size:4d} members: local (2 workers) {local:9.0f} env-steps/s; vectorized (1 thread) "
+              f"{rate:9.0f} = {rate / local:5.1f}x", flush=True)
+    if cuda:
+        for size in cuda_sizes:
+            rate = env_steps_per_second(task, "vectorized", size, steps, folder, device=cuda)
+            print(f"  {task}, {size:4d} members on {cuda}: {rate:10.0f} env-steps/s = {rate / local:.1f}x the local "
+                  f"engine at {sizes[-1]} members", flush=True)
+
+
+def update_time(make, repeats: int) -> float:
+    """Median seconds of one `update()` (after one to warm up)."""
+    agent = make()
+    agent.update()
+    times = []
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        agent.update()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def batched_update(cls: type, size: int, device: str):
+    """A population of `size` whose update() draws its uniforms first, as one step of train() does."""
+    population = cls([HPARAMS] * size, list(range(size)), device=device)
+    noise = population._interval_noise(1)[:, 0]
+    population.update = lambda: cls.update(population, noise)
+    return population
+
+
+def step_costs(sizes: list[int], device: str, repeats: int) -> None:
+    """One batched update of P members against one of a single member (batched, and the gymnasium agent)."""
+    for task, single_cls, batched_cls in (("CartPole-v1", rl_a2c.CartPole, rl_a2c.CartPolePopulation),
+                                           ("Acrobot-v1", rl_a2c.Acrobot, rl_a2c.AcrobotPopulation)):
+        gym_agent = update_time(lambda: single_cls(HPARAMS, 0), repeats)
+        one = update_time(lambda: batched_update(batched_cls, 1, device), repeats)
+        print(f"  {task} on {device}: one update of the gymnasium agent {gym_agent * 1000:.2f} ms, of one batched "
+              f"member {one * 1000:.2f} ms")
+        for size in sizes:
+            t = update_time(lambda: batched_update(batched_cls, size, device), repeats)
+            print(f"    {size:5d} members in one batched update: {t * 1000:8.2f} ms = {t / one:6.1f}x one batched member, "
+                  f"{t / gym_agent:6.1f}x one gymnasium agent ({size * gym_agent / t:6.1f}x faster than {size} of them)",
+                  flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=20, help="intervals of 2,048 environment steps per member")
+    parser.add_argument("--members", type=int, default=8)
+    parser.add_argument("--smoke", action="store_true", help="every section at toy sizes, the CUDA ones on the CPU")
+    args = parser.parse_args()
+    # one thread for the vectorized engine (each local worker gets one too): on this 2-core machine shared with
+    # other jobs, two threads made the batched step 5-8 times slower, not faster
+    torch.set_num_threads(1)
+    cuda = "cuda" if torch.cuda.is_available() else "cpu" if args.smoke else None
+    speed_sizes, cuda_sizes, speed_steps, repeats = [32, 128], [1024], 2, 20
+    if args.smoke:
+        args.seeds, args.steps, args.members = 1, 2, 2
+        speed_sizes, cuda_sizes, speed_steps, repeats = [2, 4], [8], 1, 2
+    print(f"cpus={os.cpu_count()} torch={torch.__version__} cuda={torch.cuda.is_available()}")
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as folder:
+        print(f"1. PBT vs random search, {args.members} members x {args.steps} intervals of {rl_a2c.INTERVAL_STEPS} "
+              f"env steps, {args.seeds} seeds (final return: the mean of each member's last episodes):")
+        for task in TASKS:
+            for engine in ENGINES:
+                pbt_vs_random(task, engine, args.seeds, args.members, args.steps, folder)
+        print(f"2. env-steps/s, {speed_steps} intervals per member, whole runs:")
+        speed("CartPole-v1", speed_sizes, speed_steps, folder, cuda_sizes, cuda)
+    print("3. one batched update / one single-agent update:")
+    step_costs(speed_sizes, "cpu", repeats)
+    if cuda:
+        step_costs(cuda_sizes, cuda, repeats)
+    print(f"total {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
