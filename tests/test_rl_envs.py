@@ -15,7 +15,8 @@ def follow(env_id: str, batched_cls: type[BatchedEnv], seed: int, policy) -> tup
     env = gym.make(env_id)
     obs, _ = env.reset(seed=seed)
     batched = batched_cls(3)
-    batched.reset(torch.ones(3, dtype=torch.bool), torch.rand(3, batched.state_size, generator=torch.Generator().manual_seed(seed)))
+    uniforms = torch.rand(3, batched.state_size, generator=torch.Generator().manual_seed(seed))
+    batched.reset(torch.ones(3, dtype=torch.bool), uniforms)
     batched.state[1] = torch.as_tensor(np.asarray(env.unwrapped.state, dtype=np.float64))
     rng = np.random.default_rng(seed)
     terminations = truncations = 0
