@@ -362,6 +362,24 @@ def cmd_replay(args: argparse.Namespace, target: Target) -> None:
     con.print(table)
 
 
+def cmd_export(args: argparse.Namespace, target: Target) -> None:
+    from .export import export
+
+    if args.every <= 0:
+        raise SpecError(f"--every {args.every} is not a poll period: give a number of seconds above 0, e.g. 5")
+    existing_store(args.storage).get_spec(args.experiment)  # a wrong store or name fails before the target is made
+    con = console()
+    if args.follow:
+        say(con, f"exporting {args.experiment} to {args.to} at {args.target} every {args.every:g}s until it is done "
+                 f"(Ctrl-C stops; what is exported stays)")
+    try:
+        written = export(args.storage, args.experiment, args.to, args.target, follow=args.follow, every=args.every)
+    except KeyboardInterrupt:  # following is stopped, nothing to resume: the export so far is complete as it is
+        say(con, "stopped following")
+        return
+    say(con, f"exported {written} reports of {args.experiment} to {args.to} at {args.target}")
+
+
 def free_port(host: str) -> int:
     """A TCP port free on `host` now (what --port 0 asks for), so the URL printed is the one served."""
     import socket
@@ -494,6 +512,22 @@ def parser() -> argparse.ArgumentParser:
     replay.add_argument("--no-run", action="store_true", help="only write the spec")
     engine_flags(replay)
     replay.set_defaults(func=cmd_replay, engine="serial")
+
+    export = sub.add_parser("export", help="write an experiment's scores, hyperparameters and exploits to TensorBoard "
+                                           "or MLflow", description=(
+        "Read the store and write each member's score, metrics and hyperparameters by step, and each exploit, "
+        "as a TensorBoard run or an MLflow child run per member. With --follow, keep exporting what is new while "
+        "the experiment trains, until every member is done."))
+    export.add_argument("--storage", required=True)
+    export.add_argument("--experiment", required=True)
+    export.add_argument("--to", required=True, choices=("tensorboard", "mlflow"), help="the logger")
+    export.add_argument("target", metavar="DIR_OR_URI",
+                        help="TensorBoard: the log folder; MLflow: a folder or tracking URI (sqlite:///mlflow.db, "
+                             "http://host:5000)")
+    export.add_argument("--follow", action="store_true", help="keep polling the store until the experiment is done")
+    export.add_argument("--every", type=float, default=5.0, metavar="SECONDS",
+                        help="with --follow, seconds between polls (default 5)")
+    export.set_defaults(func=cmd_export, quiet=False)
     return p
 
 

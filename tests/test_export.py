@@ -1,0 +1,155 @@
+"""TensorBoard and MLflow export: a real run written out, read back with each logger's own reader."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections import defaultdict
+from typing import Any
+
+import pytest
+from mlflow.tracking import MlflowClient
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import poptrain
+from checks import cli
+from poptrain import export as exporting
+from poptrain.export.tensorboard import TensorBoardSink
+from trainables import Quadratic
+
+STEPS = 9
+
+
+class WithPosition(Quadratic):
+    """The quadratic, also reporting its position: a second numeric metric and a text one."""
+
+    def evaluate(self) -> dict[str, Any]:
+        return {"score": 1.0 - (self.x - 3.0) ** 2, "x": self.x, "note": "<b>text</b>"}
+
+
+def experiment(storage: str) -> poptrain.Experiment:
+    return poptrain.Experiment(name="quad", trainable=WithPosition, space={"lr": poptrain.LogUniform(0.001, 0.5)},
+                               metric="score", population=4, steps=STEPS, ready=poptrain.Every(3), storage=storage,
+                               seed=3)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> poptrain.Result:
+    storage = f"sqlite:///{tmp_path_factory.mktemp('run')}/store.db"
+    result = experiment(storage).run(engine="serial")
+    assert result.events(), "the run must exploit for the markers to be checked"
+    return result
+
+
+def expected(result: poptrain.Result) -> tuple[dict, dict]:
+    """Per member: {step: (score, x, lr)} and [(step, source)] from the store."""
+    reports: dict[int, dict[int, tuple]] = defaultdict(dict)
+    for r in result.store.reports(result.name):
+        reports[r.member][r.step] = (r.score, r.metrics["x"], r.hparams["lr"])
+    exploits: dict[int, list] = defaultdict(list)
+    for e in result.events():
+        exploits[e.member].append((e.step, e.source))
+    return reports, exploits
+
+
+def storage_of(result: poptrain.Result) -> str:
+    return result.spec["storage"]
+
+
+def test_tensorboard_holds_every_score_and_exploit(run, tmp_path):
+    code, out, err = cli("export", "--storage", storage_of(run), "--experiment", "quad", "--to", "tensorboard",
+                         tmp_path / "tb")
+    assert code == 0, err
+    reports, exploits = expected(run)
+    assert sorted(os.listdir(tmp_path / "tb" / "quad")) == [f"member-{m}" for m in range(4)]
+    for member, by_step in reports.items():
+        acc = EventAccumulator(str(tmp_path / "tb" / "quad" / f"member-{member}"), size_guidance={"scalars": 0,
+                                                                                                "tensors": 0})
+        acc.Reload()
+        for i, tag in enumerate(("score", "metric/x", "hparam/lr")):
+            points = {s.step: s.value for s in acc.Scalars(tag)}
+            assert sorted(points) == list(range(1, STEPS + 1))
+            assert all(points[step] == pytest.approx(v[i], rel=1e-6) for step, v in by_step.items())
+        assert "metric/note" not in acc.Tags()["scalars"]  # text is not a scalar
+        markers = [(s.step, s.value) for s in acc.Scalars("exploit_source")] if exploits[member] else []
+        assert markers == [(step, float(source)) for step, source in exploits[member]]
+        if exploits[member]:
+            texts = [t.tensor_proto.string_val[0].decode() for t in acc.Tensors("exploit/text_summary")]
+            assert len(texts) == len(exploits[member]) and all("copied member" in t for t in texts)
+    assert any(exploits.values())
+
+
+def test_mlflow_holds_every_score_and_exploit(run, tmp_path, monkeypatch):
+    code, out, err = cli("export", "--storage", storage_of(run), "--experiment", "quad", "--to", "mlflow",
+                         tmp_path / "mlruns")
+    assert code == 0, err
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # reading a folder store back in MLflow 3
+    client = MlflowClient(tracking_uri=str(tmp_path / "mlruns"))
+    exp = client.get_experiment_by_name("quad")
+    parents = client.search_runs([exp.experiment_id], filter_string="tags.`poptrain.experiment` = 'quad'")
+    assert len(parents) == 1 and parents[0].data.params["population"] == "4"
+    children = client.search_runs([exp.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{parents[0].info.run_id}'")
+    runs = {int(r.data.tags["poptrain.member"]): r for r in children}
+    reports, exploits = expected(run)
+    assert sorted(runs) == [0, 1, 2, 3]
+    final = {m.id: m.hparams for m in run.store.members("quad")}
+    for member, by_step in reports.items():
+        run_id = runs[member].info.run_id
+        for i, key in enumerate(("score", "metric.x", "hparam.lr")):
+            points = {m.step: m.value for m in client.get_metric_history(run_id, key)}
+            assert sorted(points) == list(range(1, STEPS + 1))
+            assert all(points[step] == pytest.approx(v[i], rel=1e-9) for step, v in by_step.items())
+        assert float(runs[member].data.tags["hparam.lr"]) == pytest.approx(final[member]["lr"])
+        markers = sorted((m.step, m.value) for m in client.get_metric_history(run_id, "exploit_source"))
+        assert markers == sorted((step, float(source)) for step, source in exploits[member])
+        assert sorted(int(k.split(".")[1]) for k in runs[member].data.tags if k.startswith("exploit.")) == \
+            sorted(step for step, _ in exploits[member])
+        if exploits[member]:
+            table = json.load(open(client.download_artifacts(run_id, "exploits.json", str(tmp_path))))
+            assert [(row["step"], row["source"]) for row in table] == exploits[member]
+
+
+def test_follow_exports_while_the_run_trains(tmp_path, monkeypatch):
+    storage = f"sqlite:///{tmp_path}/live.db"
+    spec = experiment(storage)
+    spec.create()
+    monkeypatch.setenv("POPTRAIN_TEST_SLEEP", "0.05")  # long enough for several polls during the run
+    passes: list[int] = []
+    write = TensorBoardSink.write
+
+    def counting(self, reports, events):
+        passes.append(len(reports))
+        write(self, reports, events)
+
+    monkeypatch.setattr(TensorBoardSink, "write", counting)
+    follower = threading.Thread(target=exporting.export, args=(storage, "quad", "tensorboard", str(tmp_path / "tb")),
+                                kwargs={"follow": True, "every": 0.1}, daemon=True)
+    follower.start()
+    spec.run(engine="serial")
+    follower.join(timeout=60)
+    assert not follower.is_alive(), "--follow must stop once every member is done"
+    assert sum(passes) == 4 * STEPS and len([n for n in passes if n]) > 1  # written in several passes, live
+    acc = EventAccumulator(str(tmp_path / "tb" / "quad" / "member-0"), size_guidance={"scalars": 0})
+    acc.Reload()
+    assert [s.step for s in acc.Scalars("score")] == list(range(1, STEPS + 1))
+
+
+def test_bad_targets_are_one_error_line(run, tmp_path):
+    storage = storage_of(run)
+    code, _, err = cli("export", "--storage", storage, "--experiment", "quad", "--to", "wandb", tmp_path)
+    assert code == 2 and err.startswith("error:") and "wandb" in err and len(err.strip().splitlines()) == 1
+    blocked = tmp_path / "a-file"  # a folder inside a file cannot be made, even by root (a read-only mode can)
+    blocked.write_text("")
+    for to in ("tensorboard", "mlflow"):
+        code, _, err = cli("export", "--storage", storage, "--experiment", "quad", "--to", to, blocked / "out")
+        assert code == 2 and err.startswith("error:") and str(blocked / "out") in err, err
+        assert len(err.strip().splitlines()) == 1
+    code, _, err = cli("export", "--storage", storage, "--experiment", "quad", "--to", "mlflow", "bogus://x")
+    assert code == 2 and err.startswith("error: cannot log to MLflow at bogus://x") and len(err.splitlines()) == 1
+    code, _, err = cli("export", "--storage", storage, "--experiment", "nope", "--to", "tensorboard", tmp_path / "x")
+    assert code == 2 and err.startswith("error:") and not (tmp_path / "x").exists()
+    assert cli("export", "--storage", storage, "--experiment", "quad", "--to", "tensorboard", tmp_path / "tb")[0] == 0
+    code, _, err = cli("export", "--storage", storage, "--experiment", "quad", "--to", "tensorboard", tmp_path / "tb")
+    assert code == 2 and "already holds" in err  # a second export would show every point twice
