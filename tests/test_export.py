@@ -153,3 +153,17 @@ def test_bad_targets_are_one_error_line(run, tmp_path):
     assert cli("export", "--storage", storage, "--experiment", "quad", "--to", "tensorboard", tmp_path / "tb")[0] == 0
     code, _, err = cli("export", "--storage", storage, "--experiment", "quad", "--to", "tensorboard", tmp_path / "tb")
     assert code == 2 and "already holds" in err  # a second export would show every point twice
+
+
+def test_store_text_is_escaped_for_tensorboard_markdown():
+    from poptrain.export.names import markdown_text, safe_name
+
+    shown = markdown_text("<script>alert(1)</script> *bold* [link](http://x)")
+    assert "<" not in shown and ">" not in shown and "\\*bold\\*" in shown and "\\[link\\]" in shown
+    assert safe_name("../../etc") == "_.._etc" and "/" not in safe_name("a/b")
+
+
+def test_every_must_be_positive(run, tmp_path):
+    code, _, err = cli("export", "--storage", storage_of(run), "--experiment", "quad", "--to", "tensorboard",
+                       tmp_path, "--follow", "--every", "0")
+    assert code == 2 and err.startswith("error: --every 0") and not os.listdir(tmp_path)
