@@ -12,6 +12,7 @@ from .decision import EXPLOIT_RNG, EXPLORE_RNG, GENERATION_RNG, Policy, decision
 from .every import Every
 from .function import Custom
 from .noise import Noise
+from .pb2 import PB2
 from .perturb import Perturb
 from .resample import Resample
 from .registry import ExploitStrategy, ExploreStrategy, ReadyCriterion, Strategy, build, registered, strategy
@@ -28,6 +29,7 @@ __all__ = [
     "ExploitStrategy",
     "ExploreStrategy",
     "Noise",
+    "PB2",
     "Perturb",
     "Policy",
     "ReadyCriterion",
