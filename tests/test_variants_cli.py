@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 import poptrain
-from test_cli import cli, sqlite, toy_toml
+from test_cli import EXAMPLES, assert_user_error, cli, sqlite, toy_toml
 
 NOISE = '[explore]\ntype = "noise"\nsigma = 0.1'
 
@@ -24,3 +25,30 @@ def test_pb2_runs_from_toml_and_the_cli(tmp_path: Path, engine: str) -> None:
     assert events and all(0.0 <= e.new_hparams[k] <= 1.0 for e in events for k in ("h0", "h1"))
     # After the first decisions the GP has intervals to fit: explores leave the source's point.
     assert any(e.new_hparams != e.source_hparams for e in events)
+
+
+def test_multi_objective_runs_from_toml_and_the_cli(tmp_path: Path) -> None:
+    url = sqlite(tmp_path / "mo.db")
+    spec = EXAMPLES / "noisy_quadratic_pareto.toml"
+    code, out, err = cli("run", spec, "--storage", url, "--engine", "serial", "--steps", "12", "--population", "8")
+    assert code == 0, err
+    assert "Pareto front" in out and "--objective loss" in out
+    result = poptrain.load(url, "noisy_quadratic_pareto")
+    front = result.pareto_front()
+    every = result.pareto_front(all_fronts=True)
+    assert len(front) >= 1 and set(front.member) <= set(every.member) and len(every) == 8
+    points = every[["loss", "width"]].to_numpy()
+    for f in front.itertuples():  # nothing in the run dominates a member of the front
+        assert not any((p[0] <= f.loss and p[1] <= f.width) and (p[0] < f.loss or p[1] < f.width) for p in points)
+    assert result.events(), "the run copied nothing: the exploit was not exercised"
+    # best() needs an objective: one error line on the CLI, the member with the lowest loss with one.
+    code, out, err = cli("best", "--storage", url, "--experiment", "noisy_quadratic_pareto")
+    assert_user_error(code, out, err, "several objectives (loss (min), width (min))", "--objective")
+    code, out, err = cli("best", "--storage", url, "--experiment", "noisy_quadratic_pareto", "--objective", "loss")
+    assert code == 0 and json.loads(out)["id"] == int(every.loc[every.loss.idxmin(), "member"])
+    assert_user_error(*cli("best", "--storage", url, "--experiment", "noisy_quadratic_pareto", "--objective", "size"),
+                      "no objective 'size'")
+    # the report draws the front
+    code, _, err = cli("report", "--storage", url, "--experiment", "noisy_quadratic_pareto", "-o", tmp_path / "r.html")
+    assert code == 0, err
+    assert "figure-pareto" in (tmp_path / "r.html").read_text() and "Final Pareto front" in (tmp_path / "r.html").read_text()

@@ -12,6 +12,7 @@ from .decision import EXPLOIT_RNG, EXPLORE_RNG, GENERATION_RNG, Policy, decision
 from .every import Every
 from .function import Custom
 from .noise import Noise
+from .pareto import Pareto
 from .pb2 import PB2
 from .perturb import Perturb
 from .resample import Resample
@@ -30,6 +31,7 @@ __all__ = [
     "ExploreStrategy",
     "Noise",
     "PB2",
+    "Pareto",
     "Perturb",
     "Policy",
     "ReadyCriterion",
