@@ -20,6 +20,7 @@ from poptrain.population import Continue, Exploit, MemberView
 from poptrain.policy import (
     Custom,
     Every,
+    Fire,
     Noise,
     PB2,
     Pareto,
@@ -454,6 +455,7 @@ def test_explore_rejects_bad_arguments(make, message):
         (build_explore, Custom(module_level_explore)),
         (build_explore, PB2(kappa=1.0, history=8)),
         (build_exploit, Pareto({"acc": "max", "size": "min"}, 0.3)),
+        (build_exploit, Fire(3, 2)),
     ],
     ids=repr,
 )
@@ -479,7 +481,7 @@ def test_build_defaults_and_names():
 @pytest.mark.parametrize(
     "build, spec, message",
     [
-        (build_exploit, {"type": "trunc"}, "exploit: unknown strategy 'trunc' (known: pareto, tournament, truncation, ttest)"),
+        (build_exploit, {"type": "trunc"}, "exploit: unknown strategy 'trunc' (known: fire, pareto, tournament, truncation, ttest)"),
         (build_explore, {"type": "perturbb"}, "explore: unknown strategy 'perturbb' (known: function, noise, pb2, perturb, resample)"),
         (build_ready, {"type": "often"}, "ready: unknown strategy 'often' (known: every)"),
         (build_exploit, {"type": "truncation", "frac": 0.3}, "exploit: truncation has no argument 'frac'"),
@@ -546,7 +548,7 @@ def test_a_new_strategy_is_one_class(fresh_registry):
         build_exploit("best")
     with pytest.raises(SpecError, match=r"exploit: best has no argument 'gap' \(arguments: margin, label\)"):
         build_exploit({"type": "best", "margin": 1.0, "gap": 1})
-    with pytest.raises(SpecError, match=r"unknown strategy 'trunc' \(known: best, pareto, tournament, truncation, ttest\)"):
+    with pytest.raises(SpecError, match=r"unknown strategy 'trunc' \(known: best, fire, pareto, tournament, truncation, ttest\)"):
         build_exploit("trunc")
 
 
@@ -574,7 +576,7 @@ def test_strategies_declare_what_they_read():
     assert PB2.reads == frozenset({"history"}) and Pareto.reads == frozenset({"metrics"})
     assert all(not cls.reads for cls in (Truncation, Tournament, Every, Perturb, Resample, Noise, Custom))
     assert {k for role in ("ready", "exploit", "explore") for k in registered(role)} >= {
-        "every", "truncation", "tournament", "ttest", "perturb", "resample", "noise", "function", "pb2", "pareto"}
+        "every", "truncation", "tournament", "ttest", "perturb", "resample", "noise", "function", "pb2", "pareto", "fire"}
 
 
 def test_custom_accepts_a_function_or_its_path():

@@ -52,3 +52,19 @@ def test_multi_objective_runs_from_toml_and_the_cli(tmp_path: Path) -> None:
     code, _, err = cli("report", "--storage", url, "--experiment", "noisy_quadratic_pareto", "-o", tmp_path / "r.html")
     assert code == 0, err
     assert "figure-pareto" in (tmp_path / "r.html").read_text() and "Final Pareto front" in (tmp_path / "r.html").read_text()
+
+
+@pytest.mark.parametrize("engine", ["serial", "local"])
+def test_fire_runs_from_toml_and_the_cli(tmp_path: Path, engine: str) -> None:
+    url = sqlite(tmp_path / "fire.db")
+    spec = EXAMPLES / "noisy_quadratic_fire.toml"
+    code, out, err = cli("run", spec, "--storage", url, "--engine", engine, "--steps", "16", "--quiet")
+    assert code == 0, err
+    result = poptrain.load(url, "noisy_quadratic_fire")
+    assert result.spec["exploit"] == {"type": "fire", "subpopulations": 2, "evaluators": 1, "fraction": 0.25,
+                                      "history": 8, "settle": 1}
+    events = result.events()
+    assert events, "no member copied: the strategy was not exercised"
+    # sub-population 0 copies within itself; the evaluator (member 7) only from sub-population 0
+    assert all(e.source % 2 == e.member % 2 for e in events if e.member != 7)
+    assert all(e.source % 2 == 0 for e in events if e.member == 7)

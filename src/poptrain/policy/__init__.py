@@ -10,6 +10,7 @@ from typing import Any
 
 from .decision import EXPLOIT_RNG, EXPLORE_RNG, GENERATION_RNG, Policy, decision_rng
 from .every import Every
+from .fire import Fire
 from .function import Custom
 from .noise import Noise
 from .pareto import Pareto
@@ -27,6 +28,7 @@ __all__ = [
     "EXPLORE_RNG",
     "GENERATION_RNG",
     "Every",
+    "Fire",
     "ExploitStrategy",
     "ExploreStrategy",
     "Noise",

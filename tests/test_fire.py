@@ -1,0 +1,99 @@
+"""FIRE PBT's exploit: sub-population 0 by score, the others by improvement rate, evaluators carrying weights up."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from poptrain.errors import SpecError
+from poptrain.population import Continue, Exploit, Interval, Standings
+from poptrain.policy import Fire, build_exploit
+from poptrain.policy.fire import improvement_rate
+
+
+def standings(curves, hparams=None):
+    """Member i's fitness over steps 1..len(curves[i]) (its latest is its fitness), one hparams per member."""
+    history = {}
+    for i, curve in enumerate(curves):
+        h = (hparams or {}).get(i, {"lr": 0.1 * (i + 1)})
+        history[i] = tuple(Interval(s + 1, f, h) for s, f in enumerate(curve))
+    fit = np.array([c[-1] if c else -math.inf for c in curves], dtype=float)
+    return Standings(np.arange(len(curves)), fit, history=history)
+
+
+def rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def test_improvement_rate_is_the_slope_since_the_last_change_after_settling():
+    h, g = {"lr": 0.1}, {"lr": 0.2}
+    s = Standings(np.arange(1), np.zeros(1), history={0: (Interval(1, 0.0, h), Interval(2, 5.0, g), Interval(3, 6.0, g),
+                                                          Interval(4, 8.0, g), Interval(5, 10.0, g))})
+    assert improvement_rate(s, 0, settle=1) == pytest.approx(2.0)  # steps 3..5 (the jump to step 2 left out)
+    assert improvement_rate(s, 0, settle=3) != improvement_rate(s, 0, settle=3)  # one point left: NaN
+    assert math.isnan(improvement_rate(s, 7, settle=0))
+
+
+def test_sub_populations_and_evaluators():
+    fire = Fire(subpopulations=2, evaluators=1)
+    groups, evaluators = fire.roles(np.arange(8))
+    assert groups == {0: [0, 2, 4, 6], 1: [1, 3, 5, 7]} and evaluators == {7}
+
+
+def test_trainers_above_the_greedy_sub_population_rank_by_rate_not_score():
+    # Sub-population 1 = members 1, 3, 5, 7 (7 the evaluator). Member 1 scores best but has stalled;
+    # member 5 scores worse and improves fastest; member 3 improves slowest.
+    curves = [[0.0] * 6 for _ in range(8)]
+    curves[1] = [5.0, 5.0, 5.0, 5.0, 5.0, 5.0]
+    curves[3] = [1.0, 1.1, 1.2, 1.3, 1.4, 1.5]
+    curves[5] = [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]
+    s = standings(curves)
+    fire = Fire(subpopulations=2, evaluators=1, fraction=0.25)
+    decided = {m: fire.decide(s.view(m), s, rng(1)) for m in (1, 3, 5)}
+    assert decided[1] == Exploit(5)  # the stalled leader copies the fast improver: no greed
+    assert decided[3] == Continue() and decided[5] == Continue()
+
+
+def test_an_evaluator_copies_the_best_scoring_member_below_only_if_it_scores_better():
+    curves = [[float(i)] * 4 for i in range(8)]
+    s = standings(curves)
+    fire = Fire(subpopulations=2, evaluators=1)
+    assert fire.decide(s.view(7), s, rng()) == Continue()  # 6 is the best below but scores less than 7
+    curves[7] = [0.0] * 4
+    s = standings(curves)
+    assert fire.decide(s.view(7), s, rng()) == Exploit(6)
+
+
+curve = st.lists(st.one_of(st.integers(-3, 3).map(float), st.just(-math.inf)), min_size=0, max_size=6)
+
+
+@settings(max_examples=150)
+@given(st.lists(curve, min_size=1, max_size=10), st.integers(1, 3), st.integers(0, 2), st.integers(0, 2**32 - 1))
+def test_fire_never_copies_a_worse_or_failed_member_by_its_rule(curves, subpops, evaluators, seed):
+    s = standings(curves)
+    fire = Fire(subpopulations=subpops, evaluators=evaluators)
+    _, evals = fire.roles(s.ids)
+    for m in range(len(curves)):
+        d = fire.decide(s.view(m), s, rng(seed))
+        if not isinstance(d, Exploit):
+            continue
+        src = d.source
+        assert src != m and math.isfinite(s.fitness[src])  # a failed member is never a source
+        if fire.group(m) == 0 or m in evals or s.fitness[m] == -math.inf:
+            assert s.fitness[src] > s.fitness[m]  # by score
+            assert fire.group(src) == (fire.group(m) - 1 if m in evals else fire.group(m))
+        else:
+            assert fire.group(src) == fire.group(m)
+            assert improvement_rate(s, src, fire.settle) > improvement_rate(s, m, fire.settle)  # by rate
+
+
+def test_fire_arguments_and_round_trip():
+    made = build_exploit({"type": "fire", "subpopulations": 3, "evaluators": 2})
+    assert made == Fire(3, 2) and build_exploit(made.to_dict()) == made and Fire.reads == frozenset({"history"})
+    for kwargs in ({"subpopulations": 0}, {"evaluators": -1}, {"fraction": 0.9}, {"history": 2}, {"settle": 7}):
+        with pytest.raises(SpecError, match="fire"):
+            Fire(**kwargs)
