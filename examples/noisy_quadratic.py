@@ -24,31 +24,34 @@ from poptrain.trainable import Trainable
 DIMS = 100
 STEPS_PER_INTERVAL = 10
 NOISE = 1.0
-CURVATURE = 1.0 / np.arange(1, DIMS + 1)
 
 
 class NoisyQuadratic(Trainable):
-    """One member: θ in DIMS dimensions, trained by SGD with learning rate `lr` on its first `width` of them."""
+    """One member: θ in `dims` dimensions, trained by SGD with learning rate `lr` on its first `width` of them."""
+
+    dims = DIMS  # a subclass may change the problem (benchmarks/variants.py uses 1,000 directions)
+    noise = NOISE
 
     def __init__(self, hparams: Hparams, seed: int) -> None:
         super().__init__(hparams, seed)
-        self.theta = np.ones(DIMS)
+        self.curvature = 1.0 / np.arange(1, self.dims + 1)
+        self.theta = np.ones(self.dims)
         self.rng = np.random.default_rng(seed)
 
     def train(self) -> None:
         """STEPS_PER_INTERVAL noisy gradient steps."""
         lr = float(self.hparams["lr"])
-        width = int(self.hparams.get("width", DIMS))
-        h = CURVATURE[:width]
+        width = int(self.hparams.get("width", self.dims))
+        h = self.curvature[:width]
         for _ in range(STEPS_PER_INTERVAL):
-            noise = self.rng.normal(0.0, NOISE, width) * np.sqrt(h)
+            noise = self.rng.normal(0.0, self.noise, width) * np.sqrt(h)
             self.theta[:width] -= lr * (h * self.theta[:width] + noise)
         np.clip(self.theta, -1e6, 1e6, out=self.theta)  # a diverging rate ends in a huge loss, not overflow
 
     def evaluate(self) -> dict[str, float]:
         """The loss (and the model's width, the second objective of the multi-objective example)."""
-        loss = float(0.5 * np.sum(CURVATURE * self.theta**2))
-        return {"loss": loss, "width": float(self.hparams.get("width", DIMS))}
+        loss = float(0.5 * np.sum(self.curvature * self.theta**2))
+        return {"loss": loss, "width": float(self.hparams.get("width", self.dims))}
 
     def state_dict(self) -> dict[str, Any]:
         """θ and the noise generator's state, so a copy continues the same stream."""

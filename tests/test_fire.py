@@ -58,14 +58,16 @@ def test_trainers_above_the_greedy_sub_population_rank_by_rate_not_score():
     assert decided[3] == Continue() and decided[5] == Continue()
 
 
-def test_an_evaluator_copies_the_best_scoring_member_below_only_if_it_scores_better():
+def test_an_evaluator_anneals_the_fastest_trainer_with_the_schedule_below_unless_it_holds_the_best():
     curves = [[float(i)] * 4 for i in range(8)]
+    curves[3] = [0.0, 1.0, 2.0, 3.0]  # the fastest trainer of sub-population 1 (members 1, 3, 5; 7 evaluates)
     s = standings(curves)
     fire = Fire(subpopulations=2, evaluators=1)
-    assert fire.decide(s.view(7), s, rng()) == Continue()  # 6 is the best below but scores less than 7
+    assert fire.decide(s.view(7), s, rng()) == Continue()  # 7 scores best of all: it keeps what it holds
     curves[7] = [0.0] * 4
     s = standings(curves)
-    assert fire.decide(s.view(7), s, rng()) == Exploit(6)
+    # member 6 scores best in sub-population 0: its hyperparameters go with member 3's weights
+    assert fire.decide(s.view(7), s, rng()) == Exploit(3, {"lr": 0.1 * 7})
 
 
 curve = st.lists(st.one_of(st.integers(-3, 3).map(float), st.just(-math.inf)), min_size=0, max_size=6)
@@ -82,10 +84,12 @@ def test_fire_never_copies_a_worse_or_failed_member_by_its_rule(curves, subpops,
         if not isinstance(d, Exploit):
             continue
         src = d.source
-        assert src != m and math.isfinite(s.fitness[src])  # a failed member is never a source
-        if fire.group(m) == 0 or m in evals or s.fitness[m] == -math.inf:
-            assert s.fitness[src] > s.fitness[m]  # by score
-            assert fire.group(src) == (fire.group(m) - 1 if m in evals else fire.group(m))
+        assert src != m and math.isfinite(s.fitness[src]) and src not in evals  # never a failed member or evaluator
+        if m in evals:  # its rule: the fastest trainer of its sub-population, with hparams from the one below
+            assert fire.group(src) == fire.group(m) and d.hparams is not None
+            assert any(s.fitness[o] > s.fitness[m] for o in range(len(curves)) if o != m)  # it did not hold the best
+        elif fire.group(m) == 0 or s.fitness[m] == -math.inf:
+            assert s.fitness[src] > s.fitness[m] and fire.group(src) == fire.group(m)  # by score
         else:
             assert fire.group(src) == fire.group(m)
             assert improvement_rate(s, src, fire.settle) > improvement_rate(s, m, fire.settle)  # by rate
@@ -97,3 +101,20 @@ def test_fire_arguments_and_round_trip():
     for kwargs in ({"subpopulations": 0}, {"evaluators": -1}, {"fraction": 0.9}, {"history": 2}, {"settle": 7}):
         with pytest.raises(SpecError, match="fire"):
             Fire(**kwargs)
+
+
+def test_the_policy_takes_the_hparams_an_exploit_rule_names_without_exploring():
+    from poptrain.policy import Every, Perturb, Policy
+    from poptrain.space import parse_space
+
+    curves = [[float(i)] * 4 for i in range(8)]
+    curves[3], curves[7] = [0.0, 1.0, 2.0, 3.0], [0.0] * 4
+    s = standings(curves)
+    space = parse_space({"lr": {"type": "uniform", "low": 0.0, "high": 1.0}})
+    policy = Policy(Every(4), Fire(2, 1), Perturb(), space, seed=0)
+    hparams = {m: {"lr": 0.1 * (m + 1)} for m in range(8)}
+    decided = policy.decide_generation(s, 4, hparams.get)
+    assert decided[7] == Exploit(3, {"lr": 0.1 * 7})  # member 6's, not perturbed
+    other = Policy(Every(4), Fire(2, 1), Perturb(), space, seed=0)  # a worker: pick, then explore
+    picks = other.choose_generation(s, 4)
+    assert other.explore_from(7, 4, hparams[picks[7].source]) == {"lr": 0.1 * 7}

@@ -12,6 +12,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ..population import Continue, Decision, Exploit, Hparams, MemberView, Standings
+from ..space import validate_hparams
 
 EXPLOIT_RNG, EXPLORE_RNG, GENERATION_RNG = 1, 2, 3
 
@@ -76,12 +77,15 @@ class Policy:
         return self.ready.is_ready(step, last_ready)
 
     def choose(self, member: MemberView, standings: Standings, step: int) -> Decision:
-        """The exploit strategy's pick for one member: Continue, or Exploit(source) without hparams."""
+        """The exploit strategy's pick for one member: Continue, or Exploit(source) (with hparams if its rule names them)."""
         if self.exploit is None:
             return Continue()
         if self.explore_reads:
             self._remember((member.id, step), standings)
-        return self.exploit.decide(member, standings, decision_rng(self.seed, member.id, step, EXPLOIT_RNG))
+        pick = self.exploit.decide(member, standings, decision_rng(self.seed, member.id, step, EXPLOIT_RNG))
+        if isinstance(pick, Exploit) and pick.hparams is not None:
+            self._remember(("given", member.id, step), pick.hparams)
+        return pick
 
     def _remember(self, key: Any, value: Any) -> None:
         # A handful of entries: an engine explores right after the pick it explores for.
@@ -115,6 +119,9 @@ class Policy:
         pick at `step` (its generation's, where the generation was chosen together); without
         any it explores as its own fallback says.
         """
+        given = self.seen.get(("given", member, step))
+        if given is not None:  # the exploit rule named the hyperparameters (FIRE's evaluators): no explore
+            return validate_hparams(self.space, given, "exploit")
         if not self.explore_reads:
             return self.explore.explore(dict(source_hparams), self.space, self.explore_rng(member, step))
         generation = self.seen.get(("generation", step))
@@ -142,7 +149,7 @@ class Policy:
         requests = []
         for m in sorted(picks):
             pick = picks[m]
-            if not isinstance(pick, Exploit):
+            if not isinstance(pick, Exploit) or pick.hparams is not None:
                 continue
             source = known.get(m)
             if source is None:
@@ -168,6 +175,8 @@ class Policy:
         source = hparams_of(pick.source)
         if source is None:
             return Continue()
+        if pick.hparams is not None:  # the exploit rule named the hyperparameters: taken as they are
+            return Exploit(pick.source, validate_hparams(self.space, pick.hparams, "exploit"))
         return Exploit(pick.source, self.explore_from(member, step, source, standings))
 
     def decide(self, member: MemberView, standings: Standings, step: int, hparams_of: HparamsOf) -> Decision:
@@ -182,5 +191,6 @@ class Policy:
         sources = {m: hparams_of(p.source) for m, p in picks.items() if isinstance(p, Exploit)}
         known = {m: h for m, h in sources.items() if h is not None}
         explored = self._explore_generation(step, self.seen[("generation", step)], known)
-        return {m: Exploit(p.source, explored[m]) if m in known and m in explored else Continue()
+        return {m: (self.complete(m, step, p, hparams_of) if isinstance(p, Exploit) and p.hparams is not None
+                    else Exploit(p.source, explored[m]) if m in known and m in explored else Continue())
                 for m, p in picks.items()}

@@ -10,20 +10,22 @@ What this strategy does (a member's sub-population is its id modulo `subpopulati
 pure function of the id and no engine has to supply groups):
 
 - sub-population 0 is PBT: truncation selection on the latest score;
-- in every other sub-population g, the last `evaluators` members (by id) are evaluators: each
-  copies the best-scoring member of sub-population g - 1 when that member scores better than the
-  evaluator, so the greedy search's weights enter g, and there they must prove themselves;
-- the other members of g (its trainers) are ranked by improvement rate: the least-squares slope of
-  fitness over their recent intervals at unchanged hyperparameters, leaving out the first `settle`
-  intervals after a change (the jump a lower learning rate makes at once is the greed to discount).
-  The bottom `fraction` of g's trainers copies one of the members of g (trainers and evaluators)
-  with a faster rate, drawn uniformly from the top `fraction`. A member whose rate cannot be
-  measured yet (too few intervals since its last change) neither copies nor is copied on rate.
+- in every other sub-population g, the members other than its evaluators (its trainers) are
+  ranked by improvement rate: the least-squares slope of fitness over their recent intervals at
+  unchanged hyperparameters, leaving out the first `settle` intervals after a change (the jump a
+  lower learning rate makes at once is the greed to discount). The bottom `fraction` of g's
+  trainers copies one with a faster rate, drawn uniformly from the top `fraction`. A member whose
+  rate cannot be measured yet (too few intervals since its last change) neither copies nor is
+  copied on rate;
+- the last `evaluators` members (by id) of each sub-population g > 0 are its evaluators: at each
+  ready point an evaluator takes the weights of g's fastest-improving trainer together with the
+  hyperparameters of the best-scoring member of g - 1 (the greedy schedule, a lower learning rate
+  as a rule), so its score is what those weights are worth once annealed; it keeps what it holds
+  while it scores best of the whole population. Evaluators are where a run's result comes from.
 
-Not in this strategy: the paper's evaluators also retrain a copy of a trainer's weights with the
-lower sub-population's hyperparameters to score it; here an evaluator carries the lower
-sub-population's weights upward and is ranked by its own rate. The run's result is its best member
-over every sub-population.
+Simplified from the paper: a trainer's fitness is its own improvement rate, not the rate of the
+evaluator curve measured against the sub-population below; an evaluator copies, rather than
+shadows, the trainer it evaluates.
 """
 
 from __future__ import annotations
@@ -109,19 +111,33 @@ class Fire(Strategy):
         fit = {int(m): float(f) for m, f in zip(standings.ids, standings.fitness)}
         if g == 0:
             return self._truncate(member.id, mine, fit, rng)
-        if member.id in evaluators:
-            below = [m for m in groups.get(g - 1, []) if m not in evaluators and fit[m] > -math.inf]
-            if not below:
-                return Continue()
-            best = max(below, key=lambda m: (fit[m], -m))
-            return Exploit(best) if fit[best] > fit[member.id] else Continue()
-        if fit[member.id] == -math.inf:  # a failed score: copy the best-scoring member of its sub-population
-            scored = [m for m in mine if fit[m] > -math.inf]
-            return Exploit(max(scored, key=lambda m: (fit[m], -m))) if scored else Continue()
-        rates = {m: improvement_rate(standings, m, self.settle) for m in mine if fit[m] > -math.inf}
+        trainers = [m for m in mine if m not in evaluators]
+        rates = {m: improvement_rate(standings, m, self.settle) for m in trainers if fit[m] > -math.inf}
         known = {m: r for m, r in rates.items() if not math.isnan(r)}
-        return self._truncate(member.id, [m for m in mine if m in known], known, rng,
-                              bottom=[m for m in mine if m in known and m not in evaluators])
+        if member.id in evaluators:
+            return self._evaluate(member.id, known, [m for m in groups.get(g - 1, []) if m not in evaluators],
+                                  [m for m in standings.ids if int(m) != member.id], fit, standings)
+        if fit[member.id] == -math.inf:  # a failed score: copy the best-scoring trainer of its sub-population
+            scored = [m for m in trainers if fit[m] > -math.inf]
+            return Exploit(max(scored, key=lambda m: (fit[m], -m))) if scored else Continue()
+        return self._truncate(member.id, [m for m in trainers if m in known], known, rng)
+
+    def _evaluate(self, member: int, rates: dict[int, float], below: list[int], others: list[int],
+                  fit: dict[int, float], standings: Standings) -> Decision:
+        """An evaluator's rule: take the fastest-improving trainer's weights with the hparams of the best below.
+
+        It anneals the trainer's weights with the greedy sub-population's current schedule, so its
+        score says what those weights are worth now; it keeps what it holds while that scores
+        best of the whole population (the run's result).
+        """
+        if fit[member] > -math.inf and all(fit[member] >= fit[int(m)] for m in others):
+            return Continue()
+        scored_below = [m for m in below if fit[m] > -math.inf and standings.history.get(m)]
+        if not rates or not scored_below:
+            return Continue()
+        fastest = max(rates, key=lambda m: (rates[m], -m))
+        greedy = max(scored_below, key=lambda m: (fit[m], -m))
+        return Exploit(fastest, dict(standings.history[greedy][-1].hparams))
 
     def _truncate(self, member: int, pool: list[int], value: dict[int, float], rng: np.random.Generator,
                   bottom: list[int] | None = None) -> Decision:

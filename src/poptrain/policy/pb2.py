@@ -65,6 +65,17 @@ class PB2(Strategy):
         data = _observations(standings, box, self.max_points)
         if box.dims == 0 or data is None:
             return [self.explore(h, space, r) for (_, h), r in zip(requests, rngs)]
+        from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
+
+        # Matrices of a few hundred rows gain nothing from BLAS threads, and on a busy machine
+        # threads that wait for each other make a 70 ms decision take a second.
+        with threadpool_limits(1):
+            return self._choose(requests, space, rngs, standings, box, data)
+
+    def _choose(self, requests: Sequence[tuple[int, Hparams]], space: dict[str, Domain],
+                rngs: Sequence[np.random.Generator], standings: Standings, box: "_Box",
+                data: tuple[np.ndarray, np.ndarray, np.ndarray, int]) -> list[Hparams]:
+        """GP-UCB picks for the requests in order, each believing the ones before it at their predicted mean."""
         times, x, y, now = data
         inputs = np.column_stack([times, x])
         gp = _fit(inputs, y)
