@@ -60,3 +60,9 @@ class NoisyQuadratic(Trainable):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """θ copied; the noise stream stays this member's own (its seed), so copies do not repeat each other."""
         self.theta = np.array(state["theta"], dtype=float)
+
+
+class WideNoisyQuadratic(NoisyQuadratic):
+    """The model with 1,000 directions: the flat ones need a high rate for long (benchmarks/variants.py, FIRE)."""
+
+    dims = 1000
