@@ -84,11 +84,14 @@ def test_fire_never_copies_a_worse_or_failed_member_by_its_rule(curves, subpops,
         if not isinstance(d, Exploit):
             continue
         src = d.source
-        assert src != m and math.isfinite(s.fitness[src]) and src not in evals  # never a failed member or evaluator
+        assert src != m and math.isfinite(s.fitness[src])  # never a failed member
+        assert src not in evals or fire.group(m) == 0  # an evaluator is a source only for sub-population 0
         if m in evals:  # its rule: the fastest trainer of its sub-population, with hparams from the one below
             assert fire.group(src) == fire.group(m) and d.hparams is not None
             assert any(s.fitness[o] > s.fitness[m] for o in range(len(curves)) if o != m)  # it did not hold the best
-        elif fire.group(m) == 0 or s.fitness[m] == -math.inf:
+        elif fire.group(m) == 0:  # by score, from its sub-population or the evaluators of sub-population 1
+            assert s.fitness[src] > s.fitness[m] and fire.group(src) == 0 or (src in evals and fire.group(src) == 1)
+        elif s.fitness[m] == -math.inf:
             assert s.fitness[src] > s.fitness[m] and fire.group(src) == fire.group(m)  # by score
         else:
             assert fire.group(src) == fire.group(m)
@@ -118,3 +121,12 @@ def test_the_policy_takes_the_hparams_an_exploit_rule_names_without_exploring():
     other = Policy(Every(4), Fire(2, 1), Perturb(), space, seed=0)  # a worker: pick, then explore
     picks = other.choose_generation(s, 4)
     assert other.explore_from(7, 4, hparams[picks[7].source]) == {"lr": 0.1 * 7}
+
+
+def test_the_greedy_sub_population_copies_an_evaluator_that_scores_better():
+    curves = [[0.0] * 4 for _ in range(8)]
+    curves[7] = [5.0] * 4  # the evaluator of sub-population 1 holds the best annealed weights
+    s = standings(curves)
+    copies = {Fire(2, 1, fraction=0.25).decide(s.view(m), s, np.random.default_rng(seed)) for m in (0, 2, 4, 6)
+              for seed in range(10)}
+    assert Exploit(7) in copies and copies <= {Exploit(7), Continue()}

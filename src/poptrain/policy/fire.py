@@ -9,7 +9,8 @@ with similar hyperparameters, the faster improver ends better.
 What this strategy does (a member's sub-population is its id modulo `subpopulations`, so it is a
 pure function of the id and no engine has to supply groups):
 
-- sub-population 0 is PBT: truncation selection on the latest score;
+- sub-population 0 is PBT: truncation selection on the latest score, in which the evaluators of
+  sub-population 1 (below) compete as sources, so annealed weights that score better flow into it;
 - in every other sub-population g, the members other than its evaluators (its trainers) are
   ranked by improvement rate: the least-squares slope of fitness over their recent intervals at
   unchanged hyperparameters, leaving out the first `settle` intervals after a change (the jump a
@@ -109,8 +110,9 @@ class Fire(Strategy):
         g = self.group(member.id)
         mine = groups.get(g, [])
         fit = {int(m): float(f) for m, f in zip(standings.ids, standings.fitness)}
-        if g == 0:
-            return self._truncate(member.id, mine, fit, rng)
+        if g == 0:  # PBT, where the evaluators above (annealed weights) compete as sources too
+            above = [m for m in groups.get(1, []) if m in evaluators]
+            return self._truncate(member.id, mine + above, fit, rng, bottom=mine)
         trainers = [m for m in mine if m not in evaluators]
         rates = {m: improvement_rate(standings, m, self.settle) for m in trainers if fit[m] > -math.inf}
         known = {m: r for m, r in rates.items() if not math.isnan(r)}
