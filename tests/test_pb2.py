@@ -126,3 +126,41 @@ def test_importing_poptrain_does_not_import_scikit_learn():
     code = "import poptrain, poptrain.policy, poptrain.engines, sys; print('sklearn' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_read_standings_supplies_history_current_hparams_and_metrics_only_when_read(tmp_path):
+    from pathlib import Path
+
+    import poptrain
+    from poptrain.engines.standings import read_standings
+    from poptrain.store import Event, MemberRecord, open_store
+
+    examples = str(Path(__file__).resolve().parent.parent / "examples")
+    url = f"sqlite:///{tmp_path}/h.db"
+
+    def stored(name, **kw):
+        exp = poptrain.Experiment(name=name, trainable="toy_quadratic:ToyQuadratic", paths=[examples], population=2,
+                                  space={"lr": {"type": "uniform", "low": 0.0, "high": 1.0}}, steps=100, storage=url,
+                                  metric="score", mode="max", **kw)
+        store = open_store(url)
+        store.create_experiment(name, exp.to_spec(), [MemberRecord(id=i, seed=i, hparams={"lr": 0.5},
+                                                                   initial_hparams={"lr": 0.5}) for i in range(2)])
+        store.claim_all(name, "w", 3600, time.time())
+        for step in range(1, 21):
+            store.report_many(name, "w", step, [(m, step * (m + 1.0), {"score": step * (m + 1.0), "size": 3},
+                                                 {"lr": 0.5}) for m in range(2)], time.time())
+        return exp, store
+
+    exp, store = stored("pb2", explore=PB2(history=4))
+    store.record_exploits("pb2", [Event(member=0, step=20, source=1, source_step=20, old_hparams={"lr": 0.5},
+                                        new_hparams={"lr": 0.9}, time=time.time())], "w")
+    s = read_standings(store, "pb2", exp, None)
+    assert [p.step for p in s.history[0]] == [17, 18, 19, 20] and s.history[1][-1].fitness == 40.0
+    assert s.current == {0: {"lr": 0.9}, 1: {"lr": 0.5}} and not s.metrics  # member 0 is a pending point
+    assert read_standings(store, "pb2", exp, 20, everyone=True).current == {}  # a generation knows its own
+    exp, store = stored("mo", exploit=poptrain.Pareto({"score": "max", "size": "min"}))
+    s = read_standings(store, "mo", exp, None)
+    assert s.metrics == {0: {"score": 20.0, "size": 3.0}, 1: {"score": 40.0, "size": 3.0}} and not s.history
+    exp, store = stored("plain")
+    s = read_standings(store, "plain", exp, None)
+    assert not s.history and not s.metrics and not s.current

@@ -25,6 +25,21 @@ def test_pb2_runs_from_toml_and_the_cli(tmp_path: Path, engine: str) -> None:
     assert events and all(0.0 <= e.new_hparams[k] <= 1.0 for e in events for k in ("h0", "h1"))
     # After the first decisions the GP has intervals to fit: explores leave the source's point.
     assert any(e.new_hparams != e.source_hparams for e in events)
+    counts = result.explore_counts()
+    assert (counts["gp-ucb"] == len(events)).all()
+    code, _, err = cli("report", "--storage", url, "--experiment", "toy_quadratic", "-o", tmp_path / "r.html")
+    assert code == 0, err
+
+
+def test_pb2_runs_asynchronously_with_pending_points(tmp_path: Path) -> None:
+    spec = toy_toml(tmp_path, {NOISE: '[explore]\ntype = "pb2"\ncandidates = 64', "steps = 200": "steps = 24",
+                               "synchronous = true": "synchronous = false", "population = 2": "population = 4",
+                               "initial = [{h0 = 1.0, h1 = 0.0}, {h0 = 0.0, h1 = 1.0}]": ""})
+    url = sqlite(tmp_path / "async.db")
+    code, out, err = cli("run", spec, "--storage", url, "--engine", "local", "--quiet")
+    assert code == 0, err
+    events = poptrain.load(url, "toy_quadratic").events()
+    assert events and all(0.0 <= e.new_hparams[k] <= 1.0 for e in events for k in ("h0", "h1"))
 
 
 def test_multi_objective_runs_from_toml_and_the_cli(tmp_path: Path) -> None:

@@ -56,6 +56,13 @@ class PB2(Strategy):
         values = validate_hparams(space, hparams, "pb2")
         return {name: _perturb(domain, values[name], rng) for name, domain in space.items()}
 
+    def operations(self, hparams: Hparams, space: dict[str, Domain], rng: np.random.Generator) -> dict[str, str]:
+        """What an explore did to each hyperparameter, for the report's counts: 'gp-ucb', or 'choice' (perturb or resample).
+
+        The draws depend on the history the GP saw, so, unlike Perturb's, they are named, not replayed.
+        """
+        return {name: "choice" if isinstance(domain, Choice) else "gp-ucb" for name, domain in space.items()}
+
     def explore_batch(self, requests: Sequence[tuple[int, Hparams]], space: dict[str, Domain],
                       rngs: Sequence[np.random.Generator], standings: Standings) -> list[Hparams]:
         """New hyperparameters for each (member, source hparams), in order, each aware of the ones before."""
