@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .policy import Policy, build_explore
-from .policy.pareto import crowding, fronts, objective_matrix, parse_objectives
+from .policy.pareto import crowding, fronts, objective_matrix
 from .space import Choice, LogUniform, parse_space
 from .store import Event, Report
 from .store.base import EXPLOIT_AT_BARRIER
@@ -194,12 +194,6 @@ def replay_spec(spec: dict[str, Any], curve: pd.DataFrame, root_seed: int, name:
     replay.update(name=name, population=1, steps=int(curve["age"].max()), exploit=None, member_seeds=[root_seed],
                   schedule=schedule)
     return replay
-
-
-def objectives_of(spec: dict[str, Any]) -> tuple[tuple[str, str], ...] | None:
-    """A multi-objective experiment's ((metric, mode), ...) from its exploit strategy, or None."""
-    exploit = spec.get("exploit") or {}
-    return parse_objectives(exploit["objectives"]) if isinstance(exploit, dict) and "objectives" in exploit else None
 
 
 def final_metrics(reports: Sequence[Report], members: Sequence[Any]) -> dict[int, dict[str, Any]]:

@@ -62,7 +62,7 @@ class Result:
 
     def objectives(self) -> tuple[tuple[str, str], ...] | None:
         """A multi-objective experiment's ((metric, mode), ...), or None for one metric."""
-        from .analysis import objectives_of
+        from .policy.pareto import objectives_of  # not through analysis: best() must not import pandas
 
         return objectives_of(self.spec)
 

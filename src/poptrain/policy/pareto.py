@@ -51,6 +51,12 @@ def parse_objectives(value: Any, where: str = "pareto") -> tuple[tuple[str, str]
     return tuple(out)
 
 
+def objectives_of(spec: Mapping[str, Any]) -> tuple[tuple[str, str], ...] | None:
+    """A stored experiment spec's objectives ((metric, mode), ...) if its exploit strategy has them, else None."""
+    exploit = spec.get("exploit") or {}
+    return parse_objectives(exploit["objectives"]) if isinstance(exploit, Mapping) and "objectives" in exploit else None
+
+
 def objective_matrix(metrics: Mapping[int, Mapping[str, float]], ids: Any,
                      objectives: tuple[tuple[str, str], ...]) -> np.ndarray:
     """One row per id: each objective as 'higher is better', NaN where missing or not finite."""

@@ -88,7 +88,7 @@ class PB2(Strategy):
         gp = _fit(inputs, y)
         pending = _pending(standings, box, {m for m, _ in requests})
         chosen: list[Hparams] = []
-        for (member, source), rng in zip(requests, rngs):
+        for (_, source), rng in zip(requests, rngs):
             values = validate_hparams(space, source, "pb2")
             if pending:
                 gp, inputs, y = _believe(gp, inputs, y, now + 1, pending)
