@@ -22,3 +22,18 @@ def test_vectorized_benchmark_prints_every_figure(tmp_path):
     assert re.search(r"mean best accuracy: local 0\.\d+, vectorized 0\.\d+", text)
     assert len(re.findall(r"members in one batched epoch: .* faster than", text)) == 3
     assert re.search(r"compiled [\d.]+ ms = [\d.]+x faster|torch.compile failed here", text)
+
+
+def test_variants_benchmark_prints_every_section(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "variants.py"), "--smoke"], capture_output=True,
+                         text=True, timeout=600, cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert re.search(r"PB2 decision at 64 members and 1,024 recorded intervals: \d+ ms", text)
+    assert re.search(r"PB2 beat PBT in [01] of 1 seeds", text)
+    assert re.search(r"FIRE's final loss was at most PBT's in [01] of 1 seeds", text)
+    assert re.search(r"PBT was greedy .* in [01] of 1 seeds", text)
+    assert re.search(r"multi-objective PBT's hypervolume beat random search's in [01] of 1 seeds", text)
+    assert re.search(r"\| 0 \| 0\.\d+ M \| 10 \| 0\.\d+ \| 1 \| 0\.\d+ \| (SGD|neuroevolution) \|", text)
+    assert "lives in the script" not in out.stderr  # every trainable is importable by workers

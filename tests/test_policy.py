@@ -20,7 +20,10 @@ from poptrain.population import Continue, Exploit, MemberView
 from poptrain.policy import (
     Custom,
     Every,
+    Fire,
     Noise,
+    PB2,
+    Pareto,
     Perturb,
     Resample,
     Tournament,
@@ -351,7 +354,7 @@ def extra_explore(hparams, space, rng):
 
 
 explorers = [Perturb(), Perturb((0.5, 2.0), 0.0), Perturb(resample_probability=1.0), Resample(), Noise(0.3),
-             Custom(module_level_explore)]
+             Custom(module_level_explore), PB2()]
 
 
 @settings(max_examples=60)
@@ -450,6 +453,9 @@ def test_explore_rejects_bad_arguments(make, message):
         (build_explore, Resample()),
         (build_explore, Noise(0.1)),
         (build_explore, Custom(module_level_explore)),
+        (build_explore, PB2(kappa=1.0, history=8)),
+        (build_exploit, Pareto({"acc": "max", "size": "min"}, 0.3)),
+        (build_exploit, Fire(3, 2)),
     ],
     ids=repr,
 )
@@ -475,8 +481,8 @@ def test_build_defaults_and_names():
 @pytest.mark.parametrize(
     "build, spec, message",
     [
-        (build_exploit, {"type": "trunc"}, "exploit: unknown strategy 'trunc' (known: tournament, truncation, ttest)"),
-        (build_explore, {"type": "perturbb"}, "explore: unknown strategy 'perturbb' (known: function, noise, perturb, resample)"),
+        (build_exploit, {"type": "trunc"}, "exploit: unknown strategy 'trunc' (known: fire, pareto, tournament, truncation, ttest)"),
+        (build_explore, {"type": "perturbb"}, "explore: unknown strategy 'perturbb' (known: function, noise, pb2, perturb, resample)"),
         (build_ready, {"type": "often"}, "ready: unknown strategy 'often' (known: every)"),
         (build_exploit, {"type": "truncation", "frac": 0.3}, "exploit: truncation has no argument 'frac'"),
         (build_exploit, {"type": "truncation", "fraction": 0.9}, "exploit: truncation fraction must be in"),
@@ -542,7 +548,7 @@ def test_a_new_strategy_is_one_class(fresh_registry):
         build_exploit("best")
     with pytest.raises(SpecError, match=r"exploit: best has no argument 'gap' \(arguments: margin, label\)"):
         build_exploit({"type": "best", "margin": 1.0, "gap": 1})
-    with pytest.raises(SpecError, match=r"unknown strategy 'trunc' \(known: best, tournament, truncation, ttest\)"):
+    with pytest.raises(SpecError, match=r"unknown strategy 'trunc' \(known: best, fire, pareto, tournament, truncation, ttest\)"):
         build_exploit("trunc")
 
 
@@ -555,9 +561,9 @@ def test_registration_refuses_what_no_engine_supplies(fresh_registry):
 
     @dataclass(frozen=True)
     class Historian(fresh_registry.Strategy):
-        reads: ClassVar[frozenset[str]] = frozenset({"history"})
+        reads: ClassVar[frozenset[str]] = frozenset({"groups"})
 
-    with pytest.raises(TypeError, match="reads history, which no engine supplies"):
+    with pytest.raises(TypeError, match="reads groups, which no engine supplies"):
         fresh_registry.strategy("explore", "historian")(Historian)
     with pytest.raises(ValueError, match="registered twice"):
         fresh_registry.strategy("exploit", "truncation")(dataclass(frozen=True)(type("Other", (fresh_registry.Strategy,), {})))
@@ -567,9 +573,10 @@ def test_registration_refuses_what_no_engine_supplies(fresh_registry):
 
 def test_strategies_declare_what_they_read():
     assert TTest.reads == frozenset({"recent"})
+    assert PB2.reads == frozenset({"history"}) and Pareto.reads == frozenset({"metrics"})
     assert all(not cls.reads for cls in (Truncation, Tournament, Every, Perturb, Resample, Noise, Custom))
-    assert {k for role in ("ready", "exploit", "explore") for k in registered(role)} == {
-        "every", "truncation", "tournament", "ttest", "perturb", "resample", "noise", "function"}
+    assert {k for role in ("ready", "exploit", "explore") for k in registered(role)} >= {
+        "every", "truncation", "tournament", "ttest", "perturb", "resample", "noise", "function", "pb2", "pareto", "fire"}
 
 
 def test_custom_accepts_a_function_or_its_path():

@@ -124,3 +124,23 @@ def test_a_store_written_elsewhere_runs_the_suite_and_its_defects_fail_it(tmp_pa
     assert set(sound.values()) == {"PASSED"}
     assert forgetful["test_reports_versions_and_recent_scores"] == "FAILED"
     assert "PASSED" in forgetful.values()
+
+
+def test_a_store_without_its_own_recent_reports_gets_the_same_from_the_default():
+    """Store.recent_reports is not abstract: a store written before it reads the same rows through reports()."""
+    from poptrain.store.base import Store
+    from poptrain.store.memory import MemoryStore
+
+    class Older(MemoryStore):
+        recent_reports = Store.recent_reports
+
+    for cls in (MemoryStore, Older):
+        store = make_experiment(cls(f"memory://recent-{cls.__name__}"), n=3)
+        now = time.time()
+        for step in range(1, 5):
+            store.report("e", 0, w(0), step, step / 10, {"acc": step}, {"lr": 0.1}, now)
+        store.report("e", 1, w(1), 1, 0.7, {}, {"lr": 0.2}, now)
+        store.record_failure("e", 2, w(2), "boom", max_failures=0)
+        got = [(r.member, r.step, r.metrics) for r in store.recent_reports("e", 2)]
+        assert got == [(0, 3, {"acc": 3}), (0, 4, {"acc": 4}), (1, 1, {})], cls
+        assert [(r.member, r.step) for r in store.recent_reports("e", 1, at_step=2)] == [(0, 2)], cls

@@ -283,3 +283,20 @@ class TracedRaisesPopulation(TracedPopulation):
 
 
 TracedRaises.vectorized = TracedRaisesPopulation
+
+
+class TracedObjectives(Traced):
+    """Traced with a second metric, its step size (lr, to be kept small): two objectives for multi-objective PBT."""
+
+    def evaluate(self) -> dict[str, float]:
+        return {**super().evaluate(), "step_size": float(self.hparams["lr"])}
+
+
+class TracedObjectivesPopulation(TracedPopulation):
+    """The batched twin of TracedObjectives."""
+
+    def evaluate(self) -> list[dict[str, float]]:
+        return [{**r, "step_size": float(h["lr"])} for r, h in zip(super().evaluate(), self.hp)]
+
+
+TracedObjectives.vectorized = TracedObjectivesPopulation

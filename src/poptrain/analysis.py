@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .policy import Policy, build_explore
+from .policy.pareto import crowding, fronts, objective_matrix
 from .space import Choice, LogUniform, parse_space
 from .store import Event, Report
 from .store.base import EXPLOIT_AT_BARRIER
@@ -193,3 +194,50 @@ def replay_spec(spec: dict[str, Any], curve: pd.DataFrame, root_seed: int, name:
     replay.update(name=name, population=1, steps=int(curve["age"].max()), exploit=None, member_seeds=[root_seed],
                   schedule=schedule)
     return replay
+
+
+def final_metrics(reports: Sequence[Report], members: Sequence[Any]) -> dict[int, dict[str, Any]]:
+    """Each member's latest metrics (failed members excluded)."""
+    live = {m.id for m in members if m.status != "failed"}
+    latest: dict[int, Report] = {}
+    for r in reports:
+        if r.member in live and (r.member not in latest or r.step >= latest[r.member].step):
+            latest[r.member] = r
+    return {m: dict(r.metrics) for m, r in latest.items()}
+
+
+def pareto_front(reports: Sequence[Report], members: Sequence[Any], objectives: Sequence[tuple[str, str]],
+                 hparams: dict[int, dict[str, Any]] | None = None) -> pd.DataFrame:
+    """Every live member's final objectives with its front (0: the Pareto front) and crowding, front 0 first."""
+    metrics = final_metrics(reports, members)
+    ids = sorted(metrics)
+    objectives = tuple(objectives)
+    values = objective_matrix(metrics, ids, objectives)
+    front = fronts(values)
+    crowd = crowding(values, front)
+    rows = [{"member": m, **{name: metrics[m].get(name) for name, _ in objectives},
+             "front": int(front[i]) if front[i] >= 0 else None, "crowding": float(crowd[i]),
+             **(hparams or {}).get(m, {})} for i, m in enumerate(ids)]
+    frame = pd.DataFrame(rows, columns=None if rows else ["member", *(n for n, _ in objectives), "front", "crowding"])
+    if len(frame):
+        frame = frame.sort_values(["front", "crowding", "member"], ascending=[True, False, True],
+                                  na_position="last").reset_index(drop=True)
+    return frame
+
+
+def hypervolume(points: np.ndarray, reference: Sequence[float]) -> float:
+    """The area two objectives ('higher is better' columns) dominate above `reference` (2-D, exact)."""
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 2:
+        raise ValueError("hypervolume is computed for two objectives")
+    ref = np.asarray(reference, dtype=np.float64)
+    keep = points[np.isfinite(points).all(axis=1) & (points > ref).all(axis=1)]
+    if not len(keep):
+        return 0.0
+    keep = keep[np.argsort(-keep[:, 0], kind="stable")]
+    area, best_y = 0.0, ref[1]
+    for x, y in keep:  # sweep from the largest first objective down
+        if y > best_y:
+            area += (x - ref[0]) * (y - best_y)
+            best_y = y
+    return float(area)

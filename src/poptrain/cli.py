@@ -101,8 +101,11 @@ def print_summary(result: Result) -> None:
     failed = sum(m.status == FAILED for m in members)
     if failed:
         say(con, f"failed members: {failed} (see `poptrain status`)")
+    objectives = result.objectives()
     if not top:
         say(con, "no member has a finite score yet")
+    elif objectives:
+        print_front(con, result, objectives)
     else:
         best = result.best()
         say(con, f"best member:  {best.id} ({metric} {fmt(best.score)} at step {best.step}, {fmt_hparams(best.hparams)})")
@@ -110,6 +113,22 @@ def print_summary(result: Result) -> None:
     say(con, f"store:        {store_location(result.store.url)}  (experiment {result.name!r})")
     say(con, f"checkpoints:  {spec['checkpoints']}")
     say(con, f"inspect with: poptrain status --storage {result.store.url} --experiment {result.name}")
+
+
+def print_front(con: Any, result: Result, objectives: tuple[tuple[str, str], ...]) -> None:
+    """A multi-objective run's final Pareto front: one row per member on it."""
+    names = [n for n, _ in objectives]
+    front = result.pareto_front().sort_values(names[0], ascending=objectives[0][1] == "min")
+    table = Table(title=escape(f"{result.name}: Pareto front ({', '.join(f'{n} {m}' for n, m in objectives)})"))
+    for i, column in enumerate(("member", *names, "hyperparameters")):
+        table.add_column(escape(column), justify="left" if i == len(names) + 1 else "right")
+    space = list(result.spec.get("space", {}))
+    for row in front.to_dict("records"):
+        table.add_row(str(row["member"]), *(fmt(row[n]) for n in names),
+                      escape(fmt_hparams({k: row[k] for k in space if k in row})))
+    con.print(table)
+    say(con, f"best by one objective: poptrain best --storage {result.store.url} --experiment {result.name} "
+             f"--objective {names[0]}")
 
 
 def ensure_trained(result: Result) -> None:
@@ -298,7 +317,7 @@ def cmd_status(args: argparse.Namespace, target: Target) -> None:
 def cmd_best(args: argparse.Namespace, target: Target) -> None:
     from .result import Result
 
-    best = Result(existing_store(args.storage), args.experiment).best()
+    best = Result(existing_store(args.storage), args.experiment).best(args.objective)
     print(json.dumps({"id": best.id, "score": best.score, "step": best.step, "hparams": best.hparams,
                       "checkpoint": best.checkpoint_url}, indent=2))
 
@@ -482,6 +501,7 @@ def parser() -> argparse.ArgumentParser:
     best = sub.add_parser("best", help="the best member as JSON")
     best.add_argument("--storage", required=True)
     best.add_argument("--experiment", required=True)
+    best.add_argument("--objective", help="of a multi-objective experiment: the objective to rank by")
     best.set_defaults(func=cmd_best, quiet=False)
 
     resume = sub.add_parser("resume", help="finish an interrupted experiment from its checkpoints")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -26,6 +26,15 @@ class MemberView:
     recent: tuple[float, ...] = ()  # last few fitness values, oldest first (for the t-test)
 
 
+@dataclass(frozen=True)
+class Interval:
+    """One report in a member's history: the hyperparameters it trained with up to `step`, and its fitness then."""
+
+    step: int
+    fitness: float  # 'higher is better', -inf for a missing or non-finite score
+    hparams: Mapping[str, Any]
+
+
 @dataclass(frozen=True, eq=False)
 class Standings:
     """The population as the exploit policy sees it, in columns, so a decision at 10,000 members stays cheap.
@@ -42,6 +51,12 @@ class Standings:
     # A synchronous generation's one shared tie-break: a permutation of positions that every member's
     # ranking starts from, so tied members of one generation agree on who is bottom (None: each draws its own).
     tiebreak: np.ndarray | None = None
+    # What a strategy that reads "history" sees: each member's last few intervals, oldest first, and
+    # each member's current hyperparameters (which differ from its last interval's right after an explore).
+    history: Mapping[int, tuple[Interval, ...]] = field(default_factory=dict)
+    current: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
+    # What a strategy that reads "metrics" sees: each member's latest metrics (numbers only).
+    metrics: Mapping[int, Mapping[str, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         ids = np.asarray(self.ids, dtype=np.int64)
@@ -98,11 +113,11 @@ class Standings:
         else:
             ids, fit = self.ids, self.fitness.copy()
             fit[at] = member.fitness
-        return Standings(ids, fit, self.recent, self.step, tiebreak)
+        return replace(self, ids=ids, fitness=fit, tiebreak=tiebreak)
 
     def with_tiebreak(self, rng: np.random.Generator) -> Standings:
         """These standings with one tie-break drawn from `rng`, shared by every decision taken on them."""
-        return Standings(self.ids, self.fitness, self.recent, self.step, rng.permutation(len(self.ids)))
+        return replace(self, tiebreak=rng.permutation(len(self.ids)))
 
 
 @dataclass(frozen=True)

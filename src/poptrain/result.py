@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import StorageError
+from .errors import PoptrainError, StorageError
 from .population import FAILED
 from .store import CheckpointRecord, CheckpointStore, Event, Store, open_store
 from .store.base import best_by_mode
@@ -60,10 +60,34 @@ class Result:
                  "failures": m.failures, **m.hparams} for m in self.store.members(self.name)]
         return _frame(rows)
 
-    def best(self) -> BestMember:
-        """The member with the best last score (failed members excluded)."""
+    def objectives(self) -> tuple[tuple[str, str], ...] | None:
+        """A multi-objective experiment's ((metric, mode), ...), or None for one metric."""
+        from .policy.pareto import objectives_of  # not through analysis: best() must not import pandas
+
+        return objectives_of(self.spec)
+
+    def best(self, objective: str | None = None) -> BestMember:
+        """The member with the best last score (failed members excluded), or the best by one objective.
+
+        A multi-objective experiment has no single best member: it needs `objective`, one of its
+        objectives (its whole front is `pareto_front()`).
+        """
         members = {m.id: m for m in self.store.members(self.name) if m.status != FAILED}
-        best, score = best_by_mode({i: m.last_score for i, m in members.items()}, self.spec["mode"])
+        objectives = dict(self.objectives() or ())
+        if objectives and objective is None:
+            named = ", ".join(f"{n} ({m})" for n, m in objectives.items())
+            raise PoptrainError(f"experiment {self.name!r} has several objectives ({named}) and no single best member: "
+                                f"name one (best(objective=...), or --objective), or read pareto_front()")
+        if objective is not None and objective not in objectives:
+            known = ", ".join(objectives) if objectives else "none: it has one metric, so call best() without one"
+            raise PoptrainError(f"experiment {self.name!r} has no objective {objective!r} (objectives: {known})")
+        if objective is None:
+            best, score = best_by_mode({i: m.last_score for i, m in members.items()}, self.spec["mode"])
+        else:
+            latest = {r.member: r.metrics.get(objective) for r in self.store.recent_reports(self.name, 1)}
+            values = {i: v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+                      for i, v in latest.items() if i in members}
+            best, score = best_by_mode(values, objectives[objective])
         if best is None:
             raise StorageError(f"experiment {self.name!r} has no member with a finite score yet")
         ckpts = self.store.checkpoints(self.name, best)
@@ -72,6 +96,25 @@ class Result:
         m = members[best]
         return BestMember(id=best, score=float(score), hparams=dict(m.hparams), step=m.step, checkpoint=ckpt,
                           checkpoint_url=url, checkpoints_root=self.spec["checkpoints"])
+
+    def pareto_front(self, objectives: Any = None, all_fronts: bool = False) -> pd.DataFrame:
+        """The final Pareto front: members no other member beats in every objective, with their hparams.
+
+        `objectives` ({metric: "max" or "min"}) defaults to the experiment's own; pass them to read
+        the front of a single-objective run (a random-search baseline). `all_fronts` keeps every
+        member, with its front number (0 is the Pareto front) and crowding distance.
+        """
+        from . import analysis
+        from .policy.pareto import parse_objectives
+
+        chosen = self.objectives() if objectives is None else parse_objectives(objectives, "pareto_front")
+        if chosen is None:
+            raise PoptrainError(f"experiment {self.name!r} has one metric: pass objectives, e.g. "
+                                f'pareto_front({{"accuracy": "max", "params": "min"}})')
+        members = self.store.members(self.name)
+        frame = analysis.pareto_front(self.store.recent_reports(self.name, 1), members, chosen,
+                                      {m.id: dict(m.hparams) for m in members})
+        return frame if all_fronts or not len(frame) else frame[frame.front == 0].reset_index(drop=True)
 
     def frame(self) -> pd.DataFrame:
         """Every report: member, step, score, the metrics, and the hyperparameters it trained with."""
@@ -186,6 +229,14 @@ class Result:
         from .report import lineage_tree_figure
 
         return lineage_tree_figure(self.tree(), self.events(), self.progress().best_member)
+
+    def plot_pareto_front(self, objectives: Any = None) -> Any:
+        """Every member's final objectives (the first two), with the Pareto front drawn through its members."""
+        from .policy.pareto import parse_objectives
+        from .report import pareto_figure
+
+        chosen = self.objectives() if objectives is None else parse_objectives(objectives, "plot_pareto_front")
+        return pareto_figure(self.pareto_front(chosen, all_fronts=True), chosen)
 
     def report(self, path: str) -> str:
         """Write the self-contained HTML report (works offline) to `path`."""

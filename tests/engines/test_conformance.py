@@ -40,6 +40,32 @@ def test_same_decisions_and_reports_as_the_serial_engine(engine, tmp_path, refer
     assert_consistent_lineage(result, STEPS)  # every member done, one report a step, every source verifies
 
 
+def variant(name: str) -> dict:
+    """The suite's experiment with one of the strategies beyond the paper's (each reads history or metrics)."""
+    from trainables import TracedObjectives
+
+    return {"pb2": dict(explore=poptrain.PB2(candidates=64)),
+            "fire": dict(exploit=poptrain.Fire(subpopulations=2, evaluators=1, history=4)),
+            "pareto": dict(trainable=TracedObjectives,
+                           exploit=poptrain.Pareto({"score": "max", "step_size": "min"}, 0.25))}[name]
+
+
+VARIANT_REFERENCES: dict[str, Outcome] = {}
+
+
+@pytest.mark.parametrize("name", ["pb2", "fire", "pareto"])
+@pytest.mark.parametrize("engine", each_engine("same_decisions"), indirect=True)
+def test_the_variant_strategies_make_the_same_decisions_as_on_the_serial_engine(engine, name, tmp_path):
+    """PB2, FIRE and multi-objective PBT read what their strategies declare; every engine supplies it alike."""
+    if name not in VARIANT_REFERENCES:
+        VARIANT_REFERENCES[name] = Outcome.of(run_on(spec(f"sqlite:///{tmp_path}/r.db", **variant(name)), "serial"))
+    reference = VARIANT_REFERENCES[name]
+    assert reference.decisions, f"{name}: the reference run made no exploit"
+    result = run_on(spec(f"sqlite:///{tmp_path}/v.db", **variant(name)), engine)
+    assert Outcome.of(result) == reference
+    assert_consistent_lineage(result, STEPS)
+
+
 @pytest.mark.parametrize("engine", each_engine("worker_killed"), indirect=True)
 def test_a_killed_worker_loses_and_duplicates_nothing(engine, tmp_path, logs: Logs, reference):
     """SIGKILL one worker process mid-run: the run finishes, every step reported once, the same decisions."""

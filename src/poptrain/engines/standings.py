@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Iterator, Mapping
 
 from ..experiment import ExperimentSpec
-from ..population import Standings, fitness
+from ..population import Interval, Standings, fitness
 from ..store import Store
 
 
@@ -37,7 +38,7 @@ class RecentFitness(Mapping[int, tuple[float, ...]]):
 
 
 def read_standings(store: Store, name: str, exp: ExperimentSpec, at_step: int | None, everyone: bool = False) -> Standings:
-    """The latest score of every live member (at `at_step` in synchronous mode), and their recent ones.
+    """The latest score of every live member (at `at_step` in synchronous mode), and what the policy reads.
 
     Recent scores are read lazily for the members one decision looks at, or at once when
     `everyone` decides (a batched engine's generation).
@@ -51,4 +52,33 @@ def read_standings(store: Store, name: str, exp: ExperimentSpec, at_step: int | 
                       for m, history in store.recent_scores(name, policy.window, at_step).items()}
         else:
             recent = RecentFitness(store, name, exp, at_step, ids)
-    return Standings.from_scores(ids, scores, exp.mode, recent, step=at_step)
+    standings = Standings.from_scores(ids, scores, exp.mode, recent, step=at_step)
+    if policy.reads & {"history", "metrics"}:
+        standings = with_history(store, name, exp, at_step, standings)
+    return standings
+
+
+def with_history(store: Store, name: str, exp: ExperimentSpec, at_step: int | None, standings: Standings) -> Standings:
+    """`standings` with what a strategy reading "history" or "metrics" declared: one bounded read of recent reports.
+
+    History is each live member's last `policy.history` intervals (a GP over the whole run would
+    grow without bound) and its current hyperparameters; metrics are each member's latest numbers.
+    """
+    policy = exp.policy
+    reads = policy.reads
+    window = policy.history if "history" in reads else 1
+    history: dict[int, list[Interval]] = {}
+    metrics: dict[int, dict[str, float]] = {}
+    for r in store.recent_reports(name, window, at_step):
+        history.setdefault(r.member, []).append(Interval(r.step, fitness(r.score, exp.mode), r.hparams))
+        metrics[r.member] = {k: float(v) for k, v in r.metrics.items()
+                             if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    changes: dict[str, object] = {}
+    if "metrics" in reads:
+        changes["metrics"] = metrics
+    if "history" in reads:
+        changes["history"] = {m: tuple(points) for m, points in history.items()}
+        if at_step is None:  # asynchronous: members explored since their last report are pending points;
+            # a generation's own explores are known to the policy, and the store's would differ by worker
+            changes["current"] = {m.id: m.hparams for m in store.members(name) if m.id in history}
+    return replace(standings, **changes)

@@ -10,8 +10,11 @@ from typing import Any
 
 from .decision import EXPLOIT_RNG, EXPLORE_RNG, GENERATION_RNG, Policy, decision_rng
 from .every import Every
+from .fire import Fire
 from .function import Custom
 from .noise import Noise
+from .pareto import Pareto
+from .pb2 import PB2
 from .perturb import Perturb
 from .resample import Resample
 from .registry import ExploitStrategy, ExploreStrategy, ReadyCriterion, Strategy, build, registered, strategy
@@ -25,9 +28,12 @@ __all__ = [
     "EXPLORE_RNG",
     "GENERATION_RNG",
     "Every",
+    "Fire",
     "ExploitStrategy",
     "ExploreStrategy",
     "Noise",
+    "PB2",
+    "Pareto",
     "Perturb",
     "Policy",
     "ReadyCriterion",

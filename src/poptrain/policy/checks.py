@@ -23,8 +23,10 @@ def check_number(strategy: str, key: str, value: Any, low: float, high: float, l
     return float(value)
 
 
-def check_int(strategy: str, key: str, value: Any, minimum: int) -> int:
-    """`value` as an int if it is an integer >= minimum, else a SpecError naming it."""
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
-        raise SpecError(f"{strategy} {key} must be an integer >= {minimum}, got {value!r}")
+def check_int(strategy: str, key: str, value: Any, minimum: int, maximum: int | None = None) -> int:
+    """`value` as an int if it is an integer >= minimum (and <= maximum), else a SpecError naming it."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum \
+            or (maximum is not None and value > maximum):
+        limits = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+        raise SpecError(f"{strategy} {key} must be an integer {limits}, got {value!r}")
     return int(value)

@@ -6,12 +6,13 @@ decisions whatever executes it, and the analysis can rebuild what an explore did
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from ..population import Continue, Decision, Exploit, Hparams, MemberView, Standings
+from ..space import validate_hparams
 
 EXPLOIT_RNG, EXPLORE_RNG, GENERATION_RNG = 1, 2, 3
 
@@ -35,6 +36,9 @@ class Policy:
     explore: Any
     space: Mapping[str, Any]
     seed: int
+    # The standings of this process's latest decisions, for an explore that reads them (PB2): an
+    # engine that calls `choose` and then `explore_from` need not carry them between the two.
+    seen: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False, hash=False)
 
     @classmethod
     def of(cls, spec: Any) -> "Policy":
@@ -43,13 +47,25 @@ class Policy:
 
     @property
     def reads(self) -> frozenset[str]:
-        """What the exploit strategy reads beyond the latest scores (`policy.registry.READS`); engines supply it."""
+        """What the exploit and explore strategies read beyond the latest scores (`policy.registry.READS`)."""
         if self.exploit is None:
             return frozenset()
         declared = getattr(self.exploit, "reads", None)
-        if declared is not None:
-            return frozenset(declared)
-        return frozenset({"recent"}) if int(getattr(self.exploit, "window", 1)) > 1 else frozenset()  # a duck-typed one
+        if declared is None:  # a duck-typed one
+            declared = {"recent"} if int(getattr(self.exploit, "window", 1)) > 1 else set()
+        return frozenset(declared) | self.explore_reads
+
+    @property
+    def explore_reads(self) -> frozenset[str]:
+        """What the explore strategy reads (an explore that reads standings has `explore_batch`)."""
+        return frozenset(getattr(self.explore, "reads", ()) or ())
+
+    @property
+    def history(self) -> int:
+        """How many of each member's latest intervals the strategies reading "history" need (at least 1)."""
+        wanted = [int(getattr(s, "history", 1)) for s in (self.exploit, self.explore)
+                  if "history" in (getattr(s, "reads", ()) or ())]
+        return max(wanted, default=1)
 
     @property
     def window(self) -> int:
@@ -61,10 +77,21 @@ class Policy:
         return self.ready.is_ready(step, last_ready)
 
     def choose(self, member: MemberView, standings: Standings, step: int) -> Decision:
-        """The exploit strategy's pick for one member: Continue, or Exploit(source) without hparams."""
+        """The exploit strategy's pick for one member: Continue, or Exploit(source) (with hparams if its rule names them)."""
         if self.exploit is None:
             return Continue()
-        return self.exploit.decide(member, standings, decision_rng(self.seed, member.id, step, EXPLOIT_RNG))
+        if self.explore_reads:
+            self._remember((member.id, step), standings)
+        pick = self.exploit.decide(member, standings, decision_rng(self.seed, member.id, step, EXPLOIT_RNG))
+        if isinstance(pick, Exploit) and pick.hparams is not None:
+            self._remember(("given", member.id, step), pick.hparams)
+        return pick
+
+    def _remember(self, key: Any, value: Any) -> None:
+        # A handful of entries: an engine explores right after the pick it explores for.
+        self.seen[key] = value
+        while len(self.seen) > 64:
+            self.seen.pop(next(iter(self.seen)))
 
     def choose_generation(self, standings: Standings, step: int) -> dict[int, Decision]:
         """Every member's pick at one synchronous step, ranked once with one shared tie-break.
@@ -80,30 +107,90 @@ class Policy:
             view = shared.view(int(m))
             picks[int(m)] = self.choose(view, shared, step) if view is not None else Continue()
         copying = {m for m, d in picks.items() if isinstance(d, Exploit)}
-        return {m: Continue() if isinstance(d, Exploit) and d.source in copying else d for m, d in picks.items()}
+        picks = {m: Continue() if isinstance(d, Exploit) and d.source in copying else d for m, d in picks.items()}
+        if self.explore_reads:
+            self._remember(("generation", step), (shared, picks))
+        return picks
 
-    def explore_from(self, member: int, step: int, source_hparams: Hparams) -> Hparams:
-        """The hyperparameters `member` takes after copying a source that had `source_hparams`."""
-        return self.explore.explore(dict(source_hparams), self.space, self.explore_rng(member, step))
+    def explore_from(self, member: int, step: int, source_hparams: Hparams, standings: Standings | None = None) -> Hparams:
+        """The hyperparameters `member` takes after copying a source that had `source_hparams`.
+
+        An explore that reads the standings (PB2) gets `standings`, or those of this member's
+        pick at `step` (its generation's, where the generation was chosen together); without
+        any it explores as its own fallback says.
+        """
+        given = self.seen.get(("given", member, step))
+        if given is not None:  # the exploit rule named the hyperparameters (FIRE's evaluators): no explore
+            return validate_hparams(self.space, given, "exploit")
+        if not self.explore_reads:
+            return self.explore.explore(dict(source_hparams), self.space, self.explore_rng(member, step))
+        generation = self.seen.get(("generation", step))
+        if standings is None and generation is not None and member in generation[1]:
+            return self._explore_generation(step, generation, {member: source_hparams})[member]
+        standings = standings if standings is not None else self.seen.get((member, step))
+        if standings is None:
+            return self.explore.explore(dict(source_hparams), self.space, self.explore_rng(member, step))
+        return self.explore.explore_batch([(member, dict(source_hparams))], self.space,
+                                          [self.explore_rng(member, step)], standings)[0]
+
+    def _explore_generation(self, step: int, generation: tuple[Standings, dict[int, Decision]],
+                            known: Mapping[int, Hparams]) -> dict[int, Hparams]:
+        """Every copying member's explore at one synchronous step, taken together in id order.
+
+        Each explore knows the points chosen before it (PB2 does not send two copies to one
+        point); a source's hparams are `known`'s or its latest interval's, so every worker of a
+        generation computes the same batch.
+        """
+        key = ("explored", step)
+        cached = self.seen.get(key)
+        if cached is not None and cached[0] is generation:
+            return cached[1]
+        standings, picks = generation
+        requests = []
+        for m in sorted(picks):
+            pick = picks[m]
+            if not isinstance(pick, Exploit) or pick.hparams is not None:
+                continue
+            source = known.get(m)
+            if source is None:
+                past = standings.history.get(pick.source, ())
+                source = past[-1].hparams if past else None
+            if source is not None:
+                requests.append((m, dict(source)))
+        explored = self.explore.explore_batch(requests, self.space, [self.explore_rng(m, step) for m, _ in requests],
+                                              standings)
+        out = {m: h for (m, _), h in zip(requests, explored)}
+        self._remember(key, (generation, out))
+        return out
 
     def explore_rng(self, member: int, step: int) -> np.random.Generator:
         """The generator of `member`'s explore at `step` (the analysis replays it to name each change)."""
         return decision_rng(self.seed, member, step, EXPLORE_RNG)
 
-    def complete(self, member: int, step: int, pick: Decision, hparams_of: HparamsOf) -> Decision:
+    def complete(self, member: int, step: int, pick: Decision, hparams_of: HparamsOf,
+                 standings: Standings | None = None) -> Decision:
         """Turn a pick into the decision: the source's hparams explored, or Continue if it has none."""
         if not isinstance(pick, Exploit):
             return Continue()
         source = hparams_of(pick.source)
         if source is None:
             return Continue()
-        return Exploit(pick.source, self.explore_from(member, step, source))
+        if pick.hparams is not None:  # the exploit rule named the hyperparameters: taken as they are
+            return Exploit(pick.source, validate_hparams(self.space, pick.hparams, "exploit"))
+        return Exploit(pick.source, self.explore_from(member, step, source, standings))
 
     def decide(self, member: MemberView, standings: Standings, step: int, hparams_of: HparamsOf) -> Decision:
         """One member's decision at a ready point, asynchronously (the paper's PBT)."""
-        return self.complete(member.id, step, self.choose(member, standings, step), hparams_of)
+        return self.complete(member.id, step, self.choose(member, standings, step), hparams_of, standings)
 
     def decide_generation(self, standings: Standings, step: int, hparams_of: HparamsOf) -> dict[int, Decision]:
         """Every member's decision at one synchronous ready point."""
-        return {m: self.complete(m, step, pick, hparams_of)
-                for m, pick in self.choose_generation(standings, step).items()}
+        picks = self.choose_generation(standings, step)
+        if not self.explore_reads:
+            return {m: self.complete(m, step, pick, hparams_of) for m, pick in picks.items()}
+        sources = {m: hparams_of(p.source) for m, p in picks.items() if isinstance(p, Exploit)}
+        known = {m: h for m, h in sources.items() if h is not None}
+        explored = self._explore_generation(step, self.seen[("generation", step)], known)
+        return {m: (self.complete(m, step, p, hparams_of) if isinstance(p, Exploit) and p.hparams is not None
+                    else Exploit(p.source, explored[m]) if m in known and m in explored else Continue())
+                for m, p in picks.items()}

@@ -35,11 +35,11 @@ PopulationView = Standings | Sequence[MemberView]  # what an exploit strategy ra
 
 # What a strategy may read beyond each member's latest score (its `reads`), and where it finds it:
 RECENT = "recent"  # each member's last `window` scores: MemberView.recent and Standings.recent
-# Not supplied by any engine yet, named here so that the next strategies have a place to land:
-#   "history": every member's hyperparameters and improvements over time (PB2's explore);
-#   "metrics": a vector of named metrics per report (multi-objective selection);
-#   "groups":  the member's sub-population and the others' (FIRE PBT).
-READS: frozenset[str] = frozenset({RECENT})
+HISTORY = "history"  # each member's last `history` intervals (step, fitness, hparams) and current hparams:
+#                      Standings.history and Standings.current (PB2's explore, FIRE's improvement rates)
+METRICS = "metrics"  # each member's latest metrics dict (numbers only): Standings.metrics (multi-objective)
+# A strategy's sub-population is a pure function of member ids (FIRE PBT), so no engine supplies "groups".
+READS: frozenset[str] = frozenset({RECENT, HISTORY, METRICS})
 
 ROLES = ("ready", "exploit", "explore")
 _REGISTRY: dict[str, dict[str, type[Strategy]]] = {role: {} for role in ROLES}

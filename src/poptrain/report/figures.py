@@ -117,6 +117,26 @@ def lineage_tree_figure(tree: pd.DataFrame, events: list[Event], best: int | Non
     return fig
 
 
+def pareto_figure(fronts: pd.DataFrame, objectives: tuple[tuple[str, str], ...]) -> go.Figure:
+    """Every member's final value of the first two objectives, the Pareto front drawn as a line through its members."""
+    (x, x_mode), (y, y_mode) = objectives[0], objectives[1]
+    fig = go.Figure()
+    if len(fronts):
+        rest = fronts[fronts.front != 0]
+        front = fronts[fronts.front == 0].sort_values(x)
+        fig.add_trace(go.Scatter(x=rest[x], y=rest[y], mode="markers", name="dominated members",
+                                 marker={"color": "lightgrey", "size": 8, "line": {"color": "grey", "width": 1}},
+                                 text=[f"member {m}, front {f}" for m, f in zip(rest.member, rest.front)],
+                                 hovertemplate="%{text}<extra></extra>"))
+        fig.add_trace(go.Scatter(x=front[x], y=front[y], mode="lines+markers", name="Pareto front",
+                                 line={"shape": "hv" if x_mode != y_mode else "linear", "color": "black"},
+                                 marker={"size": 10, "color": [_colour(int(m)) for m in front.member]},
+                                 text=[f"member {m}" for m in front.member], hovertemplate="%{text}<extra></extra>"))
+    fig.update_layout(title=f"Final Pareto front ({plot_text(x)} {x_mode}, {plot_text(y)} {y_mode})",
+                      xaxis_title=plot_text(x), yaxis_title=plot_text(y))
+    return fig
+
+
 @dataclass(frozen=True)
 class RunData:
     """What the figures of one run are drawn from, read from the store once."""
@@ -128,6 +148,8 @@ class RunData:
     best: int | None
     metric: str
     spec: dict[str, Any]
+    objectives: tuple[tuple[str, str], ...] | None = None  # a multi-objective run's, with every member's fronts
+    fronts: pd.DataFrame | None = None
 
 
 def run_data(result: "Result") -> RunData:
@@ -135,13 +157,17 @@ def run_data(result: "Result") -> RunData:
     frame, events = result.frame(), result.events()
     best = result.progress().best_member
     curve = result.winning_lineage(best) if best is not None else frame.iloc[0:0]
+    objectives = result.objectives()
+    fronts = result.pareto_front(all_fronts=True) if objectives else None
     return RunData(frame=frame, events=events, tree=result.tree(), curve=curve, best=best,
-                   metric=result.spec.get("metric") or "score", spec=result.spec)
+                   metric=result.spec.get("metric") or "score", spec=result.spec, objectives=objectives, fronts=fronts)
 
 
 def draw(data: RunData) -> dict[str, go.Figure]:
     """The figures the report and the dashboard show, in page order (the lineage once a member scored)."""
     figures = {"scores": scores_figure(data.frame, data.events, data.metric)}
+    if data.objectives and data.fronts is not None:
+        figures["pareto"] = pareto_figure(data.fronts, data.objectives)
     if data.best is not None:
         figures["lineage"] = winning_lineage_figure(data.curve, data.metric)
     figures["schedules"] = schedules_figure(data.frame, data.curve, data.spec)

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..population import Hparams
+from ..population import FAILED, Hparams
 
 
 @dataclass(frozen=True)
@@ -242,6 +242,22 @@ class Store(ABC):
     def recent_scores(self, name: str, window: int, at_step: int | None = None,
                       members: Sequence[int] | None = None) -> dict[int, list[float | None]]:
         """Each active or done member's last `window` scores (oldest first), up to `at_step`; only `members` if given."""
+
+    def recent_reports(self, name: str, window: int, at_step: int | None = None) -> list[Report]:
+        """Each active or done member's last `window` reports up to `at_step`, by member then step.
+
+        What a strategy reading "history" or "metrics" is given: bounded by the population times
+        `window` whatever the length of the run. This default reads every report; the stores
+        shipped with poptrain override it with one bounded query.
+        """
+        live = {m.id: m.step for m in self.members(name) if m.status != FAILED and m.step > 0}
+        out = []
+        for r in self.reports(name):
+            if r.member in live:
+                newest = live[r.member] if at_step is None else at_step
+                if newest - window < r.step <= newest:
+                    out.append(r)
+        return sorted(out, key=lambda r: (r.member, r.step))
 
     @abstractmethod
     def reports(self, name: str) -> list[Report]:

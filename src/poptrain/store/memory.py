@@ -246,6 +246,18 @@ class MemoryStore(Store):
                     out[m.id] = scores
             return out
 
+    def recent_reports(self, name: str, window: int, at_step: int | None = None) -> list[Report]:
+        with self._lock:
+            exp = self._get(name)
+            out: list[Report] = []
+            for m in sorted(exp.members.values(), key=lambda m: m.id):
+                if m.status == FAILED or m.step == 0:
+                    continue
+                newest = m.step if at_step is None else at_step
+                out.extend(exp.reports[(m.id, s)] for s in range(max(0, newest - window) + 1, newest + 1)
+                           if (m.id, s) in exp.reports)
+            return out
+
     def reports(self, name: str) -> list[Report]:
         with self._lock:
             return [r for _, r in sorted(self._get(name).reports.items())]

@@ -634,6 +634,18 @@ class SQLStore(Store):
                 out.setdefault(row.member, []).append(row.score)
             return out
 
+    def recent_reports(self, name: str, window: int, at_step: int | None = None) -> list[Report]:
+        r, m = t.reports.c, t.members.c
+        with self._read() as c:
+            eid = self._eid(c, name)
+            newest = at_step if at_step is not None else m.step
+            query = (select(t.reports).join(t.members, and_(m.experiment_id == r.experiment_id, m.id == r.member))
+                     .where(m.experiment_id == eid, m.status != FAILED, r.experiment_id == eid,
+                            r.step <= newest, r.step > newest - window)
+                     .order_by(r.member, r.step))
+            return [Report(member=x.member, step=x.step, score=x.score, metrics=json.loads(x.metrics),
+                           hparams=json.loads(x.hparams), time=x.time) for x in c.execute(query)]
+
     def reports(self, name: str) -> list[Report]:
         r = t.reports.c
         with self._read() as c:

@@ -168,6 +168,14 @@ class StoreSuite:
         assert store.recent_scores("e", 2, at_step=2) == {0: [0.1, 0.2]}
         reports = store.reports("e")
         assert [r.step for r in reports] == [1, 2, 3, 4]
+        store.report("e", 1, w(1), 1, 0.7, {"acc": 0.7}, {"lr": 0.2}, now)
+        recent = store.recent_reports("e", 2)  # each member's last 2 reports, by member then step
+        assert [(r.member, r.step, r.hparams) for r in recent] == [(0, 3, {"lr": 0.1}), (0, 4, {"lr": 0.1}),
+                                                                   (1, 1, {"lr": 0.2})]
+        assert recent[1].metrics == {"acc": 0.4} and recent[0].score is None
+        assert [(r.member, r.step) for r in store.recent_reports("e", 1, at_step=2)] == [(0, 2)]
+        store.record_failure("e", 1, w(1), "boom", max_failures=0)
+        assert {r.member for r in store.recent_reports("e", 5)} == {0}  # a failed member's reports are not read
         assert reports[2].score is None and math.isnan(reports[2].metrics["acc"])
 
 
