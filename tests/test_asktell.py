@@ -144,7 +144,8 @@ def train_function(member):
 def test_a_function_trainable_runs_on_every_engine_with_workers(engine, tmp_path):
     exp = poptrain.Experiment(name="fn", trainable=train_function, space={"lr": poptrain.LogUniform(0.01, 0.5)},
                               population=4, steps=12, ready=poptrain.Every(3), storage=f"sqlite:///{tmp_path}/f.db",
-                              seed=1, paths=[os.path.dirname(os.path.abspath(__file__))])  # Ray's workers import it
+                              seed=1, paths=[os.path.dirname(os.path.abspath(__file__))],  # Ray's workers import it
+                              synchronous=True)  # generations copy their bottom quantile: exploits are certain
     result = exp.run(engine=engine, **({} if engine == "serial" else {"workers": 2}))
     members = result.members()
     assert set(members.status) == {"done"} and set(members.step) == {12}
