@@ -10,7 +10,7 @@ deterministic per seed); one thread, as the engines' workers use.
 
     python benchmarks/paper_domains.py [--seeds 3] [--out runs/paper_domains] [--smoke]
 
-About 10 minutes on a busy 2-core machine; `--smoke` runs every section at toy size in seconds.
+10 to 20 minutes on a busy 2-core machine (translation takes most of it); `--smoke` runs every section at toy size in seconds.
 """
 
 from __future__ import annotations
