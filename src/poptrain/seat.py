@@ -1,0 +1,137 @@
+"""A framework's trainer as a population member: what the Lightning and Hugging Face callbacks share.
+
+A `Seat` is one trainer's place in a stored population. It asks for a member, has the trainer
+load that member's state (or the state the trainer started from, for a member with no
+checkpoint yet), tells each validation's score, applies exploits to the live model, and, when
+its member finishes or leaves, takes the next member that is due (one left by a dead process,
+say) until none is left. The callbacks only say how their framework reads and writes state and
+hyperparameters.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable, Iterable, Mapping
+
+from .asktell import LivePopulation, Member, connect
+from .errors import PoptrainError
+from .population import Decision, Exploit, Finished, Released
+
+
+class Seat:
+    """One trainer's member: ask, load, tell, exploit in place, and take over the next member when done.
+
+    `read` returns the trainer's whole state (model, optimisers, schedulers) as plain data;
+    `write(state, hparams)` loads a state (None: keep the live one) and writes the hyperparameters.
+    """
+
+    def __init__(self, storage: str, name: str, read: Callable[[], Any], write: Callable[[Any, Mapping[str, Any]], None],
+                 worker_id: str | None = None) -> None:
+        self.storage, self.name, self.worker_id = storage, name, worker_id
+        self.read, self.write = read, write
+        self.pop: LivePopulation | None = None
+        self.member: Member | None = None
+        self.initial: Any = None  # the state the trainer started from: a member without a checkpoint starts there
+        self._parked: dict[int, _Live] = {}
+
+    @property
+    def steps(self) -> int:
+        """The experiment's budget in intervals (validations) per member."""
+        assert self.pop is not None
+        return self.pop.spec.steps
+
+    def join(self) -> Member | None:
+        """Connect, remember the starting state, and take the first member (None: the population is done)."""
+        if self.pop is None:
+            self.pop = connect(self.storage, self.name, self.worker_id)
+        self.initial = copy.deepcopy(self.read())
+        return self._take()
+
+    def tell(self, score: Any) -> Decision:
+        """Report this validation's score; apply an exploit to the live trainer; on finish, take the next member."""
+        if self.member is None or self.pop is None:
+            raise PoptrainError("the PBT callback has no member to report for: the trainer was not started with it")
+        member = self.member
+        live = _Live(self.read)
+        decision = self.pop.tell(member, score, state=live,
+                                 apply=lambda d: self.write(d.state, d.hparams))
+        if isinstance(decision, Released):
+            # In a synchronous run the population may hand this member back later and read it from
+            # what was told last: keep a copy, since the live trainer moves on to another member.
+            live.freeze()
+        if isinstance(decision, (Finished, Released)):
+            self._take()
+        return decision
+
+    def close(self) -> None:
+        """Give back whatever member this trainer still holds (its last checkpoint is where the next one resumes)."""
+        if self.pop is not None:
+            self.pop.close()
+        self.member = None
+
+    def _take(self) -> Member | None:
+        assert self.pop is not None
+        member = self.pop.ask()
+        self.member = member
+        if member is not None:
+            self.write(member.state if member.state is not None else self.initial, member.hparams)
+        return member
+
+
+class _Live:
+    """The trainer's state, read only when a checkpoint is due; frozen when the trainer moves to another member."""
+
+    def __init__(self, read: Callable[[], Any]) -> None:
+        self.read, self.frozen, self.is_frozen = read, None, False
+
+    def freeze(self) -> None:
+        self.frozen, self.is_frozen = copy.deepcopy(self.read()), True
+
+    def __call__(self) -> Any:
+        return self.frozen if self.is_frozen else self.read()
+
+
+def write_param_groups(pairs: Iterable[tuple[Any, list[Any]]], hparams: Mapping[str, Any]) -> None:
+    """Write hyperparameters named like param-group keys (lr, weight_decay, momentum...) into the optimisers.
+
+    `pairs` holds each optimiser with the schedulers that drive it. A new `lr` rescales the
+    schedule rather than replacing it: the group's base rate (and the schedulers' `base_lrs`)
+    becomes the new value, and its current rate keeps the schedule's present factor.
+    `weight_decay` goes only to groups that decay (they already do, or they hold a matrix), so
+    biases and norms left out of decay stay out.
+    """
+    for optimizer, schedulers in pairs:
+        for i, group in enumerate(optimizer.param_groups):
+            for key, value in hparams.items():
+                if key == "params" or key not in group:
+                    continue
+                if key == "lr":
+                    base = group.get("initial_lr", group["lr"])
+                    factor = group["lr"] / base if base else 1.0
+                    group["lr"] = value * factor
+                    if "initial_lr" in group:
+                        group["initial_lr"] = value
+                    for scheduler in schedulers:
+                        if hasattr(scheduler, "base_lrs") and i < len(scheduler.base_lrs):
+                            scheduler.base_lrs[i] = value
+                elif key == "weight_decay":
+                    if group["weight_decay"] or any(p.ndim >= 2 for p in group["params"]):
+                        group["weight_decay"] = value
+                else:
+                    group[key] = value
+
+
+def write_attributes(obj: Any, attributes: Mapping[str, str], hparams: Mapping[str, Any]) -> None:
+    """Write hyperparameters into the attributes the user named (`{"dropout": "drop.p"}`: a dotted path from obj)."""
+    for hparam, path in attributes.items():
+        if hparam not in hparams:
+            raise PoptrainError(f"hparam_attributes names {hparam!r}, which is not in the experiment's space: "
+                                f"use one of {sorted(hparams)}")
+        *parents, last = path.split(".")
+        target = obj
+        for part in parents:
+            target = getattr(target, part)
+        if not hasattr(target, last):
+            raise PoptrainError(f"hparam_attributes maps {hparam!r} to {path!r}, which the model does not have: "
+                                f"name an existing attribute")
+        setattr(target, last, hparams[hparam])

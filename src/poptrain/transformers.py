@@ -1,0 +1,124 @@
+"""Hugging Face Transformers: a `Trainer` with `PBTCallback` is a member of a stored population.
+
+    args = TrainingArguments(..., eval_strategy="steps", eval_steps=50, max_steps=50 * STEPS)
+    Trainer(model, args, ..., callbacks=[PBTCallback("sqlite:///pbt.db", "glue", monitor="eval_accuracy")]).train()
+
+At train begin the callback asks for a member, loads its checkpoint (model, optimizer and
+learning-rate scheduler: the schedule's position travels with the weights) if it has one, and
+writes its hyperparameters: `learning_rate` (or `lr`) and `weight_decay` into the optimizer's
+param groups and the scheduler's base rates, `warmup_steps` or `warmup_ratio` into the
+scheduler's schedule, any other param-group key as it is. One evaluation is one interval: at
+each evaluation it tells the monitored metric; on an exploit it loads the source's state and
+writes the new hyperparameters; when its member finishes it takes the next one that is due,
+and stops training once none is left. The experiment exists beforehand
+(`Experiment(trainable=None, ...).create()`); `max_steps` should cover steps × eval_steps.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from typing import Any, Mapping
+
+import transformers
+
+from .errors import PoptrainError
+from .population import Decision
+from .seat import Seat, write_param_groups
+
+log = logging.getLogger("poptrain")
+
+WARMUP = ("warmup_steps", "warmup_ratio")
+
+
+class PBTCallback(transformers.TrainerCallback):
+    """Make this `Trainer` a member of the population `name` in `storage`, ranked by the evaluation metric `monitor`.
+
+    `monitor` may be given with or without the `eval_` prefix the Trainer adds to metric names.
+    """
+
+    def __init__(self, storage: str, name: str, monitor: str = "eval_loss", worker_id: str | None = None) -> None:
+        self.storage, self.name, self.monitor, self.worker_id = storage, name, monitor, worker_id
+        self.seat: Seat | None = None
+        self.decisions: list[Decision] = []  # what tell returned at each evaluation, for the curious
+        self._model: Any = None
+        self._optimizer: Any = None
+        self._scheduler: Any = None
+
+    @property
+    def member(self) -> Any:
+        """The member this trainer trains now (None before training or once the population is done)."""
+        return None if self.seat is None else self.seat.member
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, optimizer: Any = None,
+                       lr_scheduler: Any = None, **kwargs: Any) -> Any:
+        """Ask for a member, load it, write its hyperparameters; stop at once if the population is done."""
+        if str(getattr(args, "eval_strategy", getattr(args, "evaluation_strategy", "no"))).split(".")[-1].lower() == "no":
+            raise PoptrainError("PBTCallback reports at each evaluation, and this Trainer never evaluates: "
+                                "set eval_strategy='steps' (with eval_steps) in TrainingArguments")
+        self._model, self._optimizer, self._scheduler = model, optimizer, lr_scheduler
+        self.seat = Seat(self.storage, self.name, self._read, self._write, self.worker_id)
+        member = self.seat.join()
+        if member is None:
+            control.should_training_stop = True
+        elif args.eval_strategy == "steps" and state.max_steps < (member.steps - member.step) * args.eval_steps:
+            log.warning("member %d needs %d more evaluations but max_steps=%d covers fewer: raise max_steps",
+                        member.id, member.steps - member.step, state.max_steps)
+        return control
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Mapping[str, Any] | None = None,
+                    **kwargs: Any) -> Any:
+        """Tell the monitored metric; exploits are applied in place; stop once the population is done."""
+        if self.seat is None or self.seat.member is None:
+            return control  # an evaluation outside training, or after the population is done
+        metrics = metrics or {}
+        key = self.monitor if self.monitor in metrics else f"eval_{self.monitor}"
+        if key not in metrics:
+            raise PoptrainError(f"PBTCallback monitors {self.monitor!r}, which this evaluation did not report: "
+                                f"monitor one of {sorted(metrics)}")
+        self.decisions.append(self.seat.tell(metrics[key]))
+        if self.seat.member is None:
+            control.should_training_stop = True
+        return control
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if self.seat is not None:  # a member still held goes back; whoever asks next resumes its checkpoint
+            self.seat.close()
+        return control
+
+    def _read(self) -> dict[str, Any]:
+        """The member's state: model weights, optimizer state and the scheduler's position."""
+        return {"model": self._model.state_dict(), "optimizer": self._optimizer.state_dict(),
+                "scheduler": self._scheduler.state_dict()}
+
+    def _write(self, state: Any, hparams: Mapping[str, Any]) -> None:
+        if state is not None:
+            self._model.load_state_dict(state["model"])
+            self._optimizer.load_state_dict(state["optimizer"])
+            self._scheduler.load_state_dict(state["scheduler"])
+        scheduler = getattr(self._scheduler, "scheduler", self._scheduler)  # accelerate wraps it
+        groups = {("lr" if k == "learning_rate" else k): v for k, v in hparams.items() if k not in WARMUP}
+        write_param_groups([(self._optimizer, [scheduler])], groups)
+        if any(k in hparams for k in WARMUP):
+            _rewarm(scheduler, self._optimizer, hparams)
+
+
+def _rewarm(scheduler: Any, optimizer: Any, hparams: Mapping[str, Any]) -> None:
+    """Give the schedule the member's warmup, and set the current rates to the new schedule's value now."""
+    lambdas = getattr(scheduler, "lr_lambdas", None)
+    if not lambdas or not all(isinstance(f, functools.partial) and "num_warmup_steps" in f.keywords for f in lambdas):
+        raise PoptrainError("the space has a warmup hyperparameter, but this Trainer's scheduler has no warmup "
+                            "to change: use lr_scheduler_type 'linear', 'cosine' or another with warmup, or drop it")
+    rebuilt = []
+    for f in lambdas:
+        total = f.keywords.get("num_training_steps")
+        warmup = hparams["warmup_steps"] if "warmup_steps" in hparams else math.ceil(hparams["warmup_ratio"] * (total or 0))
+        rebuilt.append(functools.partial(f.func, *f.args, **{**f.keywords, "num_warmup_steps": int(warmup)}))
+    scheduler.lr_lambdas = rebuilt
+    for group, base, f in zip(optimizer.param_groups, scheduler.base_lrs, rebuilt):
+        group["lr"] = base * f(scheduler.last_epoch)
+    scheduler._last_lr = [g["lr"] for g in optimizer.param_groups]  # what the Trainer logs as the learning rate
+
+
+__all__ = ["PBTCallback"]
