@@ -16,7 +16,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-import lightning.pytorch as pl
+try:
+    import lightning.pytorch as pl
+except ImportError as exc:  # an optional extra: say how to get it
+    raise ImportError("poptrain.lightning needs PyTorch Lightning: pip install 'poptrain[lightning]'") from exc
 
 from .errors import PoptrainError
 from .population import Decision

@@ -21,7 +21,10 @@ import logging
 import math
 from typing import Any, Mapping
 
-import transformers
+try:
+    import transformers
+except ImportError as exc:  # an optional extra: say how to get it
+    raise ImportError("poptrain.transformers needs Hugging Face Transformers: pip install 'poptrain[transformers]'") from exc
 
 from .errors import PoptrainError
 from .population import Decision
