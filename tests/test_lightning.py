@@ -102,3 +102,34 @@ def test_four_lightning_trainers_train_one_population_and_take_over_a_killed_one
     assert members[victim].step == STEPS
     entries = [json.loads(line) for log in logs if log.exists() for line in log.read_text().splitlines()]
     check_copies(store, "fit", POPULATION, STEPS, entries, hparams={"lr": "lr", "dropout": "dropout"})
+
+
+def test_a_monitor_the_module_never_logs_is_one_clear_error_and_gives_the_member_back(tmp_path):
+    import torch
+    import lightning as L
+    from poptrain.lightning import PBTCallback
+
+    class Net(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(2, 1)
+
+        def training_step(self, batch, i):
+            return self.layer(batch[0]).pow(2).mean()
+
+        def validation_step(self, batch, i):
+            self.log("val_loss", self.layer(batch[0]).pow(2).mean())
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    url = f"sqlite:///{tmp_path}/typo.db"
+    poptrain.Experiment(name="typo", trainable=None, space={"lr": poptrain.LogUniform(1e-3, 1e-1)}, population=2,
+                        steps=2, storage=url).create()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(4, 2)), batch_size=4)
+    trainer = L.Trainer(callbacks=[PBTCallback(url, "typo", monitor="val_los")], logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, accelerator="cpu")
+    with pytest.raises(poptrain.PoptrainError, match=r"monitors 'val_los'.*monitor one of \['val_loss'\]"):
+        trainer.fit(Net(), loader, loader)
+    members = open_store(url).members("typo")
+    assert all(m.worker is None and m.status == "active" for m in members)  # given back for another process

@@ -106,3 +106,24 @@ def test_hugging_face_trainers_train_one_population(tmp_path):
     for copy in (e for e in entries if e["kind"] == "exploit"):
         assert copy["initial_lr"] == copy["lr"] and copy["undecayed"] == 0.0  # biases and norms stay undecayed
         assert copy["lr_now"] == pytest.approx(copy["lr_schedule"])  # the current rate follows the new schedule
+
+
+def test_a_trainer_that_never_evaluates_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import torch
+    import transformers
+    from poptrain.transformers import PBTCallback
+
+    url = f"sqlite:///{tmp_path}/no.db"
+    poptrain.Experiment(name="no", trainable=None, space={"learning_rate": poptrain.LogUniform(1e-4, 1e-1)},
+                        population=2, steps=2, storage=url).create()
+    config = transformers.BertConfig(vocab_size=8, hidden_size=4, num_hidden_layers=1, num_attention_heads=1,
+                                     intermediate_size=4, max_position_embeddings=4, num_labels=2)
+    data = [{"input_ids": torch.tensor([1, 2]), "labels": 0}] * 4
+    args = transformers.TrainingArguments(output_dir=str(tmp_path / "out"), max_steps=2, save_strategy="no",
+                                          report_to=[], use_cpu=True, disable_tqdm=True)
+    trainer = transformers.Trainer(model=transformers.BertForSequenceClassification(config), args=args,
+                                   train_dataset=data, callbacks=[PBTCallback(url, "no")])
+    with pytest.raises(poptrain.PoptrainError, match="never evaluates: set eval_strategy='steps'"):
+        trainer.train()
+    assert all(m.step == 0 and m.worker is None for m in open_store(url).members("no"))  # nothing taken, nothing lost
