@@ -49,6 +49,9 @@ class PBTCallback(pl.Callback):
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Ask for a member and load it; stop at once if the population is done."""
+        if trainer.world_size > 1:  # every rank would ask for a member of its own
+            raise PoptrainError(f"PBTCallback makes one process one member, and this Trainer spans {trainer.world_size} "
+                                f"processes: run one device per Trainer")
         self.seat = Seat(self.storage, self.name, lambda: _read(trainer, pl_module),
                          lambda state, hparams: self._write(trainer, pl_module, state, hparams), self.worker_id)
         self._budget(trainer, self.seat.join(), first=True)

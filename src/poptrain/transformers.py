@@ -60,6 +60,9 @@ class PBTCallback(transformers.TrainerCallback):
         if str(getattr(args, "eval_strategy", getattr(args, "evaluation_strategy", "no"))).split(".")[-1].lower() == "no":
             raise PoptrainError("PBTCallback reports at each evaluation, and this Trainer never evaluates: "
                                 "set eval_strategy='steps' (with eval_steps) in TrainingArguments")
+        if args.world_size > 1:  # every rank would ask for a member of its own
+            raise PoptrainError(f"PBTCallback makes one process one member, and this Trainer spans {args.world_size} "
+                                f"processes: run one device per Trainer")
         self._model, self._optimizer, self._scheduler = model, optimizer, lr_scheduler
         self.seat = Seat(self.storage, self.name, self._read, self._write, self.worker_id)
         member = self.seat.join()
