@@ -35,18 +35,19 @@ def check_copies(store: Any, name: str, population: int, steps: int, entries: li
     assert compared > 0
 
 
-def kill_midway(store: Any, name: str, procs: list[Any], steps: int, timeout: float = 90) -> int:
-    """SIGKILL the first process once the member it trains is past its first ready point and short of its budget.
+def kill_midway(store: Any, name: str, procs: list[Any], steps: int, timeout: float = 90) -> tuple[int, Any]:
+    """SIGKILL a process once the member it trains is past its first ready point and short of its budget.
 
-    Returns that member's id: the others must take it over and finish it.
+    Returns that member's id (the others must take it over and finish it) and the killed process.
+    (Any process, not a chosen one: on a loaded machine a slow starter may never hold a member.)
     """
-    worker = f"{socket.gethostname()}-{procs[0].pid}"
+    workers = {f"{socket.gethostname()}-{p.pid}": p for p in procs}
     deadline = time.monotonic() + timeout
     while True:
-        assert time.monotonic() < deadline, "the first process never trained a member halfway"
+        assert time.monotonic() < deadline, "no process trained a member halfway"
         assert all(p.poll() is None for p in procs), [p.stderr.read() for p in procs if p.poll() is not None]
-        held = [m for m in store.members(name) if m.worker == worker and m.status == "active"]
-        if held and 2 <= held[0].step <= steps - 2:
-            procs[0].send_signal(signal.SIGKILL)
-            return held[0].id
+        for m in store.members(name):
+            if m.worker in workers and m.status == "active" and 2 <= m.step <= steps - 2:
+                workers[m.worker].send_signal(signal.SIGKILL)
+                return m.id, workers[m.worker]
         time.sleep(0.02)

@@ -89,7 +89,7 @@ def test_hugging_face_trainers_train_one_population(tmp_path):
                                                           "weight_decay": poptrain.Uniform(0.0, 0.1),
                                                           "warmup_steps": poptrain.IntUniform(0, 4)},
                         metric="eval_loss", mode="min", population=POPULATION, steps=STEPS, ready=poptrain.Every(2),
-                        exploit=poptrain.Truncation(0.25), lease=5.0, storage=url, seed=3).create()
+                        exploit=poptrain.Truncation(0.5), lease=5.0, storage=url, seed=3).create()
     script = tmp_path / "train.py"
     script.write_text(TRAIN.replace("EVAL_STEPS", str(EVAL_STEPS)).replace("MAX_STEPS", str(EVAL_STEPS * STEPS)))
     env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "src"), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
