@@ -10,7 +10,7 @@ from torch import nn
 
 import poptrain
 import poptrain.torch.compiled as compiled_module
-from poptrain.cli import parser
+from poptrain.cli import engine_options, parser
 from poptrain.torch.optim import BatchedSGD
 from poptrain.torch.population import Population
 from poptrain.torch.vectorized import TorchPopulation
@@ -82,4 +82,4 @@ def test_when_compiling_fails_the_run_warns_once_and_trains_eagerly(tmp_path, mo
     warnings = [r for r in caplog.records if FAILED in r.getMessage()]
     assert len(warnings) == 1 and "no working C++ compiler" in warnings[0].getMessage()
     assert fallen_back == eager  # eager after the fallback: the very same numbers
-    assert parser().parse_args(["run", "x.toml", "--engine", "vectorized", "--compile"]).compile
+    assert engine_options(parser().parse_args(["run", "x.toml", "--engine", "vectorized", "--compile"]))["compile"]

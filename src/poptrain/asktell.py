@@ -305,10 +305,14 @@ class LivePopulation:
         return status
 
     def release(self, member: Member) -> None:
-        """Give the member back to the population (another process, or a later ask, continues it)."""
+        """Give the member back to the population (another process, or a later ask, continues it).
+
+        What it was last told of the member is forgotten: the caller's model may train another
+        member next, so a later ask restores this one from its checkpoint.
+        """
         member.running = False
         self.store.release(self.name, member.id, self.id)
-        self.held.discard(member.id)
+        self._forget(member.id)
 
     # exploit and explore
     def _decide(self, member: Member, state: Any, at_step: int | None,
