@@ -164,8 +164,12 @@ def main() -> None:
             spec = os.path.join(EXAMPLES, file)
             exp = load_spec(spec, storage=f"sqlite:///{folder}/{name}-spec.db", **overrides)
             bare, pbt, exploits = [], [], 0
+            # both sides fork from this process after the imports, as the local engine's workers do
+            resolve_trainable(exp.trainable, exp.paths)
+            if "torch" in sys.modules:
+                import torch._dynamo  # noqa: F401 - what a first optimiser step imports
             for i in range(args.repeats):  # interleaved, so drift in machine load hits both sides
-                bare.append(run_bare(exp, args.workers))
+                bare.append(run_bare(exp, args.workers, method="fork"))
                 seconds, exploits = run_pbt(spec, overrides, args.workers, folder, f"{name}-{i}")
                 pbt.append(seconds)
             b, p = statistics.median(bare), statistics.median(pbt)

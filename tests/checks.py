@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import socket
+import urllib.request
 from contextlib import redirect_stderr, redirect_stdout
 from typing import Any
 
@@ -34,3 +36,19 @@ def cli(*argv: Any) -> tuple[int, str, str]:
         except SystemExit as exc:  # argparse's own errors
             code = exc.code
     return code, out.getvalue(), err.getvalue()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def answers(url: str) -> bool:
+    """Whether a local server answers `url` with 200."""
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False

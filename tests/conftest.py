@@ -69,3 +69,14 @@ def restore_poptrain_logger():
     yield
     log.setLevel(level)
     log.handlers[:] = handlers
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread, as the engines' workers use: on a busy 2-core machine two make tiny steps far slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -21,13 +21,7 @@ from poptrain.spec import load_spec  # noqa: E402
 GOOD = {"lr_g": 2e-3, "lr_d": 2e-3}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One thread, as the engines' workers use: on a busy machine two threads make these tiny steps 30x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def numpy_inception_score(probabilities: np.ndarray) -> float:

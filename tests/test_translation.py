@@ -20,13 +20,7 @@ from poptrain.spec import load_spec  # noqa: E402
 GOOD = {"lr": 1e-2, "dropout": 0.0, "label_smoothing": 0.0}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One thread, as the engines' workers use: on a busy machine two threads make these small steps slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_corpus_is_deterministic() -> None:

@@ -7,36 +7,21 @@ logged) and every name, Choice value and failure message shows literally.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
+from checks import answers, free_port
 from conftest import ROOT
 from payloads import CHOICE_NAME, FAILURE, HPARAM, IMG, METRIC, SCRIPT, payload_experiment
 from poptrain.cli import main
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 def watch(page: Page, problems: list[str]) -> None:
