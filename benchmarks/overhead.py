@@ -51,18 +51,22 @@ def bare_worker(trainable: str, paths: list[str], members: list[tuple[dict, int]
             member.evaluate()
 
 
-def run_bare(exp, workers: int, method: str = "spawn") -> float:
-    members = [(m.hparams, m.seed) for m in exp.initial_members()]
-    shares = [members[i::workers] for i in range(workers)]
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    ctx = mp.get_context(method)
-    start = time.perf_counter()
-    procs = [ctx.Process(target=bare_worker, args=(exp.trainable, exp.paths, s, exp.steps, threads)) for s in shares]
+def in_processes(method: str, target, args: list[tuple]) -> None:
+    """Run `target` once per argument tuple, each in its own process, and wait for all of them."""
+    procs = [mp.get_context(method).Process(target=target, args=a) for a in args]
     for p in procs:
         p.start()
     for p in procs:
         p.join()
     assert all(p.exitcode == 0 for p in procs)
+
+
+def run_bare(exp, workers: int, method: str = "spawn") -> float:
+    members = [(m.hparams, m.seed) for m in exp.initial_members()]
+    shares = [members[i::workers] for i in range(workers)]
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    start = time.perf_counter()
+    in_processes(method, bare_worker, [(exp.trainable, exp.paths, s, exp.steps, threads) for s in shares])
     return time.perf_counter() - start
 
 
@@ -107,13 +111,7 @@ def run_own_loops(spec: str, overrides: dict, workers: int, folder: str, tag: st
     threads = max(1, (os.cpu_count() or 1) // workers)
     start = time.perf_counter()
     exp.create()
-    procs = [mp.get_context("fork").Process(target=own_loop, args=(exp.storage, exp.name, exp.paths, threads))
-             for _ in range(workers)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join()
-    assert all(p.exitcode == 0 for p in procs)
+    in_processes("fork", own_loop, [(exp.storage, exp.name, exp.paths, threads)] * workers)
     return time.perf_counter() - start
 
 
