@@ -31,7 +31,7 @@ from typing import Any, Callable, Mapping
 
 from .errors import CorruptCheckpoint, StorageError
 from .experiment import ExperimentSpec
-from .population import ACTIVE, Continue, Decision, Exploit, Finished, Hparams, Released
+from .population import ACTIVE, Continue, Decision, Exploit, Finished, Hparams, Released, Standings
 from .store import CheckpointRecord, CheckpointStore, Event, LeaseLost, MemberRecord, Store, open_store
 from .store.base import EXPLOIT, EXPLOIT_AT_BARRIER
 from .engines.standings import read_standings
@@ -319,14 +319,15 @@ class LivePopulation:
                 apply: Callable[[Exploit], None] | None = None) -> Decision:
         """Take the policy's decision at a ready point; record and checkpoint it; keep the member leased."""
         rec = member.record
-        pick = self._pick(rec, at_step)
+        pick, standings = self._pick(rec, at_step)
         source = self._load_source(pick.source, at_step) if isinstance(pick, Exploit) else None
         if isinstance(pick, Exploit) and source is None:
             log.info("member %d: source %d has no checkpoint to copy yet; it continues", rec.id, pick.source)
         decision: Decision = Continue()
         if source is not None:
             ckpt, copied = source
-            new = user(self.policy.explore_from, rec.id, rec.step, ckpt.hparams)
+            # the pick's own hyperparameters if its rule named them, else explored (with the standings it saw)
+            new = user(self.policy.complete, rec.id, rec.step, pick, lambda _: ckpt.hparams, standings).hparams
             self.store.record_exploit(self.name, Event(
                 member=rec.id, step=rec.step, source=ckpt.member, source_step=ckpt.step, old_hparams=rec.hparams,
                 new_hparams=new, time=time.time(), source_hparams=ckpt.hparams,
@@ -347,19 +348,20 @@ class LivePopulation:
             self.store.mark_ready(self.name, rec.id, self.id, rec.step)
         return decision
 
-    def _pick(self, rec: MemberRecord, at_step: int | None) -> Decision:
-        """The policy's pick for this member: alone (asynchronous) or as part of its generation."""
+    def _pick(self, rec: MemberRecord, at_step: int | None) -> tuple[Decision, Standings | None]:
+        """The policy's pick for this member, alone (asynchronously, with the standings it read) or as part of
+        its generation (whose explores the policy takes together)."""
         if at_step is None:
             standings = read_standings(self.store, self.name, self.spec, None)
             me = standings.view(rec.id)
-            return Continue() if me is None else self.policy.choose(me, standings, rec.step)
+            return (Continue() if me is None else self.policy.choose(me, standings, rec.step)), standings
         # A generation is ranked once: every process computes the same picks from the same scores.
         ids, scores = self.store.scores(self.name, at_step)
         key = (at_step, ids.tobytes(), scores.tobytes())
         if self._generation is None or self._generation[0] != key:
             standings = read_standings(self.store, self.name, self.spec, at_step, everyone=True)
             self._generation = (key, self.policy.choose_generation(standings, at_step))
-        return self._generation[1].get(rec.id, Continue())
+        return self._generation[1].get(rec.id, Continue()), None
 
     def _load_source(self, source: int, at_step: int | None) -> tuple[CheckpointRecord, Any] | None:
         """Pin and read the source's newest good checkpoint; None if it has none.

@@ -36,8 +36,8 @@ class Policy:
     explore: Any
     space: Mapping[str, Any]
     seed: int
-    # The standings of this process's latest decisions, for an explore that reads them (PB2): an
-    # engine that calls `choose` and then `explore_from` need not carry them between the two.
+    # A memo of this process's latest synchronous generations (their standings, picks and the batch
+    # of explores taken together), so each member's explore at a generation is read from one batch.
     seen: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False, hash=False)
 
     @classmethod
@@ -80,8 +80,6 @@ class Policy:
         """The exploit strategy's pick for one member: Continue, or Exploit(source) (with hparams if its rule names them)."""
         if self.exploit is None:
             return Continue()
-        if self.explore_reads:
-            self._remember((member.id, step), standings)
         pick = self.exploit.decide(member, standings, decision_rng(self.seed, member.id, step, EXPLOIT_RNG))
         if isinstance(pick, Exploit) and pick.hparams is not None:
             self._remember(("given", member.id, step), pick.hparams)
@@ -115,9 +113,9 @@ class Policy:
     def explore_from(self, member: int, step: int, source_hparams: Hparams, standings: Standings | None = None) -> Hparams:
         """The hyperparameters `member` takes after copying a source that had `source_hparams`.
 
-        An explore that reads the standings (PB2) gets `standings`, or those of this member's
-        pick at `step` (its generation's, where the generation was chosen together); without
-        any it explores as its own fallback says.
+        An explore that reads the standings (PB2) gets `standings` (an asynchronous decision passes
+        those its pick saw), or, for a member of a generation chosen together, that generation's;
+        without any it explores as its own fallback says.
         """
         given = self.seen.get(("given", member, step))
         if given is not None:  # the exploit rule named the hyperparameters (FIRE's evaluators): no explore
@@ -127,7 +125,6 @@ class Policy:
         generation = self.seen.get(("generation", step))
         if standings is None and generation is not None and member in generation[1]:
             return self._explore_generation(step, generation, {member: source_hparams})[member]
-        standings = standings if standings is not None else self.seen.get((member, step))
         if standings is None:
             return self.explore.explore(dict(source_hparams), self.space, self.explore_rng(member, step))
         return self.explore.explore_batch([(member, dict(source_hparams))], self.space,
