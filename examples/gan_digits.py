@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from digits_inception import inception_score
-from mlp_digits import load_split
+from mlp_digits import initialised, load_split
 from poptrain.population import Hparams
 from poptrain.torch import TorchTrainable, apply_hparams
 from poptrain.torch.optim import BatchedAdam
@@ -32,17 +32,6 @@ BATCH_SIZE = 64
 SAMPLES = 500  # images scored per evaluation
 EVAL_SEED = 2017  # the fixed noise every member's samples are drawn from, so scores compare generators only
 BETAS = (0.5, 0.999)  # the usual GAN momentum; the learning rates are what PBT explores
-
-
-def initialised(model: nn.Sequential, generator: torch.Generator) -> nn.Sequential:
-    """`model` with every Linear drawn from `generator` (PyTorch's default ranges)."""
-    with torch.no_grad():
-        for layer in model:
-            if isinstance(layer, nn.Linear):
-                bound = layer.in_features**-0.5
-                layer.weight.uniform_(-bound, bound, generator=generator)
-                layer.bias.uniform_(-bound, bound, generator=generator)
-    return model
 
 
 def build_pair(generator: torch.Generator) -> tuple[nn.Sequential, nn.Sequential]:

@@ -64,6 +64,11 @@ def build_mlp(generator: torch.Generator, hidden: int = HIDDEN) -> nn.Module:
     # (cheaper at start-up than nn.utils.skip_init, whose meta tensors import sympy)
     with torch.random.fork_rng(devices=[]):
         model = nn.Sequential(nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, 10))
+    return initialised(model, generator)
+
+
+def initialised(model: nn.Sequential, generator: torch.Generator) -> nn.Sequential:
+    """`model` with every Linear drawn from `generator` (PyTorch's default ranges)."""
     with torch.no_grad():
         for layer in model:
             if isinstance(layer, nn.Linear):
