@@ -91,12 +91,9 @@ class Worker:
                 self._remember(member, live)
             user(live.train)
             decision = self.population.tell(member, user(live.evaluate), state=live.state_dict, apply=apply)
-            if isinstance(decision, (Finished, Released)):
+            if isinstance(decision, (Finished, Released)):  # it left this worker: its live copy goes too
                 self.cache.pop(member.id, None)
-                if isinstance(decision, Released) and member.id not in self.population.held:
-                    return
-                if isinstance(decision, Finished):
-                    return
+                return
             self._remember(member, live)
             if self.on_interval:
                 self.on_interval()
