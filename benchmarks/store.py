@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 import scipy.stats  # noqa: E402,F401  (the t-test imports it on first use; keep that out of the timings)
 
 from pg import Postgres  # noqa: E402
-from poptrain.engines.standings import read_standings  # noqa: E402
+from poptrain.standings import read_standings  # noqa: E402
 from poptrain import Experiment  # noqa: E402
 from poptrain.policy import EXPLOIT_RNG, decision_rng  # noqa: E402
 from poptrain.store import MemberRecord, open_store  # noqa: E402

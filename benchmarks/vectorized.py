@@ -12,6 +12,8 @@
    single-model cost" claim.
 4. torch.compile (the engine's `compile` flag): one population epoch compiled against eager, and
    how long compiling takes (with an empty inductor cache, as on a fresh machine).
+5. The vectorized engine's `threads` option: the run of section 1 with one thread against one
+   per core (the default), alternately.
 
     python benchmarks/vectorized.py [--members 32] [--steps 30] [--repeats 3] [--smoke]
 
@@ -58,6 +60,22 @@ def engines(members: int, steps: int, repeats: int, folder: str) -> float:
     print(f"  median: local {local:.1f}, vectorized {vectorized:.1f} member-intervals/s; "
           f"vectorized / local: {vectorized / local:.1f}x")
     return local
+
+
+def threads(members: int, steps: int, repeats: int, folder: str) -> None:
+    """The vectorized engine with one torch thread against one per core (its default), alternately."""
+    every = os.cpu_count() or 1
+    rates: dict[int, list[float]] = {1: [], every: []}
+    for repeat in range(repeats):
+        for count in rates:
+            exp = load_spec(os.path.join(EXAMPLES, "mlp_digits.toml"), name=f"threads-{count}-{repeat}",
+                            storage=f"sqlite:///{folder}/threads.db", population=members, steps=steps)
+            start = time.perf_counter()
+            exp.run(engine=Vectorized(threads=count))
+            rates[count].append(members * steps / (time.perf_counter() - start))
+    one, all_ = statistics.median(rates[1]), statistics.median(rates[every])
+    print(f"  median: 1 thread {one:.1f}, {every} threads {all_:.1f} member-intervals/s; "
+          f"{every} / 1: {all_ / one:.2f}x")
 
 
 def large_populations(sizes: list[int], steps: int, device: str, local: float, folder: str) -> None:
@@ -168,6 +186,9 @@ def main() -> None:
     compile_cost(args.members, "cpu")
     if accelerator and accelerator != "cpu":
         compile_cost(large[-1], accelerator)
+    print(f"5. the vectorized engine's threads, 1 against {os.cpu_count()} (its default):")
+    with tempfile.TemporaryDirectory() as folder:
+        threads(args.members, args.steps, args.repeats, folder)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,9 @@ def test_engines_are_built_from_names_tables_and_objects():
 
 
 @pytest.mark.parametrize("engine, options, message", [
-    ("vectorized", {"workers": 2}, "engine vectorized has no option 'workers' (its options: device, compile)"),
+    ("vectorized", {"workers": 2}, "engine vectorized has no option 'workers' (its options: device, compile, threads)"),
+    ("vectorized", {"threads": 0}, "engine vectorized: threads must be a positive integer, not 0"),
+    ("ray", {"interval_timeout": -1}, "engine ray: interval_timeout must be a positive number"),
     ("serial", {"device": "cuda"}, "engine serial has no option 'device'"),
     ("threads", {}, "unknown engine 'threads' (known: local, serial, vectorized, ray)"),
     ({"workers": 2}, {}, "engine table needs a type"),
@@ -58,7 +60,7 @@ def test_cli_flags_are_engine_options(tmp_path, capsys):
     code = main(["run", f"{EXAMPLES}/toy_quadratic.toml", "--storage", storage, "--engine", "vectorized",
                  "--workers", "2", "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and err == ["error: engine vectorized has no option 'workers' (its options: device, compile)"]
+    assert code == 2 and err == ["error: engine vectorized has no option 'workers' (its options: device, compile, threads)"]
 
 
 def test_a_stuck_interval_is_ended_and_charged_to_its_member(tmp_path):
@@ -69,3 +71,20 @@ def test_a_stuck_interval_is_ended_and_charged_to_its_member(tmp_path):
     assert members[0].status == "failed" and members[0].failures == 2
     assert "interval_timeout" in members[0].error
     assert all(members[i].status == "done" and members[i].step == 4 for i in (1, 2))
+
+
+def test_the_vectorized_engine_trains_on_the_threads_asked_for_and_restores_the_setting(tmp_path, monkeypatch):
+    import torch
+
+    from poptrain.engines import vectorized
+
+    seen = []
+    real = vectorized.VectorizedRun.run
+    monkeypatch.setattr(vectorized.VectorizedRun, "run", lambda self, progress=False: (
+        seen.append(torch.get_num_threads()), real(self, progress))[1])
+    before = torch.get_num_threads()
+    for threads in (1, 2):
+        exp = load_spec(f"{EXAMPLES}/mlp_digits.toml", storage=f"sqlite:///{tmp_path}/v{threads}.db",
+                        population=2, steps=1)
+        exp.run(engine=Vectorized(threads=threads))
+    assert seen == [1, 2] and torch.get_num_threads() == before

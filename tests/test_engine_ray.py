@@ -37,3 +37,18 @@ def test_ray_workers_reserve_the_resources_asked_for(tmp_path, monkeypatch):
     assert set(result.members()["step"]) == {3}
     with pytest.raises(poptrain.SpecError, match="unknown resource 'memory'"):
         exp.run(engine="ray", resources={"memory": 1}, force=True)
+
+
+def test_a_stuck_interval_on_ray_is_ended_and_charged_to_its_member(tmp_path, monkeypatch):
+    from trainables import HangsAtTop
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([os.path.join(os.path.dirname(TESTS), "src"), TESTS,
+                                                      os.environ.get("PYTHONPATH", "")]))
+    exp = poptrain.Experiment(name="hang", trainable=HangsAtTop, space={"lr": poptrain.LogUniform(0.01, 0.3)},
+                              metric="score", population=3, steps=4, exploit=None, initial=[{"lr": 0.3}],
+                              max_failures=1, storage=f"sqlite:///{tmp_path}/h.db", paths=[TESTS])
+    result = exp.run(engine=poptrain.engines.Ray(workers=2, interval_timeout=2.0))
+    members = {m.id: m for m in result.store.members("hang")}
+    assert members[0].status == "failed" and members[0].failures == 2
+    assert "interval_timeout" in members[0].error
+    assert all(members[i].status == "done" and members[i].step == 4 for i in (1, 2))

@@ -118,9 +118,11 @@ def test_the_policy_takes_the_hparams_an_exploit_rule_names_without_exploring():
     hparams = {m: {"lr": 0.1 * (m + 1)} for m in range(8)}
     decided = policy.decide_generation(s, 4, hparams.get)
     assert decided[7] == Exploit(3, {"lr": 0.1 * 7})  # member 6's, not perturbed
-    other = Policy(Every(4), Fire(2, 1), Perturb(), space, seed=0)  # a worker: pick, then explore
-    picks = other.choose_generation(s, 4)
-    assert other.explore_from(7, 4, hparams[picks[7].source]) == {"lr": 0.1 * 7}
+    from poptrain.asktell.generation import GenerationMemo
+
+    worker = GenerationMemo(Policy(Every(4), Fire(2, 1), Perturb(), space, seed=0))  # a worker: pick, then explore
+    picks = worker.generation("scores at 4", 4, lambda: s).picks
+    assert worker.complete(7, picks[7], hparams[picks[7].source]) == Exploit(3, {"lr": 0.1 * 7})
 
 
 def test_the_greedy_sub_population_copies_an_evaluator_that_scores_better():

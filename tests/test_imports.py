@@ -82,3 +82,25 @@ def test_the_package_has_no_import_cycle():
 def test_the_cycle_check_sees_cycles():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+LOWER = ("poptrain.asktell", "poptrain.policy", "poptrain.store", "poptrain.space")
+UPPER = ("poptrain.engines", "poptrain.report", "poptrain.cli", "poptrain.export")
+
+
+def under(module: str, packages: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in packages)
+
+
+def test_the_layers_read_top_down():
+    """Ask/tell, the policy, the stores and the space import nothing from the engines, readers, CLI or exporters."""
+    graph = package_graph()
+    lower = [m for m in graph if under(m, LOWER)]
+    assert {"poptrain.asktell.live", "poptrain.asktell.batch", "poptrain.policy.decision", "poptrain.store.sql"} <= set(lower)
+    upward = sorted(f"{m} -> {t}" for m in lower for t in graph[m] if under(t, UPPER))
+    assert not upward, "imports against the layers: " + "; ".join(upward)
+
+
+def test_the_layer_check_sees_an_upward_import():
+    graph = {"poptrain.asktell.live": {"poptrain.engines.supervisor"}, "poptrain.engines.supervisor": set()}
+    assert [t for m in graph if under(m, LOWER) for t in graph[m] if under(t, UPPER)] == ["poptrain.engines.supervisor"]

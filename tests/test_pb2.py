@@ -98,10 +98,12 @@ def test_policy_explores_a_generation_together_and_each_worker_agrees():
     assert len(copies) == 4 and all(isinstance(d, Continue) for m, d in decided.items() if m not in copies)
     assert len({tuple(sorted(d.hparams.items())) for d in copies.values()}) == 4
     # A worker that chooses the generation and then explores one member at a time gets the same hparams.
-    other = Policy(Every(1), Truncation(0.5), PB2(), SPACE, seed=3)
-    picks = other.choose_generation(standings, 8)
+    from poptrain.asktell.generation import GenerationMemo
+
+    worker = GenerationMemo(Policy(Every(1), Truncation(0.5), PB2(), SPACE, seed=3))
+    picks = worker.generation("scores at 8", 8, lambda: standings).picks
     for m, d in copies.items():
-        assert other.explore_from(m, 8, hparams[picks[m].source]) == d.hparams
+        assert worker.complete(m, picks[m], hparams[picks[m].source]) == d
     assert policy.reads == frozenset({"history"}) and policy.history == 16
 
 
@@ -132,7 +134,7 @@ def test_read_standings_supplies_history_current_hparams_and_metrics_only_when_r
     from pathlib import Path
 
     import poptrain
-    from poptrain.engines.standings import read_standings
+    from poptrain.standings import read_standings
     from poptrain.store import Event, MemberRecord, open_store
 
     examples = str(Path(__file__).resolve().parent.parent / "examples")

@@ -440,6 +440,8 @@ def parser() -> argparse.ArgumentParser:
                          help="torch device of the vectorized engine (cpu, cuda, ...; default cpu)")
         cmd.add_argument("--compile", dest=OPTION + "compile", action="store_true", default=None,
                          help="torch.compile the vectorized engine's batched step (pays off on long runs only)")
+        cmd.add_argument("--threads", dest=OPTION + "threads", type=positive_int, metavar="THREADS",
+                         help="CPU threads torch uses in the vectorized engine (default: one per core)")
         cmd.add_argument("--address", dest=OPTION + "address", metavar="ADDRESS",
                          help="the Ray cluster for --engine ray (e.g. auto; default: a local Ray)")
         cmd.add_argument("--cpus-per-worker", dest=OPTION + "resources.cpu", type=float, metavar="CPUS",

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .engines import Engine, make_engine, trained_batched
-from .engines.supervisor import Heartbeat
+from .heartbeat import Heartbeat
 from .errors import PoptrainError, SpecError
 from .experiment import ExperimentSpec
 from .store import CheckpointStore, Store, open_store

@@ -19,7 +19,7 @@ from sqlalchemy.pool import Pool
 
 import poptrain
 from checks import cli
-from poptrain.engines.worker import score_of
+from poptrain.outcome import score_of
 from poptrain.errors import SpecError
 from poptrain.store import open_store
 from trainables import Quadratic

@@ -262,7 +262,8 @@ def test_crafted_weights_checkpoint_runs_no_code_on_resume_and_is_dropped_as_cor
 
 
 def test_crafted_checkpoint_runs_no_code_on_exploit(tmp_path):
-    from poptrain.engines.worker import MemberError, Worker
+    from poptrain.engines.worker import Worker
+    from poptrain.outcome import MemberError
 
     exp = interrupted_run(tmp_path)
     marker = tmp_path / "pwned"

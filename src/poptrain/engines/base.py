@@ -36,10 +36,10 @@ class Engine(ABC):
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}  # type: ignore[arg-type]
 
 
-def check_workers(engine: str, workers: Any) -> int | None:
-    """A worker count: None (engine's default) or a positive integer."""
+def check_workers(engine: str, workers: Any, what: str = "workers") -> int | None:
+    """A count of workers (or threads): None (the engine's default) or a positive integer."""
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise SpecError(f"engine {engine}: workers must be a positive integer, not {workers!r}")
+        raise SpecError(f"engine {engine}: {what} must be a positive integer, not {workers!r}")
     return workers
 
 

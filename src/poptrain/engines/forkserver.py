@@ -11,7 +11,9 @@ forked, so each worker starts in milliseconds, not seconds.
 Run as `python -m poptrain.engines.forkserver COMMAND_FD EVENT_FD`. Commands (one JSON line
 each, on COMMAND_FD): the set-up first, then {"start": worker_id, "slot": i}; end of input
 stops every worker. Events (JSON lines on EVENT_FD): {"started", "pid"} and {"exited", "code",
-"member", "reason"}. The server is single-threaded, so forking it is safe.
+"member"}. Which member each worker is inside, and since when, is in a table of slots shared
+with the engine (a file whose descriptor the set-up names), where the engine's supervisor
+reads it to enforce `interval_timeout`. The server is single-threaded, so forking it is safe.
 """
 
 from __future__ import annotations
@@ -49,15 +51,19 @@ class Slot:
         return SLOT.unpack_from(self.table, self.offset)[1]
 
 
+def slot_table(fd: int, slots: int) -> mmap.mmap:
+    """The shared table of `slots` worker slots, mapped from the file `fd` (sized to fit)."""
+    os.ftruncate(fd, SLOT.size * slots)
+    return mmap.mmap(fd, SLOT.size * slots)
+
+
 class Server:
     """Forks workers on command and reports how each ends."""
 
     def __init__(self, commands: int, events: int, setup: dict[str, Any], trainable: Any) -> None:
         self.commands, self.events, self.setup, self.trainable = commands, events, setup, trainable
-        self.table = mmap.mmap(-1, SLOT.size * int(setup["slots"]))
+        self.table = slot_table(int(setup["table_fd"]), int(setup["slots"]))
         self.children: dict[int, tuple[str, int]] = {}  # pid -> (worker id, slot)
-        self.timeout = setup.get("interval_timeout")
-        self.killed: dict[int, str] = {}  # pid -> why the server ended it
 
     def send(self, **event: Any) -> None:
         os.write(self.events, (json.dumps(event) + "\n").encode())
@@ -76,7 +82,6 @@ class Server:
                     command = json.loads(line)
                     self.fork(command["start"], int(command["slot"]))
             self.reap()
-            self.enforce_time_limit()
 
     def fork(self, worker_id: str, slot: int) -> None:
         Slot(self.table, slot).value = -1
@@ -105,20 +110,7 @@ class Server:
             if pid == 0:
                 return
             worker_id, slot = self.children.pop(pid)
-            reason = self.killed.pop(pid, None)
-            self.send(exited=worker_id, code=os.waitstatus_to_exitcode(status), member=Slot(self.table, slot).value,
-                      reason=reason)
-
-    def enforce_time_limit(self) -> None:
-        """End a worker whose current interval ran past `interval_timeout`: its member is charged."""
-        if not self.timeout:
-            return
-        now = time.time()
-        for pid, (_, slot) in self.children.items():
-            entry = Slot(self.table, slot)
-            if entry.value >= 0 and pid not in self.killed and now - entry.since() > self.timeout:
-                self.killed[pid] = f"an interval ran past interval_timeout ({self.timeout:g} s); its worker was ended"
-                os.kill(pid, signal.SIGKILL)
+            self.send(exited=worker_id, code=os.waitstatus_to_exitcode(status), member=Slot(self.table, slot).value)
 
     def stop(self) -> None:
         for pid in self.children:

@@ -14,17 +14,19 @@ import queue
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..errors import PoptrainError, SpecError
+from ..errors import PoptrainError
 from ..experiment import ExperimentSpec
 from ..store import Store
 from ..trainable import resolve_trainable
 from .base import Engine, check_not_batched, check_workers
-from .supervisor import Exit, supervise
+from .forkserver import Slot, fork_server, slot_table
+from .supervisor import Exit, check_interval_timeout, supervise
 
 
 @dataclass
@@ -40,9 +42,7 @@ class Local(Engine):
 
     def __post_init__(self) -> None:
         check_workers(self.name, self.workers)
-        t = self.interval_timeout
-        if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t < float("inf")):
-            raise SpecError(f"engine local: interval_timeout must be a positive number of seconds, not {t!r}")
+        check_interval_timeout(self.name, self.interval_timeout)
 
     def worker_pids(self) -> list[int]:
         """The process ids of the workers alive now (for tools and fault tests)."""
@@ -58,11 +58,11 @@ class Local(Engine):
         setup = {
             "url": store.url, "name": spec.name, "threads": max(1, (os.cpu_count() or 1) // workers),
             "max_held": -(-spec.population // workers),  # each worker keeps about its share of the population
-            "slots": workers + 64, "interval_timeout": self.interval_timeout, "sys_path": list(sys.path),
+            "slots": workers + 64, "sys_path": list(sys.path),
             "trainable": spec.trainable if isinstance(spec.trainable, str) else None, "paths": spec.paths,
         }
         pool = ForkServerPool(setup, trainable, self._pids)
-        supervise(store, spec.name, pool, workers, progress, self.max_restarts)
+        supervise(store, spec.name, pool, workers, progress, self.max_restarts, interval_timeout=self.interval_timeout)
 
 
 class ForkServerPool:
@@ -71,9 +71,11 @@ class ForkServerPool:
     def __init__(self, setup: dict[str, Any], trainable: Any, pids: dict[str, int]) -> None:
         commands_r, self.commands = os.pipe()
         events_r, events_w = os.pipe()
+        self.table_file = tempfile.TemporaryFile()  # the slots the server's workers write and the supervisor reads
+        setup = {**setup, "table_fd": self.table_file.fileno()}
+        self.table = slot_table(self.table_file.fileno(), int(setup["slots"]))
+        self.reasons: dict[str, str] = {}  # worker id -> why the supervisor ended it
         if only_our_threads():  # fork this process: poptrain, torch and the trainable are imported already
-            from .forkserver import fork_server
-
             trainable = trainable or resolve_trainable(setup["trainable"], setup["paths"])
             self.server: Any = ForkedProcess(fork_server(commands_r, events_w, setup, trainable,
                                                          (self.commands, events_r)))
@@ -83,7 +85,8 @@ class ForkServerPool:
 
             blob = b"" if trainable is None else cloudpickle.dumps(trainable)
             self.server = subprocess.Popen([sys.executable, "-m", "poptrain.engines.forkserver", str(commands_r),
-                                            str(events_w)], pass_fds=(commands_r, events_w), stdin=subprocess.DEVNULL)
+                                            str(events_w)], pass_fds=(commands_r, events_w, setup["table_fd"]),
+                                           stdin=subprocess.DEVNULL)
         os.close(commands_r)
         os.close(events_w)
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
@@ -130,7 +133,7 @@ class ForkServerPool:
                     worker_id = event["exited"]
                     self.pids.pop(worker_id, None)
                     self.free.append(self.slots.pop(worker_id))
-                    ended.append(Exit(worker_id, event["code"], event["member"], event.get("reason")))
+                    ended.append(Exit(worker_id, event["code"], event["member"], self.reasons.pop(worker_id, None)))
                 elif "closed" in event and self.slots:  # the server itself died: its workers went with it
                     ended.extend(Exit(w, -9, None) for w in self.slots)
                     self.slots.clear()
@@ -143,6 +146,18 @@ class ForkServerPool:
     def running(self) -> int:
         return len(self.slots)
 
+    def intervals(self) -> dict[str, tuple[int, float]]:
+        return {w: (Slot(self.table, slot).value, Slot(self.table, slot).since()) for w, slot in self.slots.items()}
+
+    def end(self, worker_id: str, reason: str) -> None:
+        pid = self.pids.get(worker_id)  # None until its start is seen: the next check ends it
+        if pid is not None and worker_id not in self.reasons:
+            self.reasons[worker_id] = reason
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
     def stop(self) -> None:
         try:
             os.close(self.commands)  # end of input: the server stops its workers and exits
@@ -154,6 +169,7 @@ class ForkServerPool:
             self.server.kill()
             self.server.wait()
         self.pids.clear()
+        self.table_file.close()
 
 
 def only_our_threads() -> bool:

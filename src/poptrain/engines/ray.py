@@ -8,6 +8,7 @@ single machine), and checkpoints a folder or bucket every node reaches.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
@@ -15,7 +16,7 @@ from ..errors import PoptrainError, SpecError
 from ..experiment import ExperimentSpec
 from ..store import Store, open_store
 from .base import Engine, check_not_batched, check_workers
-from .supervisor import Exit, supervise
+from .supervisor import Exit, check_interval_timeout, supervise
 
 
 def worker_resources(resources: Mapping[str, float] | None, device: str = "cpu") -> dict[str, float]:
@@ -32,17 +33,38 @@ def worker_resources(resources: Mapping[str, float] | None, device: str = "cpu")
     return out
 
 
+class Inside:
+    """Which member a worker is training (-1: none) and since when, as the worker loop sets it."""
+
+    def __init__(self) -> None:
+        self.member, self.since = -1, time.time()
+
+    @property
+    def value(self) -> int:
+        return self.member
+
+    @value.setter
+    def value(self, member: int) -> None:
+        self.member, self.since = member, time.time()
+
+
 class RayWorker:
-    """One worker loop inside a Ray actor."""
+    """One worker loop inside a Ray actor (threaded: `interval` answers while `run` works)."""
 
     def __init__(self, url: str, name: str, worker_id: str, trainable: Any, max_held: int | None) -> None:
         from .worker import Worker
 
-        self.worker = Worker(open_store(url, create=False, wait=True), name, worker_id, trainable=trainable, max_held=max_held)
+        self.inside = Inside()
+        self.worker = Worker(open_store(url, create=False, wait=True), name, worker_id, trainable=trainable,
+                             max_held=max_held, current=self.inside)
 
     def run(self) -> bool:
         self.worker.run()
         return True
+
+    def interval(self) -> tuple[int, float]:
+        """The member this worker is inside (-1: none) and when its interval began."""
+        return self.inside.member, self.inside.since
 
 
 @dataclass
@@ -51,7 +73,8 @@ class Ray(Engine):
 
     `workers` defaults to as many as the cluster's resources allow (at most one per member);
     `resources` is what each worker reserves, e.g. {"cpu": 4, "gpu": 0.5} (default: 1 CPU, and
-    1 GPU when `device` is CUDA).
+    1 GPU when `device` is CUDA); `interval_timeout` (seconds) ends an actor whose member's
+    interval runs longer, charging that member one failure.
     """
 
     name: ClassVar[str] = "ray"
@@ -59,9 +82,11 @@ class Ray(Engine):
     workers: int | None = None
     resources: Mapping[str, float] | None = None
     device: str = "cpu"
+    interval_timeout: float | None = None
 
     def __post_init__(self) -> None:
         check_workers(self.name, self.workers)
+        check_interval_timeout(self.name, self.interval_timeout)
         self.per_worker = worker_resources(self.resources, self.device)
 
     def run(self, store: Store, spec: ExperimentSpec, trainable: Any = None, progress: bool = False) -> None:
@@ -81,7 +106,8 @@ class Ray(Engine):
             # a class defined in the driver's script or notebook travels by value; any other is imported from the spec's paths
             shipped = trainable if trainable is not None and trainable.__module__ == "__main__" else None
             pool = ActorPool(ray, store.url, spec.name, shipped, -(-spec.population // workers), self.per_worker)
-            supervise(store, spec.name, pool, workers, progress, what="Ray workers")
+            supervise(store, spec.name, pool, workers, progress, what="Ray workers",
+                      interval_timeout=self.interval_timeout)
         finally:
             if started_here:
                 ray.shutdown()
@@ -107,9 +133,11 @@ class ActorPool:
 
     def __init__(self, ray: Any, url: str, name: str, trainable: Any, max_held: int, per_worker: dict[str, float]) -> None:
         self.ray, self.url, self.name, self.trainable, self.max_held = ray, url, name, trainable, max_held
-        self.actor = ray.remote(num_cpus=per_worker["cpu"], num_gpus=per_worker["gpu"])(RayWorker)
+        self.actor = ray.remote(num_cpus=per_worker["cpu"], num_gpus=per_worker["gpu"], max_concurrency=2)(RayWorker)
         self.pending: dict[Any, tuple[str, Any]] = {}
         self.count = 0
+        self.seen: dict[str, int] = {}  # worker id -> the member it was last seen inside
+        self.reasons: dict[str, str] = {}  # worker id -> why the supervisor ended it
 
     def start(self) -> str:
         worker_id = f"ray-{os.getpid()}-{self.count}"
@@ -123,12 +151,30 @@ class ActorPool:
         ended = []
         for ref in done:
             worker_id, _handle = self.pending.pop(ref)
+            member, reason = self.seen.pop(worker_id, None), self.reasons.pop(worker_id, None)
             try:
                 self.ray.get(ref)
                 ended.append(Exit(worker_id, 0))
-            except self.ray.exceptions.RayActorError:  # the actor's process died
-                ended.append(Exit(worker_id, -9))
+            except self.ray.exceptions.RayActorError:  # the actor's process died (or was ended)
+                ended.append(Exit(worker_id, -9, member if reason else None, reason))
         return ended
+
+    def intervals(self) -> dict[str, tuple[int, float]]:
+        asked = {worker_id: handle.interval.remote() for worker_id, handle in self.pending.values()}
+        found = {}
+        for worker_id, ref in asked.items():
+            try:
+                found[worker_id] = tuple(self.ray.get(ref, timeout=5))
+            except Exception:  # noqa: BLE001 - an actor that is ending or unreachable: its exit says the rest
+                continue
+        self.seen.update({w: int(member) for w, (member, _) in found.items()})
+        return found
+
+    def end(self, worker_id: str, reason: str) -> None:
+        for known, handle in self.pending.values():
+            if known == worker_id and worker_id not in self.reasons:
+                self.reasons[worker_id] = reason
+                self.ray.kill(handle)
 
     def running(self) -> int:
         return len(self.pending)

@@ -1,19 +1,19 @@
-"""Keeping workers alive: one lease heartbeat, and one restart-and-charge loop for engines with workers.
+"""Keeping workers alive: one restart-and-charge loop for engines with workers.
 
-The local and Ray engines differ only in how a worker starts and how its end is seen; what a
-death means (charge the member it was training, free its leases, replace it, give up after
-too many deaths outside any member's code) is decided here, once.
+The local and Ray engines differ only in how a worker starts, how its end is seen and how it is
+ended; what a death means (charge the member it was training, free its leases, replace it, give
+up after too many deaths outside any member's code) and when an interval has run too long
+(`interval_timeout`) are decided here, once.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Any, Mapping, Protocol
 
-from ..errors import PoptrainError
+from ..errors import PoptrainError, SpecError
 from ..population import ACTIVE, FAILED
 from ..store import LeaseLost, Store
 from .progress import ProgressDisplay
@@ -21,40 +21,6 @@ from .progress import ProgressDisplay
 log = logging.getLogger("poptrain")
 
 STOPPED_ON_ERROR = 3  # a worker's exit code when it stopped on an error it printed and no restart would mend
-
-
-class Heartbeat:
-    """Renews a lease every lease/3 seconds on a thread; a failed renewal is logged and retried.
-
-    By default the leases of worker `holder` on its members; `renew` replaces what is renewed
-    (the runner renews its hold on the run).
-    """
-
-    def __init__(self, store: Store, name: str, holder: str, lease: float,
-                 renew: Callable[[float], None] | None = None) -> None:
-        self.store, self.name, self.holder, self.lease = store, name, holder, lease
-        self.renew = renew or (lambda now: store.renew(name, holder, lease, now))
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, daemon=True, name=f"poptrain-heartbeat-{holder}")
-
-    def __enter__(self) -> "Heartbeat":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-        self._thread.join()
-
-    def stop(self) -> None:
-        """Stop renewing (the thread ends at its next wake-up)."""
-        self._stop.set()
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self.lease / 3):
-            try:
-                self.renew(time.time())
-            except Exception as exc:  # a missed beat is retried; the lease is long enough for several
-                log.warning("%s could not renew its lease: %s", self.holder, exc)
 
 
 @dataclass(frozen=True)
@@ -79,28 +45,68 @@ class Pool(Protocol):
     def running(self) -> int:
         """How many workers are alive."""
 
+    def intervals(self) -> Mapping[str, tuple[int, float]]:
+        """Each worker inside a member's interval: (member, when the interval began)."""
+
+    def end(self, worker_id: str, reason: str) -> None:
+        """End one worker at once (again: nothing); its Exit carries `reason` and the member it was inside."""
+
     def stop(self) -> None:
         """End every worker."""
 
 
+def check_interval_timeout(engine: str, timeout: Any) -> float | None:
+    """An interval time limit: None (no limit) or a positive number of seconds."""
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or not 0 < timeout < float("inf")):
+        raise SpecError(f"engine {engine}: interval_timeout must be a positive number of seconds, not {timeout!r}")
+    return timeout
+
+
+def overdue(intervals: Mapping[str, tuple[int, float]], timeout: float, now: float) -> list[str]:
+    """The workers whose member's interval has run longer than `timeout` seconds."""
+    return [w for w, (member, since) in intervals.items() if member >= 0 and now - since > timeout]
+
+
+class TimeLimit:
+    """Ends a worker whose member's interval runs past `timeout`, so that member is charged one failure."""
+
+    def __init__(self, timeout: float | None) -> None:
+        self.timeout = timeout
+        self.every = min(1.0, timeout / 4) if timeout else 0.0  # how often the workers' intervals are read
+        self.next = 0.0
+
+    def enforce(self, pool: Pool) -> None:
+        """Read the workers' intervals (at most every `every` seconds) and end the overdue ones."""
+        now = time.time()
+        if not self.timeout or now < self.next:
+            return
+        self.next = now + self.every
+        for worker_id in overdue(pool.intervals(), self.timeout, now):  # a pool ends each worker once
+            pool.end(worker_id, f"an interval ran past interval_timeout ({self.timeout:g} s); its worker was ended")
+
+
 def supervise(store: Store, name: str, pool: Pool, workers: int, progress: bool, max_restarts: int | None = None,
-              what: str = "worker processes") -> None:
+              what: str = "worker processes", interval_timeout: float | None = None) -> None:
     """Start `workers` workers and keep the run going until every member is done or failed.
 
     A worker that dies inside a member's code (a crash in native code, out of memory, a time
     limit) costs that member one failure; its leases end at once so another worker resumes its
     members from their checkpoints; it is replaced while members are left. More than
-    `max_restarts` deaths outside any member's code (default 3 per worker) end the run.
+    `max_restarts` deaths outside any member's code (default 3 per worker) end the run. A worker
+    whose interval runs past `interval_timeout` seconds is ended, charging its member.
     """
     spec = store.get_spec(name)
     max_failures = int(spec["max_failures"])
     max_restarts = 3 * workers if max_restarts is None else max_restarts
     restarts = 0
+    limit = TimeLimit(interval_timeout)
     started = [pool.start() for _ in range(workers)]
     try:
         with ProgressDisplay(store, name, spec["mode"], enabled=progress) as display:
             while pool.running():
                 ended = pool.exited(0.1)
+                limit.enforce(pool)
                 display.update()
                 for end in ended:
                     if end.code == 0:

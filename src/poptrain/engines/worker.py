@@ -15,14 +15,15 @@ import socket
 from collections import OrderedDict
 from typing import Any, Callable
 
-from ..asktell import LivePopulation, Member, MemberError, score_of, user
+from ..asktell import LivePopulation, Member
+from ..outcome import MemberError, user
 from ..population import Exploit, Finished, Released
 from ..store import Store, open_store
 from ..trainable import Trainable, is_function_trainable, resolve_trainable
 
 log = logging.getLogger("poptrain")
 
-__all__ = ["MemberError", "Worker", "join", "score_of", "user"]
+__all__ = ["Worker", "join"]
 
 
 class Worker:

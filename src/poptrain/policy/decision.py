@@ -6,7 +6,7 @@ decisions whatever executes it, and the analysis can rebuild what an explore did
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -36,9 +36,6 @@ class Policy:
     explore: Any
     space: Mapping[str, Any]
     seed: int
-    # A memo of this process's latest synchronous generations (their standings, picks and the batch
-    # of explores taken together), so each member's explore at a generation is read from one batch.
-    seen: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False, hash=False)
 
     @classmethod
     def of(cls, spec: Any) -> "Policy":
@@ -80,25 +77,16 @@ class Policy:
         """The exploit strategy's pick for one member: Continue, or Exploit(source) (with hparams if its rule names them)."""
         if self.exploit is None:
             return Continue()
-        pick = self.exploit.decide(member, standings, decision_rng(self.seed, member.id, step, EXPLOIT_RNG))
-        if isinstance(pick, Exploit) and pick.hparams is not None:
-            self._remember(("given", member.id, step), pick.hparams)
-        return pick
+        return self.exploit.decide(member, standings, decision_rng(self.seed, member.id, step, EXPLOIT_RNG))
 
-    def _remember(self, key: Any, value: Any) -> None:
-        # A handful of entries: an engine explores right after the pick it explores for.
-        self.seen[key] = value
-        while len(self.seen) > 64:
-            self.seen.pop(next(iter(self.seen)))
-
-    def choose_generation(self, standings: Standings, step: int) -> dict[int, Decision]:
+    def generation(self, standings: Standings, step: int) -> Generation:
         """Every member's pick at one synchronous step, ranked once with one shared tie-break.
 
         Truncation then copies exactly its bottom quantile; a member whose drawn source is itself
         copying in this generation continues instead, so no copy depends on the order of copies.
         """
         if self.exploit is None:
-            return {int(m): Continue() for m in standings.ids}
+            return Generation(step, standings, {int(m): Continue() for m in standings.ids})
         shared = standings.with_tiebreak(np.random.default_rng([self.seed, step, GENERATION_RNG]))
         picks = {}
         for m in shared.ids:
@@ -106,46 +94,38 @@ class Policy:
             picks[int(m)] = self.choose(view, shared, step) if view is not None else Continue()
         copying = {m for m, d in picks.items() if isinstance(d, Exploit)}
         picks = {m: Continue() if isinstance(d, Exploit) and d.source in copying else d for m, d in picks.items()}
-        if self.explore_reads:
-            self._remember(("generation", step), (shared, picks))
-        return picks
+        return Generation(step, shared, picks)
+
+    def choose_generation(self, standings: Standings, step: int) -> dict[int, Decision]:
+        """The picks of `generation(standings, step)`, by member."""
+        return self.generation(standings, step).picks
 
     def explore_from(self, member: int, step: int, source_hparams: Hparams, standings: Standings | None = None) -> Hparams:
         """The hyperparameters `member` takes after copying a source that had `source_hparams`.
 
-        An explore that reads the standings (PB2) gets `standings` (an asynchronous decision passes
-        those its pick saw), or, for a member of a generation chosen together, that generation's;
-        without any it explores as its own fallback says.
+        An explore that reads the standings (PB2) gets `standings`; without any it explores as
+        its own fallback says.
         """
-        given = self.seen.get(("given", member, step))
-        if given is not None:  # the exploit rule named the hyperparameters (FIRE's evaluators): no explore
-            return validate_hparams(self.space, given, "exploit")
-        if not self.explore_reads:
-            return self.explore.explore(dict(source_hparams), self.space, self.explore_rng(member, step))
-        generation = self.seen.get(("generation", step))
-        if standings is None and generation is not None and member in generation[1]:
-            return self._explore_generation(step, generation, {member: source_hparams})[member]
-        if standings is None:
-            return self.explore.explore(dict(source_hparams), self.space, self.explore_rng(member, step))
+        if standings is None or not self.explore_reads:
+            return self._explore_alone(member, step, source_hparams)
         return self.explore.explore_batch([(member, dict(source_hparams))], self.space,
                                           [self.explore_rng(member, step)], standings)[0]
 
-    def _explore_generation(self, step: int, generation: tuple[Standings, dict[int, Decision]],
-                            known: Mapping[int, Hparams]) -> dict[int, Hparams]:
+    def _explore_alone(self, member: int, step: int, source_hparams: Hparams) -> Hparams:
+        # the explore strategy on a copy of the source's hparams, with the member's generator at `step`
+        return self.explore.explore(dict(source_hparams), self.space, self.explore_rng(member, step))
+
+    def explore_generation(self, generation: Generation, known: Mapping[int, Hparams]) -> dict[int, Hparams]:
         """Every copying member's explore at one synchronous step, taken together in id order.
 
-        Each explore knows the points chosen before it (PB2 does not send two copies to one
-        point); a source's hparams are `known`'s or its latest interval's, so every worker of a
-        generation computes the same batch.
+        An explore that reads the standings knows the points chosen before it (PB2 does not send
+        two copies to one point); a source's hparams are `known`'s or its latest interval's, so
+        every process deciding the same generation computes the same batch.
         """
-        key = ("explored", step)
-        cached = self.seen.get(key)
-        if cached is not None and cached[0] is generation:
-            return cached[1]
-        standings, picks = generation
+        step, standings = generation.step, generation.standings
         requests = []
-        for m in sorted(picks):
-            pick = picks[m]
+        for m in sorted(generation.picks):
+            pick = generation.picks[m]
             if not isinstance(pick, Exploit) or pick.hparams is not None:
                 continue
             source = known.get(m)
@@ -154,19 +134,22 @@ class Policy:
                 source = past[-1].hparams if past else None
             if source is not None:
                 requests.append((m, dict(source)))
+        if not self.explore_reads:
+            return {m: self._explore_alone(m, step, h) for m, h in requests}
         explored = self.explore.explore_batch(requests, self.space, [self.explore_rng(m, step) for m, _ in requests],
                                               standings)
-        out = {m: h for (m, _), h in zip(requests, explored)}
-        self._remember(key, (generation, out))
-        return out
+        return {m: h for (m, _), h in zip(requests, explored)}
 
     def explore_rng(self, member: int, step: int) -> np.random.Generator:
         """The generator of `member`'s explore at `step` (the analysis replays it to name each change)."""
         return decision_rng(self.seed, member, step, EXPLORE_RNG)
 
     def complete(self, member: int, step: int, pick: Decision, hparams_of: HparamsOf,
-                 standings: Standings | None = None) -> Decision:
-        """Turn a pick into the decision: the source's hparams explored, or Continue if it has none."""
+                 standings: Standings | None = None, explored: Hparams | None = None) -> Decision:
+        """Turn a pick into the decision: the source's hparams explored, or Continue if it has none.
+
+        `explored` is the member's explore when it was taken already (with its generation's).
+        """
         if not isinstance(pick, Exploit):
             return Continue()
         source = hparams_of(pick.source)
@@ -174,7 +157,7 @@ class Policy:
             return Continue()
         if pick.hparams is not None:  # the exploit rule named the hyperparameters: taken as they are
             return Exploit(pick.source, validate_hparams(self.space, pick.hparams, "exploit"))
-        return Exploit(pick.source, self.explore_from(member, step, source, standings))
+        return Exploit(pick.source, explored if explored is not None else self.explore_from(member, step, source, standings))
 
     def decide(self, member: MemberView, standings: Standings, step: int, hparams_of: HparamsOf) -> Decision:
         """One member's decision at a ready point, asynchronously (the paper's PBT)."""
@@ -182,12 +165,16 @@ class Policy:
 
     def decide_generation(self, standings: Standings, step: int, hparams_of: HparamsOf) -> dict[int, Decision]:
         """Every member's decision at one synchronous ready point."""
-        picks = self.choose_generation(standings, step)
-        if not self.explore_reads:
-            return {m: self.complete(m, step, pick, hparams_of) for m, pick in picks.items()}
-        sources = {m: hparams_of(p.source) for m, p in picks.items() if isinstance(p, Exploit)}
-        known = {m: h for m, h in sources.items() if h is not None}
-        explored = self._explore_generation(step, self.seen[("generation", step)], known)
-        return {m: (self.complete(m, step, p, hparams_of) if isinstance(p, Exploit) and p.hparams is not None
-                    else Exploit(p.source, explored[m]) if m in known and m in explored else Continue())
-                for m, p in picks.items()}
+        generation = self.generation(standings, step)
+        sources = {m: hparams_of(p.source) for m, p in generation.picks.items() if isinstance(p, Exploit)}
+        explored = self.explore_generation(generation, {m: h for m, h in sources.items() if h is not None})
+        return {m: self.complete(m, step, p, hparams_of, explored=explored.get(m)) for m, p in generation.picks.items()}
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One synchronous step's picks, with the standings they were ranked in (their shared tie-break included)."""
+
+    step: int
+    standings: Standings
+    picks: dict[int, Decision]

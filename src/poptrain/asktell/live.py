@@ -1,21 +1,4 @@
-"""Ask/tell: a training loop the user owns, joined to a stored population.
-
-    pop = poptrain.connect("sqlite:///runs/x.db", "x")
-    while (member := pop.ask()) is not None:          # a member that is due, leased to this process
-        model = build(member.hparams, member.seed)
-        if member.state is not None:
-            model.load_state_dict(member.state)
-        while member.running:
-            train_one_interval(model, member.hparams)
-            decision = pop.tell(member, evaluate(model), state=model.state_dict)
-            if isinstance(decision, poptrain.Exploit):  # copy the source, train on with new hyperparameters
-                model.load_state_dict(decision.state)
-
-This is the one code path: the engines' worker loop is a client of it. `tell` applies the
-policy, leases, checkpoints and fault rules the engines do; `state` may be a callable, so it is
-serialised only when a checkpoint is due. A process that dies loses its lease, and its member is
-taken over from its last checkpoint by whoever asks next.
-"""
+"""One process's connection to a stored population: ask for a member, tell each interval, take decisions."""
 
 from __future__ import annotations
 
@@ -24,68 +7,21 @@ import math
 import os
 import socket
 import time
-import traceback
 import weakref
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
-from .errors import CorruptCheckpoint, StorageError
-from .experiment import ExperimentSpec
-from .population import ACTIVE, Continue, Decision, Exploit, Finished, Hparams, Released, Standings
-from .store import CheckpointRecord, CheckpointStore, Event, LeaseLost, MemberRecord, Store, open_store
-from .store.base import EXPLOIT, EXPLOIT_AT_BARRIER
-from .engines.standings import read_standings
-from .engines.supervisor import Heartbeat
+from ..errors import CorruptCheckpoint, StorageError
+from ..experiment import ExperimentSpec
+from ..heartbeat import Heartbeat
+from ..outcome import MemberError, score_of, user
+from ..population import ACTIVE, Continue, Decision, Exploit, Finished, Hparams, Released, Standings
+from ..standings import read_standings
+from ..store import CheckpointRecord, CheckpointStore, LeaseLost, MemberRecord, Store, open_store
+from .generation import GenerationMemo
+from .step import BARRIER, FINISH, SAVE, TRAIN_ON, exploit_event, next_move
 
 log = logging.getLogger("poptrain")
-
-
-class MemberError(Exception):
-    """The user's code (trainable, metric, custom explore) raised for this member: its failure, not the run's."""
-
-
-def user(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run the user's code; whatever it raises becomes a MemberError (the member's failure)."""
-    try:
-        return call(*args, **kwargs)
-    except StorageError:
-        raise  # from poptrain's own calls inside the user's code (a function trainable's report): not the member's
-    except Exception as exc:
-        raise MemberError("".join(traceback.format_exception_only(type(exc), exc)).strip()) from exc
-
-
-def _plain(key: str, value: Any) -> Any:
-    """A metric value as JSON can store it: numbers (numpy, torch scalars too) become floats."""
-    if isinstance(value, (bool, str)) or value is None:
-        return value
-    if hasattr(value, "item"):
-        try:
-            value = value.item()
-        except (ValueError, RuntimeError):
-            raise ValueError(f"evaluate() returned a non-scalar for {key!r}: return a number") from None
-        if isinstance(value, bool):  # a numpy or torch bool stays a bool: a flag, never a score
-            return value
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"evaluate() returned {type(value).__name__} for {key!r}: return a number") from None
-
-
-def score_of(result: Any, metric: str | None) -> tuple[float | None, dict[str, Any]]:
-    """Split `evaluate()`'s result into the score PBT ranks by and the metrics it stores."""
-    if isinstance(result, dict):
-        if metric is None or metric not in result:
-            raise ValueError(
-                f"evaluate() returned keys {sorted(result)} but the experiment's metric is {metric!r}: "
-                f"set metric to one of the keys")
-        metrics = {str(k): _plain(str(k), v) for k, v in result.items()}
-        score = metrics[metric]
-    else:
-        score = _plain(metric or "score", result)
-        metrics = {metric or "score": score}
-    if not isinstance(score, float):  # a bool, a string or None is not a score, returned alone or in a dict
-        raise ValueError(f"evaluate()'s metric {metric or 'score'!r} is {score!r}, not a number")
-    return (score if math.isfinite(score) else None), metrics
 
 
 @dataclass
@@ -137,7 +73,7 @@ class LivePopulation:
         self.max_held, self.poll = max_held, poll
         self.held: set[int] = set()
         self.live: dict[int, tuple[int, Any]] = {}  # member -> (version, state or callable) the caller holds
-        self._generation: tuple[Any, dict[int, Decision]] | None = None  # a synchronous step's picks
+        self.generations = GenerationMemo(self.policy)  # the synchronous step this process last ranked
         self._heartbeat: Heartbeat | None = None
 
     # the connection
@@ -271,16 +207,17 @@ class LivePopulation:
         member.record, member.step = rec, step
         self.live[rec.id] = (rec.version, state)
         try:
-            if step >= self.spec.steps:
+            move = next_move(self.spec, step, rec.last_ready)
+            if move == FINISH:
                 self._finish(member, state)
                 return Finished()
-            if not self.policy.is_ready(step, rec.last_ready):
+            if move == TRAIN_ON:
                 return Continue()
-            if self.spec.exploit is None:  # no decision to take; the checkpoint keeps the work resumable
+            if move == SAVE:  # no decision to take; the checkpoint keeps the work resumable
                 member.record = replace(rec, last_ready=step)
                 self._checkpoint(member.record, state)
                 return Continue()
-            if self.spec.synchronous:  # wait at the barrier; whoever asks takes the decision once it opens
+            if move == BARRIER:  # wait at the barrier; whoever asks takes the decision once it opens
                 self._checkpoint(replace(rec, last_ready=step, pending=True), state)
                 self.release(member)
                 return Released()
@@ -326,12 +263,16 @@ class LivePopulation:
         decision: Decision = Continue()
         if source is not None:
             ckpt, copied = source
-            # the pick's own hyperparameters if its rule named them, else explored (with the standings it saw)
-            new = user(self.policy.complete, rec.id, rec.step, pick, lambda _: ckpt.hparams, standings).hparams
-            self.store.record_exploit(self.name, Event(
-                member=rec.id, step=rec.step, source=ckpt.member, source_step=ckpt.step, old_hparams=rec.hparams,
-                new_hparams=new, time=time.time(), source_hparams=ckpt.hparams,
-                kind=EXPLOIT if at_step is None else EXPLOIT_AT_BARRIER), self.id)
+            # the pick's own hyperparameters if its rule named them, else explored (with the standings it saw,
+            # or with its generation's explores)
+            if at_step is None:
+                taken = user(self.policy.complete, rec.id, rec.step, pick, lambda _: ckpt.hparams, standings)
+            else:
+                taken = user(self.generations.complete, rec.id, pick, ckpt.hparams)
+            new = taken.hparams
+            self.store.record_exploit(self.name, exploit_event(
+                rec.id, rec.step, ckpt.member, ckpt.step, rec.hparams, new, ckpt.hparams, at_barrier=at_step is not None),
+                self.id)
             rec = replace(rec, hparams=new, version=rec.version + 1)
             member.hparams = dict(new)
             decision = Exploit(ckpt.member, dict(new), copied)
@@ -350,18 +291,15 @@ class LivePopulation:
 
     def _pick(self, rec: MemberRecord, at_step: int | None) -> tuple[Decision, Standings | None]:
         """The policy's pick for this member, alone (asynchronously, with the standings it read) or as part of
-        its generation (whose explores the policy takes together)."""
+        its generation (ranked once per process: every process computes the same picks from the same scores)."""
         if at_step is None:
             standings = read_standings(self.store, self.name, self.spec, None)
             me = standings.view(rec.id)
             return (Continue() if me is None else self.policy.choose(me, standings, rec.step)), standings
-        # A generation is ranked once: every process computes the same picks from the same scores.
         ids, scores = self.store.scores(self.name, at_step)
-        key = (at_step, ids.tobytes(), scores.tobytes())
-        if self._generation is None or self._generation[0] != key:
-            standings = read_standings(self.store, self.name, self.spec, at_step, everyone=True)
-            self._generation = (key, self.policy.choose_generation(standings, at_step))
-        return self._generation[1].get(rec.id, Continue()), None
+        self.generations.generation((at_step, ids.tobytes(), scores.tobytes()), at_step,
+                                    lambda: read_standings(self.store, self.name, self.spec, at_step, everyone=True))
+        return self.generations.pick(rec.id), None
 
     def _load_source(self, source: int, at_step: int | None) -> tuple[CheckpointRecord, Any] | None:
         """Pin and read the source's newest good checkpoint; None if it has none.
@@ -408,7 +346,7 @@ class LivePopulation:
         except StorageError:
             raise  # a full or read-only disk is not the member's fault: the process stops and says where
         except Exception as exc:  # a state the checkpoint format cannot carry is the member's code's
-            raise MemberError("".join(traceback.format_exception_only(type(exc), exc)).strip()) from exc
+            raise MemberError.of(exc) from exc
         now = time.time()
         try:
             dropped = self.store.add_checkpoint(self.name, CheckpointRecord(

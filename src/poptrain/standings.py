@@ -1,13 +1,13 @@
-"""How an engine reads the population's standings from the store for an exploit decision."""
+"""How a decision reads the population's standings from the store (ask/tell and the engines alike)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from typing import Iterator, Mapping
 
-from ..experiment import ExperimentSpec
-from ..population import Interval, Standings, fitness
-from ..store import Store
+from .experiment import ExperimentSpec
+from .population import Interval, Standings, fitness
+from .store import Store
 
 
 class RecentFitness(Mapping[int, tuple[float, ...]]):
