@@ -1,4 +1,4 @@
-"""The framework callbacks' shared part: hyperparameters written into optimisers and modules, and their errors."""
+"""The framework callbacks' shared part: a seat's members, hyperparameters written into modules, and their errors."""
 
 from __future__ import annotations
 
@@ -6,23 +6,7 @@ import pytest
 import torch
 
 import poptrain
-from poptrain.seat import Seat, write_attributes, write_param_groups
-
-
-def test_a_new_learning_rate_keeps_the_schedules_factor_and_weight_decay_skips_undecayed_groups():
-    net = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.LayerNorm(3))
-    matrices = [p for p in net.parameters() if p.ndim >= 2]
-    vectors = [p for p in net.parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": matrices, "weight_decay": 0.0}, {"params": vectors, "weight_decay": 0.0}], lr=0.1)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5)
-    write_param_groups([(opt, [sched])], {"lr": 0.02, "weight_decay": 0.3, "betas": (0.8, 0.9), "dropout": 0.1})
-    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.01, 0.01])  # the schedule's factor 0.5 stays
-    assert sched.base_lrs == [0.02, 0.02] and opt.param_groups[0]["initial_lr"] == 0.02
-    assert [g["weight_decay"] for g in opt.param_groups] == [0.3, 0.0]
-    assert opt.param_groups[1]["betas"] == (0.8, 0.9) and "dropout" not in opt.param_groups[0]
-    opt.step()
-    sched.step()
-    assert opt.param_groups[0]["lr"] == pytest.approx(0.01)  # the scheduler's next step keeps the new rate
+from poptrain.seat import Seat, write_attributes
 
 
 def test_module_attributes_are_written_and_a_wrong_name_is_one_clear_error():

@@ -4,12 +4,15 @@
     trainer.fit(model, train_loader, val_loader)   # in each of N processes: they form one population
 
 At fit start the callback asks for a member, loads its checkpoint (module, optimisers,
-schedulers) if it has one, and writes its hyperparameters into the optimisers' param groups
-(`lr`, `weight_decay`, any key a group has) and into the module attributes named by
-`hparam_attributes`. One validation is one interval: at each validation end it tells the
-monitored metric; on an exploit it loads the source's state and writes the new
-hyperparameters; when its member finishes it takes the next one that is due, and stops the
-trainer once none is left. The experiment exists beforehand (`Experiment(trainable=None, ...).create()`).
+schedulers) if it has one, and writes its hyperparameters into the optimisers' param groups and
+into the module attributes named by `hparam_attributes`. The param groups are written by
+`poptrain.torch.apply_hparams`, as `TorchTrainable`'s are: any key every group has (`lr`,
+`weight_decay`, `momentum`; `beta1`/`beta2` into `betas`), a new `lr` keeping the scheduler's
+present factor, and weight decay skipping the groups kept out of decay. One validation is one
+interval: at each validation end it tells the monitored metric; on an exploit it loads the
+source's state and writes the new hyperparameters; when its member finishes it takes the next
+one that is due, and stops the trainer once none is left. The experiment exists beforehand
+(`Experiment(trainable=None, ...).create()`).
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ except ImportError as exc:  # an optional extra: say how to get it
 
 from .errors import PoptrainError
 from .population import Decision
-from .seat import Seat, write_attributes, write_param_groups
+from .seat import Seat, write_attributes
+from .torch.param_groups import apply_hparams
 
 
 class PBTCallback(pl.Callback):
@@ -97,7 +101,8 @@ class PBTCallback(pl.Callback):
             for config, saved in zip(trainer.lr_scheduler_configs, state["schedulers"]):
                 config.scheduler.load_state_dict(saved)
         schedulers = [c.scheduler for c in trainer.lr_scheduler_configs]
-        write_param_groups([(o, [s for s in schedulers if s.optimizer is o]) for o in trainer.optimizers], hparams)
+        for optimizer in trainer.optimizers:  # each takes the hyperparameters its groups have; the rest are the module's
+            apply_hparams(optimizer, hparams, schedulers=schedulers)
         write_attributes(module, self.hparam_attributes, hparams)
 
 

@@ -11,7 +11,7 @@ hyperparameters.
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping
 
 from .asktell import LivePopulation, Member, connect
 from .errors import PoptrainError
@@ -89,36 +89,6 @@ class _Live:
 
     def __call__(self) -> Any:
         return self.frozen if self.is_frozen else self.read()
-
-
-def write_param_groups(pairs: Iterable[tuple[Any, list[Any]]], hparams: Mapping[str, Any]) -> None:
-    """Write hyperparameters named like param-group keys (lr, weight_decay, momentum...) into the optimisers.
-
-    `pairs` holds each optimiser with the schedulers that drive it. A new `lr` rescales the
-    schedule rather than replacing it: the group's base rate (and the schedulers' `base_lrs`)
-    becomes the new value, and its current rate keeps the schedule's present factor.
-    `weight_decay` goes only to groups that decay (they already do, or they hold a matrix), so
-    biases and norms left out of decay stay out.
-    """
-    for optimizer, schedulers in pairs:
-        for i, group in enumerate(optimizer.param_groups):
-            for key, value in hparams.items():
-                if key == "params" or key not in group:
-                    continue
-                if key == "lr":
-                    base = group.get("initial_lr", group["lr"])
-                    factor = group["lr"] / base if base else 1.0
-                    group["lr"] = value * factor
-                    if "initial_lr" in group:
-                        group["initial_lr"] = value
-                    for scheduler in schedulers:
-                        if hasattr(scheduler, "base_lrs") and i < len(scheduler.base_lrs):
-                            scheduler.base_lrs[i] = value
-                elif key == "weight_decay":
-                    if group["weight_decay"] or any(p.ndim >= 2 for p in group["params"]):
-                        group["weight_decay"] = value
-                else:
-                    group[key] = value
 
 
 def write_attributes(obj: Any, attributes: Mapping[str, str], hparams: Mapping[str, Any]) -> None:

@@ -7,10 +7,12 @@ At train begin the callback asks for a member, loads its checkpoint (model, opti
 learning-rate scheduler: the schedule's position travels with the weights) if it has one, and
 writes its hyperparameters: `learning_rate` (or `lr`) and `weight_decay` into the optimizer's
 param groups and the scheduler's base rates, `warmup_steps` or `warmup_ratio` into the
-scheduler's schedule, any other param-group key as it is. One evaluation is one interval: at
-each evaluation it tells the monitored metric; on an exploit it loads the source's state and
-writes the new hyperparameters; when its member finishes it takes the next one that is due,
-and stops training once none is left. The experiment exists beforehand
+scheduler's schedule, any other param-group key as it is. The param groups are written by
+`poptrain.torch.apply_hparams`, as `TorchTrainable`'s are: a new rate keeps the schedule's
+present factor, and weight decay skips the groups kept out of decay. One evaluation is one
+interval: at each evaluation it tells the monitored metric; on an exploit it loads the source's
+state and writes the new hyperparameters; when its member finishes it takes the next one that
+is due, and stops training once none is left. The experiment exists beforehand
 (`Experiment(trainable=None, ...).create()`); `max_steps` should cover steps × eval_steps.
 """
 
@@ -28,7 +30,8 @@ except ImportError as exc:  # an optional extra: say how to get it
 
 from .errors import PoptrainError
 from .population import Decision
-from .seat import Seat, write_param_groups
+from .seat import Seat
+from .torch.param_groups import apply_hparams
 
 log = logging.getLogger("poptrain")
 
@@ -105,7 +108,7 @@ class PBTCallback(transformers.TrainerCallback):
             self._scheduler.load_state_dict(state["scheduler"])
         scheduler = getattr(self._scheduler, "scheduler", self._scheduler)  # accelerate wraps it
         groups = {("lr" if k == "learning_rate" else k): v for k, v in hparams.items() if k not in WARMUP}
-        write_param_groups([(self._optimizer, [scheduler])], groups)
+        apply_hparams(self._optimizer, groups, schedulers=[scheduler])
         if any(k in hparams for k in WARMUP):
             _rewarm(scheduler, self._optimizer, hparams)
 
