@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import io
+import os
 import socket
+import subprocess
+import sys
+import time
 import urllib.request
-from contextlib import redirect_stderr, redirect_stdout
-from typing import Any
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from typing import Any, Iterator
 
 import poptrain
 from poptrain.cli import main
@@ -52,3 +56,32 @@ def answers(url: str) -> bool:
             return response.status == 200
     except OSError:
         return False
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def chromium(playwright: Any) -> Any:
+    """Debian's Chromium, headless, driven by Playwright (never a downloaded browser)."""
+    assert os.path.exists(CHROMIUM), "the browser test needs Debian's chromium: `make test` installs it"
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+        "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"])
+
+
+@contextmanager
+def dashboard_server(url: str) -> Iterator[str]:
+    """`poptrain dashboard` over the store at `url`, in its own process: its base URL, once it answers."""
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "poptrain", "dashboard", "--storage", url, "--port", str(port)],
+                              env={**os.environ, "PYTHONPATH": src}, start_new_session=True, stdout=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while not answers(f"{base}/") and time.time() < deadline:
+            time.sleep(0.1)
+        yield base
+    finally:
+        os.killpg(server.pid, 9)
+        server.wait(10)

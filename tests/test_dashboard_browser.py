@@ -10,10 +10,9 @@ import time
 import pytest
 from playwright.sync_api import sync_playwright
 
-from checks import answers, free_port
+from checks import answers, chromium, free_port
 from conftest import ROOT
 
-CHROMIUM = "/usr/bin/chromium"
 TESTS = os.path.dirname(os.path.abspath(__file__))
 pytestmark = pytest.mark.slow
 
@@ -43,7 +42,6 @@ def wait_until(check, timeout: float, what: str) -> None:
 
 
 def test_dashboard_draws_a_live_run_and_follows_it(tmp_path):
-    assert os.path.exists(CHROMIUM), "the browser test needs Debian's chromium: `make test` installs it"
     spec = tmp_path / "live.toml"
     spec.write_text(SPEC.format(tests=TESTS))
     url = f"sqlite:///{tmp_path}/live.db"
@@ -60,9 +58,7 @@ def test_dashboard_draws_a_live_run_and_follows_it(tmp_path):
                    "the run to start and the dashboard to answer")
         errors: list[str] = []
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run"])
+            browser = chromium(p)
             page = browser.new_page(viewport={"width": 1200, "height": 2400})
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: errors.append(str(e)))
@@ -72,8 +68,8 @@ def test_dashboard_draws_a_live_run_and_follows_it(tmp_path):
             page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 3", timeout=30000)
             for chart, title in (("scores", "Score of every member"), ("schedules", "Hyperparameter schedules"),
                                  ("tree", "Lineage tree")):
-                assert title in page.inner_text(f"#{chart}")
-                assert page.locator(f"#{chart} .scatterlayer .trace").count() > 0
+                assert title in page.inner_text(f"#chart-{chart}")
+                assert page.locator(f"#chart-{chart} .scatterlayer .trace").count() > 0
             first = int(page.inner_text("#steps"))
             page.wait_for_function(f"() => parseInt(document.getElementById('steps').textContent) > {first}",
                                    timeout=30000)  # new steps arrive without a reload

@@ -20,8 +20,8 @@ from . import __version__
 from .engines import ENGINES
 from .errors import PoptrainError, SpecError
 from .failures import describe as describe_failure
-from .population import FAILED
-from .store import MemberRecord, Store, open_store
+from .population import FAILED, best_members
+from .store import Store, open_store
 
 if TYPE_CHECKING:
     from .result import Result
@@ -65,12 +65,6 @@ def say(con: Console, text: str) -> None:
     con.print(escape(text), soft_wrap=True)
 
 
-def ranked(members: list[MemberRecord], mode: str) -> list[MemberRecord]:
-    """Members with a finite score, best first (failed members excluded, as in Result.best)."""
-    scored = [m for m in members if m.status != FAILED and m.last_score is not None and math.isfinite(m.last_score)]
-    return sorted(scored, key=lambda m: (-m.last_score if mode == "max" else m.last_score, m.id))
-
-
 def store_location(url: str) -> str:
     """The storage URL, plus the absolute file for a SQLite store given by a relative path."""
     if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
@@ -90,7 +84,7 @@ def print_summary(result: Result) -> None:
     """The best members, the best checkpoint, and where the store and checkpoints are."""
     con, spec = console(), result.spec
     members = result.store.members(result.name)
-    top = ranked(members, spec["mode"])[:TOP_MEMBERS]
+    top = best_members(members, spec["mode"])[:TOP_MEMBERS]
     metric = spec.get("metric") or "score"
     table = Table(title=escape(f"{result.name}: best members ({metric}, {spec['mode']})"))
     for i, column in enumerate(("member", metric, "step", "hyperparameters")):
@@ -142,7 +136,7 @@ def comparison_row(label: str, result: Result) -> list[str]:
     """One row of the PBT-vs-baseline table: best, mean and median final score, exploits, compute."""
     members = result.store.members(result.name)
     scores = [m.last_score for m in members if m.last_score is not None and math.isfinite(m.last_score)]
-    top = ranked(members, result.spec["mode"])
+    top = best_members(members, result.spec["mode"])
     progress = result.progress()
     return [label, fmt(top[0].last_score) if top else "—", fmt(statistics.fmean(scores)) if scores else "—",
             fmt(statistics.median(scores)) if scores else "—", str(progress.exploits), str(progress.steps_done)]

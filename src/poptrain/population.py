@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence, TypeVar
 
 import numpy as np
 
@@ -158,3 +158,36 @@ def fitness(score: float | None, mode: str) -> float:
         return -math.inf
     return float(score) if mode == "max" else -float(score)
 
+
+
+class Scored(Protocol):
+    """What ranking reads of a member: a store's member row has these (so do the rows a progress query returns)."""
+
+    id: int
+    status: str
+    last_score: float | None
+
+
+M = TypeVar("M", bound=Scored)
+
+
+def finite_score(value: Any) -> float | None:
+    """A reported value as a finite float, or None (missing, NaN, infinite, or not a number at all)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def best_members(members: Iterable[M], mode: str, score: Callable[[M], Any] | None = None) -> list[M]:
+    """Members ranked best first under `mode` ('max' or 'min'), by their last score or by `score(member)`.
+
+    The one definition of "the best members" (the CLI, the report, the dashboard, the progress
+    summary and `Result.best` all read it): failed members and members without a finite score are
+    left out, and tied members rank by id, lowest first.
+    """
+    if mode not in ("max", "min"):
+        raise ValueError(f"mode must be 'max' or 'min', not {mode!r}")
+    read = score if score is not None else (lambda m: m.last_score)
+    ranked = [(s, m) for m in members if m.status != FAILED and (s := finite_score(read(m))) is not None]
+    ranked.sort(key=lambda pair: (-pair[0] if mode == "max" else pair[0], pair[1].id))
+    return [m for _, m in ranked]

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import PoptrainError, StorageError
-from .population import FAILED
-from .store import CheckpointRecord, CheckpointStore, Event, Store, open_store
-from .store.base import best_by_mode
+from .population import best_members
+from .store import CheckpointRecord, CheckpointStore, Event, MemberRecord, Store, open_store
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -60,6 +59,10 @@ class Result:
                  "failures": m.failures, **m.hparams} for m in self.store.members(self.name)]
         return _frame(rows)
 
+    def best_members(self) -> list[MemberRecord]:
+        """Every member with a finite last score, best first (failed members left out, ties by lowest id)."""
+        return best_members(self.store.members(self.name), self.spec["mode"])
+
     def objectives(self) -> tuple[tuple[str, str], ...] | None:
         """A multi-objective experiment's ((metric, mode), ...), or None for one metric."""
         from .policy.pareto import objectives_of  # not through analysis: best() must not import pandas
@@ -72,7 +75,7 @@ class Result:
         A multi-objective experiment has no single best member: it needs `objective`, one of its
         objectives (its whole front is `pareto_front()`).
         """
-        members = {m.id: m for m in self.store.members(self.name) if m.status != FAILED}
+        members = self.store.members(self.name)
         objectives = dict(self.objectives() or ())
         if objectives and objective is None:
             named = ", ".join(f"{n} ({m})" for n, m in objectives.items())
@@ -81,20 +84,18 @@ class Result:
         if objective is not None and objective not in objectives:
             known = ", ".join(objectives) if objectives else "none: it has one metric, so call best() without one"
             raise PoptrainError(f"experiment {self.name!r} has no objective {objective!r} (objectives: {known})")
-        if objective is None:
-            best, score = best_by_mode({i: m.last_score for i, m in members.items()}, self.spec["mode"])
-        else:
+        score: Callable[[MemberRecord], Any] = lambda m: m.last_score  # noqa: E731
+        if objective is not None:
             latest = {r.member: r.metrics.get(objective) for r in self.store.recent_reports(self.name, 1)}
-            values = {i: v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-                      for i, v in latest.items() if i in members}
-            best, score = best_by_mode(values, objectives[objective])
-        if best is None:
+            score = lambda m: latest.get(m.id)  # noqa: E731
+        ranked = best_members(members, self.spec["mode"] if objective is None else objectives[objective], score)
+        if not ranked:
             raise StorageError(f"experiment {self.name!r} has no member with a finite score yet")
-        ckpts = self.store.checkpoints(self.name, best)
+        m = ranked[0]
+        ckpts = self.store.checkpoints(self.name, m.id)
         ckpt = ckpts[0] if ckpts else None
         url = f"{self.spec['checkpoints'].rstrip('/')}/{ckpt.key}" if ckpt else None
-        m = members[best]
-        return BestMember(id=best, score=float(score), hparams=dict(m.hparams), step=m.step, checkpoint=ckpt,
+        return BestMember(id=m.id, score=float(score(m)), hparams=dict(m.hparams), step=m.step, checkpoint=ckpt,
                           checkpoint_url=url, checkpoints_root=self.spec["checkpoints"])
 
     def pareto_front(self, objectives: Any = None, all_fronts: bool = False) -> pd.DataFrame:

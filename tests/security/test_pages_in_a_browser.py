@@ -6,21 +6,15 @@ logged) and every name, Choice value and failure message shows literally.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
-from checks import answers, free_port
-from conftest import ROOT
+from checks import chromium, dashboard_server
 from payloads import CHOICE_NAME, FAILURE, HPARAM, IMG, METRIC, SCRIPT, payload_experiment
 from poptrain.cli import main
 
-CHROMIUM = "/usr/bin/chromium"
 pytestmark = pytest.mark.slow
 
 
@@ -45,27 +39,12 @@ def payload_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     return url, folder
 
 
-def launch(p):  # type: ignore[no-untyped-def]
-    assert os.path.exists(CHROMIUM), "the browser test needs Debian's chromium: `make test` installs it"
-    return p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-        "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"])
-
-
 def test_the_dashboard_runs_no_payload_and_shows_it_literally(payload_store: tuple[str, Path]) -> None:
     url, _ = payload_store
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "src")}
-    server = subprocess.Popen([sys.executable, "-m", "poptrain", "dashboard", "--storage", url, "--port", str(port)],
-                              env=env, start_new_session=True, stdout=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while not answers(f"{base}/") and time.time() < deadline:
-            time.sleep(0.1)
+    with dashboard_server(url) as base:
         problems: list[str] = []
         with sync_playwright() as p:
-            browser = launch(p)
+            browser = chromium(p)
             page = browser.new_page(viewport={"width": 1200, "height": 2400})
             watch(page, problems)
             page.goto(f"{base}/")
@@ -76,8 +55,8 @@ def test_the_dashboard_runs_no_payload_and_shows_it_literally(payload_store: tup
             members = page.inner_text("#members")
             assert f"{HPARAM}=" in members and f"{CHOICE_NAME}={IMG}" in members and f"{CHOICE_NAME}={SCRIPT}" in members
             assert FAILURE in members
-            assert METRIC in page.text_content("#scores") and METRIC in page.text_content("#lineage")
-            schedules = page.text_content("#schedules")
+            assert METRIC in page.text_content("#chart-scores") and METRIC in page.text_content("#chart-lineage")
+            schedules = page.text_content("#chart-schedules")
             assert HPARAM in schedules and CHOICE_NAME in schedules and IMG in schedules and SCRIPT in schedules
             assert_nothing_ran(page, problems)
             page.click("#members a:has-text('0')")
@@ -86,9 +65,6 @@ def test_the_dashboard_runs_no_payload_and_shows_it_literally(payload_store: tup
             assert HPARAM in member and CHOICE_NAME in member and IMG in member
             assert_nothing_ran(page, problems)
             browser.close()
-    finally:
-        os.killpg(server.pid, 9)
-        server.wait(10)
 
 
 def test_the_report_runs_no_payload_and_shows_it_literally(payload_store: tuple[str, Path]) -> None:
@@ -97,7 +73,7 @@ def test_the_report_runs_no_payload_and_shows_it_literally(payload_store: tuple[
     assert main(["report", "--storage", url, "--experiment", "payload", "-o", str(path)]) == 0
     problems: list[str] = []
     with sync_playwright() as p:
-        browser = launch(p)
+        browser = chromium(p)
         page = browser.new_page(viewport={"width": 1200, "height": 2400})
         watch(page, problems)
         page.goto(path.as_uri())
@@ -106,8 +82,8 @@ def test_the_report_runs_no_payload_and_shows_it_literally(payload_store: tuple[
         assert f"best {METRIC}:" in body and FAILURE in body
         for name in (METRIC, HPARAM, CHOICE_NAME, IMG, SCRIPT):
             assert name in body, name
-        assert METRIC in page.text_content("div.chart[data-figure=figure-scores]")
-        schedules = page.text_content("div.chart[data-figure=figure-schedules]")
+        assert METRIC in page.text_content("div.chart[data-figure=scores]")
+        schedules = page.text_content("div.chart[data-figure=schedules]")
         assert HPARAM in schedules and CHOICE_NAME in schedules and IMG in schedules and SCRIPT in schedules
         assert_nothing_ran(page, problems)
         browser.close()

@@ -21,7 +21,7 @@ from starlette.routing import Route
 from ..errors import PoptrainError, StorageError
 from ..result import Result
 from ..store import Store, open_store
-from .figures import draw, run_data
+from .figures import chart_div, charts, draw, run_data
 from .page import Html, document, number, one_line, table, text
 
 # Only the dashboard's own scripts run: no inline script or event handler, nothing from elsewhere.
@@ -34,22 +34,33 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline';
 LIVE_SCRIPT = """
 const live = document.getElementById("live");
 const source = live.dataset.api, every = parseInt(live.dataset.every, 10);
+const statusLine = document.getElementById("status");
 async function refresh() {
+  let data;
   try {
     const response = await fetch(source, {cache: "no-store"});
-    if (!response.ok) { document.getElementById("status").textContent = "the store did not answer"; return; }
-    const data = await response.json();
-    for (const [id, figure] of Object.entries(data.figures)) {
-      await Plotly.react(id, figure.data, figure.layout, {displaylogo: false});
-    }
-    document.getElementById("steps").textContent = data.steps_done;
-    document.getElementById("members").innerHTML = data.members_html;
-    document.getElementById("status").textContent = data.status;
-    if (data.live) { setTimeout(refresh, every); }
+    if (!response.ok) { statusLine.textContent = "the store did not answer"; return; }
+    data = await response.json();
   } catch (err) {
-    document.getElementById("status").textContent = "waiting for the dashboard server";
+    statusLine.textContent = "waiting for the dashboard server";
     setTimeout(refresh, every);
+    return;
   }
+  const failed = [];
+  for (const [name, figure] of Object.entries(data.figures)) {
+    const chart = document.getElementById("chart-" + name);
+    try {
+      if (!chart) { throw new Error("the page has no place for it"); }
+      await Plotly.react(chart, figure.data, figure.layout, {displaylogo: false});
+    } catch (err) {
+      failed.push(name);
+      console.error(`poptrain dashboard: the figure ${name} could not be drawn: ${err}`);
+    }
+  }
+  document.getElementById("steps").textContent = data.steps_done;
+  document.getElementById("members").innerHTML = data.members_html;
+  statusLine.textContent = failed.length ? `${data.status} · could not draw: ${failed.join(", ")}` : data.status;
+  if (data.live) { setTimeout(refresh, every); }
 }
 refresh();
 """
@@ -111,11 +122,11 @@ def create_app(storage: str, refresh_seconds: float = 2.0) -> Any:
 
     async def experiment(request: Request) -> Response:
         r = result(request)
-        charts = "".join(f"<div id='{i}' class='chart'></div>" for i in ("scores", "lineage", "schedules", "tree"))
+        divs = "".join(chart_div(chart) for chart in charts(r.objectives()))
         live = (f"<div id='live' hidden data-api='{text(_link('api', 'experiments', r.name))}' "
                 f"data-every='{int(refresh_seconds * 1000)}'></div>")
         body = (f"<p><a href='/'>experiments</a></p><h1>{text(r.name)}</h1>{live}"
-                f"<p>intervals trained: <b id='steps'>…</b> · <span id='status'>loading</span></p>{charts}"
+                f"<p>intervals trained: <b id='steps'>…</b> · <span id='status'>loading</span></p>{divs}"
                 f"<div id='members'>{_members_table(r)}</div>")
         scripts = "<script src='/static/plotly.min.js'></script><script src='/static/dashboard.js'></script>"
         return HTMLResponse(_page(f"poptrain: {r.name}", body, scripts))

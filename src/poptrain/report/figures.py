@@ -1,14 +1,14 @@
 """Plotly figures of a PBT run, drawn from the analysis frames (data first, drawing second).
 
 The one place that draws: the HTML report, the dashboard and `Result.plot_*` all call these, and
-`draw` is the set the report and the dashboard show. Names and values a store holds reach Plotly
-through `plot_text`, which Plotly shows literally.
+`CHARTS` is the one list of figures (names, titles, order) that the report and the dashboard show.
+Names and values a store holds reach Plotly through `plot_text`, which Plotly shows literally.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -17,7 +17,7 @@ from plotly.subplots import make_subplots
 
 from ..space import LogUniform, parse_space
 from ..store import Event
-from .page import plot_text
+from .page import plot_text, text
 
 if TYPE_CHECKING:
     from ..result import Result
@@ -163,13 +163,41 @@ def run_data(result: "Result") -> RunData:
                    metric=result.spec.get("metric") or "score", spec=result.spec, objectives=objectives, fronts=fronts)
 
 
+@dataclass(frozen=True)
+class Chart:
+    """One figure of the pages: its name (the key of its drawing), a short title, and how to draw it."""
+
+    name: str
+    title: str
+    draw: Callable[[RunData], go.Figure | None]  # None: nothing to draw yet (no member scored)
+    multi_objective: bool = False  # shown only for a run with several objectives
+
+
+# The one figure list, in page order: the report and the dashboard both render it.
+CHARTS: tuple[Chart, ...] = (
+    Chart("scores", "scores of every member", lambda d: scores_figure(d.frame, d.events, d.metric)),
+    Chart("pareto", "final Pareto front",
+          lambda d: pareto_figure(d.fronts, d.objectives) if d.objectives and d.fronts is not None else None,
+          multi_objective=True),
+    Chart("lineage", "the winning lineage",
+          lambda d: winning_lineage_figure(d.curve, d.metric) if d.best is not None else None),
+    Chart("schedules", "hyperparameter schedules", lambda d: schedules_figure(d.frame, d.curve, d.spec)),
+    Chart("tree", "lineage tree", lambda d: lineage_tree_figure(d.tree, d.events, d.best)),
+)
+
+
+def charts(objectives: tuple[tuple[str, str], ...] | None) -> list[Chart]:
+    """The figures a run's pages show, in order: the Pareto front only where the run has several objectives."""
+    return [c for c in CHARTS if objectives or not c.multi_objective]
+
+
+def chart_div(chart: Chart) -> str:
+    """The element a figure is drawn into, the same on the report and the dashboard."""
+    return (f"<div class='chart' id='chart-{text(chart.name)}' data-figure='{text(chart.name)}' role='img' "
+            f"aria-label='{text(chart.title)}'></div>")
+
+
 def draw(data: RunData) -> dict[str, go.Figure]:
-    """The figures the report and the dashboard show, in page order (the lineage once a member scored)."""
-    figures = {"scores": scores_figure(data.frame, data.events, data.metric)}
-    if data.objectives and data.fronts is not None:
-        figures["pareto"] = pareto_figure(data.fronts, data.objectives)
-    if data.best is not None:
-        figures["lineage"] = winning_lineage_figure(data.curve, data.metric)
-    figures["schedules"] = schedules_figure(data.frame, data.curve, data.spec)
-    figures["tree"] = lineage_tree_figure(data.tree, data.events, data.best)
-    return figures
+    """The figures of `charts` that have something to draw (the lineage once a member scored), in page order."""
+    drawn = {c.name: c.draw(data) for c in charts(data.objectives)}
+    return {name: figure for name, figure in drawn.items() if figure is not None}

@@ -17,7 +17,7 @@ from plotly.offline import get_plotlyjs
 
 from ..errors import PoptrainError
 from ..files import check_output_file, write_output
-from .figures import draw, run_data
+from .figures import chart_div, charts, draw, run_data
 from .page import document, number, one_line, table, text
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 DRAW = """
 for (const chart of document.querySelectorAll("div.chart[data-figure]")) {
-  const figure = JSON.parse(document.getElementById(chart.dataset.figure).textContent);
+  const figure = JSON.parse(document.getElementById("figure-" + chart.dataset.figure).textContent);
   Plotly.newPlot(chart, figure.data, figure.layout, {displaylogo: false, responsive: true});
 }
 """
@@ -45,13 +45,13 @@ def report_html(result: "Result") -> str:
     spec, name = result.spec, result.name
     data = run_data(result)
     progress = result.progress()
-    charts, blocks = [], []
-    for key, figure in draw(data).items():
-        charts.append(f"<div class='chart' data-figure='figure-{key}'></div>")
-        blocks.append(f"<script type='application/json' id='figure-{key}'>{_json_block(figure)}</script>")
+    figures = draw(data)
+    shown = [chart for chart in charts(data.objectives) if chart.name in figures]
+    divs = [chart_div(chart) for chart in shown]
+    blocks = [f"<script type='application/json' id='figure-{chart.name}'>{_json_block(figures[chart.name])}</script>"
+              for chart in shown]
     members = result.store.members(name)
-    scored = sorted((m for m in members if m.last_score is not None),
-                    key=lambda m: m.last_score if spec["mode"] == "min" else -m.last_score)
+    scored = result.best_members()
     names = list(spec.get("space", {}))
     best_table = table(["member", data.metric, "step", "status", *names],
                        [[m.id, m.last_score, m.step, m.status, *(m.hparams.get(n) for n in names)] for m in scored[:10]],
@@ -71,7 +71,7 @@ def report_html(result: "Result") -> str:
                f"(member {text(data.best)})</span>")
     body = (f"<h1>PBT experiment {text(name)}</h1><p class='summary'>{summary}</p>"
             f"<p>store {text(result.store.url)} · written {time.strftime('%Y-%m-%d %H:%M:%S')}</p>"
-            + best_table + "".join(charts) + failures + explore + "".join(blocks))
+            + best_table + "".join(divs) + failures + explore + "".join(blocks))
     plotly_js = get_plotlyjs()
     policy = (f"default-src 'none'; script-src {_hash(plotly_js)} {_hash(DRAW)}; style-src 'unsafe-inline'; "
               "img-src data:; font-src data:; base-uri 'none'; form-action 'none'")

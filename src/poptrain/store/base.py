@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..population import FAILED, Hparams
+from ..population import FAILED, Hparams, best_members
 
 
 @dataclass(frozen=True)
@@ -299,17 +299,7 @@ def summarize(rows: list[Any], exploits: int, steps: int, mode: str) -> Progress
     counts = {"active": 0, "done": 0, "failed": 0}
     for row in rows:
         counts[row.status] = counts.get(row.status, 0) + 1
-    best, score = best_by_mode({row.id: row.last_score for row in rows if row.status != "failed"}, mode)
+    top = best_members(rows, mode)[:1]
     return Progress(steps_done=sum(row.step for row in rows), steps_total=len(rows) * steps, members=len(rows),
                     active=counts["active"], done=counts["done"], failed=counts["failed"], exploits=exploits,
-                    best_member=best, best_score=score)
-
-
-def best_by_mode(scores: dict[int, float | None], mode: str) -> tuple[int | None, float | None]:
-    """The member with the best finite score under `mode`."""
-    finite = {m: s for m, s in scores.items() if s is not None and math.isfinite(s)}
-    if not finite:
-        return None, None
-    pick = max if mode == "max" else min
-    member = pick(finite, key=lambda m: (finite[m], -m) if mode == "max" else (finite[m], m))
-    return member, finite[member]
+                    best_member=top[0].id if top else None, best_score=float(top[0].last_score) if top else None)
