@@ -46,7 +46,8 @@ def storage(request: pytest.FixtureRequest, tmp_path) -> str:
     if request.param == "memory":
         return f"memory://{uuid.uuid4().hex}"
     if request.param == "postgresql":
-        request.getfixturevalue("monkeypatch").chdir(tmp_path)  # default checkpoints land in ./poptrain-checkpoints
+        # a shared store has no default checkpoints: a spec without them takes POPTRAIN_CHECKPOINTS
+        request.getfixturevalue("monkeypatch").setenv("POPTRAIN_CHECKPOINTS", str(tmp_path / "checkpoints"))
         return request.getfixturevalue("postgres").new_database()
     return f"sqlite:///{tmp_path}/store.db"
 
