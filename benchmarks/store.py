@@ -44,7 +44,7 @@ def experiment(url: str, name: str, members: int, exploit: str = "truncation") -
     """A stored experiment of `members` members (the trainable is never called here)."""
     exp = Experiment(name=name, trainable="toy_quadratic:ToyQuadratic", paths=[EXAMPLES], population=members,
                      space={"lr": {"type": "uniform", "low": 0.0, "high": 1.0}}, steps=10**6, storage=url,
-                     exploit=exploit, metric="score", mode="max")
+                     exploit=exploit, metric="score", mode="max", checkpoints="local")  # one host; never written
     store = open_store(url)
     store.create_experiment(name, exp.to_spec(), [
         MemberRecord(id=i, seed=i, hparams={"lr": 0.5}, initial_hparams={"lr": 0.5}) for i in range(members)])

@@ -16,6 +16,20 @@ if EXAMPLES not in sys.path:
     sys.path.insert(0, EXAMPLES)
 
 
+def _defaults_in_the_repository() -> set[str]:
+    """What a run with the default storage or checkpoints leaves in the current folder (the repository root)."""
+    return {name for name in os.listdir(ROOT) if name.endswith((".checkpoints", ".db", ".db.lock"))}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_written_into_the_repository():
+    """A test that forgets to give a storage under tmp_path fails instead of leaving a store or checkpoints here."""
+    before = _defaults_in_the_repository()
+    yield
+    left = sorted(_defaults_in_the_repository() - before)
+    assert not left, f"the tests wrote {', '.join(left)} into {ROOT}: give each run a storage under tmp_path"
+
+
 @pytest.fixture(scope="session")
 def postgres():
     """One throw-away PostgreSQL server for the whole test session (never skipped: it must run in CI)."""
@@ -32,7 +46,8 @@ def storage(request: pytest.FixtureRequest, tmp_path) -> str:
     if request.param == "memory":
         return f"memory://{uuid.uuid4().hex}"
     if request.param == "postgresql":
-        request.getfixturevalue("monkeypatch").chdir(tmp_path)  # default checkpoints land in ./poptrain-checkpoints
+        # a shared store has no default checkpoints: a spec without them takes POPTRAIN_CHECKPOINTS
+        request.getfixturevalue("monkeypatch").setenv("POPTRAIN_CHECKPOINTS", str(tmp_path / "checkpoints"))
         return request.getfixturevalue("postgres").new_database()
     return f"sqlite:///{tmp_path}/store.db"
 

@@ -56,6 +56,35 @@ def test_default_location_is_beside_the_sqlite_file(tmp_path):
     assert default_checkpoints(f"sqlite:///{tmp_path}/runs/x.db", "e") == f"{tmp_path}/runs/x.checkpoints"
 
 
+def test_a_shared_store_without_checkpoints_is_refused_unless_one_host_or_the_environment(tmp_path, monkeypatch):
+    import poptrain
+    from poptrain.errors import SpecError
+    from trainables import Quadratic
+
+    monkeypatch.delenv("POPTRAIN_CHECKPOINTS", raising=False)
+    monkeypatch.chdir(tmp_path)
+    url = "postgresql+psycopg://pbt:secret@dbhost/pbt"  # never connected to: the spec is refused before
+
+    def spec(**kw):
+        return poptrain.Experiment(name="e", trainable=Quadratic, space={"lr": poptrain.LogUniform(0.01, 0.3)},
+                                   storage=url, **kw)
+
+    with pytest.raises(SpecError) as refused:
+        spec()
+    line = str(refused.value)
+    assert "\n" not in line and "secret" not in line and "dbhost" in line
+    assert 'checkpoints = "s3://' in line and "POPTRAIN_CHECKPOINTS" in line and 'checkpoints = "local"' in line
+    assert not (tmp_path / "poptrain-checkpoints").exists()
+    one_host = spec(checkpoints="local")  # the user's word that the store and every worker share this host
+    assert one_host.checkpoints == one_host.to_spec()["checkpoints"] == str(tmp_path / "poptrain-checkpoints")
+    shared = spec(checkpoints="s3://bucket/e")
+    assert shared.baseline().checkpoints == "s3://bucket/e"  # the baseline keeps the place every host reaches
+    monkeypatch.setenv("POPTRAIN_CHECKPOINTS", "s3://bucket/from-env")
+    assert spec().checkpoints == "s3://bucket/from-env"
+    assert spec(checkpoints="local").checkpoints == str(tmp_path / "poptrain-checkpoints")  # the spec's word wins
+    assert shared.checkpoints == "s3://bucket/e"
+
+
 def test_unknown_protocol_is_a_storage_error():
     with pytest.raises(StorageError, match="nosuchfs"):
         CheckpointStore("nosuchfs://bucket/x")

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -295,6 +296,14 @@ def test_storage_directory_that_does_not_exist(tmp_path: Path) -> None:
     assert_user_error(code, out, err, str(tmp_path / "no" / "such" / "dir"), "does not exist")
 
 
+def test_a_shared_store_without_checkpoints_is_one_error_line(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("POPTRAIN_CHECKPOINTS", raising=False)
+    spec = toy_toml(tmp_path)
+    for command in ("run", "worker", "create"):
+        code, out, err = cli(command, spec, "--storage", "postgresql+psycopg://pbt@127.0.0.1:1/pbt")
+        assert_user_error(code, out, err, str(spec), "checkpoints", "POPTRAIN_CHECKPOINTS", '"local"')
+
+
 def test_missing_toml_file(tmp_path: Path) -> None:
     assert_user_error(*cli("run", tmp_path / "nope.toml", "--engine", "serial"), str(tmp_path / "nope.toml"))
 
@@ -333,6 +342,23 @@ def test_load_spec_resolves_paths_from_the_toml_folder_and_applies_overrides(tmp
     exp = load_spec(spec, steps=5, seed=None, storage="memory://load-spec")
     assert exp.paths[:2] == [str(tmp_path), str(tmp_path / "models")]
     assert (exp.steps, exp.seed, exp.storage) == (5, 0, "memory://load-spec")
+
+
+def test_a_spec_puts_its_paths_on_sys_path_only_to_import_from_them(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    module = f"explore_{uuid.uuid4().hex}"
+    (tmp_path / f"{module}.py").write_text("def explore(hparams, space, rng):\n    return dict(hparams)\n")
+    space = {"lr": poptrain.LogUniform(0.01, 0.3)}
+    own_loops = poptrain.Experiment(name="e", trainable=None, space=space, storage="memory://paths", paths=[str(tmp_path)])
+    assert own_loops.paths == [str(tmp_path)] and str(tmp_path) not in sys.path  # nothing imported, nothing added
+    try:
+        exp = poptrain.Experiment(name="e", trainable=None, space=space, storage="memory://paths", paths=[str(tmp_path)],
+                                  explore={"type": "function", "path": f"{module}:explore"})
+        assert exp.explore.to_dict()["path"] == f"{module}:explore"  # imported from the spec's folder
+        poptrain.Experiment.from_spec(exp.to_spec())
+        assert sys.path.count(str(tmp_path)) == 1  # once, however often the spec is loaded
+    finally:
+        sys.modules.pop(module, None)
 
 
 def test_load_spec_errors_name_the_file(tmp_path: Path) -> None:

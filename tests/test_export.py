@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -134,6 +135,57 @@ def test_follow_exports_while_the_run_trains(tmp_path, monkeypatch):
     acc = EventAccumulator(str(tmp_path / "tb" / "quad" / "member-0"), size_guidance={"scalars": 0})
     acc.Reload()
     assert [s.step for s in acc.Scalars("score")] == list(range(1, STEPS + 1))
+
+
+def test_follow_writes_every_surviving_event_once_across_a_rollback(storage):
+    """A worker dies, another takes its member over and rolls it back (deleting its late events), new events follow."""
+    from collections import Counter
+
+    from poptrain.export.feed import Feed
+    from poptrain.store import Event, open_store
+    from poptrain.testing.store_suite import ckpt, make_experiment, w
+
+    store = make_experiment(open_store(storage), n=3)
+    feed = Feed(open_store(storage, create=False, read_only=True), "e")
+    written: list = []
+    reports_written: list = []
+
+    def follow() -> None:
+        reports, events = feed.new()
+        written.extend(events)
+        reports_written.extend(reports)
+
+    now = time.time()
+    for step in range(1, 5):
+        store.report("e", 0, w(0), step, step / 10, {}, {"lr": 0.1}, now + step)
+    store.add_checkpoint("e", ckpt(0, 2), 2, 3, now, w(0))
+    store.record_exploit("e", Event(1, 2, 2, 2, {"lr": 0.2}, {"lr": 0.3}, now + 1), w(1))
+    store.record_exploit("e", Event(0, 3, 2, 3, {"lr": 0.1}, {"lr": 0.4}, now + 3), w(0))
+    store.record_exploit("e", Event(0, 4, 2, 4, {"lr": 0.4}, {"lr": 0.5}, now + 4), w(0))
+    follow()
+    assert store.expire_worker("e", w(0)) == 1  # w0 died
+    taken = store.claim("e", "x", 60, time.time(), barrier=False)
+    assert taken is not None and taken.id == 0
+    store.rollback("e", 0, "x", store.checkpoints("e", 0)[0])  # drops member 0's events after step 2
+    later = now + 10
+    store.report("e", 0, "x", 3, 0.5, {}, {"lr": 0.5}, later)
+    store.record_exploit("e", Event(0, 3, 1, 2, {"lr": 0.5}, {"lr": 0.6}, later), "x")
+    follow()  # within one poll: two events now, three read before (a read by position skipped it)
+    store.report("e", 0, "x", 4, 0.6, {}, {"lr": 0.6}, later + 1)
+    store.record_exploit("e", Event(0, 4, 1, 3, {"lr": 0.6}, {"lr": 0.7}, later + 1), "x")
+    store.record_exploit("e", Event(2, 1, 1, 1, {"lr": 0.3}, {"lr": 0.8}, later + 2), w(2))
+    follow()
+    follow()  # nothing new: nothing written twice
+
+    def key(x):
+        return (x.member, x.step, x.time)
+
+    surviving, counts = store.events("e"), Counter(key(e) for e in written)
+    assert len(surviving) == 4 and all(counts[key(e)] == 1 for e in surviving), counts
+    assert set(counts.values()) == {1}  # the two deleted events were written once too, before the rollback
+    report_counts = Counter(key(r) for r in reports_written)
+    assert all(report_counts[key(r)] == 1 for r in store.reports("e")) and set(report_counts.values()) == {1}
+    assert len(reports_written) == 4 + 2  # steps 1-4, then steps 3 and 4 again after the takeover
 
 
 def test_bad_targets_are_one_error_line(run, tmp_path):

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from poptrain.errors import StorageError
-from poptrain.store import open_store
+from poptrain.store import Event, open_store
 from poptrain.testing import StoreSuite
 from poptrain.testing.store_suite import make_experiment, scores, w
 
@@ -21,7 +21,7 @@ def make(url: str, n: int = 3, held: bool = True):
     return make_experiment(open_store(url), n, held)
 
 
-@pytest.mark.parametrize("old", [1, 2])
+@pytest.mark.parametrize("old", [1, 2, 3])
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_older_schema_is_upgraded_in_place_and_newer_is_refused(backend, old, tmp_path, request):
     from sqlalchemy import create_engine, inspect, text
@@ -29,28 +29,46 @@ def test_older_schema_is_upgraded_in_place_and_newer_is_refused(backend, old, tm
     url = request.getfixturevalue("postgres").new_database() if backend == "postgresql" \
         else f"sqlite:///{tmp_path}/old.db"
     store = make(url)
-    store.report("e", 0, w(0), 1, 0.5, {}, {"lr": 0.1}, time.time())
+    now = time.time()
+    store.report("e", 0, w(0), 1, 0.5, {}, {"lr": 0.1}, now)
+    store.record_exploit("e", Event(0, 1, 1, 1, {"lr": 0.1}, {"lr": 0.2}, now), w(0))
     store.close()
     raw = create_engine(url)
-    with raw.begin() as c:  # what an older store looked like: no revisions (v2), nor an index of reports by step (v1)
-        c.execute(text("DROP INDEX ix_members_revision"))
-        c.execute(text("ALTER TABLE members DROP COLUMN revision"))
-        if old == 1:
+    with raw.begin() as c:  # what an older store looked like
+        if backend == "sqlite":  # v3: event ids without AUTOINCREMENT (a deleted top id was given again)
+            ddl = c.execute(text("SELECT sql FROM sqlite_master WHERE name = 'events'")).scalar()
+            c.execute(text("ALTER TABLE events RENAME TO newer"))
+            c.execute(text(ddl.replace(" AUTOINCREMENT", "")))
+            c.execute(text("INSERT INTO events SELECT * FROM newer"))
+            c.execute(text("DROP TABLE newer"))
+        if old < 3:  # v2: no revisions
+            c.execute(text("DROP INDEX ix_members_revision"))
+            c.execute(text("ALTER TABLE members DROP COLUMN revision"))
+        if old == 1:  # v1: nor an index of reports by step
             c.execute(text("DROP INDEX ix_reports_step"))
         c.execute(text(f"UPDATE poptrain_meta SET value = '{old}' WHERE key = 'schema_version'"))
-    with pytest.raises(StorageError, match=f"schema version {old}, older.*poptrain resume"):
-        open_store(url, create=False)  # readers never write, so never upgrade
+    if old < 3:
+        with pytest.raises(StorageError, match=f"schema version {old}, older.*poptrain resume"):
+            open_store(url, create=False)  # readers never write, so never upgrade
+    else:
+        assert [e.id for e in open_store(url, create=False).events("e")] == [1]  # readers still read version 3
     with pytest.raises(StorageError, match="3 member.*leased by workers of an older poptrain"):
         open_store(url)  # make() leased every member: their (older) workers may still be writing
     with raw.begin() as c:
         c.execute(text("UPDATE members SET worker = NULL"))
     upgraded = open_store(url)
     assert scores(upgraded) == ([0], [0.5])
+    assert [(e.id, e.new_hparams) for e in upgraded.events("e")] == [(1, {"lr": 0.2})]  # kept, with its id
+    upgraded.claim_all("e", w(0), 60, time.time())
+    upgraded.rollback("e", 0, w(0), None)  # deletes event 1, the newest
+    upgraded.record_exploit("e", Event(0, 1, 2, 1, {"lr": 0.1}, {"lr": 0.3}, now + 1), w(0))
+    assert [e.id for e in upgraded.events("e", after=1)] == [2]  # not id 1 again
     upgraded.close()
     assert "ix_reports_step" in {i["name"] for i in inspect(raw).get_indexes("reports")}
+    assert "ix_events_member" in {i["name"] for i in inspect(raw).get_indexes("events")}
     assert "revision" in {col["name"] for col in inspect(raw).get_columns("members")}
     with raw.begin() as c:
-        assert c.execute(text("SELECT value FROM poptrain_meta")).scalar() == "3"
+        assert c.execute(text("SELECT value FROM poptrain_meta")).scalar() == "4"
         c.execute(text("UPDATE poptrain_meta SET value = '99' WHERE key = 'schema_version'"))
     raw.dispose()
     for create in (True, False):
@@ -72,6 +90,40 @@ def test_postgresql_scores_see_a_change_that_commits_after_a_newer_one(postgres)
         assert scores(reader) == ([1], [0.2])
         slow.commit()
     assert scores(reader) == ([0, 1], [0.9, 0.2])
+
+
+def test_postgresql_events_after_an_id_see_an_exploit_that_commits_after_a_newer_one(postgres):
+    """Two workers' exploits at once: the one that took its id first but commits last is not skipped by a follower."""
+    import threading
+
+    from sqlalchemy import event
+
+    url = postgres.new_database()
+    slow, fast, reader = make(url), open_store(url), open_store(url, create=False, read_only=True)
+    inserted, resume = threading.Event(), threading.Event()
+
+    def pause_before_commit(conn, cursor, statement, *args):
+        if statement.lstrip().upper().startswith("INSERT INTO EVENTS"):
+            inserted.set()
+            resume.wait(30)
+
+    event.listen(slow._writer, "after_cursor_execute", pause_before_commit)
+    now = time.time()
+    first = threading.Thread(target=slow.record_exploit, args=("e", Event(0, 1, 2, 1, {}, {"lr": 1.0}, now), w(0)))
+    first.start()
+    assert inserted.wait(30)
+    second = threading.Thread(target=fast.record_exploit, args=("e", Event(1, 1, 2, 1, {}, {"lr": 2.0}, now), w(1)))
+    second.start()
+    second.join(1.0)  # without the ordering it commits now, with the id after the one still in flight
+    seen = reader.events("e")  # a follower's read meanwhile
+    resume.set()
+    first.join(30)
+    second.join(30)
+    later = reader.events("e", after=seen[-1].id if seen else None)
+    assert sorted(e.member for e in seen + later) == [0, 1]
+    assert [e.id for e in reader.events("e")] == sorted(e.id for e in seen + later)
+    for store in (slow, fast, reader):
+        store.close()
 
 
 OUTSIDE_STORE = '''

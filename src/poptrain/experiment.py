@@ -6,7 +6,6 @@ import dataclasses
 import logging
 import os
 import re
-import sys
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -15,8 +14,8 @@ import numpy as np
 from . import policy
 from .errors import SpecError
 from .space import Domain, parse_space, sample_hparams, space_to_dict, validate_hparams
-from .store import MemberRecord, default_checkpoints
-from .trainable import object_path, resolve_trainable
+from .store import ONE_HOST, MemberRecord, default_checkpoints
+from .trainable import object_path, resolve_trainable, searching
 
 FIELDS = ("name", "trainable", "space", "metric", "mode", "population", "steps", "ready", "exploit", "explore",
           "storage", "seed", "initial", "synchronous", "checkpoints", "lease", "max_failures", "keep_checkpoints",
@@ -92,10 +91,7 @@ class ExperimentSpec:
             raise SpecError(f"synchronous must be true or false, not {self.synchronous!r}")
         if self.metric is not None and not isinstance(self.metric, str):
             raise SpecError(f"metric must name a key of evaluate()'s dict, not {self.metric!r}")
-        self.paths = [os.path.abspath(p) for p in self.paths]
-        for p in reversed(self.paths):
-            if p not in sys.path:
-                sys.path.insert(0, p)
+        self.paths = [os.path.abspath(p) for p in self.paths]  # put on sys.path only where code is imported from them
         self.space: dict[str, Domain] = parse_space(self.space)
         clash = sorted(set(self.space) & RESERVED)
         if clash:
@@ -121,9 +117,11 @@ class ExperimentSpec:
         if self.synchronous and self.keep_checkpoints < 3:
             # a member may still copy a source's barrier checkpoint after that source checkpointed twice more
             raise SpecError(f"synchronous runs need keep_checkpoints >= 3, not {self.keep_checkpoints}")
-        self.ready = self._strategy("ready", policy.build_ready, self.ready)
-        self.exploit = None if self.exploit in (None, "none") else self._strategy("exploit", policy.build_exploit, self.exploit)
-        self.explore = self._strategy("explore", policy.build_explore, self.explore)
+        with searching(self.paths):  # a strategy given by import path ('module:fn') may live in the spec's folders
+            self.ready = self._strategy("ready", policy.build_ready, self.ready)
+            self.exploit = None if self.exploit in (None, "none") else \
+                self._strategy("exploit", policy.build_exploit, self.exploit)
+            self.explore = self._strategy("explore", policy.build_explore, self.explore)
         initial = list(self.initial or [])
         if len(initial) > self.population:
             raise SpecError(f"initial lists {len(initial)} members but population is {self.population}")
@@ -139,8 +137,8 @@ class ExperimentSpec:
             self.schedule = self._checked_schedule(self.schedule)
         if self.trainable is not None:  # None: the members are trained by loops of the user's own (ask/tell)
             resolve_trainable(self.trainable, self.paths)
-        if self.checkpoints is None:
-            self.checkpoints = default_checkpoints(self.storage, self.name)
+        if self.checkpoints is None or self.checkpoints == ONE_HOST:
+            self.checkpoints = default_checkpoints(self.storage, self.name, one_host=self.checkpoints == ONE_HOST)
 
     def _checked_schedule(self, schedule: Any) -> list[dict[str, Any]]:
         """A schedule's entries sorted by step, starting at step 0, each a full set of hyperparameters."""
@@ -205,7 +203,7 @@ class ExperimentSpec:
 
     def baseline(self) -> "ExperimentSpec":
         """The same members, steps and initial hyperparameters with no exploit: random search."""
-        return dataclasses.replace(self, name=f"{self.name}-baseline", exploit=None, checkpoints=None)
+        return dataclasses.replace(self, name=f"{self.name}-baseline", exploit=None)  # its keys name it: same place
 
     # running
     def initial_members(self) -> list[MemberRecord]:

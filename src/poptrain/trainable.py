@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib
 import inspect
 import sys
-from typing import Any
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Iterator
 
 from .errors import SpecError
 from .population import Hparams
@@ -41,14 +43,29 @@ class Trainable:
 
 
 REQUIRED = ("train", "evaluate", "set_hparams", "state_dict", "load_state_dict")
+# the spec's `paths` while it builds what it names by import path (a function strategy): see `searching`
+_SPEC_PATHS: ContextVar[tuple[str, ...]] = ContextVar("poptrain_spec_paths", default=())
+
+
+@contextmanager
+def searching(paths: list[str] | tuple[str, ...]) -> Iterator[None]:
+    """Let every `import_object` inside search `paths` too (a spec's strategies import from its folders)."""
+    token = _SPEC_PATHS.set(tuple(paths))
+    try:
+        yield
+    finally:
+        _SPEC_PATHS.reset(token)
 
 
 def import_object(path: str, search_paths: list[str] | tuple[str, ...] = ()) -> Any:
-    """Import 'package.module:attr' (searching `search_paths` first); errors name the path."""
+    """Import 'package.module:attr' (searching `search_paths` first); errors name the path.
+
+    The one place poptrain puts a spec's folders on sys.path: once each, when it imports from them.
+    """
     if not isinstance(path, str) or ":" not in path:
         raise SpecError(f"import path {path!r} must look like 'package.module:Name'")
     module_name, _, attr = path.partition(":")
-    for p in reversed(search_paths):
+    for p in reversed([*search_paths, *_SPEC_PATHS.get()]):
         if p not in sys.path:
             sys.path.insert(0, p)
     try:

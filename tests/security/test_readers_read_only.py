@@ -79,7 +79,7 @@ def test_a_store_in_a_read_only_folder_is_readable(tmp_path: Path) -> None:
 def test_a_read_only_store_reads_and_cannot_write(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     url = request.getfixturevalue("postgres").new_database() if kind == "postgresql" else f"sqlite:///{tmp_path}/w.db"
     with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(tmp_path)  # PostgreSQL's default checkpoints land in ./poptrain-checkpoints
+        mp.setenv("POPTRAIN_CHECKPOINTS", str(tmp_path / "ckpt"))  # a shared store has no default checkpoints
         payload_experiment(url)
     reader = open_store(url, create=False, read_only=True)
     assert reader.experiments() == ["payload"] and len(reader.reports("payload")) > 0

@@ -24,7 +24,7 @@ class Feed:
     def __init__(self, store: Store, name: str) -> None:
         self.store, self.name = store, name
         self._seen: set[tuple[int, int, float]] = set()
-        self._events = 0
+        self._last_event: int | None = None  # the id of the newest event handed out
 
     def new(self) -> tuple[list[Report], list[Event]]:
         """The reports and exploit events stored since the last call."""
@@ -34,9 +34,12 @@ class Feed:
             if key not in self._seen:
                 self._seen.add(key)
                 reports.append(r)
-        events = self.store.events(self.name)  # append-only, in order
-        fresh, self._events = events[self._events:], len(events)
-        return reports, fresh
+        # by id, not position: a rollback after a crash deletes a member's late events, and the ids
+        # of events recorded after it are still above every id read before
+        events = self.store.events(self.name, after=self._last_event)
+        if events:
+            self._last_event = events[-1].id
+        return reports, events
 
     def done(self) -> bool:
         """Whether every member has finished or failed (nothing more will be reported)."""

@@ -8,7 +8,7 @@ from typing import Callable
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from ..errors import StorageError
+from ..errors import SpecError, StorageError
 from .base import CheckpointRecord, Event, LeaseLost, MemberRecord, Progress, Report, Store
 from .checkpoints import CheckpointStore
 from .memory import MemoryStore
@@ -84,15 +84,33 @@ def _sqlite_file(url: str) -> str | None:
     return os.path.abspath(parsed.database)
 
 
-def default_checkpoints(storage: str, experiment: str) -> str:
-    """Where checkpoints go unless the spec says: a folder beside the SQLite file."""
+CHECKPOINTS_ENV = "POPTRAIN_CHECKPOINTS"  # where checkpoints go when the spec names no place
+ONE_HOST = "local"  # checkpoints = "local": the store and every worker are on this host (network stores)
+
+
+def default_checkpoints(storage: str, experiment: str, one_host: bool = False) -> str:
+    """Where checkpoints go unless the spec says: $POPTRAIN_CHECKPOINTS, else beside the SQLite file (or in memory).
+
+    A network store (PostgreSQL) has no such place every host reaches: it is refused, in one line
+    naming the option, unless `one_host` (the spec's checkpoints = "local") keeps them in
+    ./poptrain-checkpoints of the host that creates the experiment.
+    """
+    if os.environ.get(CHECKPOINTS_ENV) and not one_host:
+        return os.environ[CHECKPOINTS_ENV]
     if storage.startswith("memory://"):
         return f"memory://poptrain-checkpoints/{storage[len('memory://'):]}"
     path = _sqlite_file(storage)
     if path is not None:
         return f"{os.path.splitext(path)[0]}.checkpoints"
-    return os.path.abspath("poptrain-checkpoints")
+    if one_host:
+        return os.path.abspath("poptrain-checkpoints")
+    where = _parse(storage).render_as_string(hide_password=True)
+    raise SpecError(f"experiment {experiment!r} on the shared store {where} needs checkpoints every worker's host "
+                    f"reaches: set checkpoints = \"s3://bucket/{experiment}\" (or a shared folder; --checkpoints or "
+                    f"{CHECKPOINTS_ENV} also do), or checkpoints = \"{ONE_HOST}\" if the store and every worker run "
+                    f"on this host")
 
 
 __all__ = ["CheckpointRecord", "CheckpointStore", "Event", "LeaseLost", "MemberRecord", "MemoryStore", "Progress", "Report",
-           "SQLStore", "STORES", "Store", "check_storage_url", "default_checkpoints", "open_store"]
+           "SQLStore", "STORES", "Store", "CHECKPOINTS_ENV", "ONE_HOST", "check_storage_url", "default_checkpoints",
+           "open_store"]

@@ -58,6 +58,9 @@ class Event:
     time: float
     kind: str = "exploit"  # EXPLOIT: the source as after its own decision at source_step; AT_BARRIER: before
     source_hparams: Hparams = field(default_factory=dict)  # what explore started from
+    # where the store put it (None until stored): ids grow in the order events become visible and are never
+    # reused, even when a rollback deletes the newest ones; not part of what the event is, so not compared
+    id: int | None = field(default=None, compare=False)
 
 
 EXPLOIT = "exploit"
@@ -264,8 +267,12 @@ class Store(ABC):
         """Every report of the experiment."""
 
     @abstractmethod
-    def events(self, name: str) -> list[Event]:
-        """Every exploit event of the experiment, in order."""
+    def events(self, name: str, after: int | None = None) -> list[Event]:
+        """The experiment's exploit events in id order, each with its id; only those with an id above `after` if given.
+
+        A reader that passes the last id it was given misses no event recorded since, even if a
+        rollback deleted events in between: a new event's id is above every id a read returned.
+        """
 
     @abstractmethod
     def progress(self, name: str, mode: str) -> Progress:

@@ -28,6 +28,7 @@ class _Experiment:
         self.reports: dict[tuple[int, int], Report] = {}
         self.events: list[Event] = []
         self.recorded: set[tuple[int, int, float]] = set()  # (member, step, time) of each event, for idempotency
+        self.last_event_id = 0  # the highest event id ever given: a rollback's deletions never lower it
         self.checkpoints: dict[int, list[CheckpointRecord]] = {m.id: [] for m in members}
         self.run_hold: tuple[str | None, float] = (None, 0.0)  # the run driving it, and until when
 
@@ -171,9 +172,10 @@ class MemoryStore(Store):
             if (event.member, event.step, event.time) in exp.recorded:
                 return
             exp.recorded.add((event.member, event.step, event.time))
+            exp.last_event_id += 1
             event = replace(event, old_hparams=_json(event.old_hparams), new_hparams=_json(event.new_hparams),
-                            source_hparams=_json(event.source_hparams))
-            self._get(name).events.append(event)
+                            source_hparams=_json(event.source_hparams), id=exp.last_event_id)
+            exp.events.append(event)
             self._set(name, event.member, hparams=event.new_hparams, version=m.version + 1)
 
     def mark_ready(self, name: str, member: int, worker: str, step: int) -> None:
@@ -262,9 +264,9 @@ class MemoryStore(Store):
         with self._lock:
             return [r for _, r in sorted(self._get(name).reports.items())]
 
-    def events(self, name: str) -> list[Event]:
+    def events(self, name: str, after: int | None = None) -> list[Event]:
         with self._lock:
-            return list(self._get(name).events)
+            return [e for e in self._get(name).events if after is None or (e.id or 0) > after]
 
     def progress(self, name: str, mode: str) -> Progress:
         with self._lock:

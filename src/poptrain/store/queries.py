@@ -71,6 +71,9 @@ events_at = select(e.member, e.step, e.time).where(e.experiment_id == bindparam(
                                                    e.step.in_(bindparam("steps", expanding=True)))
 exploit = update(t.members).where(HELD_BY_ME).values(hparams=bindparam("new_hparams"), version=m.version + 1)
 add_event = insert(t.events)
+# taken before an event gets its id (PostgreSQL: FOR NO KEY UPDATE, which inserts' foreign-key checks do not wait
+# for): concurrent exploits then commit in id order, so a reader that saw id n has seen every id below it
+lock_experiment = select(t.experiments.c.id).where(t.experiments.c.id == bindparam("eid")).with_for_update(key_share=True)
 # the oldest transaction still running: every change a later read can see that this one cannot is stamped at or after it
 running_horizon = text("SELECT txid_snapshot_xmin(txid_current_snapshot())")
 changed_scores = (select(m.id, m.last_score, m.status, m.step, m.revision)

@@ -11,9 +11,13 @@ from sqlalchemy.engine import Connection
 
 # Version 2 indexes reports by step, so a synchronous decision reads one row per member, not the
 # history; version 3 stamps each member row with the revision that last changed its score or
-# status, so a decision reads only what changed since the previous one.
-SCHEMA_VERSION = 3
-OLDEST_READABLE = 3  # readers open stores from this version on; a writer upgrades older ones in place
+# status, so a decision reads only what changed since the previous one; version 4 never reuses an
+# event id on SQLite (AUTOINCREMENT), so a reader asking for the events after an id misses none
+# when a rollback has deleted the newest ones.
+SCHEMA_VERSION = 4
+# readers open stores from this version on; a writer upgrades older ones in place (a version 3 store
+# reads the same: only its writers could reuse an event id)
+OLDEST_READABLE = 3
 
 metadata = MetaData()
 
@@ -79,6 +83,7 @@ events = Table(
     Column("kind", String(32), nullable=False),
     Column("time", Float, nullable=False),
     Index("ix_events_member", "experiment_id", "member"),
+    sqlite_autoincrement=True,  # PostgreSQL's serial sequence never reuses ids either
 )
 
 checkpoints = Table(
@@ -112,8 +117,24 @@ def _stamp_revisions(c: Connection) -> None:
     _index(members, "ix_members_revision").create(c, checkfirst=True)
 
 
+def _never_reuse_event_ids(c: Connection) -> None:
+    """SQLite: rebuild the events table with AUTOINCREMENT (a plain rowid reuses a deleted top id); ids are kept."""
+    if c.dialect.name != "sqlite":
+        return
+    ddl = c.exec_driver_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'events'").scalar()
+    if "AUTOINCREMENT" in (ddl or "").upper():
+        return
+    columns = ", ".join(col.name for col in events.columns)
+    c.exec_driver_sql("ALTER TABLE events RENAME TO events_before_v4")
+    c.exec_driver_sql("DROP INDEX IF EXISTS ix_events_member")  # it moved with the renamed table
+    events.create(c)
+    c.exec_driver_sql(f"INSERT INTO events ({columns}) SELECT {columns} FROM events_before_v4 ORDER BY id")
+    c.exec_driver_sql("DROP TABLE events_before_v4")
+
+
 # MIGRATIONS[v] takes a store from version v - 1 to v; each step is idempotent.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _index_reports_by_step, 3: _stamp_revisions}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _index_reports_by_step, 3: _stamp_revisions,
+                                                       4: _never_reuse_event_ids}
 
 
 def upgrade(c: Connection, found: int) -> None:

@@ -541,6 +541,8 @@ class SQLStore(Store):
     def record_exploits(self, name: str, events: list[Event], worker: str) -> None:
         with self._tx() as c:
             eid = self._eid(c, name)
+            if self._kind != "sqlite":  # SQLite's writers already take turns
+                c.execute(q.lock_experiment, {"eid": eid})
             # a retry after a commit whose acknowledgement was lost finds its events already there
             found = c.execute(q.events_at, {"eid": eid, "mids": sorted({ev.member for ev in events}),
                                             "steps": sorted({ev.step for ev in events})})
@@ -654,13 +656,17 @@ class SQLStore(Store):
             return [Report(member=x.member, step=x.step, score=x.score, metrics=json.loads(x.metrics),
                            hparams=json.loads(x.hparams), time=x.time) for x in rows]
 
-    def events(self, name: str) -> list[Event]:
+    def events(self, name: str, after: int | None = None) -> list[Event]:
+        e = t.events.c
         with self._read() as c:
             eid = self._eid(c, name)
-            rows = c.execute(select(t.events).where(t.events.c.experiment_id == eid).order_by(t.events.c.id))
+            query = select(t.events).where(e.experiment_id == eid)
+            if after is not None:
+                query = query.where(e.id > after)
             return [Event(member=x.member, step=x.step, source=x.source, source_step=x.source_step,
                           old_hparams=json.loads(x.old_hparams), new_hparams=json.loads(x.new_hparams),
-                          time=x.time, kind=x.kind, source_hparams=json.loads(x.source_hparams)) for x in rows]
+                          time=x.time, kind=x.kind, source_hparams=json.loads(x.source_hparams), id=x.id)
+                    for x in c.execute(query.order_by(e.id))]
 
     def progress(self, name: str, mode: str) -> Progress:
         m = t.members.c

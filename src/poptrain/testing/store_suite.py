@@ -258,6 +258,29 @@ class StoreSuite:
         assert store.events("e") == [ev] and store.member("e", 1).version == 1
 
 
+    def test_events_after_an_id_miss_none_when_a_rollback_deletes_the_newest(self, storage):
+        store = self.make(storage)
+        now = time.time()
+        for step in range(1, 5):
+            store.report("e", 0, w(0), step, step / 10, {}, {"lr": 0.1}, now)
+        add(store, ckpt(0, 2), version=2)
+        first = Event(1, 2, 0, 2, {"lr": 0.2}, {"lr": 0.3}, now)
+        late = Event(0, 4, 1, 2, {"lr": 0.1}, {"lr": 0.4}, now + 1)
+        store.record_exploit("e", first, w(1))
+        store.record_exploit("e", late, w(0))
+        seen = store.events("e")
+        ids = [ev.id for ev in seen]
+        assert seen == [first, late] and all(isinstance(i, int) for i in ids) and ids[0] < ids[1]
+        assert store.events("e", after=ids[0]) == [late] and store.events("e", after=ids[1]) == []
+        store.rollback("e", 0, w(0), store.checkpoints("e", 0)[0])  # a takeover after a crash deletes `late`
+        again = Event(0, 4, 2, 4, {"lr": 0.5}, {"lr": 0.6}, now + 2)
+        store.record_exploit("e", again, w(0))
+        newer = store.events("e", after=ids[1])  # after the deleted id: the new event is above it
+        assert newer == [again] and newer[0].id > ids[1]
+        assert store.events("e") == [first, again] and store.events("e")[0].id == ids[0]
+        assert [ev.id for ev in self.open(storage).events("e")] == [ids[0], newer[0].id]  # the same to every reader
+
+
     def test_record_exploits_is_one_all_or_nothing_write(self, storage):
         store = self.make(storage)
         now = time.time()
