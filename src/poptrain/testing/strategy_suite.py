@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ..population import Continue, Exploit, Hparams, Interval, Standings
@@ -136,6 +136,7 @@ class StrategySuite:
 
     @few
     @given(seed=seeds, n=st.integers(1, 12), failed=st.sampled_from([0.0, 0.2, 0.6]))
+    @example(seed=0, n=10, failed=0.6)  # always some failed members
     def test_exploit_copies_only_another_scored_member(self, exploit_strategy: Strategy, seed: int, n: int,
                                                        failed: float) -> None:
         standings = self.population(seed, n, failed, exploit_strategy)
@@ -153,6 +154,7 @@ class StrategySuite:
 
     @few
     @given(seed=seeds, n=st.integers(2, 12))
+    @example(seed=0, n=10)
     def test_exploit_is_reproducible_whatever_the_order(self, exploit_strategy: Strategy, seed: int, n: int) -> None:
         standings = self.population(seed, n, 0.2, exploit_strategy)
         other = shuffled(standings, seed)
@@ -199,6 +201,7 @@ class StrategySuite:
 
     @fewer
     @given(seed=seeds, n=st.integers(1, 8), k=st.integers(0, 3))
+    @example(seed=0, n=6, k=3)  # always one batch of several requests
     def test_explore_batch_returns_one_valid_explore_per_request(self, explore_strategy: Strategy, seed: int,
                                                                  n: int, k: int) -> None:
         standings = self.population(seed, n, 0.2, explore_strategy)
