@@ -584,10 +584,10 @@ class Greedy(ExploitStrategy):
 def test_build_takes_a_strategy_instance_only_if_it_follows_the_contract():
     greedy = Greedy(0.5)
     assert build_exploit(greedy) is greedy  # not registered, but it subclasses the contract
-    with pytest.raises(SpecError, match=r"exploit: DuckExploit is not a exploit strategy: subclass "
+    with pytest.raises(SpecError, match=r"exploit: DuckExploit is not an exploit strategy: subclass "
                                         r"poptrain.policy.ExploitStrategy"):
         build_exploit(DuckExploit())
-    with pytest.raises(SpecError, match=r"explore: Truncation is not a explore strategy"):
+    with pytest.raises(SpecError, match=r"explore: Truncation is not an explore strategy"):
         build_explore(Truncation())
 
 
@@ -599,12 +599,18 @@ def test_a_strategy_of_the_users_own_is_named_by_its_import_path():
     assert build_explore({"type": "poptrain.policy.perturb:Perturb"}) == Perturb()
     with pytest.raises(SpecError, match=rf"exploit: {path} has no argument 'gap'"):
         build_exploit({"type": path, "gap": 1})
-    with pytest.raises(SpecError, match=rf"explore: {path} is not a explore strategy"):
+    with pytest.raises(SpecError, match=rf"explore: {path} is not an explore strategy"):
         build_explore({"type": path})
-    with pytest.raises(SpecError, match=r"cannot import module 'no_such_module_xyz'"):
+    with pytest.raises(SpecError, match=r"exploit: cannot import module 'no_such_module_xyz'"):
         build_exploit({"type": "no_such_module_xyz:Greedy"})
     with pytest.raises(SpecError, match=rf"exploit: {__name__}:ExploitStrategy does not implement decide"):
         build_exploit({"type": f"{__name__}:ExploitStrategy"})
+
+
+@pytest.mark.parametrize("kind", [":", "..x:y", "os:", "a b:c", "\x00:x", "x:1"])
+def test_a_type_that_is_neither_a_name_nor_an_import_path_is_one_clear_error(kind):
+    with pytest.raises(SpecError, match=r"explore: unknown strategy .*import path 'module:Class'"):
+        build_explore({"type": kind})
 
 
 def test_the_policy_reads_what_its_strategies_declare():

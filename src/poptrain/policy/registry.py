@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, Callable, ClassVar, Sequence, TypeVar
@@ -48,6 +49,7 @@ METRICS = "metrics"  # each member's latest metrics dict (numbers only): Standin
 READS: frozenset[str] = frozenset({RECENT, HISTORY, METRICS})
 
 ROLES = ("ready", "exploit", "explore")
+IMPORT_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")  # 'package.module:Class'
 _REGISTRY: dict[str, dict[str, type[Strategy]]] = {role: {} for role in ROLES}
 
 
@@ -114,6 +116,7 @@ class ExploreStrategy(Strategy):
 
 
 BASES: dict[str, type[Strategy]] = {"ready": ReadyCriterion, "exploit": ExploitStrategy, "explore": ExploreStrategy}
+A = {"ready": "a ready", "exploit": "an exploit", "explore": "an explore"}  # "... is not an explore strategy"
 
 
 def role_of(obj: Any) -> str | None:
@@ -209,14 +212,18 @@ def find(role: str, kind: str, paths: Sequence[str] = ()) -> type[Strategy]:
     kinds = _REGISTRY[role]
     if kind in kinds:
         return kinds[kind]
-    if not isinstance(kind, str) or ":" not in kind:
-        raise SpecError(f"{role}: unknown strategy {kind!r} (known: {', '.join(sorted(kinds))})")
+    if not isinstance(kind, str) or not IMPORT_PATH.fullmatch(kind):
+        raise SpecError(f"{role}: unknown strategy {kind!r} (known: {', '.join(sorted(kinds))}; a strategy of your "
+                        f"own is named by its import path 'module:Class')")
     by_path = {object_path(c): c for c in kinds.values()}
     if kind in by_path:  # a registered class that the spec names by its path (an import would give the same class)
         return by_path[kind]
-    cls = import_object(kind, list(paths))
+    try:
+        cls = import_object(kind, list(paths))
+    except SpecError as exc:
+        raise SpecError(f"{role}: {exc}") from None
     if not (isinstance(cls, type) and issubclass(cls, BASES[role])):
-        raise SpecError(f"{role}: {kind} is not a {role} strategy: a strategy subclasses "
+        raise SpecError(f"{role}: {kind} is not {A[role]} strategy: a strategy subclasses "
                         f"poptrain.policy.{BASES[role].__name__}")
     if inspect.isabstract(cls):
         raise SpecError(f"{role}: {kind} does not implement {', '.join(sorted(cls.__abstractmethods__))}")
@@ -230,7 +237,7 @@ def build(role: str, spec: Any, paths: Sequence[str] = ()) -> Any:
         return spec
     method = next(iter(base.__abstractmethods__))
     if isinstance(spec, Strategy) or callable(getattr(spec, method, None)):
-        raise SpecError(f"{role}: {type(spec).__name__} is not a {role} strategy: subclass "
+        raise SpecError(f"{role}: {type(spec).__name__} is not {A[role]} strategy: subclass "
                         f"poptrain.policy.{base.__name__} (its {method} and the other methods the policy calls)")
     if isinstance(spec, str):
         spec = {"type": spec}  # shorthand: a bare name means its defaults
