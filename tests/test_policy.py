@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import warnings
 from dataclasses import dataclass
 from typing import ClassVar
@@ -18,13 +17,16 @@ from scipy import stats
 from poptrain.errors import SpecError
 from poptrain.population import Continue, Exploit, MemberView
 from poptrain.policy import (
-    Custom,
     Every,
+    ExploitStrategy,
+    ExploreFunction,
+    ExploreStrategy,
     Fire,
     Noise,
     PB2,
     Pareto,
     Perturb,
+    Policy,
     Resample,
     Tournament,
     Truncation,
@@ -34,7 +36,8 @@ from poptrain.policy import (
     build_ready,
     registered,
 )
-from poptrain.space import Uniform, parse_space, sample_hparams, validate_hparams
+from poptrain.space import Uniform, parse_space
+from poptrain.testing import StrategySuite
 
 NEG_INF = -math.inf
 seeds = st.integers(0, 2**32 - 1)
@@ -287,44 +290,18 @@ def test_window_attribute():
     assert Truncation().window == 1 and Tournament().window == 1 and TTest(window=7).window == 7
 
 
-# ---------------------------------------------------------------- all exploit strategies
+# ---------------------------------------------------------------- every registered strategy
 
 
-strategies_under_test = [Truncation(0.25), Truncation(0.5), Tournament(), TTest(window=4)]
+class TestEveryRegisteredStrategy(StrategySuite):
+    """The conformance suite over an example() of every registered strategy: a new one is covered with no edit."""
 
 
-@settings(max_examples=100)
-@given(
-    st.lists(st.one_of(st.floats(-10, 10), st.just(NEG_INF)), min_size=1, max_size=10),
-    st.integers(0, 3),
-    seeds,
-)
-def test_no_strategy_copies_a_minus_inf_member(fitnesses, which, seed):
-    # Each member's recent values: finite history ending with its fitness (-inf included).
-    rs = np.random.default_rng(seed)
-    recents = [list(np.round(rs.normal(f if math.isfinite(f) else 0, 1, 3), 2)) + [f] for f in fitnesses]
-    members = pop(fitnesses, recents)
-    strategy = strategies_under_test[which]
-    for m in members:
-        d = strategy.decide(m, members, rng(seed))
-        if isinstance(d, Exploit):
-            assert math.isfinite(members[d.source].fitness)
-            assert all(math.isfinite(x) for x in members[d.source].recent[-strategy.window:])
+class TestMoreSettings(StrategySuite):
+    """The suite again over settings that the examples leave out."""
 
-
-@pytest.mark.parametrize("strategy", strategies_under_test, ids=repr)
-def test_decisions_are_deterministic_and_order_independent(strategy):
-    rs = np.random.default_rng(11)
-    recents = [list(rs.normal(i / 4, 0.2, 5)) for i in range(12)]  # member 0 is worst
-    members = pop([r[-1] for r in recents], recents)
-    shuffled = members[:]
-    random.Random(3).shuffle(shuffled)
-    for seed in range(20):
-        first = [strategy.decide(m, members, rng(seed)) for m in members]
-        assert first == [strategy.decide(m, members, rng(seed)) for m in members]
-        assert first == [strategy.decide(m, shuffled, rng(seed)) for m in members]
-    outcomes = {strategy.decide(members[0], members, rng(s)) for s in range(50)}
-    assert any(isinstance(d, Exploit) for d in outcomes)  # the test exercises copying at all
+    strategies = [Every(1, burn_in=3), Truncation(0.5), TTest(window=4, alpha=0.2), Fire(3, 2, history=3, settle=0),
+                  Perturb((0.5, 2.0), 0.0), Perturb(resample_probability=1.0), Noise(0.3), PB2(kappa=0.0, history=4)]
 
 
 # ---------------------------------------------------------------- explore
@@ -351,22 +328,6 @@ def bad_explore(hparams, space, rng):
 
 def extra_explore(hparams, space, rng):
     return {**hparams, "dropout": 0.1}
-
-
-explorers = [Perturb(), Perturb((0.5, 2.0), 0.0), Perturb(resample_probability=1.0), Resample(), Noise(0.3),
-             Custom(module_level_explore), PB2()]
-
-
-@settings(max_examples=60)
-@given(st.integers(0, len(explorers) - 1), seeds)
-def test_explore_returns_a_new_valid_dict(which, seed):
-    hparams = sample_hparams(SPACE, rng(seed))
-    before = dict(hparams)
-    new = explorers[which].explore(hparams, SPACE, rng(seed + 1))
-    assert new is not hparams and hparams == before
-    assert validate_hparams(SPACE, new, "explored") == new
-    assert [type(new[k]) for k in SPACE] == [float, float, int, str]
-    assert new == explorers[which].explore(hparams, SPACE, rng(seed + 1))  # deterministic
 
 
 def test_perturb_without_resample_multiplies_by_one_of_the_factors():
@@ -409,17 +370,17 @@ def test_explore_rejects_hparams_outside_the_space():
         Perturb().explore({"lr": 0.1, "momentum": 0.5, "layers": 4, "act": "relu", "dropout": 0.1}, SPACE, rng())
 
 
-def test_custom_validates_the_result_and_names_the_function():
+def test_explore_function_validates_the_result_and_names_the_function():
     hparams = {"lr": 0.1, "momentum": 0.5, "layers": 4, "act": "relu"}
-    assert Custom(module_level_explore).explore(hparams, SPACE, rng())["lr"] == 0.05
+    assert ExploreFunction(module_level_explore).explore(hparams, SPACE, rng())["lr"] == 0.05
     with pytest.raises(SpecError, match=r"bad_explore.*hyperparameter 'lr' = 5.0 is outside"):
-        Custom(bad_explore).explore(hparams, SPACE, rng())
+        ExploreFunction(bad_explore).explore(hparams, SPACE, rng())
     with pytest.raises(SpecError, match=r"extra_explore.*unknown hyperparameter 'dropout'"):
-        Custom(extra_explore).explore(hparams, SPACE, rng())
+        ExploreFunction(extra_explore).explore(hparams, SPACE, rng())
     with pytest.raises(SpecError, match="must return a dict"):
-        Custom(lambda h, s, r: None).explore(hparams, SPACE, rng())
+        ExploreFunction(lambda h, s, r: None).explore(hparams, SPACE, rng())
     with pytest.raises(SpecError, match="callable"):
-        Custom(3)
+        ExploreFunction(3)
 
 
 @pytest.mark.parametrize(
@@ -452,7 +413,7 @@ def test_explore_rejects_bad_arguments(make, message):
         (build_explore, Perturb((0.9, 1.1), 0.5)),
         (build_explore, Resample()),
         (build_explore, Noise(0.1)),
-        (build_explore, Custom(module_level_explore)),
+        (build_explore, ExploreFunction(module_level_explore)),
         (build_explore, PB2(kappa=1.0, history=8)),
         (build_exploit, Pareto({"acc": "max", "size": "min"}, 0.3)),
         (build_exploit, Fire(3, 2)),
@@ -468,7 +429,7 @@ def test_to_dict_round_trips_through_build(build, obj):
 def test_to_dict_formats():
     assert Every(4).to_dict() == {"type": "every", "intervals": 4, "burn_in": 0}
     assert Truncation().to_dict() == {"type": "truncation", "fraction": 0.25}
-    assert Custom(module_level_explore).to_dict() == {
+    assert ExploreFunction(module_level_explore).to_dict() == {
         "type": "function", "path": f"{__name__}:module_level_explore"}
 
 
@@ -525,12 +486,11 @@ def fresh_registry(monkeypatch):
 def test_a_new_strategy_is_one_class(fresh_registry):
     @fresh_registry.strategy("exploit", "best")
     @dataclass(frozen=True)
-    class Best(fresh_registry.Strategy):
+    class Best(ExploitStrategy):
         """Copy the best member when at least `margin` below it."""
 
         margin: float
         label: tuple[str, ...] = ("a", "b")
-        window: ClassVar[int] = 1
 
         def __post_init__(self):
             object.__setattr__(self, "label", tuple(self.label))  # a TOML list, held as a tuple
@@ -541,44 +501,143 @@ def test_a_new_strategy_is_one_class(fresh_registry):
 
     made = build_exploit({"type": "best", "margin": 2.0})
     assert made == Best(2.0) and made.decide(pop([0.0, 3.0])[0], pop([0.0, 3.0]), rng()) == Exploit(1)
-    assert made.to_dict() == {"type": "best", "margin": 2.0, "label": ["a", "b"]}
+    assert made.window == 1 and made.reads == frozenset() and made.history == 1  # the contract's defaults
+    assert made.to_dict() == {"type": "best", "margin": 2.0, "label": ["a", "b"]}  # defined in a function: no import path
     assert build_exploit(json.loads(json.dumps(made.to_dict()))) == Best(2.0, ("a", "b"))
     assert "best" in fresh_registry.registered("exploit") and "best" not in fresh_registry.registered("explore")
     with pytest.raises(SpecError, match=r"exploit: best needs argument 'margin'"):
         build_exploit("best")
     with pytest.raises(SpecError, match=r"exploit: best has no argument 'gap' \(arguments: margin, label\)"):
         build_exploit({"type": "best", "margin": 1.0, "gap": 1})
-    with pytest.raises(SpecError, match=r"unknown strategy 'trunc' \(known: best, fire, pareto, tournament, truncation, ttest\)"):
+    with pytest.raises(SpecError, match=r"unknown strategy 'trunc' \(known: best, fire, pareto, tournament, truncation, ttest\); "
+                                        r"a strategy of your own is named by its import path 'module:Class'"):
         build_exploit("trunc")
 
 
-def test_registration_refuses_what_no_engine_supplies(fresh_registry):
-    class Loose(fresh_registry.Strategy):
-        pass
+def test_registration_checks_the_contract(fresh_registry):
+    class Loose(ExploreStrategy):
+        def explore(self, hparams, space, rng):
+            return dict(hparams)
 
     with pytest.raises(TypeError, match="frozen dataclass"):
         fresh_registry.strategy("explore", "loose")(Loose)
+    with pytest.raises(TypeError, match=r"exploit strategy 'loose': Loose must subclass poptrain.policy.ExploitStrategy"):
+        fresh_registry.strategy("exploit", "loose")(dataclass(frozen=True)(Loose))
 
     @dataclass(frozen=True)
-    class Historian(fresh_registry.Strategy):
+    class Lazy(ExploitStrategy):
+        pass
+
+    with pytest.raises(TypeError, match=r"exploit strategy 'lazy': Lazy does not implement decide"):
+        fresh_registry.strategy("exploit", "lazy")(Lazy)
+
+    @dataclass(frozen=True)
+    class Historian(ExploreStrategy):
         reads: ClassVar[frozenset[str]] = frozenset({"groups"})
+
+        def explore(self, hparams, space, rng):
+            return dict(hparams)
 
     with pytest.raises(TypeError, match="reads groups, which no engine supplies"):
         fresh_registry.strategy("explore", "historian")(Historian)
+
+    @dataclass(frozen=True)
+    class Reader(ExploreStrategy):
+        reads: ClassVar[frozenset[str]] = frozenset({"history"})
+
+        def explore(self, hparams, space, rng):
+            return dict(hparams)
+
+    with pytest.raises(TypeError, match="reads history but does not override explore_batch"):
+        fresh_registry.strategy("explore", "reader")(Reader)
     with pytest.raises(ValueError, match="registered twice"):
-        fresh_registry.strategy("exploit", "truncation")(dataclass(frozen=True)(type("Other", (fresh_registry.Strategy,), {})))
+        fresh_registry.strategy("exploit", "truncation")(dataclass(frozen=True)(type("Other", (Truncation,), {})))
+    with pytest.raises(ValueError, match="must not contain ':'"):
+        fresh_registry.strategy("explore", "a:b")(dataclass(frozen=True)(type("Colon", (Resample,), {})))
     with pytest.raises(ValueError, match="role"):
         fresh_registry.strategy("select", "x")
+
+
+class DuckExploit:
+    """Has decide() but does not subclass ExploitStrategy."""
+
+    window = 1
+
+    def decide(self, member, population, rng):
+        return Continue()
+
+    def to_dict(self):
+        return {"type": "duck"}
+
+
+@dataclass(frozen=True)
+class Greedy(ExploitStrategy):
+    """An unregistered exploit of the user's own: copy the best member if it is better."""
+
+    margin: float = 0.0
+
+    def decide(self, member, population, rng):
+        best = max(population, key=lambda m: m.fitness)
+        return Exploit(best.id) if best.id != member.id and best.fitness > member.fitness + self.margin else Continue()
+
+
+def test_build_takes_a_strategy_instance_only_if_it_follows_the_contract():
+    greedy = Greedy(0.5)
+    assert build_exploit(greedy) is greedy  # not registered, but it subclasses the contract
+    with pytest.raises(SpecError, match=r"exploit: DuckExploit is not an exploit strategy: subclass "
+                                        r"poptrain.policy.ExploitStrategy"):
+        build_exploit(DuckExploit())
+    with pytest.raises(SpecError, match=r"explore: Truncation is not an explore strategy"):
+        build_explore(Truncation())
+
+
+def test_a_strategy_of_the_users_own_is_named_by_its_import_path():
+    path = f"{__name__}:Greedy"
+    assert Greedy(0.5).to_dict() == {"type": path, "margin": 0.5}  # so a fresh worker imports it
+    assert build_exploit({"type": path, "margin": 0.5}) == Greedy(0.5)
+    assert Perturb().to_dict()["type"] == "perturb"  # poptrain's own: its registered name
+    assert build_explore({"type": "poptrain.policy.perturb:Perturb"}) == Perturb()
+    with pytest.raises(SpecError, match=rf"exploit: {path} has no argument 'gap'"):
+        build_exploit({"type": path, "gap": 1})
+    with pytest.raises(SpecError, match=rf"explore: {path} is not an explore strategy"):
+        build_explore({"type": path})
+    with pytest.raises(SpecError, match=r"exploit: cannot import module 'no_such_module_xyz'"):
+        build_exploit({"type": "no_such_module_xyz:Greedy"})
+    with pytest.raises(SpecError, match=rf"exploit: {__name__}:ExploitStrategy does not implement decide"):
+        build_exploit({"type": f"{__name__}:ExploitStrategy"})
+
+
+@pytest.mark.parametrize("kind", [":", "..x:y", "os:", "a b:c", "\x00:x", "x:1"])
+def test_a_type_that_is_neither_a_name_nor_an_import_path_is_one_clear_error(kind):
+    with pytest.raises(SpecError, match=r"explore: unknown strategy .*import path 'module:Class'"):
+        build_explore({"type": kind})
+
+
+def test_the_policy_reads_what_its_strategies_declare():
+    policy = Policy(Every(1), Greedy(), Resample(), SPACE, seed=0)  # an unregistered exploit: the contract's defaults
+    assert policy.reads == frozenset() and policy.window == 1 and policy.history == 1
+    policy = Policy(Every(1), TTest(window=7), PB2(history=20), SPACE, seed=0)
+    assert policy.reads == {"recent", "history"} and policy.explore_reads == {"history"}
+    assert policy.window == 7 and policy.history == 20
+    assert Policy(Every(1), Fire(history=9), PB2(history=5), SPACE, seed=0).history == 9
+    assert Policy(Every(1), Truncation(), PB2(history=5), SPACE, seed=0).window == 1
+    none = Policy(Every(1), None, Perturb(), SPACE, seed=0)
+    assert none.reads == frozenset() and none.window == 1 and none.history == 1
+
+
+def test_operations_default_to_the_strategys_name():
+    assert Resample().operations({}, SPACE, rng()) == dict.fromkeys(SPACE, "resample")
+    assert ExploreFunction(module_level_explore).operations({}, SPACE, rng()) == dict.fromkeys(SPACE, "function")
 
 
 def test_strategies_declare_what_they_read():
     assert TTest.reads == frozenset({"recent"})
     assert PB2.reads == frozenset({"history"}) and Pareto.reads == frozenset({"metrics"})
-    assert all(not cls.reads for cls in (Truncation, Tournament, Every, Perturb, Resample, Noise, Custom))
+    assert all(not cls.reads for cls in (Truncation, Tournament, Every, Perturb, Resample, Noise, ExploreFunction))
     assert {k for role in ("ready", "exploit", "explore") for k in registered(role)} >= {
         "every", "truncation", "tournament", "ttest", "perturb", "resample", "noise", "function", "pb2", "pareto", "fire"}
 
 
-def test_custom_accepts_a_function_or_its_path():
+def test_explore_function_accepts_a_function_or_its_path():
     path = f"{__name__}:module_level_explore"
-    assert Custom(path) == Custom(module_level_explore) and Custom(path).fn is module_level_explore
+    assert ExploreFunction(path) == ExploreFunction(module_level_explore) and ExploreFunction(path).fn is module_level_explore

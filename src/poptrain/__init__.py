@@ -5,7 +5,7 @@ from .asktell import LivePopulation, Member, connect
 from .experiment import ExperimentSpec
 from .population import Continue, Exploit, Finished, Released
 from .runner import Experiment, resume
-from .policy import PB2, Custom, Every, Fire, Noise, Pareto, Perturb, Resample, Tournament, Truncation, TTest
+from .policy import PB2, Every, ExploreFunction, Fire, Noise, Pareto, Perturb, Resample, Tournament, Truncation, TTest
 from .space import Choice, IntUniform, LogUniform, Uniform
 from .trainable import Trainable
 
@@ -21,7 +21,7 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'poptrain' has no attribute {name!r}")
 
 __all__ = [
-    "BestMember", "Choice", "CorruptCheckpoint", "Custom", "Every", "Continue", "Experiment", "ExperimentSpec", "Exploit", "Finished", "Fire", "IntUniform", "LivePopulation", "Member",
+    "BestMember", "Choice", "CorruptCheckpoint", "Every", "ExploreFunction", "Continue", "Experiment", "ExperimentSpec", "Exploit", "Finished", "Fire", "IntUniform", "LivePopulation", "Member",
     "Released", "connect", "LogUniform",
     "Noise", "PB2", "Pareto", "Perturb", "PoptrainError", "Resample", "Result", "SpecError", "StorageError", "TTest", "Tournament",
     "Trainable", "Truncation", "Uniform", "load", "resume",

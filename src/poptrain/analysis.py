@@ -104,7 +104,7 @@ def explore_counts(events: Sequence[Event], spec: dict[str, Any]) -> pd.DataFram
     from the values.
     """
     space = parse_space(spec["space"])
-    strategy = build_explore(spec["explore"])
+    strategy = build_explore(spec["explore"], spec.get("paths") or ())
     policy = Policy(ready=None, exploit=None, explore=strategy, space=space, seed=int(spec["seed"]))
     counts: dict[str, Counter] = {name: Counter() for name in space}
     for ev in events:

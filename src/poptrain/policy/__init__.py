@@ -1,17 +1,18 @@
 """What PBT decides, as pure functions: ready criteria, exploit and explore strategies.
 
-Each strategy is one class in one file, registered by name (see `registry.py`); adding one is
-its file plus its export line below.
+Each strategy is one class in one file, subclassing its role's contract (`ReadyCriterion`,
+`ExploitStrategy`, `ExploreStrategy`) and registered by name (see `registry.py`); adding one to
+poptrain is its file plus its export line below (docs/contributing.md).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from .decision import EXPLOIT_RNG, EXPLORE_RNG, GENERATION_RNG, Policy, decision_rng
 from .every import Every
 from .fire import Fire
-from .function import Custom
+from .function import ExploreFunction
 from .noise import Noise
 from .pareto import Pareto
 from .pb2 import PB2
@@ -23,13 +24,13 @@ from .truncation import Truncation
 from .ttest import TTest
 
 __all__ = [
-    "Custom",
     "EXPLOIT_RNG",
     "EXPLORE_RNG",
     "GENERATION_RNG",
     "Every",
     "Fire",
     "ExploitStrategy",
+    "ExploreFunction",
     "ExploreStrategy",
     "Noise",
     "PB2",
@@ -51,16 +52,20 @@ __all__ = [
 ]
 
 
-def build_ready(spec: Any) -> ReadyCriterion:
+def build_ready(spec: Any, paths: Sequence[str] = ()) -> ReadyCriterion:
     """A ready criterion from an instance, a name, or a dict like {"type": "every", "intervals": 4}."""
-    return build("ready", spec, "is_ready")
+    return build("ready", spec, paths)
 
 
-def build_exploit(spec: Any) -> ExploitStrategy:
-    """An exploit strategy from an instance, a name, or a dict like {"type": "truncation", "fraction": 0.25}."""
-    return build("exploit", spec, "decide")
+def build_exploit(spec: Any, paths: Sequence[str] = ()) -> ExploitStrategy:
+    """An exploit strategy from an instance, a name, or a dict like {"type": "truncation", "fraction": 0.25}.
+
+    A strategy of the user's own is named by its import path, {"type": "module:Class", ...},
+    imported searching `paths` first.
+    """
+    return build("exploit", spec, paths)
 
 
-def build_explore(spec: Any) -> ExploreStrategy:
-    """An explore strategy from an instance, a name, or a dict like {"type": "perturb"}."""
-    return build("explore", spec, "explore")
+def build_explore(spec: Any, paths: Sequence[str] = ()) -> ExploreStrategy:
+    """An explore strategy from an instance, a name, or a dict like {"type": "perturb"} (or "module:Class")."""
+    return build("explore", spec, paths)

@@ -45,29 +45,23 @@ class Policy:
     @property
     def reads(self) -> frozenset[str]:
         """What the exploit and explore strategies read beyond the latest scores (`policy.registry.READS`)."""
-        if self.exploit is None:
-            return frozenset()
-        declared = getattr(self.exploit, "reads", None)
-        if declared is None:  # a duck-typed one
-            declared = {"recent"} if int(getattr(self.exploit, "window", 1)) > 1 else set()
-        return frozenset(declared) | self.explore_reads
+        return (frozenset() if self.exploit is None else self.exploit.reads) | self.explore_reads
 
     @property
     def explore_reads(self) -> frozenset[str]:
-        """What the explore strategy reads (an explore that reads standings has `explore_batch`)."""
-        return frozenset(getattr(self.explore, "reads", ()) or ())
+        """What the explore strategy reads (one that reads anything gets it through `explore_batch`)."""
+        return frozenset(self.explore.reads)
 
     @property
     def history(self) -> int:
         """How many of each member's latest intervals the strategies reading "history" need (at least 1)."""
-        wanted = [int(getattr(s, "history", 1)) for s in (self.exploit, self.explore)
-                  if "history" in (getattr(s, "reads", ()) or ())]
+        wanted = [s.history for s in (self.exploit, self.explore) if s is not None and "history" in s.reads]
         return max(wanted, default=1)
 
     @property
     def window(self) -> int:
         """How many recent scores per member the exploit strategy reads (1: the latest only)."""
-        return int(getattr(self.exploit, "window", 1)) if "recent" in self.reads else 1
+        return self.exploit.window if "recent" in self.reads else 1
 
     def is_ready(self, step: int, last_ready: int) -> bool:
         """Whether a member that reached `step` (last ready at `last_ready`) takes a decision now."""

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .checks import check_int
-from .registry import Strategy, strategy
+from .registry import ReadyCriterion, strategy
 
 
 @strategy("ready", "every")
 @dataclass(frozen=True)
-class Every(Strategy):
+class Every(ReadyCriterion):
     """Ready every `intervals` intervals since the last ready step, once `burn_in` is done."""
 
     intervals: int
@@ -19,6 +19,11 @@ class Every(Strategy):
     def __post_init__(self) -> None:
         object.__setattr__(self, "intervals", check_int("every", "intervals", self.intervals, 1))
         object.__setattr__(self, "burn_in", check_int("every", "burn_in", self.burn_in, 0))
+
+    @classmethod
+    def example(cls) -> Every:
+        """Every 4 intervals (the suite's example)."""
+        return cls(4)
 
     def is_ready(self, step: int, last_ready_step: int) -> bool:
         """True when `step` (intervals done) >= burn_in and `intervals` passed since the last."""

@@ -39,8 +39,8 @@ import numpy as np
 
 from ..population import Continue, Decision, Exploit, MemberView, Standings
 from .checks import check_int, check_number
-from .ranking import standings_with
-from .registry import HISTORY, PopulationView, Strategy, strategy
+from .ranking import best_first, standings_with, top_and_bottom
+from .registry import HISTORY, ExploitStrategy, PopulationView, strategy
 
 
 def improvement_rate(standings: Standings, member: int, settle: int) -> float:
@@ -66,7 +66,7 @@ def improvement_rate(standings: Standings, member: int, settle: int) -> float:
 
 @strategy("exploit", "fire")
 @dataclass(frozen=True)
-class Fire(Strategy):
+class Fire(ExploitStrategy):
     """Sub-population 0 by score (PBT), the others by improvement rate, evaluators carrying weights upward."""
 
     subpopulations: int = 2
@@ -74,7 +74,6 @@ class Fire(Strategy):
     fraction: float = 0.25
     history: int = 8  # each member's latest intervals read to measure its improvement rate
     settle: int = 1  # intervals after a change of hyperparameters left out of the rate
-    window: ClassVar[int] = 1
     reads: ClassVar[frozenset[str]] = frozenset({HISTORY})
 
     def __post_init__(self) -> None:
@@ -98,10 +97,6 @@ class Fire(Strategy):
             if g > 0 and self.evaluators:
                 evaluators |= set(members[-min(self.evaluators, len(members) - 1):]) if len(members) > 1 else set()
         return groups, evaluators
-
-    def quantile(self, n: int) -> int:
-        """q = max(1, ceil(n * fraction)), at most n // 2."""
-        return min(max(1, math.ceil(round(n * self.fraction, 9))), n // 2)
 
     def decide(self, member: MemberView, population: PopulationView, rng: np.random.Generator) -> Decision:
         """The member's rule: PBT in sub-population 0, evaluator or improvement-rate truncation elsewhere."""
@@ -147,11 +142,10 @@ class Fire(Strategy):
         bottom = pool if bottom is None else bottom
         if member not in bottom or len(pool) < 2:
             return Continue()
-        shuffled = [pool[i] for i in rng.permutation(len(pool))]
-        ranked = sorted(shuffled, key=lambda m: -value[m])  # stable: ties in random order
-        q = self.quantile(len(pool))
-        losers = [m for m in ranked if m in bottom][-q:]
+        shuffled = rng.permutation(len(pool))
+        ranked = [pool[i] for i in best_first(np.array([value[m] for m in pool], dtype=np.float64), shuffled)]
+        top, losers = top_and_bottom(ranked, self.fraction, among=bottom)
         if member not in losers:
             return Continue()
-        top = [m for m in ranked[:q] if value[m] > value[member] and value[m] > -math.inf]
+        top = [m for m in top if value[m] > value[member] and value[m] > -math.inf]
         return Exploit(top[int(rng.integers(len(top)))]) if top else Continue()

@@ -12,21 +12,27 @@ from ..errors import SpecError
 from ..population import Hparams
 from ..space import Domain, validate_hparams
 from ..trainable import import_object
-from .registry import Strategy, function_path, strategy
+from .registry import ExploreStrategy, function_path, strategy
 
-ExploreFunction = Callable[[Hparams, dict[str, Domain], np.random.Generator], Hparams]
+ExploreFn = Callable[[Hparams, dict[str, Domain], np.random.Generator], Hparams]
+
+
+def unchanged(hparams: Hparams, space: dict[str, Domain], rng: np.random.Generator) -> Hparams:
+    """An explore function that keeps the copied hyperparameters as they are (exploit without explore)."""
+    return dict(hparams)
 
 
 @strategy("explore", "function")
 @dataclass(frozen=True)
-class Custom(Strategy):
+class ExploreFunction(ExploreStrategy):
     """A user function fn(hparams, space, rng) -> hparams; its result is checked against the space.
 
     `path` is the function itself or its import path 'module:name' (as specs hold it); either
-    way the function is imported at once, and `to_dict` writes its import path back.
+    way the function is imported at once, and `to_dict` writes its import path back. Every
+    change it makes is counted as 'function' (what it did cannot be named).
     """
 
-    path: ExploreFunction | str
+    path: ExploreFn | str
 
     def __post_init__(self) -> None:
         fn: Any = self.path
@@ -38,8 +44,13 @@ class Custom(Strategy):
         elif not callable(fn):
             raise SpecError(f"explore function must be callable, got {fn!r}")
 
+    @classmethod
+    def example(cls) -> ExploreFunction:
+        """The function explore of `unchanged` (the suite's example)."""
+        return cls(unchanged)
+
     @property
-    def fn(self) -> ExploreFunction:
+    def fn(self) -> ExploreFn:
         """The function (what `path` names)."""
         return self.path  # type: ignore[return-value]  # a str is imported in __post_init__
 
@@ -50,7 +61,3 @@ class Custom(Strategy):
         if not isinstance(result, Mapping):
             raise SpecError(f"{where} must return a dict of hyperparameters, got {result!r}")
         return validate_hparams(space, result, where)
-
-    def operations(self, hparams: Hparams, space: dict[str, Domain], rng: np.random.Generator) -> dict[str, str]:
-        """The function's changes cannot be named: 'function' for every hyperparameter."""
-        return dict.fromkeys(space, "function")

@@ -10,12 +10,12 @@ from ..errors import SpecError
 from ..population import Hparams
 from ..space import Domain, validate_hparams
 from .checks import is_real
-from .registry import Strategy, strategy
+from .registry import ExploreStrategy, strategy
 
 
 @strategy("explore", "noise")
 @dataclass(frozen=True)
-class Noise(Strategy):
+class Noise(ExploreStrategy):
     """Add Gaussian noise of scale `sigma` (domain units) to every hyperparameter: the paper toy's explore."""
 
     sigma: float
@@ -25,11 +25,12 @@ class Noise(Strategy):
             raise SpecError(f"noise sigma must be a number > 0, got {self.sigma!r}")
         object.__setattr__(self, "sigma", float(self.sigma))
 
+    @classmethod
+    def example(cls) -> Noise:
+        """Noise of scale 0.1, as the paper's toy uses (the suite's example)."""
+        return cls(0.1)
+
     def explore(self, hparams: Hparams, space: dict[str, Domain], rng: np.random.Generator) -> Hparams:
         """A new dict with `domain.noise(value, sigma)` for every hyperparameter."""
         values = validate_hparams(space, hparams, "noise")
         return {name: domain.noise(values[name], self.sigma, rng) for name, domain in space.items()}
-
-    def operations(self, hparams: Hparams, space: dict[str, Domain], rng: np.random.Generator) -> dict[str, str]:
-        """Every hyperparameter gets noise."""
-        return dict.fromkeys(space, "noise")

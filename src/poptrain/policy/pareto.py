@@ -26,8 +26,8 @@ import numpy as np
 from ..errors import SpecError
 from ..population import Continue, Decision, Exploit, MemberView, Standings
 from .checks import check_number
-from .ranking import standings_with
-from .registry import METRICS, PopulationView, Strategy, strategy
+from .ranking import standings_with, top_and_bottom
+from .registry import METRICS, ExploitStrategy, PopulationView, strategy
 
 MODES = ("max", "min")
 
@@ -121,25 +121,25 @@ def rank(values: np.ndarray, shuffled: np.ndarray) -> np.ndarray:
 
 @strategy("exploit", "pareto")
 @dataclass(frozen=True)
-class Pareto(Strategy):
+class Pareto(ExploitStrategy):
     """Bottom `fraction` by (front, crowding distance) over `objectives` copies a uniform draw from the top."""
 
     objectives: Any  # {metric: "max" or "min"}, at least two; kept as ((metric, mode), ...)
     fraction: float = 0.25
-    window: ClassVar[int] = 1
     reads: ClassVar[frozenset[str]] = frozenset({METRICS})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "objectives", parse_objectives(self.objectives))
         object.__setattr__(self, "fraction", check_number("pareto", "fraction", self.fraction, 0.0, 0.5))
 
+    @classmethod
+    def example(cls) -> Pareto:
+        """Accuracy up and size down (the suite's example: its members report both)."""
+        return cls({"accuracy": "max", "size": "min"})
+
     def to_dict(self) -> dict[str, Any]:
         """Its type, objectives as a {metric: mode} table, and fraction."""
         return {"type": self.kind, "objectives": dict(self.objectives), "fraction": self.fraction}
-
-    def quantile(self, n: int) -> int:
-        """q = max(1, ceil(n * fraction)), at most n // 2: the size of the top and of the bottom."""
-        return min(max(1, math.ceil(round(n * self.fraction, 9))), n // 2)
 
     def ranked(self, standings: Standings, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """(positions best first, objective matrix) of the standings; a member whose score failed has no objectives."""
@@ -155,10 +155,9 @@ class Pareto(Strategy):
         if n < 2:
             return Continue()
         ranked, values = self.ranked(standings, rng)
-        q = self.quantile(n)
-        if standings.index(member.id) not in ranked[n - q:]:
+        top, bottom = top_and_bottom(ranked, self.fraction)
+        if standings.index(member.id) not in bottom:
             return Continue()
-        top = ranked[:q]
         sources = top[~np.isnan(values[top]).any(axis=1)]
         if not len(sources):
             return Continue()

@@ -8,8 +8,8 @@ takes the point that maximises the upper confidence bound mean + kappa * std at 
 
 Continuous and integer hyperparameters are modelled in [0, 1] (log-uniform ones and `log = true`
 integers in log space; integers are rounded back). Categorical ones (choice) are not modelled:
-each is resampled from its prior with probability 1/4 and otherwise moved to a neighbouring value,
-as the paper's perturb does. The points chosen for other copies of the same decision round (and,
+each is explored by the paper's perturb (`Perturb` with its defaults: resampled from its prior with
+probability 1/4, otherwise moved to a neighbouring value). The points chosen for other copies of the same decision round (and,
 asynchronously, members explored since their last report) enter the GP as pending observations at
 their predicted mean, which removes their uncertainty, so two copies do not pick the same point.
 
@@ -29,14 +29,15 @@ import numpy as np
 from ..population import Hparams, Standings
 from ..space import Choice, Domain, IntUniform, LogUniform, Uniform, validate_hparams
 from .checks import check_int, check_number
-from .registry import HISTORY, Strategy, strategy
+from .perturb import Perturb
+from .registry import HISTORY, ExploreStrategy, strategy
 
-
+PERTURB = Perturb()  # the paper's perturb, for what the GP does not model (choices, and every value without history)
 
 
 @strategy("explore", "pb2")
 @dataclass(frozen=True)
-class PB2(Strategy):
+class PB2(ExploreStrategy):
     """GP-UCB over (time, hyperparameters) fitted on the population's recent improvements (PB2)."""
 
     kappa: float = 2.0  # UCB = mean + kappa * std of the predicted improvement
@@ -52,9 +53,9 @@ class PB2(Strategy):
         object.__setattr__(self, "candidates", check_int("pb2", "candidates", self.candidates, 1, 100_000))
 
     def explore(self, hparams: Hparams, space: dict[str, Domain], rng: np.random.Generator) -> Hparams:
-        """Without history (a decision taken outside an engine): perturb by 0.8 or 1.2, resample 1 in 4."""
+        """Without history (a decision taken outside an engine): the paper's perturb (0.8 or 1.2, resample 1 in 4)."""
         values = validate_hparams(space, hparams, "pb2")
-        return {name: _perturb(domain, values[name], rng) for name, domain in space.items()}
+        return {name: PERTURB.draw(domain, values[name], rng)[0] for name, domain in space.items()}
 
     def operations(self, hparams: Hparams, space: dict[str, Domain], rng: np.random.Generator) -> dict[str, str]:
         """What an explore did to each hyperparameter, for the report's counts: 'gp-ucb', or 'choice' (perturb or resample).
@@ -100,17 +101,10 @@ class PB2(Strategy):
             new = box.decode(best, values)
             for name, domain in space.items():  # categorical ones: as PBT's perturb, drawn after the GP's pick
                 if isinstance(domain, Choice):
-                    new[name] = _perturb(domain, values[name], rng)
+                    new[name] = PERTURB.draw(domain, values[name], rng)[0]
             chosen.append(new)
             pending.append(box.encode(new))
         return chosen
-
-
-def _perturb(domain: Domain, value: Any, rng: np.random.Generator) -> Any:
-    # The paper's perturb: resample with probability 1/4, else multiply by 0.8 or 1.2 (a neighbour for choices).
-    resample = float(rng.random()) < 0.25
-    factor = (0.8, 1.2)[int(rng.integers(2))]
-    return domain.sample(rng) if resample else domain.perturb(value, factor, rng)
 
 
 class _Box:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -10,12 +11,12 @@ from ..errors import SpecError
 from ..population import Hparams
 from ..space import Domain, validate_hparams
 from .checks import is_real
-from .registry import Strategy, strategy
+from .registry import ExploreStrategy, strategy
 
 
 @strategy("explore", "perturb")
 @dataclass(frozen=True)
-class Perturb(Strategy):
+class Perturb(ExploreStrategy):
     """Per hyperparameter: resample from the prior with some probability, else perturb by a factor."""
 
     factors: tuple[float, ...] = (0.8, 1.2)
@@ -41,14 +42,16 @@ class Perturb(Strategy):
         """What `explore` with the same generator did to each hyperparameter: 'perturb' or 'resample'."""
         return self._draw(hparams, space, rng)[1]
 
+    def draw(self, domain: Domain, value: Any, rng: np.random.Generator) -> tuple[Any, str]:
+        """One hyperparameter's explore: (new value, 'resample' or 'perturb').
+
+        It always draws both numbers, so the stream of draws does not depend on the outcome.
+        """
+        resample = float(rng.random()) < self.resample_probability
+        factor = self.factors[int(rng.integers(len(self.factors)))]
+        return (domain.sample(rng), "resample") if resample else (domain.perturb(value, factor, rng), "perturb")
+
     def _draw(self, hparams: Hparams, space: dict[str, Domain], rng: np.random.Generator) -> tuple[Hparams, dict[str, str]]:
         values = validate_hparams(space, hparams, "perturb")
-        new: Hparams = {}
-        ops: dict[str, str] = {}
-        for name, domain in space.items():
-            # Always draw both numbers so the stream of draws does not depend on the outcome.
-            resample = float(rng.random()) < self.resample_probability
-            factor = self.factors[int(rng.integers(len(self.factors)))]
-            new[name] = domain.sample(rng) if resample else domain.perturb(values[name], factor, rng)
-            ops[name] = "resample" if resample else "perturb"
-        return new, ops
+        drawn = {name: self.draw(domain, values[name], rng) for name, domain in space.items()}
+        return {name: value for name, (value, _) in drawn.items()}, {name: op for name, (_, op) in drawn.items()}

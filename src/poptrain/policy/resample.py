@@ -8,19 +8,15 @@ import numpy as np
 
 from ..population import Hparams
 from ..space import Domain, validate_hparams
-from .registry import Strategy, strategy
+from .registry import ExploreStrategy, strategy
 
 
 @strategy("explore", "resample")
 @dataclass(frozen=True)
-class Resample(Strategy):
+class Resample(ExploreStrategy):
     """Draw every hyperparameter afresh from its prior."""
 
     def explore(self, hparams: Hparams, space: dict[str, Domain], rng: np.random.Generator) -> Hparams:
         """A new dict of values sampled from the space's priors."""
         validate_hparams(space, hparams, "resample")
         return {name: domain.sample(rng) for name, domain in space.items()}
-
-    def operations(self, hparams: Hparams, space: dict[str, Domain], rng: np.random.Generator) -> dict[str, str]:
-        """Every hyperparameter is resampled."""
-        return dict.fromkeys(space, "resample")

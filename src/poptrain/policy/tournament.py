@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 
 from ..population import Continue, Decision, Exploit, MemberView
 from .ranking import draw_other, fitness, standings_with
-from .registry import PopulationView, Strategy, strategy
+from .registry import ExploitStrategy, PopulationView, strategy
 
 
 @strategy("exploit", "tournament")
 @dataclass(frozen=True)
-class Tournament(Strategy):
+class Tournament(ExploitStrategy):
     """Binary tournament: copy one other member drawn uniformly if it is strictly better."""
 
-    window: ClassVar[int] = 1
 
     def decide(self, member: MemberView, population: PopulationView, rng: np.random.Generator) -> Decision:
         """Exploit the drawn member if its fitness is finite and higher, else Continue."""

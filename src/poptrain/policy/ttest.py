@@ -12,12 +12,12 @@ import numpy as np
 from ..population import Continue, Decision, Exploit, MemberView
 from .checks import check_int, check_number
 from .ranking import draw_other, fitness, standings_with
-from .registry import RECENT, PopulationView, Strategy, strategy
+from .registry import RECENT, ExploitStrategy, PopulationView, strategy
 
 
 @strategy("exploit", "ttest")
 @dataclass(frozen=True)
-class TTest(Strategy):
+class TTest(ExploitStrategy):
     """Copy one other member drawn uniformly if Welch's t-test on the last `window` scores says it is better."""
 
     window: int = 10
