@@ -27,7 +27,7 @@ EXAMPLES = os.path.join(os.path.dirname(HERE), "examples")
 sys.path.insert(0, EXAMPLES)
 
 from poptrain.engines import Local  # noqa: E402
-from poptrain.spec import load_spec  # noqa: E402
+from poptrain.experiment import load_spec  # noqa: E402
 from poptrain.trainable import resolve_trainable  # noqa: E402
 
 WORKLOADS = {

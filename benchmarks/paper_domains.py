@@ -29,7 +29,7 @@ sys.path.insert(0, EXAMPLES)
 import torch  # noqa: E402
 
 from poptrain import Every  # noqa: E402
-from poptrain.spec import load_spec  # noqa: E402
+from poptrain.experiment import load_spec  # noqa: E402
 
 # domain: (example, engine, toy overrides)
 DOMAINS = {"gan_digits": ("vectorized", {"population": 3, "steps": 2}),

@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "examples"))
 
 import torch  # noqa: E402
 
-from poptrain.spec import load_spec  # noqa: E402
+from poptrain.experiment import load_spec  # noqa: E402
 
 
 def main() -> None:

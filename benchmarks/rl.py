@@ -32,7 +32,7 @@ import torch  # noqa: E402
 
 import rl_a2c  # noqa: E402
 from poptrain.engines import Local, Vectorized  # noqa: E402
-from poptrain.spec import load_spec  # noqa: E402
+from poptrain.experiment import load_spec  # noqa: E402
 
 TASKS = {"CartPole-v1": "rl_cartpole", "Acrobot-v1": "rl_acrobot"}
 ENGINES = {"local": Local(workers=2), "vectorized": Vectorized()}

@@ -38,7 +38,7 @@ sys.path.insert(0, EXAMPLES)
 import torch  # noqa: E402
 
 from mlp_digits import MLPDigits, MLPDigitsPopulation  # noqa: E402
-from poptrain.spec import load_spec  # noqa: E402
+from poptrain.experiment import load_spec  # noqa: E402
 from poptrain.engines import Local, Vectorized  # noqa: E402
 
 

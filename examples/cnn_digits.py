@@ -12,11 +12,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from mlp_digits import BATCH_SIZE, load_split
-from poptrain.population import Hparams
+from poptrain.records import Hparams
 from poptrain.torch import TorchTrainable
 from poptrain.torch.optim import BatchedAdam
-from poptrain.torch.population import Population
-from poptrain.torch.vectorized import TorchPopulation
+from poptrain.torch.stacked import StackedModules
+from poptrain.torch.vectorized import BatchedTrainable
 
 
 def images(x: torch.Tensor) -> torch.Tensor:
@@ -68,7 +68,7 @@ class CNNDigits(TorchTrainable):
         return {"accuracy": (logits.argmax(1) == y).float().mean().item(), "loss": F.cross_entropy(logits, y).item()}
 
 
-class CNNDigitsPopulation(TorchPopulation):
+class CNNDigitsPopulation(BatchedTrainable):
     """Every CNNDigits member as one batched model, with a batched Adam."""
 
     hparams = ("lr", "weight_decay")
@@ -77,7 +77,7 @@ class CNNDigitsPopulation(TorchPopulation):
         super().__init__(hparams, seeds, device)
         x, y, xv, yv = load_split()
         self.data = (images(x).to(self.device), y.to(self.device), images(xv).to(self.device), yv.to(self.device))
-        self.population = Population([build_cnn(g) for g in self.generators], self.device)
+        self.population = StackedModules([build_cnn(g) for g in self.generators], self.device)
         self.optimizer = BatchedAdam(self.population.params, lr=[h["lr"] for h in hparams],
                                      weight_decay=[h["weight_decay"] for h in hparams])
 

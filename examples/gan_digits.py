@@ -20,11 +20,11 @@ from torch.nn import functional as F
 
 from digits_inception import inception_score
 from mlp_digits import initialised, load_split
-from poptrain.population import Hparams
+from poptrain.records import Hparams
 from poptrain.torch import TorchTrainable, apply_hparams
 from poptrain.torch.optim import BatchedAdam
-from poptrain.torch.population import Population
-from poptrain.torch.vectorized import TorchPopulation
+from poptrain.torch.stacked import StackedModules
+from poptrain.torch.vectorized import BatchedTrainable
 
 NOISE = 16
 HIDDEN = 128
@@ -115,7 +115,7 @@ class DigitsGAN(TorchTrainable):
         self.g_optimizer.load_state_dict(extra["g_optimizer"])  # already a private copy: nothing aliases it
 
 
-def stacked_forward(population: Population, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+def stacked_forward(population: StackedModules, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     """Every member's MLP applied to its own inputs (x [P, B, in]) as batched matrix products."""
     assert population.layers is not None  # an nn.Sequential of Linear layers and activations
     for layer in population.layers:
@@ -126,7 +126,7 @@ def stacked_forward(population: Population, params: dict[str, torch.Tensor], x: 
     return x
 
 
-class DigitsGANPopulation(TorchPopulation):
+class DigitsGANPopulation(BatchedTrainable):
     """Every DigitsGAN member at once: two stacked networks, two batched Adams, the same steps per member."""
 
     hparams = ("lr_g", "lr_d")
@@ -135,8 +135,8 @@ class DigitsGANPopulation(TorchPopulation):
         super().__init__(hparams, seeds, device)
         self.data = real_images().to(self.device)
         pairs = [build_pair(g) for g in self.generators]
-        self.g = Population([p[0] for p in pairs], self.device)
-        self.population = self.d = Population([p[1] for p in pairs], self.device)
+        self.g = StackedModules([p[0] for p in pairs], self.device)
+        self.population = self.d = StackedModules([p[1] for p in pairs], self.device)
         self.g_optimizer = BatchedAdam(self.g.params, lr=[h["lr_g"] for h in hparams], beta1=BETAS[0], beta2=BETAS[1])
         self.optimizer = BatchedAdam(self.d.params, lr=[h["lr_d"] for h in hparams], beta1=BETAS[0], beta2=BETAS[1])
 
@@ -174,7 +174,7 @@ class DigitsGANPopulation(TorchPopulation):
         self.optimizer.set_hparams(member, {"lr": hparams["lr_d"]})
 
     def copy_members(self, dsts: list[int], srcs: list[int]) -> None:
-        """Exploit: discriminator, its Adam and the data order (TorchPopulation), then the generator and its Adam."""
+        """Exploit: discriminator, its Adam and the data order (BatchedTrainable), then the generator and its Adam."""
         super().copy_members(dsts, srcs)
         self.g.copy_members(dsts, srcs)
         self.g_optimizer.copy_members(list(dsts), list(srcs))

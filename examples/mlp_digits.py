@@ -17,11 +17,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from poptrain.population import Hparams
+from poptrain.records import Hparams
 from poptrain.torch import TorchTrainable
 from poptrain.torch.optim import BatchedSGD
-from poptrain.torch.population import Population
-from poptrain.torch.vectorized import TorchPopulation
+from poptrain.torch.stacked import StackedModules
+from poptrain.torch.vectorized import BatchedTrainable
 
 HIDDEN = 128
 BATCH_SIZE = 32
@@ -115,7 +115,7 @@ class MLPDigits(TorchTrainable):
         return {"accuracy": accuracy, "loss": loss}
 
 
-class MLPDigitsPopulation(TorchPopulation):
+class MLPDigitsPopulation(BatchedTrainable):
     """Every MLPDigits member as one batched model: the same init, data order and SGD per member."""
 
     hparams = ("lr", "momentum", "weight_decay")
@@ -123,7 +123,7 @@ class MLPDigitsPopulation(TorchPopulation):
     def __init__(self, hparams: list[Hparams], seeds: list[int], device: str = "cpu") -> None:
         super().__init__(hparams, seeds, device)
         self.data = tuple(t.to(self.device) for t in load_split())
-        self.population = Population([build_mlp(g) for g in self.generators], self.device)
+        self.population = StackedModules([build_mlp(g) for g in self.generators], self.device)
         self.optimizer = BatchedSGD(self.population.params, lr=[h["lr"] for h in hparams],
                                     momentum=[h["momentum"] for h in hparams],
                                     weight_decay=[h["weight_decay"] for h in hparams])

@@ -14,10 +14,10 @@ import torch
 from torch.nn import functional as F
 
 from mlp_digits import build_mlp, load_split
-from poptrain.population import Hparams
+from poptrain.records import Hparams
 from poptrain.torch.neuroevolution import Mutation, NeuroevolutionPopulation, NeuroevolutionTrainable, sigmas
-from poptrain.torch.population import Population
-from poptrain.torch.vectorized import TorchPopulation
+from poptrain.torch.stacked import StackedModules
+from poptrain.torch.vectorized import BatchedTrainable
 
 HIDDEN = 32
 MUTATIONS = 1
@@ -41,7 +41,7 @@ class NeuroDigits(NeuroevolutionTrainable):
         return {"accuracy": (logits.argmax(1) == y).float().mean().item(), "loss": F.cross_entropy(logits, y).item()}
 
 
-class NeuroDigitsPopulation(NeuroevolutionPopulation, TorchPopulation):
+class NeuroDigitsPopulation(NeuroevolutionPopulation, BatchedTrainable):
     """Every NeuroDigits member as stacked weights, mutated together."""
 
     mutations = MUTATIONS
@@ -49,7 +49,7 @@ class NeuroDigitsPopulation(NeuroevolutionPopulation, TorchPopulation):
     def __init__(self, hparams: list[Hparams], seeds: list[int], device: str = "cpu") -> None:
         super().__init__(hparams, seeds, device)
         self.data = tuple(t.to(self.device) for t in load_split())
-        self.population = Population([build_mlp(g, HIDDEN) for g in self.generators], self.device)
+        self.population = StackedModules([build_mlp(g, HIDDEN) for g in self.generators], self.device)
         self.optimizer = Mutation(self.population.params, sigma=sigmas(hparams), seed=seeds[0])
 
     def evaluate(self) -> list[dict[str, float]]:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from poptrain.population import Hparams
+from poptrain.records import Hparams
 from poptrain.trainable import Trainable
 
 DIMS = 100

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from poptrain.population import Hparams
+from poptrain.records import Hparams
 from poptrain.torch import TorchTrainable
 from poptrain.torch.envs import BatchedAcrobot, BatchedCartPole
 from poptrain.torch.rl import ActorCriticPopulation, build_agent

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from poptrain.population import Hparams
+from poptrain.records import Hparams
 from poptrain.trainable import Trainable
 
 THETA0 = (0.9, 0.9)

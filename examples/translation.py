@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from poptrain.population import Hparams
+from poptrain.records import Hparams
 from poptrain.torch import TorchTrainable
 from synthetic_language import corpus
 

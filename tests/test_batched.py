@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from poptrain.torch.optim import BatchedAdam, BatchedAdamW, BatchedSGD
-from poptrain.torch.population import NotVectorizable, Population
+from poptrain.torch.stacked import NotVectorizable, StackedModules
 
 SEEDS = [11, 12, 13]
 
@@ -57,7 +57,7 @@ def batched_hparams(per_member: list[dict]) -> dict:
 @pytest.mark.parametrize("case", list(CASES))
 def test_batched_optimiser_equals_torch_optim_per_member(case):
     make_batched, make_torch, hparams = CASES[case]
-    pop = Population.from_factory(model, SEEDS)
+    pop = StackedModules.from_factory(model, SEEDS)
     opt = make_batched(pop.params, batched_hparams(hparams))
     xs, ys = data()
     for x, y in zip(xs, ys):
@@ -75,7 +75,7 @@ def test_batched_optimiser_equals_torch_optim_per_member(case):
 
 
 def test_exploit_copies_weights_and_optimiser_state_exactly():
-    pop = Population.from_factory(model, SEEDS)
+    pop = StackedModules.from_factory(model, SEEDS)
     opt = BatchedAdam(pop.params, lr=[1e-2, 2e-2, 3e-2])
     xs, ys = data(steps=3)
     for x, y in zip(xs, ys):
@@ -93,7 +93,7 @@ def test_exploit_copies_weights_and_optimiser_state_exactly():
 
 
 def test_a_nan_loss_stays_in_its_member():
-    pop = Population.from_factory(model, SEEDS)
+    pop = StackedModules.from_factory(model, SEEDS)
     opt = BatchedSGD(pop.params, lr=[0.1, 0.1, 0.1])
     x, y = data(steps=1)[0][0], data(steps=1)[1][0]
     x = x.clone()
@@ -111,7 +111,7 @@ def test_members_start_from_their_own_seeds_without_touching_the_global_rng():
     torch.manual_seed(123)
     expected = torch.rand(1)
     torch.manual_seed(123)
-    pop = Population.from_factory(model, SEEDS)
+    pop = StackedModules.from_factory(model, SEEDS)
     assert torch.equal(torch.rand(1), expected)
     for i, seed in enumerate(SEEDS):
         for name, tensor in single(seed).state_dict().items():
@@ -123,11 +123,11 @@ def test_layers_vmap_cannot_batch_are_named():
         return nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.Linear(8, 3))
 
     with pytest.raises(NotVectorizable, match=r"layer '1' \(BatchNorm1d\).*local engine"):
-        Population.from_factory(with_batchnorm, SEEDS)
+        StackedModules.from_factory(with_batchnorm, SEEDS)
 
 
 def test_copies_read_the_state_before_any_copy():
-    pop = Population.from_factory(model, SEEDS)
+    pop = StackedModules.from_factory(model, SEEDS)
     before = {k: v.clone() for k, v in pop.params.items()}
     pop.copy_members([0, 1], [1, 0])  # a swap: each takes the other's weights from before the round
     for name, tensor in pop.params.items():
@@ -135,7 +135,7 @@ def test_copies_read_the_state_before_any_copy():
 
 
 def test_momentum_switched_on_mid_run_matches_torch_optim():
-    pop = Population.from_factory(model, SEEDS)
+    pop = StackedModules.from_factory(model, SEEDS)
     opt = BatchedSGD(pop.params, lr=[0.1, 0.1, 0.1], momentum=[0.0, 0.9, 0.0])
     alone = single(SEEDS[0])
     reference = torch.optim.SGD(alone.parameters(), lr=0.1, momentum=0.0)
@@ -157,7 +157,7 @@ def test_sgd_shortcuts_follow_momentum_writes_copies_and_loads(monkeypatch):
     """The eager step's host-side flags (every member moving, every buffer started) never outlive what they describe."""
     hparams = [{"lr": 0.1, "momentum": 0.9, "dampening": 0.1, "weight_decay": 1e-3}, {"lr": 0.05, "momentum": 0.8},
                {"lr": 0.2, "momentum": 0.0, "dampening": 0.2, "weight_decay": 1e-2}]
-    pop = Population.from_factory(model, SEEDS)
+    pop = StackedModules.from_factory(model, SEEDS)
     opt = BatchedSGD(pop.params, **batched_hparams([{"dampening": 0.0, "weight_decay": 0.0, **h} for h in hparams]))
     alone = [single(seed) for seed in SEEDS]
     references = [torch.optim.SGD(m.parameters(), **h) for m, h in zip(alone, hparams)]
@@ -205,7 +205,7 @@ def test_sgd_shortcuts_follow_momentum_writes_copies_and_loads(monkeypatch):
 
 def test_sgd_reads_hyperparameters_that_a_load_replaced():
     """Loaded values are new tensors as unwritten as the old ones: the step must still see them."""
-    pop = Population.from_factory(model, SEEDS)
+    pop = StackedModules.from_factory(model, SEEDS)
     opt = BatchedSGD(pop.params, lr=0.1, momentum=0.9)
     xs, ys = data(steps=4)
     for x, y in zip(xs[:2], ys[:2]):
@@ -222,7 +222,7 @@ def test_sgd_reads_hyperparameters_that_a_load_replaced():
 @pytest.mark.parametrize("case", ["adam", "adamw"])
 def test_adam_follows_hyperparameters_written_mid_run(case):
     make_batched, make_torch, hparams = CASES[case]
-    pop = Population.from_factory(model, SEEDS)
+    pop = StackedModules.from_factory(model, SEEDS)
     opt = make_batched(pop.params, batched_hparams(hparams))
     alone = [single(seed) for seed in SEEDS]
     references = [make_torch(m.parameters(), h) for m, h in zip(alone, hparams)]
@@ -244,7 +244,7 @@ def test_adam_follows_hyperparameters_written_mid_run(case):
 def test_hyperparameters_are_copied_from_the_callers_array():
     import numpy as np
 
-    pop = Population.from_factory(model, SEEDS)
+    pop = StackedModules.from_factory(model, SEEDS)
     lr = np.array([0.1, 0.2, 0.3], dtype=np.float32)
     opt = BatchedSGD(pop.params, lr=lr, momentum=0.9)
     lr[0] = 5.0  # the optimiser's step caches views of its own tensors; the caller's array is not one of them

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from poptrain.torch.population import Population, linear_stack
+from poptrain.torch.stacked import StackedModules, linear_stack
 
 SEEDS = [3, 4, 5, 6]
 
@@ -21,9 +21,9 @@ def batch(*shape: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(len(SEEDS), *shape, 6, generator=g), torch.randint(0, 3, (len(SEEDS), *shape), generator=g)
 
 
-def under_vmap(pop: Population) -> Population:
+def under_vmap(pop: StackedModules) -> StackedModules:
     """The same population with the direct path switched off."""
-    twin = Population.from_factory(mlp, SEEDS)
+    twin = StackedModules.from_factory(mlp, SEEDS)
     twin.layers = None
     twin.load_state_dict(pop.state_dict())
     return twin
@@ -46,7 +46,7 @@ def test_linear_stacks_are_recognised_and_other_models_are_not():
 
 
 def test_direct_gradients_and_outputs_equal_vmaps():
-    pop = Population.from_factory(mlp, SEEDS)
+    pop = StackedModules.from_factory(mlp, SEEDS)
     assert pop.layers is not None
     twin = under_vmap(pop)
     x, y = batch(5)
@@ -60,7 +60,7 @@ def test_direct_gradients_and_outputs_equal_vmaps():
 
 
 def test_extra_axes_before_the_features_are_kept():
-    pop = Population.from_factory(mlp, SEEDS)
+    pop = StackedModules.from_factory(mlp, SEEDS)
     x, _ = batch(5, 7)  # [P, B, T, features], as a sequence model would see
     out = pop.forward(x)
     assert out.shape == (len(SEEDS), 5, 7, 3)
@@ -68,7 +68,7 @@ def test_extra_axes_before_the_features_are_kept():
 
 
 def test_each_member_equals_its_own_model():
-    pop = Population.from_factory(mlp, SEEDS)
+    pop = StackedModules.from_factory(mlp, SEEDS)
     x, _ = batch(5)
     out = pop.forward(x)
     for i, seed in enumerate(SEEDS):
@@ -87,7 +87,7 @@ def dropout_cnn() -> nn.Module:  # not a linear stack: runs under vmap
 
 def test_dropout_masks_differ_per_member_in_training_and_are_off_when_scoring():
     for factory in (dropout_mlp, dropout_cnn):
-        pop = Population.from_factory(factory, [7, 7])  # two identical members
+        pop = StackedModules.from_factory(factory, [7, 7])  # two identical members
         x = torch.randn(1, 10, 6).expand(2, 10, 6)
         y = torch.zeros(2, 10, dtype=torch.long)
         _, losses = pop.gradients(F.cross_entropy, x, y)
@@ -98,13 +98,13 @@ def test_dropout_masks_differ_per_member_in_training_and_are_off_when_scoring():
         torch.testing.assert_close(scored[0], factory().eval()(x[0]), rtol=1e-5, atol=1e-6)
 
 
-def _members_agree(factory, x: torch.Tensor, y: torch.Tensor) -> Population:
+def _members_agree(factory, x: torch.Tensor, y: torch.Tensor) -> StackedModules:
     """Direct outputs and gradients equal vmap's, and each member's outputs equal its own model's."""
     models = []
     for seed in SEEDS:
         torch.manual_seed(seed)
         models.append(factory())
-    pop, twin = Population(models), Population(models)
+    pop, twin = StackedModules(models), StackedModules(models)
     twin.layers = None
     torch.testing.assert_close(pop.forward(x), twin.forward(x))
     torch.testing.assert_close(pop.forward(x), torch.stack([m.eval()(x[i]) for i, m in enumerate(models)]))
@@ -147,7 +147,7 @@ def test_hooked_layers_run_under_vmap():
 
 
 def test_inputs_without_the_member_axis_are_refused():
-    pop = Population.from_factory(mlp, SEEDS)
+    pop = StackedModules.from_factory(mlp, SEEDS)
     with pytest.raises(ValueError, match="members on the first axis"):
         pop.forward(torch.randn(2 * len(SEEDS), 5, 6))  # reshaping would mix members' rows
 
@@ -158,7 +158,7 @@ def test_a_layer_the_user_put_in_eval_mode_stays_there():
         model[1].eval()
         return model
 
-    pop = Population.from_factory(frozen_dropout, [7, 7])
+    pop = StackedModules.from_factory(frozen_dropout, [7, 7])
     x = torch.randn(1, 10, 6).expand(2, 10, 6)
     _, losses = pop.gradients(F.cross_entropy, x, torch.zeros(2, 10, dtype=torch.long))
     assert losses[0] == losses[1]  # no mask drawn in training either

@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 
 import poptrain
 from checks import cli
-from poptrain.population import best_members
+from poptrain.records import best_members
 from poptrain.report.dashboard import create_app
 from poptrain.report.html import report_html
 from trainables import Quadratic

@@ -14,7 +14,7 @@ import pytest
 import poptrain
 from checks import cli
 from poptrain.errors import SpecError
-from poptrain.spec import load_spec
+from poptrain.experiment import load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

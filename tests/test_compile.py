@@ -12,13 +12,13 @@ import poptrain
 import poptrain.torch.compiled as compiled_module
 from poptrain.cli import engine_options, parser
 from poptrain.torch.optim import BatchedSGD
-from poptrain.torch.population import Population
-from poptrain.torch.vectorized import TorchPopulation
+from poptrain.torch.stacked import StackedModules
+from poptrain.torch.vectorized import BatchedTrainable
 
 FAILED = "torch.compile failed"
 
 
-class TinyPopulation(TorchPopulation):
+class TinyPopulation(BatchedTrainable):
     """Three members of a 6-16-3 MLP on 24 fixed samples: small enough to compile in seconds."""
 
     hparams = ("lr", "momentum")
@@ -27,7 +27,7 @@ class TinyPopulation(TorchPopulation):
         super().__init__(hparams, seeds, device)
         g = torch.Generator().manual_seed(0)
         self.x, self.y = torch.randn(24, 6, generator=g), torch.randint(0, 3, (24,), generator=g)
-        self.population = Population.from_factory(lambda: nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3)),
+        self.population = StackedModules.from_factory(lambda: nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3)),
                                                   seeds)
         self.optimizer = BatchedSGD(self.population.params, lr=[h["lr"] for h in hparams],
                                     momentum=[h["momentum"] for h in hparams])

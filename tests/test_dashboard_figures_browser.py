@@ -16,7 +16,7 @@ from conftest import EXAMPLES
 from poptrain.report.dashboard import create_app
 from poptrain.report.figures import charts
 from poptrain.report.html import report_html
-from poptrain.spec import load_spec
+from poptrain.experiment import load_spec
 from trainables import Quadratic
 
 PARETO = "noisy_quadratic_pareto"

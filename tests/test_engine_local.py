@@ -16,7 +16,7 @@ import torch
 import poptrain
 from poptrain.engines import Local
 from poptrain.engines.worker import join
-from poptrain.spec import load_spec
+from poptrain.experiment import load_spec
 from poptrain.store import CheckpointStore, open_store
 from conftest import EXAMPLES, ROOT
 from trainables import CrashesProcess, Quadratic

@@ -8,7 +8,7 @@ import poptrain
 from poptrain.cli import main
 from poptrain.engines import Local, Ray, Serial, Vectorized, make_engine
 from poptrain.errors import SpecError
-from poptrain.spec import load_spec
+from poptrain.experiment import load_spec
 from conftest import EXAMPLES
 from trainables import HangsAtTop, Quadratic
 

@@ -13,7 +13,7 @@ import poptrain
 from poptrain.engines.worker import Worker
 from poptrain.store import CheckpointStore, open_store
 from conftest import EXAMPLES
-from poptrain.spec import load_spec
+from poptrain.experiment import load_spec
 from trainables import AlwaysRaises, BadSetHparams, BadState, ListMetric, NanScore, Quadratic, RaisesOnce, TensorScore
 
 SPACE = {"lr": poptrain.LogUniform(0.001, 0.5)}
@@ -104,7 +104,7 @@ def test_corrupt_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
     store = open_store(url)
     worker = Worker(store, "q", "doomed")
     while store.member("q", 0).step < 7:  # checkpoints at the ready points 3 and 6
-        worker.advance(worker.population.ask())
+        worker.advance(worker.connection.ask())
     ckpts = store.checkpoints("q", 0)
     assert [c.step for c in ckpts] == [6, 3]
     with open(CheckpointStore(exp.checkpoints).path(ckpts[0].key), "r+b") as f:
@@ -169,7 +169,7 @@ def test_workers_share_the_population_evenly(storage):
     trained: dict[str, set[int]] = {w.id: set() for w in workers}
     for _ in range(40):
         for w in workers:
-            member = w.population.ask(wait=False)  # takes a new member only while it holds fewer than max_held
+            member = w.connection.ask(wait=False)  # takes a new member only while it holds fewer than max_held
             if member is not None:
                 trained[w.id].add(member.id)
                 w.advance(member)

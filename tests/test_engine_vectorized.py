@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import poptrain
-from poptrain.spec import load_spec
+from poptrain.experiment import load_spec
 from conftest import EXAMPLES
 from mlp_digits import MLPDigits, MLPDigitsPopulation
 from trainables import HparamScore

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from poptrain.errors import SpecError
-from poptrain.population import Continue, Exploit, Interval, Standings
+from poptrain.records import Continue, Exploit, Interval, Standings
 from poptrain.policy import Fire, build_exploit
 from poptrain.policy.fire import improvement_rate
 

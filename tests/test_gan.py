@@ -16,7 +16,7 @@ import digits_inception  # noqa: E402
 import gan_digits  # noqa: E402
 from mlp_digits import load_split  # noqa: E402
 from poptrain import Every  # noqa: E402
-from poptrain.spec import load_spec  # noqa: E402
+from poptrain.experiment import load_spec  # noqa: E402
 
 GOOD = {"lr_g": 2e-3, "lr_d": 2e-3}
 

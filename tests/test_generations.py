@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import poptrain
-from poptrain.population import Exploit, Standings
+from poptrain.records import Exploit, Standings
 from poptrain.space import Uniform, parse_space
 from trainables import Tied
 

@@ -11,7 +11,7 @@ import pytest
 import poptrain
 from checks import assert_consistent_lineage
 from conftest import ROOT
-from poptrain.spec import dump_spec
+from poptrain.specfile import dump_spec
 from poptrain.store import open_store
 
 TESTS = os.path.dirname(os.path.abspath(__file__))

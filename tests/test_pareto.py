@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from poptrain.analysis import hypervolume
 from poptrain.errors import SpecError
-from poptrain.population import Continue, Exploit, Standings
+from poptrain.records import Continue, Exploit, Standings
 from poptrain.policy import Pareto, build_exploit
 from poptrain.policy.pareto import crowding, fronts
 

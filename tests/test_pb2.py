@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from poptrain.errors import SpecError
-from poptrain.population import Continue, Exploit, Interval, Standings
+from poptrain.records import Continue, Exploit, Interval, Standings
 from poptrain.policy import PB2, Every, Policy, Truncation, build_explore
 from poptrain.space import parse_space, validate_hparams
 

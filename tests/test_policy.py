@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from poptrain.errors import SpecError
-from poptrain.population import Continue, Exploit, MemberView
+from poptrain.records import Continue, Exploit, MemberView
 from poptrain.policy import (
     Every,
     ExploitStrategy,

@@ -10,7 +10,8 @@ import pytest
 
 import poptrain
 from poptrain.cli import main
-from poptrain.spec import dump_spec, load_spec
+from poptrain.experiment import load_spec
+from poptrain.specfile import dump_spec
 from conftest import EXAMPLES
 
 
@@ -78,7 +79,7 @@ def test_dump_spec_writes_names_and_values_toml_can_read(tmp_path):
             "paths": ["/a b/ç"]}
     path = tmp_path / "u.toml"
     path.write_text(dump_spec(spec), encoding="utf-8")
-    from poptrain.spec import read_toml
+    from poptrain.specfile import read_toml
 
     data = read_toml(path)
     assert data["space"]["λr"]["low"] == 0.01 and data["space"]["tag"]["values"] == ["😀", 'say "hi"', [1, 2]]

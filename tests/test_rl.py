@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from poptrain.spec import load_spec
+from poptrain.experiment import load_spec
 from poptrain.torch.envs import BatchedAcrobot, BatchedCartPole
 from poptrain.torch.rl import ActorCriticPopulation
 

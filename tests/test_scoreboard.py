@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from poptrain.population import ACTIVE, DONE, FAILED
+from poptrain.records import ACTIVE, DONE, FAILED
 from poptrain.store.scoreboard import Scoreboard
 
 rows = st.tuples(st.integers(0, 30), st.one_of(st.none(), st.floats(-5, 5)), st.sampled_from([ACTIVE, DONE, FAILED]),

@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 SCRIPT = """
 import sys
-from poptrain.spec import load_spec
+from poptrain.experiment import load_spec
 result = load_spec("{root}/examples/mlp_digits.toml", storage="sqlite:///{tmp}/s.db", population=2,
                    steps=2).run(engine="vectorized")
 assert result.best().score > 0

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pytest
 
 from poptrain.errors import SpecError
-from poptrain.population import Continue, Exploit
+from poptrain.records import Continue, Exploit
 from poptrain.policy import ExploitStrategy, ExploreStrategy, ReadyCriterion, Resample
 from poptrain.testing import StrategySuite
 

@@ -6,7 +6,7 @@ import uuid
 
 import numpy as np
 
-from poptrain.spec import load_spec
+from poptrain.experiment import load_spec
 from conftest import EXAMPLES
 
 

@@ -15,7 +15,7 @@ sys.path.insert(0, str(EXAMPLES))
 import synthetic_language as language  # noqa: E402
 import translation  # noqa: E402
 from poptrain import Every  # noqa: E402
-from poptrain.spec import load_spec  # noqa: E402
+from poptrain.experiment import load_spec  # noqa: E402
 
 GOOD = {"lr": 1e-2, "dropout": 0.0, "label_smoothing": 0.0}
 

@@ -25,7 +25,7 @@ except ImportError as exc:  # an optional extra: say how to get it
     raise ImportError("poptrain.lightning needs PyTorch Lightning: pip install 'poptrain[lightning]'") from exc
 
 from .errors import PoptrainError
-from .population import Decision
+from .records import Decision
 from .seat import Seat, write_attributes
 from .torch.param_groups import apply_hparams
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import PoptrainError, StorageError
-from .population import best_members
+from .records import best_members
 from .store import CheckpointRecord, CheckpointStore, Event, MemberRecord, Store, open_store
 
 if TYPE_CHECKING:

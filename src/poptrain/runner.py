@@ -1,7 +1,7 @@
-"""Running an experiment: create it in the store, refuse a live run, hand the spec to an engine, resume.
+"""Running an experiment's spec: create it in the store, refuse a live run, hand the spec to an engine, resume.
 
-`Experiment` is the spec you write (`ExperimentSpec`) plus the verbs that run it; engines only
-ever receive the plain spec, so nothing below the runner imports it.
+Engines only ever receive the plain spec (`ExperimentSpec`); `poptrain.Experiment` adds the
+verbs that call these functions.
 """
 
 from __future__ import annotations
@@ -12,13 +12,12 @@ import os
 import socket
 import time
 import uuid
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .engines import Engine, make_engine, trained_batched
 from .heartbeat import Heartbeat
 from .errors import PoptrainError, SpecError
-from .experiment import ExperimentSpec
+from .spec import ExperimentSpec
 from .store import CheckpointStore, Store, open_store
 from .store.checkpoints import refuse_pickled
 
@@ -26,39 +25,6 @@ if TYPE_CHECKING:
     from .result import Result
 
 log = logging.getLogger("poptrain")
-
-
-@dataclass
-class Experiment(ExperimentSpec):
-    """What to train and how PBT runs it; `run()` trains the population and returns a `Result`.
-
-    `steps` is each member's budget in intervals (calls of `train()`); `exploit=None` trains the
-    same members with no exploit at all (the random-search baseline at equal compute); `engine`
-    is how `run()` trains by default: a name ("local", "serial", "vectorized", "ray"), a table
-    {"type": "local", "workers": 2}, or an engine object such as `poptrain.engines.Local(workers=2)`.
-    """
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.engine is not None:
-            make_engine(self.engine)  # an unknown engine or option is refused before anything is stored
-
-    def create(self, wait: bool = False) -> bool:
-        """Store the experiment unless it is there already; True if created, False if it was stored.
-
-        `wait` rides out a database that is briefly unreachable, as a worker does.
-        """
-        return create(self, wait)
-
-    def run(self, engine: Any = None, *, progress: bool = False, force: bool = False, **options: Any) -> "Result":
-        """Train the population to its budget (resuming a stored run of the same spec).
-
-        `engine` is a name or an engine object (default: the spec's, else "local"); `options` set
-        a named engine's options, e.g. `run(engine="local", workers=2)`. A stored run whose members
-        are still leased is being trained by live workers: it is refused (join it with `poptrain
-        worker`) unless `force` says those workers are dead.
-        """
-        return run(self, engine, progress=progress, force=force, **options)
 
 
 def create(spec: ExperimentSpec, wait: bool = False) -> bool:
@@ -155,4 +121,4 @@ def resume(storage: str, name: str, engine: Any = None, *, progress: bool = Fals
            **options: Any) -> "Result":
     """Finish a stored experiment that was interrupted; members restart from their checkpoints."""
     spec = open_store(storage, create=False).get_spec(name)
-    return run(Experiment.from_spec(spec), engine, progress=progress, force=force, **options)
+    return run(ExperimentSpec.from_spec(spec), engine, progress=progress, force=force, **options)

@@ -13,9 +13,9 @@ from __future__ import annotations
 import copy
 from typing import Any, Callable, Mapping
 
-from .asktell import LivePopulation, Member, connect
+from .asktell import Connection, Member, connect
 from .errors import PoptrainError
-from .population import Decision, Exploit, Finished, Released
+from .records import Decision, Exploit, Finished, Released
 
 
 class Seat:
@@ -29,7 +29,7 @@ class Seat:
                  worker_id: str | None = None) -> None:
         self.storage, self.name, self.worker_id = storage, name, worker_id
         self.read, self.write = read, write
-        self.pop: LivePopulation | None = None
+        self.pop: Connection | None = None
         self.member: Member | None = None
         self.initial: Any = None  # the state the trainer started from: a member without a checkpoint starts there
         self._parked: dict[int, _Live] = {}

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .errors import SpecError
-from .population import Hparams
+from .records import Hparams
 
 # Integer bounds must fit numpy's int64, which samples them.
 _INT64_MAX = 2**63 - 1

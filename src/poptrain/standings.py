@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Iterator, Mapping
 
-from .experiment import ExperimentSpec
-from .population import Interval, Standings, fitness
+from .spec import ExperimentSpec
+from .records import Interval, Standings, fitness
 from .store import Store
 
 

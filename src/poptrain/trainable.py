@@ -10,7 +10,7 @@ from contextvars import ContextVar
 from typing import Any, Iterator
 
 from .errors import SpecError
-from .population import Hparams
+from .records import Hparams
 
 
 class Trainable:

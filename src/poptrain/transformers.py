@@ -29,7 +29,7 @@ except ImportError as exc:  # an optional extra: say how to get it
     raise ImportError("poptrain.transformers needs Hugging Face Transformers: pip install 'poptrain[transformers]'") from exc
 
 from .errors import PoptrainError
-from .population import Decision
+from .records import Decision
 from .seat import Seat
 from .torch.param_groups import apply_hparams
 

@@ -270,9 +270,9 @@ def test_crafted_checkpoint_runs_no_code_on_exploit(tmp_path):
     plant(tmp_path / "s.db", exp.checkpoints, "x", 1, craft_pickle(marker))
     store = open_store(exp.storage)
     worker = Worker(store, "x", "w", trainable=Interrupts)
-    assert worker.population._load_source(1, None) is None  # the exploit path reads the source's checkpoint: it copies nothing
+    assert worker.connection._load_source(1, None) is None  # the exploit path reads the source's checkpoint: it copies nothing
     with pytest.raises(MemberError, match="POPTRAIN_ALLOW_PICKLE=1"):  # restoring the member itself: refused
-        worker.population._restore(store.member("x", 1))
+        worker.connection._restore(store.member("x", 1))
     assert not marker.exists()
 
 

@@ -22,6 +22,6 @@ last checkpoint by whoever asks next.
 from __future__ import annotations
 
 from .batch import LiveBatch
-from .live import LivePopulation, Member, connect
+from .live import Connection, Member, connect
 
-__all__ = ["LiveBatch", "LivePopulation", "Member", "connect"]
+__all__ = ["LiveBatch", "Connection", "Member", "connect"]

@@ -1,6 +1,6 @@
 """Ask/tell for a process that holds the whole population as one batched model.
 
-The same per-interval step as `LivePopulation.tell` (`step.next_move`), taken for every member
+The same per-interval step as `Connection.tell` (`step.next_move`), taken for every member
 at once: the reports go in one transaction, the members decide together on the scores at the
 step (a synchronous generation, with no barrier to wait at since one process holds them all),
 and one checkpoint file holds the whole population, each member's record pointing at its part.
@@ -15,9 +15,9 @@ from collections import Counter
 from typing import Any, Protocol, Sequence
 
 from ..errors import PoptrainError
-from ..experiment import ExperimentSpec
+from ..spec import ExperimentSpec
 from ..outcome import score_of, user
-from ..population import ACTIVE, Exploit, Hparams
+from ..records import ACTIVE, Exploit, Hparams
 from ..standings import read_standings
 from ..store import CheckpointRecord, CheckpointStore, MemberRecord, Store
 from .step import DECIDE, FINISH, TRAIN_ON, exploit_event, next_move
@@ -28,7 +28,7 @@ PART = "#member="  # a population file's key, then this, then the member's index
 
 
 class BatchedMembers(Protocol):
-    """What a batched model gives the batched tell (a `poptrain.torch.TorchPopulation` has it all)."""
+    """What a batched model gives the batched tell (a `poptrain.torch.BatchedTrainable` has it all)."""
 
     def set_hparams(self, member: int, hparams: Hparams) -> None: ...
 

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from ..policy import Policy
 from ..policy.decision import Generation
-from ..population import Continue, Decision, Exploit, Hparams, Standings
+from ..records import Continue, Decision, Exploit, Hparams, Standings
 
 
 class GenerationMemo:

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
 from ..errors import CorruptCheckpoint, StorageError
-from ..experiment import ExperimentSpec
+from ..spec import ExperimentSpec
 from ..heartbeat import Heartbeat
 from ..outcome import MemberError, score_of, user
-from ..population import ACTIVE, Continue, Decision, Exploit, Finished, Hparams, Released, Standings
+from ..records import ACTIVE, Continue, Decision, Exploit, Finished, Hparams, Released, Standings
 from ..standings import read_standings
 from ..store import CheckpointRecord, CheckpointStore, LeaseLost, MemberRecord, Store, open_store
 from .generation import GenerationMemo
@@ -44,11 +44,11 @@ class Member:
     pending: bool = False
     running: bool = True
     record: MemberRecord = field(repr=False, default=None)  # type: ignore[assignment]
-    population: "LivePopulation" = field(repr=False, default=None, compare=False)  # type: ignore[assignment]
+    connection: "Connection" = field(repr=False, default=None, compare=False)  # type: ignore[assignment]
 
     def report(self, result: Any, state: Any = None) -> Decision:
-        """`tell` this member's interval to the population that handed it out (see `LivePopulation.tell`)."""
-        return self.population.tell(self, result, state)
+        """`tell` this member's interval through the connection that handed it out (see `Connection.tell`)."""
+        return self.connection.tell(self, result, state)
 
     @property
     def version(self) -> int:
@@ -56,7 +56,7 @@ class Member:
         return self.record.version
 
 
-class LivePopulation:
+class Connection:
     """One process's connection to a stored population: `ask` for a member, `tell` after each interval.
 
     `max_held` caps how many members this process keeps leased at once (an engine gives each
@@ -77,7 +77,7 @@ class LivePopulation:
         self._heartbeat: Heartbeat | None = None
 
     # the connection
-    def __enter__(self) -> "LivePopulation":
+    def __enter__(self) -> "Connection":
         self.start()
         return self
 
@@ -142,7 +142,7 @@ class LivePopulation:
             else:
                 state, rec = self._restore(rec)
             member = Member(rec.id, rec.seed, rec.step, self.spec.steps, dict(rec.hparams), state,
-                            pending=rec.pending, record=rec, population=self)
+                            pending=rec.pending, record=rec, connection=self)
             if rec.step >= self.spec.steps:
                 self._finish(member, state if state is not None else self.live.get(rec.id, (0, None))[1])
                 return None
@@ -378,10 +378,10 @@ class LivePopulation:
         self.held.discard(member)
 
 
-def connect(storage: str, name: str, worker_id: str | None = None, max_held: int | None = None) -> LivePopulation:
+def connect(storage: str, name: str, worker_id: str | None = None, max_held: int | None = None) -> Connection:
     """Join a stored experiment from a loop you own: `ask` for a member, `tell` after each interval.
 
     The experiment must exist (`Experiment.create()`, or `poptrain create SPEC.toml`); the
     database is waited for if it is briefly unreachable, as a worker does.
     """
-    return LivePopulation(open_store(storage, create=False, wait=True), name, worker_id, max_held=max_held)
+    return Connection(open_store(storage, create=False, wait=True), name, worker_id, max_held=max_held)

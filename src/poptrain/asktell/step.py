@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from ..experiment import ExperimentSpec
-from ..population import Hparams
+from ..spec import ExperimentSpec
+from ..records import Hparams
 from ..store import Event
 from ..store.base import EXPLOIT, EXPLOIT_AT_BARRIER
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ..errors import SpecError
 
 if TYPE_CHECKING:
-    from ..experiment import ExperimentSpec
+    from ..spec import ExperimentSpec
     from ..store import Store
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..errors import PoptrainError
-from ..experiment import ExperimentSpec
+from ..spec import ExperimentSpec
 from ..store import Store
 from ..trainable import resolve_trainable
 from .base import Engine, check_not_batched, check_workers

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
 from ..errors import PoptrainError, SpecError
-from ..experiment import ExperimentSpec
+from ..spec import ExperimentSpec
 from ..store import Store, open_store
 from .base import Engine, check_not_batched, check_workers
 from .supervisor import Exit, check_interval_timeout, supervise

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ..experiment import ExperimentSpec
+from ..spec import ExperimentSpec
 from ..store import Store
 from .base import Engine, check_not_batched
 from .progress import ProgressDisplay

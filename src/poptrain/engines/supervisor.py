@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Protocol
 
 from ..errors import PoptrainError, SpecError
-from ..population import ACTIVE, FAILED
+from ..records import ACTIVE, FAILED
 from ..store import LeaseLost, Store
 from .progress import ProgressDisplay
 

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from ..asktell import LiveBatch
 from ..errors import SpecError
-from ..experiment import ExperimentSpec
+from ..spec import ExperimentSpec
 from ..heartbeat import Heartbeat
 from ..outcome import MemberError, user
 from ..store import Store
@@ -34,7 +34,7 @@ def population_class(exp: ExperimentSpec, trainable: Any = None) -> type:
     batched = cls if hasattr(cls, "copy_members") else getattr(cls, "vectorized", None)
     if batched is None:
         raise SpecError(f"trainable {exp.trainable} has no batched counterpart: give it `vectorized = <a "
-                        f"poptrain.torch.TorchPopulation subclass>`, or use the local engine")
+                        f"poptrain.torch.BatchedTrainable subclass>`, or use the local engine")
     for name in exp.space:
         if name not in batched.hparams:
             raise SpecError(f"hyperparameter {name!r} cannot be vectorized: {batched.__name__} varies only "
@@ -78,7 +78,7 @@ class VectorizedRun:
             if hasattr(population, "compile"):
                 population.compile()
             else:
-                log.warning("%s has no compile() (a poptrain.torch.TorchPopulation has one): training eagerly",
+                log.warning("%s has no compile() (a poptrain.torch.BatchedTrainable has one): training eagerly",
                             type(population).__name__)
         self.live.start(members, population)
         while self.live.step < self.exp.steps:

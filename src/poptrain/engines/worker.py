@@ -15,9 +15,9 @@ import socket
 from collections import OrderedDict
 from typing import Any, Callable
 
-from ..asktell import LivePopulation, Member
+from ..asktell import Connection, Member
 from ..outcome import MemberError, user
-from ..population import Exploit, Finished, Released
+from ..records import Exploit, Finished, Released
 from ..store import Store, open_store
 from ..trainable import Trainable, is_function_trainable, resolve_trainable
 
@@ -36,9 +36,9 @@ class Worker:
     def __init__(self, store: Store, name: str, worker_id: str, *, trainable: type | None = None,
                  poll: float = 0.1, on_interval: Callable[[], None] | None = None,
                  max_held: int | None = None, cache_size: int | None = None, current: Any = None) -> None:
-        self.population = LivePopulation(store, name, worker_id, trainable=trainable, max_held=max_held, poll=poll)
+        self.connection = Connection(store, name, worker_id, trainable=trainable, max_held=max_held, poll=poll)
         self.store, self.name, self.id = store, name, worker_id
-        self.exp = self.population.spec
+        self.exp = self.connection.spec
         self.trainable = resolve_trainable(trainable or self.exp.trainable, self.exp.paths)
         self.on_interval = on_interval
         self.cache_size = cache_size or max(8, 2 * (max_held or 0))
@@ -47,15 +47,15 @@ class Worker:
 
     def run(self) -> None:
         """Work until every member is done or failed."""
-        with self.population:
+        with self.connection:
             while True:
                 if is_function_trainable(self.trainable):  # the user's own loop trains the member it is handed
-                    member = self.population.ask()
+                    member = self.connection.ask()
                     if member is None:
                         return
                     self.hand_over(member)
                     continue
-                member = self.population.ask(live={m: version for m, (_, version, _) in self.cache.items()},
+                member = self.connection.ask(live={m: version for m, (_, version, _) in self.cache.items()},
                                              decide=False)
                 if member is None:
                     return
@@ -71,7 +71,7 @@ class Worker:
                 raise MemberError(f"trainable {self.exp.to_spec()['trainable']} returned before member {member.id} "
                                   f"reached its budget: loop while member.running")
         except MemberError as exc:
-            self.population.fail(member, str(exc))
+            self.connection.fail(member, str(exc))
         finally:
             if self.current is not None:
                 self.current.value = -1
@@ -88,10 +88,10 @@ class Worker:
                 user(live.set_hparams, dict(decision.hparams or {}))
 
             if member.pending:  # its synchronous generation's decision, taken on the live trainable
-                self.population.decide(member, state=live.state_dict, apply=apply)
+                self.connection.decide(member, state=live.state_dict, apply=apply)
                 self._remember(member, live)
             user(live.train)
-            decision = self.population.tell(member, user(live.evaluate), state=live.state_dict, apply=apply)
+            decision = self.connection.tell(member, user(live.evaluate), state=live.state_dict, apply=apply)
             if isinstance(decision, (Finished, Released)):  # it left this worker: its live copy goes too
                 self.cache.pop(member.id, None)
                 return
@@ -100,7 +100,7 @@ class Worker:
                 self.on_interval()
         except MemberError as exc:
             self.cache.pop(member.id, None)
-            self.population.fail(member, str(exc))
+            self.connection.fail(member, str(exc))
         finally:
             if self.current is not None:
                 self.current.value = -1
@@ -132,7 +132,7 @@ class Worker:
         for member in list(self.cache):
             if len(self.cache) <= self.cache_size:
                 return
-            if member not in self.population.held:
+            if member not in self.connection.held:
                 del self.cache[member]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ..population import DONE, FAILED
+from ..records import DONE, FAILED
 from ..store import Event, Report, Store
 
 

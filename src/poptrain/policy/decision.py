@@ -11,7 +11,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ..population import Continue, Decision, Exploit, Hparams, MemberView, Standings
+from ..records import Continue, Decision, Exploit, Hparams, MemberView, Standings
 from ..space import validate_hparams
 
 EXPLOIT_RNG, EXPLORE_RNG, GENERATION_RNG = 1, 2, 3

@@ -37,7 +37,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..population import Continue, Decision, Exploit, MemberView, Standings
+from ..records import Continue, Decision, Exploit, MemberView, Standings
 from .checks import check_int, check_number
 from .ranking import best_first, standings_with, top_and_bottom
 from .registry import HISTORY, ExploitStrategy, PopulationView, strategy

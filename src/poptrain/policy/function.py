@@ -9,7 +9,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import SpecError
-from ..population import Hparams
+from ..records import Hparams
 from ..space import Domain, validate_hparams
 from ..trainable import import_object
 from .registry import ExploreStrategy, function_path, strategy

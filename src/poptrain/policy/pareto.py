@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import SpecError
-from ..population import Continue, Decision, Exploit, MemberView, Standings
+from ..records import Continue, Decision, Exploit, MemberView, Standings
 from .checks import check_number
 from .ranking import standings_with, top_and_bottom
 from .registry import METRICS, ExploitStrategy, PopulationView, strategy

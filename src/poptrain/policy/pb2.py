@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from ..population import Hparams, Standings
+from ..records import Hparams, Standings
 from ..space import Choice, Domain, IntUniform, LogUniform, Uniform, validate_hparams
 from .checks import check_int, check_number
 from .perturb import Perturb

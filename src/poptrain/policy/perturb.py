@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SpecError
-from ..population import Hparams
+from ..records import Hparams
 from ..space import Domain, validate_hparams
 from .checks import is_real
 from .registry import ExploreStrategy, strategy

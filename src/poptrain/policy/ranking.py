@@ -8,7 +8,7 @@ from typing import Collection, Sequence, TypeVar
 
 import numpy as np
 
-from ..population import MemberView, Standings
+from ..records import MemberView, Standings
 from .registry import PopulationView
 
 R = TypeVar("R", Sequence[int], np.ndarray)

@@ -34,7 +34,7 @@ from typing import Any, Callable, ClassVar, Sequence, TypeVar
 import numpy as np
 
 from ..errors import SpecError
-from ..population import Decision, Hparams, MemberView, Standings
+from ..records import Decision, Hparams, MemberView, Standings
 from ..space import Domain, typed_table
 from ..trainable import import_object, object_path
 

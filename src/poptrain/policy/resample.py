@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..population import Hparams
+from ..records import Hparams
 from ..space import Domain, validate_hparams
 from .registry import ExploreStrategy, strategy
 

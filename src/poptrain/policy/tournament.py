@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..population import Continue, Decision, Exploit, MemberView
+from ..records import Continue, Decision, Exploit, MemberView
 from .ranking import draw_other, fitness, standings_with
 from .registry import ExploitStrategy, PopulationView, strategy
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..population import Continue, Decision, Exploit, MemberView
+from ..records import Continue, Decision, Exploit, MemberView
 from .checks import check_number
 from .ranking import best_first, quantile, standings_with, top_and_bottom
 from .registry import ExploitStrategy, PopulationView, strategy

@@ -9,7 +9,7 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 
-from ..population import Continue, Decision, Exploit, MemberView
+from ..records import Continue, Decision, Exploit, MemberView
 from .checks import check_int, check_number
 from .ranking import draw_other, fitness, standings_with
 from .registry import RECENT, ExploitStrategy, PopulationView, strategy

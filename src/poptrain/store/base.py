@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..population import FAILED, Hparams, best_members
+from ..records import FAILED, Hparams, best_members
 
 
 @dataclass(frozen=True)

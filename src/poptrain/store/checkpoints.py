@@ -22,7 +22,7 @@ from typing import Any
 import fsspec
 
 from ..errors import CorruptCheckpoint, StorageError, UnsafeCheckpoint, UnsupportedState
-from ..population import ACTIVE
+from ..records import ACTIVE
 from . import stateformat
 
 MAGIC = b"POPTRAIN-CKPT-2\n"  # stateformat: data only

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import StorageError
-from ..population import ACTIVE, DONE, FAILED
+from ..records import ACTIVE, DONE, FAILED
 from .base import CheckpointRecord, Event, LeaseLost, MemberRecord, Progress, Report, Store, clean_score, summarize
 
 

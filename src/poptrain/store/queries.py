@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import ColumnElement, and_, bindparam, case, delete, false, func, insert, literal, or_, select, text, update
 
-from ..population import ACTIVE
+from ..records import ACTIVE
 from . import schema as t
 
 m, r, k, e = t.members.c, t.reports.c, t.checkpoints.c, t.events.c

@@ -6,7 +6,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..population import FAILED
+from ..records import FAILED
 
 
 class Scoreboard:

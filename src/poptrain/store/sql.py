@@ -25,7 +25,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, Integr
 from sqlalchemy.pool import QueuePool, StaticPool
 
 from ..errors import StorageError
-from ..population import ACTIVE, DONE, FAILED
+from ..records import ACTIVE, DONE, FAILED
 from . import queries as q
 from . import schema as t
 from .scoreboard import Scoreboard

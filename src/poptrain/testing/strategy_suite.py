@@ -29,7 +29,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from ..population import Continue, Exploit, Hparams, Interval, Standings
+from ..records import Continue, Exploit, Hparams, Interval, Standings
 from ..policy.registry import READS, ROLES, Strategy, build, registered, role_of
 from ..space import parse_space, sample_hparams, validate_hparams
 

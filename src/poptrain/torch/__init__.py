@@ -11,7 +11,7 @@ from typing import Any, Iterable
 
 import torch
 
-from ..population import Hparams
+from ..records import Hparams
 from ..trainable import Trainable
 from .param_groups import OPTIMIZER_HPARAMS, apply_hparams  # noqa: F401 (public here, as before)
 

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import torch
 
-from ..population import Hparams
+from ..records import Hparams
 from ..trainable import Trainable
 from .optim import BatchedOptimizer, _along
 
@@ -93,7 +93,7 @@ class Mutation(BatchedOptimizer):
 
 
 class NeuroevolutionPopulation:
-    """Mixin for a `TorchPopulation` trained by mutation: `train()` is `mutations` batched mutations."""
+    """Mixin for a `BatchedTrainable` trained by mutation: `train()` is `mutations` batched mutations."""
 
     mutations: int = 1
     hparams: tuple[str, ...] = (SIGMA,)

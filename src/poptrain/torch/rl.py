@@ -1,6 +1,6 @@
 """A population of actor-critic (A2C) agents as one batched model, their environments stepped as one batch.
 
-Every member has its own actor and critic (stacked along the member axis, as `Population` does),
+Every member has its own actor and critic (stacked along the member axis, as `StackedModules` does),
 its own Adam state, its own `num_envs` environments and its own episode statistics; one call to
 `train()` acts, steps and updates all of them. A member's randomness (initial weights, initial
 states of its environments, its actions) is drawn from its own generator only, so a member trains
@@ -25,11 +25,11 @@ from torch import nn
 from torch.func import functional_call, vmap
 from torch.nn import functional as F
 
-from ..population import Hparams
+from ..records import Hparams
 from .envs import BatchedEnv
 from .optim import BatchedAdam, _along
-from .population import Population
-from .vectorized import TorchPopulation
+from .stacked import StackedModules
+from .vectorized import BatchedTrainable
 
 Tensor = torch.Tensor
 log = logging.getLogger("poptrain")
@@ -62,7 +62,7 @@ def build_agent(observations: int, actions: int, generator: torch.Generator, hid
             build_network(observations, 1, generator, hidden, 1.0))
 
 
-def forward(population: Population, params: dict[str, Tensor], x: Tensor) -> Tensor:
+def forward(population: StackedModules, params: dict[str, Tensor], x: Tensor) -> Tensor:
     """Every member's outputs for its own inputs x [P, B, features], differentiable in `params`.
 
     Tanh is 2 sigmoid(2x) - 1 (equal to float rounding). A layer with one output (the critic's
@@ -88,7 +88,7 @@ def forward(population: Population, params: dict[str, Tensor], x: Tensor) -> Ten
     return x
 
 
-class ActorCriticPopulation(TorchPopulation):
+class ActorCriticPopulation(BatchedTrainable):
     """A2C agents for every member at once on a batched environment; subclasses set `env` (a BatchedEnv class).
 
     Hyperparameters varied per member: `lr` (Adam), `ent_coef` (the entropy cost) and `gae_lambda`.
@@ -114,8 +114,8 @@ class ActorCriticPopulation(TorchPopulation):
         p, e = self.size, self.num_envs
         self.envs = self.env(p * e, self.device)
         agents = [build_agent(self.env.observation_size, self.env.actions, g, self.hidden) for g in self.generators]
-        self.actor = Population([a for a, _ in agents], self.device)
-        self.critic = Population([c for _, c in agents], self.device)
+        self.actor = StackedModules([a for a, _ in agents], self.device)
+        self.critic = StackedModules([c for _, c in agents], self.device)
         self.population = self.actor
         params = {**{f"actor.{k}": v for k, v in self.actor.params.items()},
                   **{f"critic.{k}": v for k, v in self.critic.params.items()}}  # the same tensors: updated in place

@@ -1,7 +1,7 @@
 """The population-level trainable the vectorized engine drives: every member in one object.
 
-A class implementing it trains all members in one call; `TorchPopulation` implements the
-bookkeeping for a `Population` and a batched optimiser, so a subclass writes only `train()` and
+A class implementing it trains all members in one call; `BatchedTrainable` implements the
+bookkeeping for a `StackedModules` and a batched optimiser, so a subclass writes only `train()` and
 `evaluate()`. A per-member trainable names its batched counterpart with `vectorized = Class`.
 """
 
@@ -12,13 +12,13 @@ from typing import Any, Callable, Sequence
 import torch
 from torch.nn import functional as F
 
-from ..population import Hparams
+from ..records import Hparams
 from .compiled import Compiler
 from .optim import BatchedOptimizer
-from .population import Population, member_cross_entropy
+from .stacked import StackedModules, member_cross_entropy
 
 
-class TorchPopulation:
+class BatchedTrainable:
     """Members stacked in `self.population`, stepped by `self.optimizer`, shuffled by `self.generators`.
 
     `hparams` lists the hyperparameters it can vary per member (the vectorized engine refuses a
@@ -26,7 +26,7 @@ class TorchPopulation:
     """
 
     hparams: tuple[str, ...] = ()
-    population: Population
+    population: StackedModules
     optimizer: BatchedOptimizer
     generators: list[torch.Generator]
 

@@ -73,7 +73,7 @@ def member_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
     return F.cross_entropy(logits.transpose(1, 2), targets, reduction="none").mean(1)
 
 
-class Population:
+class StackedModules:
     """Models of one architecture stacked along a leading member axis, trained in one batched call."""
 
     def __init__(self, modules: Sequence[nn.Module], device: str | torch.device = "cpu") -> None:
@@ -88,7 +88,7 @@ class Population:
 
     @classmethod
     def from_factory(cls, factory: Callable[[], nn.Module], seeds: Sequence[int],
-                     device: str | torch.device = "cpu") -> "Population":
+                     device: str | torch.device = "cpu") -> "StackedModules":
         """`factory()`'s model once per seed, each initialised from its seed (the global RNG untouched)."""
         modules = []
         for seed in seeds:

@@ -1,0 +1,153 @@
+"""The argument parser: every command's flags, each engine option one flag."""
+
+from __future__ import annotations
+
+import argparse
+from typing import NoReturn
+
+from .. import __version__
+from ..engines import ENGINES
+from .commands import (cmd_best, cmd_create, cmd_dashboard, cmd_export, cmd_replay, cmd_report, cmd_resume, cmd_run,
+                       cmd_status, cmd_worker)
+from .options import OPTION
+from .show import one_line
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text}")
+    return value
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, except that a mistake in the flags is one `error:` line, as every other mistake is."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {one_line(message)} (see `{self.prog} --help`)\n")
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    p = Parser(prog="poptrain", description="Population Based Training (Jaderberg et al. 2017).")
+    p.add_argument("--version", action="version", version=f"poptrain {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def engine_flags(cmd: argparse.ArgumentParser) -> None:
+        cmd.add_argument("--engine", choices=ENGINES, help="how members run (default: the spec's engine, else local)")
+        # an engine option is one flag whose dest is OPTION + the option's name; engine_options collects them
+        cmd.add_argument("--device", dest=OPTION + "device", metavar="DEVICE",
+                         help="torch device of the vectorized engine (cpu, cuda, ...; default cpu)")
+        cmd.add_argument("--compile", dest=OPTION + "compile", action="store_true", default=None,
+                         help="torch.compile the vectorized engine's batched step (pays off on long runs only)")
+        cmd.add_argument("--threads", dest=OPTION + "threads", type=positive_int, metavar="THREADS",
+                         help="CPU threads torch uses in the vectorized engine (default: one per core)")
+        cmd.add_argument("--address", dest=OPTION + "address", metavar="ADDRESS",
+                         help="the Ray cluster for --engine ray (e.g. auto; default: a local Ray)")
+        cmd.add_argument("--cpus-per-worker", dest=OPTION + "resources.cpu", type=float, metavar="CPUS",
+                         help="CPUs each Ray worker reserves (default: 1)")
+        cmd.add_argument("--gpus-per-worker", dest=OPTION + "resources.gpu", type=float, metavar="GPUS",
+                         help="GPUs each Ray worker reserves, fractions allowed (default: 1 with --device cuda, else 0)")
+        cmd.add_argument("--workers", dest=OPTION + "workers", type=positive_int, metavar="WORKERS",
+                         help="worker processes of the local and ray engines (default: CPUs)")
+        cmd.add_argument("--interval-timeout", dest=OPTION + "interval_timeout", type=float, metavar="SECONDS",
+                         help="local engine: end a worker whose interval runs longer, charging its member a failure")
+        cmd.add_argument("--quiet", action="store_true", help="no progress display and no warnings")
+        cmd.add_argument("--force", action="store_true",
+                         help="take over members still leased by workers you know are dead")
+
+    run = sub.add_parser("run", help="train a population from a TOML spec", description=(
+        "Train the population a TOML spec describes; flags override the spec's fields."))
+    run.add_argument("spec", metavar="SPEC.toml")
+    run.add_argument("--storage", help="store URL, e.g. sqlite:///runs/x.db (default: the spec's)")
+    run.add_argument("--name", help="experiment name (default: the spec's)")
+    run.add_argument("--checkpoints", help="checkpoint folder or fsspec URL, e.g. s3://bucket/run (default: the "
+                                           "spec's, else a folder beside a SQLite store)")
+    engine_flags(run)
+    run.add_argument("--population", type=int, help="number of members")
+    run.add_argument("--steps", type=int, help="intervals each member trains")
+    run.add_argument("--seed", type=int, help="seed of the whole run")
+    run.add_argument("--synchronous", action=argparse.BooleanOptionalAction, default=None,
+                     help="wait for the whole population at each ready point (generations)")
+    run.add_argument("--baseline", action="store_true",
+                     help="then run random search (same members, no exploit) and compare")
+    run.set_defaults(func=cmd_run)
+
+    create = sub.add_parser("create", help="store an experiment from a TOML spec without training it", description=(
+        "Store the experiment a TOML spec describes (a spec without `trainable` is trained only by loops of your "
+        "own through poptrain.connect, ask and tell)."))
+    create.add_argument("spec", metavar="SPEC.toml")
+    create.add_argument("--storage", help="store URL (default: the spec's)")
+    create.add_argument("--name", help="experiment name (default: the spec's)")
+    create.add_argument("--checkpoints", help="checkpoint folder or fsspec URL (default: the spec's, else beside the store)")
+    create.set_defaults(func=cmd_create, quiet=False)
+
+    worker = sub.add_parser("worker", help="join a running experiment as one more worker", description=(
+        "Train members of a stored experiment until every member is done. Given a spec, the experiment "
+        "is created first unless it is already stored (with the same spec), so every task of a Slurm "
+        "array or Kubernetes job can run the same command."))
+    worker.add_argument("spec", metavar="SPEC.toml", nargs="?", help="create the experiment from this spec if needed")
+    worker.add_argument("--storage", required=True)
+    worker.add_argument("--experiment", help="experiment name (default: the spec's)")
+    worker.add_argument("--checkpoints", help="checkpoint folder or URL every worker reaches, e.g. s3://bucket/run "
+                                              "(with a spec; default: the spec's)")
+    worker.add_argument("--id", help="worker id (default: host-pid)")
+    worker.add_argument("--quiet", action="store_true", help="no warnings")
+    worker.set_defaults(func=cmd_worker)
+
+    status = sub.add_parser("status", help="the experiments in a store, or one experiment's members")
+    status.add_argument("--storage", required=True)
+    status.add_argument("--experiment")
+    status.set_defaults(func=cmd_status, quiet=False)
+
+    best = sub.add_parser("best", help="the best member as JSON")
+    best.add_argument("--storage", required=True)
+    best.add_argument("--experiment", required=True)
+    best.add_argument("--objective", help="of a multi-objective experiment: the objective to rank by")
+    best.set_defaults(func=cmd_best, quiet=False)
+
+    resume = sub.add_parser("resume", help="finish an interrupted experiment from its checkpoints")
+    resume.add_argument("--storage", required=True)
+    resume.add_argument("--experiment", required=True)
+    engine_flags(resume)
+    resume.set_defaults(func=cmd_resume)
+
+    report = sub.add_parser("report", help="write the experiment's HTML report (one file, works offline)")
+    report.add_argument("--storage", required=True)
+    report.add_argument("--experiment", required=True)
+    report.add_argument("-o", "--output", required=True, metavar="REPORT.html")
+    report.set_defaults(func=cmd_report, quiet=False)
+
+    dashboard = sub.add_parser("dashboard", help="serve a live, read-only web view of a store's experiments")
+    dashboard.add_argument("--storage", required=True)
+    dashboard.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1 only)")
+    dashboard.add_argument("--port", type=int, default=8050)
+    dashboard.set_defaults(func=cmd_dashboard, quiet=False)
+
+    replay = sub.add_parser("replay", help="retrain one member from scratch on the schedule PBT found", description=(
+        "Write a spec that trains one member from step 0 along the best (or a chosen) member's stitched "
+        "schedule, run it, and compare its score with the PBT member's."))
+    replay.add_argument("--storage", required=True)
+    replay.add_argument("--experiment", required=True)
+    replay.add_argument("--member", type=int, help="the member whose schedule to follow (default: the best)")
+    replay.add_argument("-o", "--output", required=True, metavar="SPEC.toml", help="where to write the replay spec")
+    replay.add_argument("--no-run", action="store_true", help="only write the spec")
+    engine_flags(replay)
+    replay.set_defaults(func=cmd_replay, engine="serial")
+
+    export = sub.add_parser("export", help="write an experiment's scores, hyperparameters and exploits to TensorBoard "
+                                           "or MLflow", description=(
+        "Read the store and write each member's score, metrics and hyperparameters by step, and each exploit, "
+        "as a TensorBoard run or an MLflow child run per member. With --follow, keep exporting what is new while "
+        "the experiment trains, until every member is done."))
+    export.add_argument("--storage", required=True)
+    export.add_argument("--experiment", required=True)
+    export.add_argument("--to", required=True, choices=("tensorboard", "mlflow"), help="the logger")
+    export.add_argument("target", metavar="DIR_OR_URI",
+                        help="TensorBoard: the log folder; MLflow: a folder or tracking URI (sqlite:///mlflow.db, "
+                             "http://host:5000)")
+    export.add_argument("--follow", action="store_true", help="keep polling the store until the experiment is done")
+    export.add_argument("--every", type=float, default=5.0, metavar="SECONDS",
+                        help="with --follow, seconds between polls (default 5)")
+    export.set_defaults(func=cmd_export, quiet=False)
+    return p
