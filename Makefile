@@ -19,8 +19,11 @@ demo: install
 	$(VENV)/bin/poptrain run examples/mlp_digits.toml --storage sqlite:///runs/demo/mlp_digits.db --baseline
 	$(VENV)/bin/poptrain report --storage sqlite:///runs/demo/mlp_digits.db --experiment mlp_digits -o runs/demo/report.html
 
+# A failed run ends by naming each failing test with the tail of its output (.ci/failed_tests.py).
 test: install browser docs
-	$(PY) -m pytest -q
+	@mkdir -p build
+	$(PY) -m pytest -q --junitxml=build/test-results.xml -o junit_logging=all -o junit_log_passing_tests=false \
+		|| { $(PY) .ci/failed_tests.py build/test-results.xml; exit 1; }
 
 # The docs site (MkDocs): --strict, so a broken reference or link fails `make test` and CI.
 docs: install
