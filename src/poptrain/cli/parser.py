@@ -51,7 +51,7 @@ def parser() -> argparse.ArgumentParser:
         cmd.add_argument("--workers", dest=OPTION + "workers", type=positive_int, metavar="WORKERS",
                          help="worker processes of the local and ray engines (default: CPUs)")
         cmd.add_argument("--interval-timeout", dest=OPTION + "interval_timeout", type=float, metavar="SECONDS",
-                         help="local engine: end a worker whose interval runs longer, charging its member a failure")
+                         help="local and Ray engines: end a worker whose interval runs longer, charging its member a failure")
         cmd.add_argument("--quiet", action="store_true", help="no progress display and no warnings")
         cmd.add_argument("--force", action="store_true",
                          help="take over members still leased by workers you know are dead")
