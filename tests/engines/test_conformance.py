@@ -1,7 +1,8 @@
 """The engine conformance suite: what every engine must do, through the public API. A new engine is done when it passes.
 
 Each case runs on every engine (`engines.helpers.ENGINES`); a case an engine cannot meet by its
-nature is skipped for it with the reason, and a known defect is an expected failure with the reason.
+nature is not generated for it (`helpers.NOT_APPLICABLE` gives the reason, so nothing is skipped),
+and a known defect (`helpers.KNOWN_DEFECTS`) is a strict expected failure with the reason.
 """
 
 from __future__ import annotations
