@@ -14,7 +14,7 @@ from .registry import PopulationView
 R = TypeVar("R", Sequence[int], np.ndarray)
 
 
-def fitness(x: float) -> float:
+def clean_fitness(x: float) -> float:
     """`x` as a float; a non-finite fitness (should already be -inf) ranks worst."""
     return float(x) if isinstance(x, numbers.Real) and math.isfinite(x) else -math.inf
 

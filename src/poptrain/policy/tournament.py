@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..records import Continue, Decision, Exploit, MemberView
-from .ranking import draw_other, fitness, standings_with
+from .ranking import clean_fitness, draw_other, standings_with
 from .registry import ExploitStrategy, PopulationView, strategy
 
 
@@ -24,5 +24,5 @@ class Tournament(ExploitStrategy):
         other = draw_other(member, standings, rng)
         if other is None:
             return Continue()
-        theirs, mine = float(standings.fitness[other]), fitness(member.fitness)
+        theirs, mine = float(standings.fitness[other]), clean_fitness(member.fitness)
         return Exploit(int(standings.ids[other])) if theirs > -math.inf and theirs > mine else Continue()

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..records import Continue, Decision, Exploit, MemberView
 from .checks import check_int, check_number
-from .ranking import draw_other, fitness, standings_with
+from .ranking import clean_fitness, draw_other, standings_with
 from .registry import RECENT, ExploitStrategy, PopulationView, strategy
 
 
@@ -52,9 +52,9 @@ class TTest(ExploitStrategy):
         if len(theirs) < 2 or not all(math.isfinite(x) for x in theirs) or standings.fitness[at] == -math.inf:
             return Continue()
         recent = member.recent[-self.window:]
-        if fitness(member.fitness) == -math.inf or (recent and fitness(recent[-1]) == -math.inf):
+        if clean_fitness(member.fitness) == -math.inf or (recent and clean_fitness(recent[-1]) == -math.inf):
             return Exploit(other)
-        mine = [float(x) for x in recent if fitness(x) > -math.inf]
+        mine = [float(x) for x in recent if clean_fitness(x) > -math.inf]
         if len(mine) < 2 or not np.mean(theirs) > np.mean(mine):
             return Continue()
         return Exploit(other) if self.p_value(theirs, mine) < self.alpha else Continue()
