@@ -29,6 +29,7 @@ sys.path.insert(0, EXAMPLES)
 import torch  # noqa: E402
 
 from poptrain import Every  # noqa: E402
+from poptrain.engines import Vectorized  # noqa: E402
 from poptrain.experiment import load_spec  # noqa: E402
 
 # domain: (example, engine, toy overrides)
@@ -62,7 +63,9 @@ def schedule_lines(result: Any) -> list[str]:
 
 def compare(domain: str, seeds: int, folder: str, out: str, smoke: bool) -> None:
     """PBT against random search for one domain over `seeds` seeds; seed 0's PBT run reported."""
-    engine = DOMAINS[domain][0]
+    name = DOMAINS[domain][0]
+    # one torch thread, as set in main() (the vectorized engine's default is one per core)
+    engine = Vectorized(threads=1) if name == "vectorized" else name
     wins, pbt_best, random_best = 0, [], []
     started = time.perf_counter()
     for seed in range(seeds):
@@ -83,7 +86,7 @@ def compare(domain: str, seeds: int, folder: str, out: str, smoke: bool) -> None
             print("\n".join(schedule_lines(pbt_result)), flush=True)
     print(f"{domain}: PBT's best beat random search's best in {wins} of {seeds} seeds; mean of the bests "
           f"PBT {sum(pbt_best) / seeds:.2f}, random search {sum(random_best) / seeds:.2f} "
-          f"({time.perf_counter() - started:.0f} s, {engine} engine)", flush=True)
+          f"({time.perf_counter() - started:.0f} s, {name} engine)", flush=True)
 
 
 def ceilings() -> None:

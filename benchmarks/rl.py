@@ -35,7 +35,7 @@ from poptrain.engines import Local, Vectorized  # noqa: E402
 from poptrain.experiment import load_spec  # noqa: E402
 
 TASKS = {"CartPole-v1": "rl_cartpole", "Acrobot-v1": "rl_acrobot"}
-ENGINES = {"local": Local(workers=2), "vectorized": Vectorized()}
+ENGINES = {"local": Local(workers=2), "vectorized": Vectorized(threads=1)}  # one thread each: see main()
 HPARAMS = {"lr": 1e-3, "ent_coef": 0.01, "gae_lambda": 0.95}
 
 
@@ -63,7 +63,7 @@ def env_steps_per_second(task: str, engine: str, members: int, steps: int, folde
     """One whole run's environment steps per second (start-up, store and checkpoints included)."""
     tag = f"speed-{engine}-{device}-{members}-{torch.get_num_threads()}"
     exp = spec(task, folder, tag, population=members, steps=steps)
-    chosen = Vectorized(device=device) if engine == "vectorized" else ENGINES[engine]
+    chosen = Vectorized(device=device, threads=1) if engine == "vectorized" else ENGINES[engine]
     start = time.perf_counter()
     exp.run(engine=chosen)
     return members * steps * rl_a2c.INTERVAL_STEPS / (time.perf_counter() - start)

@@ -46,7 +46,8 @@ def run(trainable: Any, space: dict[str, Any], steps: int, population: int, expl
                               population=population, steps=steps, ready=poptrain.Every(ready), exploit=exploit,
                               explore=explore, seed=seed, initial=initial, synchronous=True,
                               storage=f"memory://variants{next(RUNS)}", checkpoints=folder or None)
-    return exp.run(engine=engine)
+    # one torch thread, as set in main() (the vectorized engine's default is one per core)
+    return exp.run(engine=engine, **({"threads": 1} if engine == "vectorized" else {}))
 
 
 def best_loss(result: poptrain.Result) -> float:
