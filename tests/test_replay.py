@@ -84,3 +84,17 @@ def test_dump_spec_writes_names_and_values_toml_can_read(tmp_path):
     data = read_toml(path)
     assert data["space"]["λr"]["low"] == 0.01 and data["space"]["tag"]["values"] == ["😀", 'say "hi"', [1, 2]]
     assert data["paths"] == ["/a b/ç"]
+
+
+def test_a_replay_spec_keeps_the_checkpoints_only_where_its_store_has_no_default(monkeypatch):
+    import pandas as pd
+
+    from poptrain.analysis import replay_spec
+
+    monkeypatch.delenv("POPTRAIN_CHECKPOINTS", raising=False)
+    curve = pd.DataFrame({"age": [1, 2], "lr": [0.1, 0.2]})
+    base = {"space": {"lr": {}}, "checkpoints": "s3://bucket/run", "initial": [{"lr": 0.1}]}
+    shared = replay_spec({**base, "storage": "postgresql+psycopg://u:p@db/pbt"}, curve, 7, "run-replay-0")
+    local = replay_spec({**base, "storage": "sqlite:///runs/x.db"}, curve, 7, "run-replay-0")
+    assert shared["checkpoints"] == "s3://bucket/run" and "initial" not in shared  # a shared store has no default
+    assert "checkpoints" not in local and "initial" not in local  # beside the SQLite file, as for any run there

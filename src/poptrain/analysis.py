@@ -16,7 +16,8 @@ import pandas as pd
 from .policy import Policy, build_explore
 from .policy.pareto import crowding, fronts, objective_matrix
 from .space import Choice, LogUniform, parse_space
-from .store import Event, Report
+from .errors import SpecError
+from .store import Event, Report, default_checkpoints
 from .store.base import EXPLOIT_AT_BARRIER
 
 
@@ -178,6 +179,14 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
+def _no_default_checkpoints(storage: str, name: str) -> bool:
+    try:
+        default_checkpoints(storage, name)
+    except SpecError:
+        return True
+    return False
+
+
 def replay_spec(spec: dict[str, Any], curve: pd.DataFrame, root_seed: int, name: str) -> dict[str, Any]:
     """A spec that trains one member from scratch along a stitched lineage's schedule.
 
@@ -190,7 +199,9 @@ def replay_spec(spec: dict[str, Any], curve: pd.DataFrame, root_seed: int, name:
         hparams = {n: _plain(row[n]) for n in names}
         if not schedule or schedule[-1]["hparams"] != hparams:
             schedule.append({"step": int(row["age"]) - 1, "hparams": hparams})
-    replay = {k: v for k, v in spec.items() if k not in ("checkpoints", "initial")}
+    # its checkpoints go where its store's default puts them; a shared store has none, so it keeps the run's place
+    keep = {"checkpoints"} if _no_default_checkpoints(spec["storage"], name) else set()
+    replay = {k: v for k, v in spec.items() if k not in ({"checkpoints", "initial"} - keep)}
     replay.update(name=name, population=1, steps=int(curve["age"].max()), exploit=None, member_seeds=[root_seed],
                   schedule=schedule)
     return replay
