@@ -13,6 +13,11 @@ from .options import OPTION
 from .show import one_line
 
 
+CHECKPOINTS_HELP = ("checkpoint folder or fsspec URL, e.g. s3://bucket/run (default: the spec's, else "
+                    "$POPTRAIN_CHECKPOINTS, else a folder beside a SQLite store; a PostgreSQL store needs one, or "
+                    "'local' when the store and every worker are on this host)")
+
+
 def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -61,8 +66,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("spec", metavar="SPEC.toml")
     run.add_argument("--storage", help="store URL, e.g. sqlite:///runs/x.db (default: the spec's)")
     run.add_argument("--name", help="experiment name (default: the spec's)")
-    run.add_argument("--checkpoints", help="checkpoint folder or fsspec URL, e.g. s3://bucket/run (default: the "
-                                           "spec's, else a folder beside a SQLite store)")
+    run.add_argument("--checkpoints", help=CHECKPOINTS_HELP)
     engine_flags(run)
     run.add_argument("--population", type=int, help="number of members")
     run.add_argument("--steps", type=int, help="intervals each member trains")
@@ -79,7 +83,7 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("spec", metavar="SPEC.toml")
     create.add_argument("--storage", help="store URL (default: the spec's)")
     create.add_argument("--name", help="experiment name (default: the spec's)")
-    create.add_argument("--checkpoints", help="checkpoint folder or fsspec URL (default: the spec's, else beside the store)")
+    create.add_argument("--checkpoints", help=CHECKPOINTS_HELP)
     create.set_defaults(func=cmd_create, quiet=False)
 
     worker = sub.add_parser("worker", help="join a running experiment as one more worker", description=(
