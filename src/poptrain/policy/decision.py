@@ -29,6 +29,8 @@ class Policy:
     """What PBT decides for a member at a step: Continue, or Exploit(source, explored hparams).
 
     `exploit` None means no exploit at all (random search at equal compute): never ready to copy.
+    Stateless: plain data in, decisions out; what a process remembers between the members of one
+    synchronous generation lives in ask/tell (`asktell.generation`).
     """
 
     ready: Any
