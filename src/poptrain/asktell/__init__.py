@@ -22,6 +22,8 @@ last checkpoint by whoever asks next.
 from __future__ import annotations
 
 from .batch import LiveBatch
-from .live import Connection, Member, connect
+from .group import GroupConnection
+from .join import connect
+from .live import Connection, Member
 
-__all__ = ["LiveBatch", "Connection", "Member", "connect"]
+__all__ = ["LiveBatch", "Connection", "GroupConnection", "Member", "connect"]

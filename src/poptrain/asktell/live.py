@@ -11,17 +11,26 @@ import weakref
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
-from ..errors import CorruptCheckpoint, StorageError
+from ..errors import CorruptCheckpoint, PoptrainError, StorageError
 from ..spec import ExperimentSpec
 from ..heartbeat import Heartbeat
 from ..outcome import MemberError, score_of, user
 from ..records import ACTIVE, Continue, Decision, Exploit, Finished, Hparams, Released, Standings
 from ..standings import read_standings
-from ..store import CheckpointRecord, CheckpointStore, LeaseLost, MemberRecord, Store, open_store
+from ..store import CheckpointRecord, CheckpointStore, LeaseLost, MemberRecord, Store
 from .generation import GenerationMemo
 from .step import BARRIER, FINISH, SAVE, TRAIN_ON, exploit_event, next_move
 
 log = logging.getLogger("poptrain")
+
+REDUCTIONS: dict[str, Callable[[list[float]], float]] = {"mean": lambda xs: sum(xs) / len(xs), "min": min, "max": max}
+
+
+def check_reduce(reduce: str | None) -> None:
+    """Refuse a reduction of a group's scores that tell does not know, in one line."""
+    if reduce is not None and reduce not in REDUCTIONS:
+        raise PoptrainError(f"tell(reduce={reduce!r}) is not a reduction: use one of {sorted(REDUCTIONS)} or None "
+                            f"(rank 0's score)")
 
 
 @dataclass
@@ -46,9 +55,9 @@ class Member:
     record: MemberRecord = field(repr=False, default=None)  # type: ignore[assignment]
     connection: "Connection" = field(repr=False, default=None, compare=False)  # type: ignore[assignment]
 
-    def report(self, result: Any, state: Any = None) -> Decision:
+    def report(self, result: Any, state: Any = None, reduce: str | None = None) -> Decision:
         """`tell` this member's interval through the connection that handed it out (see `Connection.tell`)."""
-        return self.connection.tell(self, result, state)
+        return self.connection.tell(self, result, state, reduce=reduce)
 
     @property
     def version(self) -> int:
@@ -103,13 +112,15 @@ class Connection:
             self._heartbeat = None
 
     # ask
-    def ask(self, wait: bool = True, live: Mapping[int, int] | None = None, decide: bool = True) -> Member | None:
+    def ask(self, wait: bool = True, live: Mapping[int, int] | None = None, decide: bool = True,
+            on_wait: Callable[[], None] | None = None) -> Member | None:
         """Lease the member that is most due and return it ready to train; None once every member is done.
 
         Without `wait`, None also means nothing is due right now. `live` maps members whose state
         the caller holds to their version: such a member comes back without `state` to load.
         A member past a synchronous barrier gets its generation's decision first (its `state` is
-        then the copied one), unless `decide` is false: then it comes back `pending`.
+        then the copied one), unless `decide` is false: then it comes back `pending`. `on_wait` is
+        called each time nothing is due yet and the wait goes on.
         """
         self.start()
         idle = 0.0
@@ -128,6 +139,8 @@ class Connection:
                 return None
             self.held &= {m.id for m in members if m.worker == self.id}  # leases lost while busy
             idle = min(max(2 * idle, 0.002), self.poll)  # a barrier usually opens within milliseconds
+            if on_wait is not None:
+                on_wait()
             time.sleep(idle)
 
     def _ready(self, rec: MemberRecord, live: Mapping[int, int], decide: bool) -> Member | None:
@@ -186,7 +199,7 @@ class Connection:
         return self._decide(member, state, at_step=member.step, apply=apply)
 
     def tell(self, member: Member, result: Any, state: Any = None,
-             apply: Callable[[Exploit], None] | None = None) -> Decision:
+             apply: Callable[[Exploit], None] | None = None, reduce: str | None = None) -> Decision:
         """Report one interval's result (a score, or a dict holding the metric) and take the policy's decision.
 
         Returns Continue (train on), Exploit (load `decision.state`; `member.hparams` are already
@@ -195,7 +208,10 @@ class Connection:
         again. `state` (or a callable returning it) is saved only when a checkpoint is due.
         With `apply`, an exploit is applied to the caller's model before its checkpoint, which
         then holds the model as it is after the copy (by default: the copied state).
+        `reduce` ("mean", "min", "max") reduces the score across the ranks of a process-group
+        member (see `GroupConnection`); a single process is a group of one.
         """
+        check_reduce(reduce)
         score, metrics = user(score_of, result, self.spec.metric)
         rec = member.record
         step = rec.step + 1
@@ -376,12 +392,3 @@ class Connection:
     def _forget(self, member: int) -> None:
         self.live.pop(member, None)
         self.held.discard(member)
-
-
-def connect(storage: str, name: str, worker_id: str | None = None, max_held: int | None = None) -> Connection:
-    """Join a stored experiment from a loop you own: `ask` for a member, `tell` after each interval.
-
-    The experiment must exist (`Experiment.create()`, or `poptrain create SPEC.toml`); the
-    database is waited for if it is briefly unreachable, as a worker does.
-    """
-    return Connection(open_store(storage, create=False, wait=True), name, worker_id, max_held=max_held)

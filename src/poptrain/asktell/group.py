@@ -1,0 +1,264 @@
+"""A member that spans a process group: its ranks call ask/tell alike, rank 0 alone talks to the store.
+
+Under torchrun, DDP, FSDP or a Trainer with several devices, the ranks of one
+`torch.distributed` group train one model, so they are one member. `GroupConnection` gives
+every rank the same answers: rank 0 holds a `Connection` (the lease, the store, the
+checkpoints) and, after each call, broadcasts what it returned (and the member as it now is)
+through the group's own collectives; the other ranks wait for that broadcast and return it.
+
+The state callables a call may need run on every rank at the same moment, so a collective
+inside them (FSDP's gather of a full state dict) works: when rank 0's connection calls one, it
+first tells the others to call theirs, and rank 0's value is the one saved. An exploit's
+`apply` runs on every rank with the same decision, copied state included. An error on rank 0
+(a lost store, a refused call) is broadcast and raised on every rank, so no rank is left in a
+collective the others skipped. While rank 0 waits for a member to become due it broadcasts a
+keep-alive every second, so the other ranks' waits stay within the group's timeout.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+import time
+from dataclasses import replace
+from typing import Any, Callable, Mapping
+
+from ..errors import PoptrainError
+from ..outcome import score_of, user
+from ..records import Decision, Exploit
+from ..spec import ExperimentSpec
+from .live import REDUCTIONS, Connection, Member, check_reduce
+_KEEP_ALIVE = 1.0  # seconds between rank 0's broadcasts while it waits for a member
+_SYNCED = ("step", "steps", "hparams", "running", "pending", "record")  # what a call may change on a Member
+
+
+def process_group(group: Any = None) -> Any:
+    """The group whose ranks form one member: `group`, or torch.distributed's default group once initialised; None
+    for a single process (no group, or a group of one)."""
+    dist = sys.modules.get("torch.distributed")  # never import torch for a process that has not
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        if group is not None:
+            raise PoptrainError("connect(group=...) names a process group, but torch.distributed is not "
+                                "initialised in this process: call torch.distributed.init_process_group first")
+        return None
+    group = group if group is not None else dist.group.WORLD
+    return group if dist.get_world_size(group) > 1 else None
+
+
+class GroupConnection:
+    """The ranks of one process group as one member: every rank calls what rank 0's `Connection` does, in the
+    same order, and gets the same result."""
+
+    def __init__(self, group: Any, open_connection: Callable[[], Connection], trainable: Any = None) -> None:
+        import torch.distributed as dist
+
+        self.dist, self.group = dist, group
+        self.rank, self.size = dist.get_rank(group), dist.get_world_size(group)
+        self.inner: Connection | None = None
+        self._states: dict[int, Any] = {}  # member -> this rank's state callable, as last told
+        self._apply: Callable[[Exploit], None] | None = None
+        self._sent_state: Any = None  # the copied state an apply message already carried
+        if self.rank == 0:
+            spec = self._lead(lambda: self._open(open_connection))
+        else:
+            spec = self._follow()
+        self.spec = ExperimentSpec.from_spec(spec, trainable=trainable)
+        self.policy = self.spec.policy
+        self.held: set[int] = set(self.inner.held) if self.inner is not None else set()
+        self.id = self.inner.id if self.inner is not None else None
+
+    def _open(self, open_connection: Callable[[], Connection]) -> dict[str, Any]:
+        self.inner = open_connection()
+        return self.inner.store.get_spec(self.inner.name)
+
+    @property
+    def store(self) -> Any:
+        """Rank 0's store (None on the other ranks: they never touch it)."""
+        return None if self.inner is None else self.inner.store
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    # the calls: each runs on rank 0 and is broadcast
+    def __enter__(self) -> "GroupConnection":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        self._call(lambda c: c.start())
+
+    def close(self) -> None:
+        """Give back what rank 0 holds; every rank returns once all have seen it (a rank that left early would
+        close its end of the group under one still receiving)."""
+        self._call(lambda c: c.close())
+        self.dist.barrier(group=self.group)
+
+    def ask(self, wait: bool = True, live: Mapping[int, int] | None = None, decide: bool = True) -> Member | None:
+        """As `Connection.ask`, on every rank; the member (and its state to load) is rank 0's."""
+        return self._call(lambda c: c.ask(wait, live, decide, on_wait=self._keep_alive))
+
+    def tell(self, member: Member, result: Any, state: Any = None, apply: Callable[[Exploit], None] | None = None,
+             reduce: str | None = None) -> Decision:
+        """As `Connection.tell`, on every rank: the score is rank 0's, or `reduce` ("mean", "min", "max") of every
+        rank's; `state` callables run on every rank and rank 0's value is saved; `apply` runs on every rank."""
+        check_reduce(reduce)
+        if reduce is not None:
+            result = self._reduced(result, reduce)
+        if callable(state):
+            self._states[member.id] = state
+        return self._call(lambda c: c.tell(member, result, self._collective(member.id, state), self._applier(apply)),
+                          member, apply)
+
+    def decide(self, member: Member, state: Any = None, apply: Callable[[Exploit], None] | None = None) -> Decision:
+        if callable(state):
+            self._states[member.id] = state
+        return self._call(lambda c: c.decide(member, self._collective(member.id, state), self._applier(apply)),
+                          member, apply)
+
+    def fail(self, member: Member, error: str) -> str:
+        return self._call(lambda c: c.fail(member, error), member)
+
+    def release(self, member: Member) -> None:
+        self._call(lambda c: c.release(member), member)
+
+    # the protocol
+    def _call(self, run: Callable[[Connection], Any], member: Member | None = None,
+              apply: Callable[[Exploit], None] | None = None) -> Any:
+        if self.rank == 0:
+            assert self.inner is not None
+            result = self._lead(lambda: run(self.inner), member)
+        else:
+            self._apply = apply
+            try:
+                result = self._follow(member)
+            finally:
+                self._apply = None
+        if isinstance(result, Member):
+            result.connection = self  # type: ignore[assignment]
+        return result
+
+    def _lead(self, run: Callable[[], Any], member: Member | None = None) -> Any:
+        """Run the call on rank 0, then send its outcome (value and the member as it now is) to every rank."""
+        self._sent_state = None
+        try:
+            result = run()
+        except BaseException as exc:
+            self._send(("raise", _portable(exc)))
+            raise
+        self.held = set(self.inner.held) if self.inner is not None else set()
+        sent = result
+        if isinstance(result, Member):
+            sent = replace(result, connection=None)
+        elif isinstance(result, Exploit) and self._sent_state is not None and result.state is self._sent_state:
+            sent = replace(result, state=_SENT)  # the apply message carried it already
+        synced = None if member is None else {k: getattr(member, k) for k in _SYNCED}
+        self._send(("return", sent, synced, sorted(self.held)))
+        return result
+
+    def _follow(self, member: Member | None = None) -> Any:
+        """On the other ranks: do what rank 0 asks (call a state, apply a decision) until it sends the outcome."""
+        applied: Exploit | None = None
+        error: BaseException | None = None
+        while True:
+            message = self._receive()
+            kind = message[0]
+            if kind == "state":  # rank 0 saves its state now: ours is called alongside (collectives inside work)
+                told = self._states.get(message[1])
+                if callable(told) and error is None:
+                    try:
+                        user(told)
+                    except BaseException as exc:  # raised after the call, so no collective is left waiting
+                        error = exc
+            elif kind == "apply":
+                applied = message[1]
+                if self._apply is not None and error is None:
+                    try:
+                        self._apply(applied)
+                    except BaseException as exc:
+                        error = exc
+            elif kind == "raise":
+                raise message[1]
+            elif kind == "return":
+                _, result, synced, held = message
+                if error is not None:
+                    raise error
+                if isinstance(result, Exploit) and result.state is _SENT and applied is not None:
+                    result = replace(result, state=applied.state)
+                if member is not None and synced is not None:
+                    for key, value in synced.items():
+                        setattr(member, key, value)
+                self.held = set(held)
+                return result
+            # "wait": rank 0 is still waiting for a member to become due
+
+    def _collective(self, member: int, state: Any) -> Any:
+        """Rank 0's state, called only after the other ranks are told to call theirs."""
+        if not callable(state):
+            return state
+
+        def call() -> Any:
+            self._send(("state", member))
+            return state()
+
+        return call
+
+    def _applier(self, apply: Callable[[Exploit], None] | None) -> Callable[[Exploit], None] | None:
+        """Rank 0's `apply`, run after the decision (with its copied state) is sent to the other ranks."""
+        if apply is None:
+            return None
+
+        def run(decision: Exploit) -> None:
+            self._send(("apply", decision))
+            self._sent_state = decision.state
+            apply(decision)
+
+        return run
+
+    def _keep_alive(self) -> None:
+        """While rank 0 waits for a member, tell the others now and then, so their wait never times out."""
+        now = time.monotonic()
+        if now - getattr(self, "_alive_at", 0.0) >= _KEEP_ALIVE:
+            self._alive_at = now
+            self._send(("wait",))
+
+    def _reduced(self, result: Any, reduce: str) -> Any:
+        """The result with its score reduced across the ranks (every rank takes part)."""
+        score, _ = user(score_of, result, self.spec.metric)
+        scores: list[Any] = [None] * self.size
+        self.dist.all_gather_object(scores, score, group=self.group)
+        finite = [s for s in scores if s is not None]
+        value = REDUCTIONS[reduce](finite) if len(finite) == len(scores) else float("nan")
+        if isinstance(result, dict):
+            return {**result, self.spec.metric: value}
+        return value
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        self.dist.broadcast_object_list([message], group=self.group, group_src=0)
+
+    def _receive(self) -> tuple[Any, ...]:
+        box: list[Any] = [None]
+        self.dist.broadcast_object_list(box, group=self.group, group_src=0)
+        return box[0]
+
+
+class _Sent:
+    """Stands for a copied state the ranks already received with the decision's apply message."""
+
+    def __reduce__(self) -> str:
+        return "_SENT"
+
+
+_SENT = _Sent()
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """The error as the other ranks can receive it: itself if it pickles, else its text."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:  # noqa: BLE001 - an exception that does not pickle still ends every rank's call
+        return PoptrainError(f"rank 0 of this member's group raised {type(exc).__name__}: {exc}")
