@@ -300,3 +300,81 @@ class TracedObjectivesPopulation(TracedPopulation):
 
 
 TracedObjectives.vectorized = TracedObjectivesPopulation
+
+
+class DDPRegression(Trainable):
+    """A DistributedDataParallel MLP: each rank of the member's group trains on its shard of a regression task.
+
+    With POPTRAIN_TEST_LOG set, every rank appends what it holds at each train start (its
+    group, rank, seed, lr and a hash of its weights) to LOG.<group>.<rank>, where the group is
+    rank 0's pid.
+    """
+
+    def __init__(self, hparams: dict[str, Any], seed: int) -> None:
+        super().__init__(hparams, seed)
+        import torch
+        import torch.distributed as dist
+        from torch.nn.parallel import DistributedDataParallel
+
+        self.rank, world = dist.get_rank(), dist.get_world_size()
+        torch.manual_seed(seed)
+        self.model = DistributedDataParallel(torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(),
+                                                                 torch.nn.Linear(16, 1)))
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=hparams["lr"])
+        generator = torch.Generator().manual_seed(0)
+        x = torch.randn(256, 4, generator=generator)
+        y = x @ torch.tensor([[1.0], [-2.0], [0.5], [3.0]])
+        self.x, self.y = x[self.rank::world], y[self.rank::world]
+        self.log = os.environ.get("POPTRAIN_TEST_LOG")
+        self.group = os.getpid() if self.rank == 0 else os.getppid()
+
+    def train(self) -> None:
+        import torch
+
+        if self.log:
+            with open(f"{self.log}.{self.group}.{self.rank}", "a") as f:
+                f.write(f"{self.seed} {self.opt.param_groups[0]['lr']!r} {weights_hash(self.model.module.state_dict())} "
+                        f"{os.getpid()}\n")
+        for _ in range(5):
+            self.opt.zero_grad()
+            torch.nn.functional.mse_loss(self.model(self.x), self.y).backward()
+            self.opt.step()
+
+    def evaluate(self) -> float:
+        import torch
+
+        with torch.no_grad():
+            return -torch.nn.functional.mse_loss(self.model.module(self.x), self.y).item()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.module.state_dict(), "opt": self.opt.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.module.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+
+    def set_hparams(self, hparams: dict[str, Any]) -> None:
+        super().set_hparams(hparams)
+        for group in self.opt.param_groups:
+            group["lr"] = hparams["lr"]
+
+
+def weights_hash(state: dict[str, Any]) -> str:
+    """A short hash of a module's state dict (equal states, equal hashes)."""
+    import hashlib
+
+    return hashlib.sha1(b"".join(state[k].detach().contiguous().numpy().tobytes() for k in sorted(state))).hexdigest()[:12]
+
+
+def ddp_function(member: Any) -> None:
+    """DDPRegression's job as a function trainable: every rank of the group runs this loop on the same member."""
+    model = DDPRegression(dict(member.hparams), member.seed)
+    if member.state is not None:
+        model.load_state_dict(member.state)
+    model.set_hparams(dict(member.hparams))
+    while member.running:
+        model.train()
+        decision = member.report(model.evaluate(), state=model.state_dict, reduce="mean")
+        if decision.__class__.__name__ == "Exploit":
+            model.load_state_dict(decision.state)
+            model.set_hparams(dict(member.hparams))

@@ -55,6 +55,8 @@ def parser() -> argparse.ArgumentParser:
                          help="GPUs each Ray worker reserves, fractions allowed (default: 1 with --device cuda, else 0)")
         cmd.add_argument("--workers", dest=OPTION + "workers", type=positive_int, metavar="WORKERS",
                          help="worker processes of the local and ray engines (default: CPUs)")
+        cmd.add_argument("--ranks-per-member", dest=OPTION + "ranks_per_member", type=positive_int, metavar="RANKS",
+                         help="local and ray engines: processes per member, one process group (DDP, FSDP; default 1)")
         cmd.add_argument("--interval-timeout", dest=OPTION + "interval_timeout", type=float, metavar="SECONDS",
                          help="local and Ray engines: end a worker whose interval runs longer, charging its member a failure")
         cmd.add_argument("--quiet", action="store_true", help="no progress display and no warnings")

@@ -37,7 +37,7 @@ class Slot:
     """One worker's entry in the shared table: which member it is training, since when."""
 
     def __init__(self, table: mmap.mmap, index: int) -> None:
-        self.table, self.offset = table, index * SLOT.size
+        self.table, self.index, self.offset = table, index, index * SLOT.size
 
     @property
     def value(self) -> int:
@@ -136,25 +136,39 @@ class Server:
 
 
 def work(setup: dict[str, Any], worker_id: str, trainable: Any, slot: Slot) -> int:
-    """One worker process: join the experiment by URL and work until it is done."""
+    """One worker process: join the experiment by URL and work until it is done.
+
+    With `ranks_per_member` above 1 it first forks the member's other ranks, and all of them
+    work as one process group (see `ranks`); only rank 0 opens the store.
+    """
     from ..errors import PoptrainError
     from ..store import open_store
+    from .ranks import end_ranks, fork_ranks, join_group
     from .supervisor import STOPPED_ON_ERROR
     from .worker import Worker
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the engine's to handle: it stops the workers
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     watch_parent(os.getppid())
+    ranks = int(setup.get("ranks_per_member") or 1)
+    rank, children, group = 0, [], None
+    if ranks > 1:  # before any thread or store: forking stays safe
+        rank, children = fork_ranks(ranks, watch_parent)
     if setup.get("threads") and "torch" in sys.modules:
         import torch
 
         torch.set_num_threads(int(setup["threads"]))
     try:
-        store = open_store(setup["url"], wait=True)
-        Worker(store, setup["name"], worker_id, trainable=trainable, max_held=setup.get("max_held"), current=slot).run()
+        if ranks > 1:
+            group = join_group(rank, ranks, os.path.join(setup["group_dir"], worker_id), slot.index)
+        store = open_store(setup["url"], wait=True) if rank == 0 else None
+        Worker(store, setup["name"], worker_id, trainable=trainable, max_held=setup.get("max_held"),
+               current=slot if rank == 0 else None, group=group).run()
     except PoptrainError as exc:  # a storage error no retry mends (a full disk): one line, and the run stops
         print(f"poptrain: error: worker {worker_id}: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
         return STOPPED_ON_ERROR
+    finally:
+        end_ranks(children)
     return 0
 
 

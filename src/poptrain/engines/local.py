@@ -26,23 +26,31 @@ from ..store import Store
 from ..trainable import resolve_trainable
 from .base import Engine, check_not_batched, check_workers
 from .forkserver import Slot, fork_server, slot_table
+from .ranks import check_ranks
 from .supervisor import Exit, check_interval_timeout, supervise
 
 
 @dataclass
 class Local(Engine):
     """`workers` processes on this machine (default: one per CPU); `interval_timeout` (seconds) ends a
-    worker whose member's interval runs longer, charging that member one failure."""
+    worker whose member's interval runs longer, charging that member one failure.
+
+    With `ranks_per_member=R` each worker is a process group of R processes training one member
+    together (DDP, FSDP): gloo on the CPU, NCCL with one GPU per rank when CUDA is present; the
+    trainable sees `torch.distributed` initialised (see docs/distributed.md).
+    """
 
     name: ClassVar[str] = "local"
     workers: int | None = None
     interval_timeout: float | None = None
     max_restarts: int | None = None
+    ranks_per_member: int | None = None
     _pids: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_workers(self.name, self.workers)
         check_interval_timeout(self.name, self.interval_timeout)
+        check_ranks(self.name, self.ranks_per_member)
 
     def worker_pids(self) -> list[int]:
         """The process ids of the workers alive now (for tools and fault tests)."""
@@ -54,15 +62,20 @@ class Local(Engine):
             raise PoptrainError("the local engine needs a store that processes share: use a sqlite:/// URL, "
                                 "or engine='serial' for a memory:// store")
         check_not_batched(store, spec.name, self.name)
-        workers = self.workers or os.cpu_count() or 1
+        ranks = check_ranks(self.name, self.ranks_per_member)
+        workers = self.workers or max(1, (os.cpu_count() or 1) // ranks)
+        group_dir = tempfile.TemporaryDirectory(prefix="poptrain-groups-")  # each worker's rendezvous file
         setup = {
-            "url": store.url, "name": spec.name, "threads": max(1, (os.cpu_count() or 1) // workers),
+            "url": store.url, "name": spec.name, "threads": max(1, (os.cpu_count() or 1) // (workers * ranks)),
+            "ranks_per_member": ranks, "group_dir": group_dir.name,
             "max_held": -(-spec.population // workers),  # each worker keeps about its share of the population
             "slots": workers + 64, "sys_path": list(sys.path),
             "trainable": spec.trainable if isinstance(spec.trainable, str) else None, "paths": spec.paths,
         }
-        pool = ForkServerPool(setup, trainable, self._pids)
-        supervise(store, spec.name, pool, workers, progress, self.max_restarts, interval_timeout=self.interval_timeout)
+        with group_dir:
+            pool = ForkServerPool(setup, trainable, self._pids)
+            supervise(store, spec.name, pool, workers, progress, self.max_restarts,
+                      interval_timeout=self.interval_timeout)
 
 
 class ForkServerPool:

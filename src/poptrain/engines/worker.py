@@ -15,7 +15,7 @@ import socket
 from collections import OrderedDict
 from typing import Any, Callable
 
-from ..asktell import Connection, Member
+from ..asktell import Connection, GroupConnection, Member
 from ..outcome import MemberError, user
 from ..records import Exploit, Finished, Released
 from ..store import Store, open_store
@@ -31,12 +31,24 @@ class Worker:
 
     `max_held` caps how many members this worker keeps leased (the local engine gives each worker
     its share, so the population spreads evenly); `cache_size` caps the live trainables it keeps.
+    With a process `group`, this process is one rank of a member that spans the group: every
+    rank runs this loop, rank 0 alone with a store (the others pass None). An error in the
+    member's code on any rank then ends this process, and with it the group: the engine charges
+    the member one failure and starts a new group (a rank that raised alone cannot report it
+    without leaving the others in a collective).
     """
 
-    def __init__(self, store: Store, name: str, worker_id: str, *, trainable: type | None = None,
+    def __init__(self, store: Store | None, name: str, worker_id: str, *, trainable: type | None = None,
                  poll: float = 0.1, on_interval: Callable[[], None] | None = None,
-                 max_held: int | None = None, cache_size: int | None = None, current: Any = None) -> None:
-        self.connection = Connection(store, name, worker_id, trainable=trainable, max_held=max_held, poll=poll)
+                 max_held: int | None = None, cache_size: int | None = None, current: Any = None,
+                 group: Any = None) -> None:
+        def connection() -> Connection:
+            assert store is not None, "rank 0 of a group, or a process alone, holds the store"
+            return Connection(store, name, worker_id, trainable=trainable, max_held=max_held, poll=poll)
+
+        self.group = group
+        self.connection: Connection | GroupConnection = (
+            connection() if group is None else GroupConnection(group, connection, trainable=trainable))
         self.store, self.name, self.id = store, name, worker_id
         self.exp = self.connection.spec
         self.trainable = resolve_trainable(trainable or self.exp.trainable, self.exp.paths)
@@ -47,39 +59,46 @@ class Worker:
 
     def run(self) -> None:
         """Work until every member is done or failed."""
-        with self.connection:
-            while True:
-                if is_function_trainable(self.trainable):  # the user's own loop trains the member it is handed
-                    member = self.connection.ask()
-                    if member is None:
-                        return
-                    self.hand_over(member)
-                    continue
-                member = self.connection.ask(live={m: version for m, (_, version, _) in self.cache.items()},
-                                             decide=False)
+        self.connection.start()
+        finished = False
+        try:
+            self._work()
+            finished = True
+        finally:
+            # A group that ends on an error keeps its member leased: the engine charges it, then frees it.
+            if finished or self.group is None:
+                self.connection.close()
+
+    def _work(self) -> None:
+        """Ask, train and tell until no member is left."""
+        while True:
+            if is_function_trainable(self.trainable):  # the user's own loop trains the member it is handed
+                member = self.connection.ask()
                 if member is None:
                     return
-                self.advance(member)
+                self.hand_over(member)
+                continue
+            member = self.connection.ask(live={m: version for m, (_, version, _) in self.cache.items()},
+                                         decide=False)
+            if member is None:
+                return
+            self.advance(member)
 
     def hand_over(self, member: Member) -> None:
         """Run a function trainable on one member until it leaves this process; its errors are its failures."""
-        if self.current is not None:
-            self.current.value = member.id
+        self._enter(member)
         try:
             user(self.trainable, member)
             if member.running:
                 raise MemberError(f"trainable {self.exp.to_spec()['trainable']} returned before member {member.id} "
                                   f"reached its budget: loop while member.running")
         except MemberError as exc:
-            self.connection.fail(member, str(exc))
-        finally:
-            if self.current is not None:
-                self.current.value = -1
+            self._failed(member, exc)
+        self._leave()
 
     def advance(self, member: Member) -> None:
         """Train one leased member one interval and execute the decision; its code's errors are its failures."""
-        if self.current is not None:
-            self.current.value = member.id
+        self._enter(member)
         try:
             live = self._materialize(member)
 
@@ -100,11 +119,24 @@ class Worker:
                 self.on_interval()
         except MemberError as exc:
             self.cache.pop(member.id, None)
-            self.connection.fail(member, str(exc))
+            self._failed(member, exc)
         finally:
-            if self.current is not None:
-                self.current.value = -1
             self._trim_cache()
+        self._leave()
+
+    def _enter(self, member: Member) -> None:
+        if self.current is not None:  # the engine charges this member if the process dies now
+            self.current.value = member.id
+
+    def _leave(self) -> None:
+        if self.current is not None:
+            self.current.value = -1
+
+    def _failed(self, member: Member, error: MemberError) -> None:
+        """Count the member's failure; in a group, end this process instead (the member stays charged to it)."""
+        if self.group is not None:
+            raise error
+        self.connection.fail(member, str(error))
 
     def _materialize(self, member: Member) -> Trainable:
         """The member's live trainable: this worker's copy, or built from its state or from scratch."""

@@ -1,0 +1,100 @@
+"""The local engine with members that span several processes: each worker is a gloo group of 2 ranks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import poptrain
+from poptrain.engines import Local
+from poptrain.store import CheckpointStore
+from trainables import DDPRegression, ddp_function, weights_hash
+
+pytestmark = pytest.mark.slow
+
+POPULATION, STEPS = 4, 8
+
+
+def experiment(tmp_path: Path, trainable: object = DDPRegression) -> poptrain.Experiment:
+    return poptrain.Experiment(name="ranks", trainable=trainable, space={"lr": poptrain.LogUniform(0.001, 0.1)},
+                               population=POPULATION, steps=STEPS, ready=poptrain.Every(2),
+                               exploit=poptrain.Truncation(0.25), lease=2.0, max_failures=3, keep_checkpoints=STEPS,
+                               storage=f"sqlite:///{tmp_path}/ranks.db", seed=1)
+
+
+def logs(folder: Path) -> dict[str, dict[int, list[tuple[int, float, str, int]]]]:
+    """group -> rank -> (seed, lr, weights hash, pid) at each train start."""
+    found: dict[str, dict[int, list]] = {}
+    for path in folder.glob("log.*.*"):
+        _, group, rank = path.name.split(".")
+        rows = [line.split() for line in path.read_text().splitlines()]
+        found.setdefault(group, {})[int(rank)] = [(int(s), float(lr), h, int(pid)) for s, lr, h, pid in rows]
+    return found
+
+
+def test_each_worker_is_a_group_of_two_ranks_that_train_one_member_and_copy_together(tmp_path, monkeypatch):
+    monkeypatch.setenv("POPTRAIN_TEST_LOG", str(tmp_path / "log"))
+    exp = experiment(tmp_path)
+    result = exp.run(engine=Local(workers=2, ranks_per_member=2), progress=False)
+    members = result.members()
+    assert set(members.status) == {"done"} and set(members.step) == {STEPS}
+    groups = logs(tmp_path)
+    assert len(groups) == 2 and all(set(ranks) == {0, 1} for ranks in groups.values())
+    for ranks in groups.values():  # both ranks hold the same member, lr and weights at every interval
+        assert [row[:3] for row in ranks[0]] == [row[:3] for row in ranks[1]]
+        assert len({row[3] for row in ranks[0]} | {row[3] for row in ranks[1]}) == 2  # two processes
+    trained = [row for ranks in groups.values() for row in ranks[0]]
+    assert len(trained) == POPULATION * STEPS
+    seeds = {m.id: m.seed for m in result.store.members(result.name)}
+    files = CheckpointStore(result.spec["checkpoints"])
+    events = result.events()
+    assert events
+    for event in events:  # the copy trains on from its source's weights, with the explored lr, on both ranks
+        source = next(c for c in result.store.checkpoints(result.name, event.source) if c.step == event.source_step)
+        copied = weights_hash(files.load(source.key, source.checksum)["model"])
+        matches = [row for ranks in groups.values() for rank in (0, 1) for row in ranks[rank]
+                   if row[0] == seeds[event.member] and row[2] == copied]
+        assert len(matches) >= 2 and all(row[1] == pytest.approx(event.new_hparams["lr"]) for row in matches)
+
+
+def test_a_killed_rank_costs_its_member_one_failure_and_the_run_finishes(tmp_path, monkeypatch):
+    monkeypatch.setenv("POPTRAIN_TEST_LOG", str(tmp_path / "log"))
+    killed: list[int] = []
+
+    def kill_a_second_rank() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for ranks in logs(tmp_path).values():
+                if 1 in ranks and len(ranks[1]) >= 3:
+                    killed.append(ranks[1][-1][3])
+                    os.kill(killed[0], signal.SIGKILL)
+                    return
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_a_second_rank, daemon=True)
+    killer.start()
+    result = experiment(tmp_path).run(engine=Local(workers=2, ranks_per_member=2), progress=False)
+    killer.join(5)
+    assert killed, "no rank was killed"
+    members = result.members()
+    assert set(members.status) == {"done"} and set(members.step) == {STEPS}
+    assert members.failures.sum() == 1  # the dead rank's member, charged once
+    reports = result.frame()
+    assert len(reports) == POPULATION * STEPS  # nothing recorded twice
+    assert len(logs(tmp_path)) >= 3  # the engine started a new group for the dead one
+
+
+def test_a_function_trainable_runs_as_a_group_of_two_ranks(tmp_path, monkeypatch):
+    monkeypatch.setenv("POPTRAIN_TEST_LOG", str(tmp_path / "log"))
+    result = experiment(tmp_path, ddp_function).run(engine=Local(workers=2, ranks_per_member=2), progress=False)
+    members = result.members()
+    assert set(members.status) == {"done"} and set(members.step) == {STEPS} and result.events()
+    groups = logs(tmp_path)
+    for ranks in groups.values():
+        assert [row[:3] for row in ranks[0]] == [row[:3] for row in ranks[1]]
+    assert sum(len(ranks[0]) for ranks in groups.values()) == POPULATION * STEPS
