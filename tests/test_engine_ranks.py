@@ -98,3 +98,21 @@ def test_a_function_trainable_runs_as_a_group_of_two_ranks(tmp_path, monkeypatch
     for ranks in groups.values():
         assert [row[:3] for row in ranks[0]] == [row[:3] for row in ranks[1]]
     assert sum(len(ranks[0]) for ranks in groups.values()) == POPULATION * STEPS
+
+
+def test_the_ray_engine_runs_each_member_as_a_placement_group_of_two_ranks(tmp_path, monkeypatch):
+    tests = os.path.dirname(os.path.abspath(__file__))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([os.path.join(os.path.dirname(tests), "src"), tests,
+                                                      os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("POPTRAIN_TEST_LOG", str(tmp_path / "log"))
+    exp = experiment(tmp_path)
+    exp.paths = [tests]  # Ray's workers import the trainable
+    result = exp.run(engine="ray", workers=2, ranks_per_member=2, resources={"cpu": 0.5}, progress=False)
+    members = result.members()
+    assert set(members.status) == {"done"} and set(members.step) == {STEPS} and result.events()
+    groups = logs(tmp_path)
+    assert len(groups) == 2
+    for ranks in groups.values():  # two actors, one member at a time, the same weights and lr on both
+        assert set(ranks) == {0, 1} and [row[:3] for row in ranks[0]] == [row[:3] for row in ranks[1]]
+        assert {row[3] for row in ranks[0]}.isdisjoint({row[3] for row in ranks[1]})
+    assert sum(len(ranks[0]) for ranks in groups.values()) == POPULATION * STEPS

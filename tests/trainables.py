@@ -326,7 +326,9 @@ class DDPRegression(Trainable):
         y = x @ torch.tensor([[1.0], [-2.0], [0.5], [3.0]])
         self.x, self.y = x[self.rank::world], y[self.rank::world]
         self.log = os.environ.get("POPTRAIN_TEST_LOG")
-        self.group = os.getpid() if self.rank == 0 else os.getppid()
+        pids: list[Any] = [None] * world
+        dist.all_gather_object(pids, os.getpid())
+        self.group = pids[0]  # rank 0's process names the group
 
     def train(self) -> None:
         import torch

@@ -42,18 +42,25 @@ def fork_ranks(ranks: int, watch: Callable[[int], None]) -> tuple[int, list[int]
     return 0, children
 
 
-def join_group(rank: int, ranks: int, rendezvous: str, index: int) -> Any:
-    """Join this worker's group as `rank` of `ranks` (the default process group); its group."""
+def join_group(rank: int, ranks: int, rendezvous: str | None, index: int = 0) -> Any:
+    """Join this worker's group as `rank` of `ranks` (the default process group); its group.
+
+    `rendezvous` is a file path (ranks on this machine) or a tcp:// address of rank 0's.
+    """
     import torch
     import torch.distributed as dist
 
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(ranks), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(ranks))
     backend = "gloo"
     if torch.cuda.is_available():  # one GPU per rank: worker `index`'s ranks take the next `ranks` devices
+        # (under Ray each actor sees only the GPU it reserved, as device 0)
         torch.cuda.set_device((index * ranks + rank) % torch.cuda.device_count())
         backend = "nccl"
-    dist.init_process_group(backend, store=dist.FileStore(rendezvous, ranks), rank=rank, world_size=ranks,
-                            timeout=GROUP_TIMEOUT)
+    if rendezvous and rendezvous.startswith("tcp://"):
+        dist.init_process_group(backend, init_method=rendezvous, rank=rank, world_size=ranks, timeout=GROUP_TIMEOUT)
+    else:
+        dist.init_process_group(backend, store=dist.FileStore(rendezvous, ranks), rank=rank, world_size=ranks,
+                                timeout=GROUP_TIMEOUT)
     return dist.group.WORLD
 
 

@@ -16,6 +16,7 @@ from ..errors import PoptrainError, SpecError
 from ..spec import ExperimentSpec
 from ..store import Store, open_store
 from .base import Engine, check_not_batched, check_workers
+from .ranks import check_ranks, join_group
 from .supervisor import Exit, check_interval_timeout, supervise
 
 
@@ -49,18 +50,50 @@ class Inside:
 
 
 class RayWorker:
-    """One worker loop inside a Ray actor (threaded: `interval` answers while `run` works)."""
+    """One worker loop inside a Ray actor (threaded: `interval` answers while `run` works).
 
-    def __init__(self, url: str, name: str, worker_id: str, trainable: Any, max_held: int | None) -> None:
+    With `ranks` above 1 the actor is rank `rank` of a member's process group: `run` joins the
+    group at rank 0's `rendezvous` address first, and only rank 0 opens the store.
+    """
+
+    def __init__(self, url: str, name: str, worker_id: str, trainable: Any, max_held: int | None,
+                 rank: int = 0, ranks: int = 1) -> None:
+        self.inside = Inside()
+        self.args = (url, name, worker_id, trainable, max_held)
+        self.rank, self.ranks = rank, ranks
+
+    def rendezvous(self) -> str:
+        """Rank 0's address for its group to meet at (this node's IP, a free port)."""
+        import socket
+
+        import ray
+
+        with socket.socket() as s:
+            s.bind(("", 0))
+            port = s.getsockname()[1]
+        return f"tcp://{ray.util.get_node_ip_address()}:{port}"
+
+    def run(self, address: str | None = None) -> int | None:
+        """Work until the population is done (None); in a group, the member it was inside if a rank failed."""
         from .worker import Worker
 
-        self.inside = Inside()
-        self.worker = Worker(open_store(url, create=False, wait=True), name, worker_id, trainable=trainable,
-                             max_held=max_held, current=self.inside)
+        url, name, worker_id, trainable, max_held = self.args
+        group = None
+        if self.ranks > 1:
+            group = join_group(self.rank, self.ranks, address)
+        store = open_store(url, create=False, wait=True) if self.rank == 0 else None
+        worker = Worker(store, name, worker_id, trainable=trainable, max_held=max_held,
+                        current=self.inside if self.rank == 0 else None, group=group)
+        try:
+            worker.run()
+        except Exception:  # noqa: BLE001 - in a group, an error on any rank ends it; rank 0's member is charged
+            if group is None:
+                raise
+            import traceback
 
-    def run(self) -> bool:
-        self.worker.run()
-        return True
+            traceback.print_exc()
+            return self.inside.member
+        return None
 
     def interval(self) -> tuple[int, float]:
         """The member this worker is inside (-1: none) and when its interval began."""
@@ -74,7 +107,9 @@ class Ray(Engine):
     `workers` defaults to as many as the cluster's resources allow (at most one per member);
     `resources` is what each worker reserves, e.g. {"cpu": 4, "gpu": 0.5} (default: 1 CPU, and
     1 GPU when `device` is CUDA); `interval_timeout` (seconds) ends an actor whose member's
-    interval runs longer, charging that member one failure.
+    interval runs longer, charging that member one failure. With `ranks_per_member=R` each
+    worker is R actors in one placement group (each reserving `resources`), forming one process
+    group that trains one member together (see docs/distributed.md).
     """
 
     name: ClassVar[str] = "ray"
@@ -83,10 +118,12 @@ class Ray(Engine):
     resources: Mapping[str, float] | None = None
     device: str = "cpu"
     interval_timeout: float | None = None
+    ranks_per_member: int | None = None
 
     def __post_init__(self) -> None:
         check_workers(self.name, self.workers)
         check_interval_timeout(self.name, self.interval_timeout)
+        self.ranks = check_ranks(self.name, self.ranks_per_member)
         self.per_worker = worker_resources(self.resources, self.device)
 
     def run(self, store: Store, spec: ExperimentSpec, trainable: Any = None, progress: bool = False) -> None:
@@ -105,7 +142,8 @@ class Ray(Engine):
             workers = self._workers(ray, spec, started_here)
             # a class defined in the driver's script or notebook travels by value; any other is imported from the spec's paths
             shipped = trainable if trainable is not None and trainable.__module__ == "__main__" else None
-            pool = ActorPool(ray, store.url, spec.name, shipped, -(-spec.population // workers), self.per_worker)
+            pool = ActorPool(ray, store.url, spec.name, shipped, -(-spec.population // workers), self.per_worker,
+                             self.ranks)
             supervise(store, spec.name, pool, workers, progress, what="Ray workers",
                       interval_timeout=self.interval_timeout)
         finally:
@@ -114,7 +152,7 @@ class Ray(Engine):
 
     def _workers(self, ray: Any, spec: ExperimentSpec, started_here: bool) -> int:
         cluster = ray.cluster_resources()
-        wanted = {"CPU": self.per_worker["cpu"], "GPU": self.per_worker["gpu"]}
+        wanted = {"CPU": self.per_worker["cpu"] * self.ranks, "GPU": self.per_worker["gpu"] * self.ranks}
         if started_here and self.address is None:  # a local Ray never grows: a worker asking for more would wait forever
             for key, amount in wanted.items():
                 if amount > cluster.get(key, 0):
@@ -129,12 +167,16 @@ class Ray(Engine):
 
 
 class ActorPool:
-    """The supervisor's view of Ray actors: start one, see which ended (a dead actor's member is unknown)."""
+    """The supervisor's view of Ray actors: start one worker (R actors in a placement group for R ranks), see
+    which ended (a dead actor's member is unknown; a failed group names its member)."""
 
-    def __init__(self, ray: Any, url: str, name: str, trainable: Any, max_held: int, per_worker: dict[str, float]) -> None:
+    def __init__(self, ray: Any, url: str, name: str, trainable: Any, max_held: int, per_worker: dict[str, float],
+                 ranks: int = 1) -> None:
         self.ray, self.url, self.name, self.trainable, self.max_held = ray, url, name, trainable, max_held
+        self.per_worker, self.ranks = per_worker, ranks
         self.actor = ray.remote(num_cpus=per_worker["cpu"], num_gpus=per_worker["gpu"], max_concurrency=2)(RayWorker)
         self.pending: dict[Any, tuple[str, Any]] = {}
+        self.groups: dict[str, tuple[list[Any], Any]] = {}  # worker id -> its other ranks' actors, its placement group
         self.count = 0
         self.seen: dict[str, int] = {}  # worker id -> the member it was last seen inside
         self.reasons: dict[str, str] = {}  # worker id -> why the supervisor ended it
@@ -142,22 +184,47 @@ class ActorPool:
     def start(self) -> str:
         worker_id = f"ray-{os.getpid()}-{self.count}"
         self.count += 1
-        handle = self.actor.remote(self.url, self.name, worker_id, self.trainable, self.max_held)
-        self.pending[handle.run.remote()] = (worker_id, handle)
+        if self.ranks == 1:
+            handle = self.actor.remote(self.url, self.name, worker_id, self.trainable, self.max_held)
+            self.pending[handle.run.remote()] = (worker_id, handle)
+            return worker_id
+        from ray.util.placement_group import placement_group
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        bundle = {key: amount for key, amount in (("CPU", self.per_worker["cpu"]), ("GPU", self.per_worker["gpu"]))
+                  if amount > 0}
+        group = placement_group([bundle] * self.ranks, strategy="PACK")  # the ranks of a member stay close
+        actors = [self.actor.options(scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=rank))
+                  .remote(self.url, self.name, worker_id, self.trainable, self.max_held, rank, self.ranks)
+                  for rank in range(self.ranks)]
+        address = self.ray.get(actors[0].rendezvous.remote())
+        runs = [actor.run.remote(address) for actor in actors]
+        self.pending[runs[0]] = (worker_id, actors[0])
+        self.groups[worker_id] = (actors[1:], group)
         return worker_id
 
     def exited(self, timeout: float) -> list[Exit]:
         done, _ = self.ray.wait(list(self.pending), timeout=timeout)
         ended = []
         for ref in done:
-            worker_id, _handle = self.pending.pop(ref)
+            worker_id, handle = self.pending.pop(ref)
             member, reason = self.seen.pop(worker_id, None), self.reasons.pop(worker_id, None)
             try:
-                self.ray.get(ref)
-                ended.append(Exit(worker_id, 0))
+                failed = self.ray.get(ref)
+                ended.append(Exit(worker_id, 0) if failed is None else Exit(worker_id, 1, failed))
             except self.ray.exceptions.RayActorError:  # the actor's process died (or was ended)
                 ended.append(Exit(worker_id, -9, member if reason else None, reason))
+            self._end_group(worker_id, handle)
         return ended
+
+    def _end_group(self, worker_id: str, handle: Any) -> None:
+        """A group's rank 0 ended: end its other ranks and free its placement group."""
+        if worker_id not in self.groups:
+            return
+        others, group = self.groups.pop(worker_id)
+        for actor in [handle, *others]:
+            self.ray.kill(actor)
+        self.ray.util.remove_placement_group(group)
 
     def intervals(self) -> dict[str, tuple[int, float]]:
         asked = {worker_id: handle.interval.remote() for worker_id, handle in self.pending.values()}
@@ -180,6 +247,7 @@ class ActorPool:
         return len(self.pending)
 
     def stop(self) -> None:
-        for _, handle in self.pending.values():
+        for worker_id, handle in self.pending.values():
             self.ray.kill(handle)
+            self._end_group(worker_id, handle)
         self.pending.clear()
