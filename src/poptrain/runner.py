@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .engines import Engine, make_engine, trained_batched
 from .heartbeat import Heartbeat
+from .speccode import check_stored_code
 from .errors import PoptrainError, SpecError
 from .spec import ExperimentSpec
 from .store import CheckpointStore, Store, open_store
@@ -118,7 +119,11 @@ def run(spec: ExperimentSpec, engine: Any = None, *, progress: bool = False, for
 
 
 def resume(storage: str, name: str, engine: Any = None, *, progress: bool = False, force: bool = False,
-           **options: Any) -> "Result":
-    """Finish a stored experiment that was interrupted; members restart from their checkpoints."""
+           trust_spec_code: bool = False, **options: Any) -> "Result":
+    """Finish a stored experiment that was interrupted; members restart from their checkpoints.
+
+    Code its stored spec names beyond the trainable's module is imported only with `trust_spec_code`.
+    """
     spec = open_store(storage, create=False).get_spec(name)
+    check_stored_code(spec, name, trust_spec_code)
     return run(ExperimentSpec.from_spec(spec), engine, progress=progress, force=force, **options)

@@ -31,9 +31,27 @@ def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise SpecError(f"{os.fspath(path)} is not valid TOML: {exc}") from None
     except UnicodeDecodeError as exc:
         raise SpecError(f"{os.fspath(path)} is not a UTF-8 text file: {exc}") from None
+    except RecursionError:  # the TOML parser recurses once per level of nesting
+        raise SpecError(f"{os.fspath(path)} nests its values too deeply to read: a spec nests at most "
+                        f"{MAX_NESTING} levels") from None
     if not isinstance(data, dict):
         raise SpecError(f"{os.fspath(path)} must hold a TOML table of experiment fields")
+    check_nesting(data, os.fspath(path))
     return data
+
+
+MAX_NESTING = 16  # lists and tables inside one another: a real spec needs four or five
+
+
+def check_nesting(data: Any, where: str) -> None:
+    """Refuse, in one line, a spec whose lists and tables nest deeper than MAX_NESTING (walked without recursion)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_NESTING:
+            raise SpecError(f"{where} nests lists and tables more than {MAX_NESTING} levels deep: flatten it")
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
 
 
 def spec_paths(data: dict[str, Any], folder: str, path: str) -> list[str]:

@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping
 
 from ..errors import CorruptCheckpoint, PoptrainError, StorageError
 from ..spec import ExperimentSpec
+from ..speccode import check_stored_code
 from ..heartbeat import Heartbeat
 from ..outcome import MemberError, score_of, user
 from ..records import ACTIVE, Continue, Decision, Exploit, Finished, Hparams, Released, Standings
@@ -69,14 +70,17 @@ class Connection:
     """One process's connection to a stored population: `ask` for a member, `tell` after each interval.
 
     `max_held` caps how many members this process keeps leased at once (an engine gives each
-    worker its share, so the population spreads evenly).
+    worker its share, so the population spreads evenly). Code the stored spec names beyond its
+    trainable's module is imported only with `trust_spec_code` (see `poptrain.speccode`).
     """
 
     def __init__(self, store: Store, name: str, worker_id: str | None = None, *, trainable: Any = None,
-                 max_held: int | None = None, poll: float = 0.1) -> None:
+                 max_held: int | None = None, poll: float = 0.1, trust_spec_code: bool = False) -> None:
         self.store, self.name = store, name
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
-        self.spec = ExperimentSpec.from_spec(store.get_spec(name), trainable=trainable)  # a live class wins
+        stored = store.get_spec(name)
+        check_stored_code(stored, name, trust_spec_code)
+        self.spec = ExperimentSpec.from_spec(stored, trainable=trainable)  # a live class wins
         self.policy = self.spec.policy
         self.checkpoints = CheckpointStore(self.spec.checkpoints)
         self.max_held, self.poll = max_held, poll

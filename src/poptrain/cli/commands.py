@@ -63,7 +63,8 @@ def cmd_worker(args: argparse.Namespace, target: Target) -> None:
                         "if it is not stored yet)")
     # a clear error before the worker starts; a database that is restarting is waited for, as the worker would
     open_store(args.storage, create=False, wait=True).get_spec(args.experiment)
-    join(args.storage, args.experiment, args.id)
+    # a spec given here is the user's own: what it names is theirs to import
+    join(args.storage, args.experiment, args.id, trust_spec_code=args.trust_spec_code or args.spec is not None)
 
 
 def cmd_status(args: argparse.Namespace, target: Target) -> None:
@@ -88,7 +89,7 @@ def cmd_resume(args: argparse.Namespace, target: Target) -> None:
     from ..runner import resume
 
     existing_store(args.storage).get_spec(args.experiment)
-    result = resume(args.storage, args.experiment, **run_options(args))
+    result = resume(args.storage, args.experiment, trust_spec_code=args.trust_spec_code, **run_options(args))
     print_summary(result)
     ensure_trained(result)
 

@@ -18,6 +18,9 @@ CHECKPOINTS_HELP = ("checkpoint folder or fsspec URL, e.g. s3://bucket/run (defa
                     "'local' when the store and every worker are on this host)")
 
 
+TRUST_HELP = ("import code the stored spec names beyond its trainable's module (a strategy of your own); "
+              "only for a store nobody else can write (or set POPTRAIN_TRUST_MODULES=module,...)")
+
 def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -98,6 +101,7 @@ def parser() -> argparse.ArgumentParser:
     worker.add_argument("--checkpoints", help="checkpoint folder or URL every worker reaches, e.g. s3://bucket/run "
                                               "(with a spec; default: the spec's)")
     worker.add_argument("--id", help="worker id (default: host-pid)")
+    worker.add_argument("--trust-spec-code", action="store_true", help=TRUST_HELP)
     worker.add_argument("--quiet", action="store_true", help="no warnings")
     worker.set_defaults(func=cmd_worker)
 
@@ -114,6 +118,7 @@ def parser() -> argparse.ArgumentParser:
 
     resume = sub.add_parser("resume", help="finish an interrupted experiment from its checkpoints")
     resume.add_argument("--storage", required=True)
+    resume.add_argument("--trust-spec-code", action="store_true", help=TRUST_HELP)
     resume.add_argument("--experiment", required=True)
     engine_flags(resume)
     resume.set_defaults(func=cmd_resume)

@@ -163,7 +163,7 @@ def work(setup: dict[str, Any], worker_id: str, trainable: Any, slot: Slot) -> i
             group = join_group(rank, ranks, os.path.join(setup["group_dir"], worker_id), slot.index)
         store = open_store(setup["url"], wait=True) if rank == 0 else None
         Worker(store, setup["name"], worker_id, trainable=trainable, max_held=setup.get("max_held"),
-               current=slot if rank == 0 else None, group=group).run()
+               current=slot if rank == 0 else None, group=group, trust_spec_code=True).run()
     except PoptrainError as exc:  # a storage error no retry mends (a full disk): one line, and the run stops
         print(f"poptrain: error: worker {worker_id}: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
         return STOPPED_ON_ERROR

@@ -83,7 +83,7 @@ class RayWorker:
             group = join_group(self.rank, self.ranks, address)
         store = open_store(url, create=False, wait=True) if self.rank == 0 else None
         worker = Worker(store, name, worker_id, trainable=trainable, max_held=max_held,
-                        current=self.inside if self.rank == 0 else None, group=group)
+                        current=self.inside if self.rank == 0 else None, group=group, trust_spec_code=True)
         try:
             worker.run()
         except Exception:  # noqa: BLE001 - in a group, an error on any rank ends it; rank 0's member is charged

@@ -22,7 +22,7 @@ class Serial(Engine):
     def run(self, store: Store, spec: ExperimentSpec, trainable: Any = None, progress: bool = False) -> None:
         """Train the experiment to its budget in this process."""
         check_not_batched(store, spec.name, self.name)
-        worker = Worker(store, spec.name, f"serial-{os.getpid()}", trainable=trainable)
+        worker = Worker(store, spec.name, f"serial-{os.getpid()}", trainable=trainable, trust_spec_code=True)
         with ProgressDisplay(store, spec.name, spec.mode, enabled=progress) as display:
             worker.on_interval = display.update
             worker.run()

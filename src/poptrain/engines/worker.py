@@ -41,10 +41,11 @@ class Worker:
     def __init__(self, store: Store | None, name: str, worker_id: str, *, trainable: type | None = None,
                  poll: float = 0.1, on_interval: Callable[[], None] | None = None,
                  max_held: int | None = None, cache_size: int | None = None, current: Any = None,
-                 group: Any = None) -> None:
+                 group: Any = None, trust_spec_code: bool = False) -> None:
         def connection() -> Connection:
             assert store is not None, "rank 0 of a group, or a process alone, holds the store"
-            return Connection(store, name, worker_id, trainable=trainable, max_held=max_held, poll=poll)
+            return Connection(store, name, worker_id, trainable=trainable, max_held=max_held, poll=poll,
+                              trust_spec_code=trust_spec_code)
 
         self.group = group
         self.connection: Connection | GroupConnection = (
@@ -168,6 +169,10 @@ class Worker:
                 del self.cache[member]
 
 
-def join(storage: str, name: str, worker_id: str | None = None) -> None:
-    """Join a running experiment as one more worker (as `poptrain worker` does on any host)."""
-    Worker(open_store(storage, create=False, wait=True), name, worker_id or f"{socket.gethostname()}-{os.getpid()}").run()
+def join(storage: str, name: str, worker_id: str | None = None, trust_spec_code: bool = False) -> None:
+    """Join a running experiment as one more worker (as `poptrain worker` does on any host).
+
+    Code its stored spec names beyond the trainable's module is imported only with `trust_spec_code`.
+    """
+    Worker(open_store(storage, create=False, wait=True), name, worker_id or f"{socket.gethostname()}-{os.getpid()}",
+           trust_spec_code=trust_spec_code).run()
