@@ -230,3 +230,12 @@ def test_a_full_sqlite_database_is_one_line_and_keeps_what_it_held(tmp_path):
     only_error(code, err, url, "database or disk is full", "free space")
     after = poptrain.load(url, "first").frame()
     assert len(before) == 8 and after.equals(before)
+
+
+@pytest.mark.parametrize("value", ["[" * 5000 + "]" * 5000, "{a = " * 3000 + "1" + "}" * 3000, "[" * 17 + "]" * 17])
+def test_a_spec_nested_too_deeply_is_one_line_not_a_recursion_error(tmp_path, value):
+    path = tmp_path / "deep.toml"
+    path.write_text(f'name = "deep"\nspace = {value}\n')
+    code, _, err = cli("run", path, "--storage", f"sqlite:///{tmp_path}/d.db")
+    assert code == 2 and err.count("\n") == 1 and "nest" in err and "16 levels" in err
+    assert not (tmp_path / "d.db").exists()
