@@ -105,14 +105,17 @@ def cmd_report(args: argparse.Namespace, target: Target) -> None:
 
 
 def cmd_dashboard(args: argparse.Namespace, target: Target) -> None:
-    from ..report.dashboard import serve
+    from ..report.dashboard import access_token, serve, startup_lines
 
     port = args.port
     if not 0 <= port <= 65535:
         raise SpecError(f"--port {port} is not a TCP port: give one in 1..65535 (or 0 for any free port)")
     if port == 0:
         port = free_port(args.host)
-    serve(args.storage, host=args.host, port=port, token=args.token, announce=lambda line: say(console(), line))
+    token = access_token(args.host, args.token)
+    for line in startup_lines(args.storage, args.host, port, token, generated=args.token is None):
+        say(console(), line)
+    serve(args.storage, host=args.host, port=port, token=token, announce=None)
 
 
 def cmd_replay(args: argparse.Namespace, target: Target) -> None:

@@ -323,14 +323,16 @@ PLOTLY_JS = get_plotlyjs()
 
 
 def serve(storage: str, host: str = "127.0.0.1", port: int = 8050, token: str | None = None,
-          announce: Callable[[str], None] = print) -> None:
+          announce: Callable[[str], None] | None = print) -> None:
     """Serve the dashboard until interrupted (on 127.0.0.1 unless told otherwise; elsewhere with a token).
 
-    `announce` prints the start-up lines, the generated token among them (it is never logged).
+    `announce` prints the start-up lines, a generated token among them (it is never logged); None
+    when the caller printed them already (`access_token`, `startup_lines`) and passes its token.
     """
     import uvicorn
 
-    required = access_token(host, token)
-    for line in startup_lines(storage, host, port, required, generated=token is None):
-        announce(line)
+    required = access_token(host, token) if announce is not None else token
+    if announce is not None:
+        for line in startup_lines(storage, host, port, required, generated=token is None):
+            announce(line)
     uvicorn.run(create_app(storage, token=required), host=host, port=port, log_level="warning")
