@@ -58,7 +58,7 @@ class ExperimentSpec:
     ready: Any = field(default_factory=lambda: policy.Every(4))
     exploit: Any = field(default_factory=policy.Truncation)
     explore: Any = field(default_factory=policy.Perturb)
-    storage: str = "sqlite:///poptrain.db"
+    storage: str = field(default="sqlite:///poptrain.db", repr=False)  # its password must not show in a repr
     seed: int = 0
     initial: list[dict[str, Any]] | None = None
     synchronous: bool = False

@@ -112,7 +112,9 @@ def test_every_command_and_page_hides_the_password(postgres: Any, tmp_path: Path
     run("replay", "--storage", url, "--experiment", NAME, "-o", tmp_path / "replay.toml", "--engine", "serial")
     replay = (tmp_path / "replay.toml").read_text()
     assert f'storage = "{without_password(url)}"' in replay
-    assert "# " in replay and "POPTRAIN_STORAGE" in replay and "--storage" in replay
+    comment = replay.split("\nstorage = ")[0].splitlines()[-2:]  # the two lines above it say how to give it
+    assert all(line.startswith("# ") for line in comment)
+    assert "POPTRAIN_STORAGE" in comment[0] and "--storage" in comment[1]
     run("export", "--storage", url, "--experiment", NAME, "--to", "tensorboard", tmp_path / "tb")
     # the store is named once, in the environment, where no command line shows it
     monkeypatch.setenv("POPTRAIN_STORAGE", url)
@@ -187,6 +189,7 @@ def test_the_python_api_stores_and_names_no_password(postgres: Any, tmp_path: Pa
                                      metric="score", population=2, steps=3, ready=poptrain.Every(3), storage=url,
                                      checkpoints=str(tmp_path / "c"))
     assert experiment.create() is True and experiment.create() is False  # the same spec, stored without it
+    assert_no_password("the experiment's repr", repr(experiment))
     result = experiment.run(engine="serial")
     assert result.spec["storage"] == without_password(url)
     assert_no_password("the replay spec", json.dumps(result.replay_spec()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 
 from rich.markup import escape
 from rich.table import Table
@@ -129,9 +130,10 @@ def cmd_replay(args: argparse.Namespace, target: Target) -> None:
     member = pbt.best().id if args.member is None else args.member
     spec_text = dump_spec(pbt.replay_spec(member))  # the -o file is opened only once there is something to write
     if has_password(args.storage):
-        spec_text = (f"# storage names the store without its password: give the full URL by {STORAGE_ENV}=URL or\n"
-                     f"# --storage URL (poptrain run SPEC.toml --storage URL), or let the driver find it (~/.pgpass)\n"
-                     + spec_text)
+        spec_text = re.sub(r"^storage = ", lambda _: (
+            f"# the store, named without its password: give its full URL by the {STORAGE_ENV} environment\n"
+            f"# variable or the --storage flag (poptrain run {args.output} --storage URL), or by ~/.pgpass\n"
+            "storage = "), spec_text, count=1, flags=re.MULTILINE)
     write_output(args.output, spec_text, "the replay spec")
     con = console()
     say(con, f"replay spec of member {member}'s schedule written to {args.output}")
