@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -11,7 +12,7 @@ from starlette.testclient import TestClient
 from checks import cli
 import poptrain
 from poptrain.report import dashboard
-from poptrain.report.dashboard import access_token, create_app, is_loopback, needs_token, startup_lines
+from poptrain.report.dashboard import TokenGate, access_token, create_app, is_loopback, needs_token, startup_lines
 from trainables import Quadratic
 
 TOKEN = "t0ken-for-the-tests-0123456789"
@@ -65,9 +66,28 @@ def test_the_token_once_in_the_address_then_a_cookie(store_url: str) -> None:
     cookie = first.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie and TOKEN in cookie
     assert client.get("/experiments/t").status_code == 200  # the cookie carries it now
+    odd = client.get(f"/experiments/a%2Fb?token={TOKEN}")
+    assert odd.status_code == 303 and odd.headers["location"] == "/experiments/a%2Fb"
+    assert redirect_of(b"//evil.example/x") == b"/evil.example/x"  # never to another site
     assert client.get("/api/experiments/t").json()["steps_done"] == 6
     bearer = TestClient(create_app(store_url, token=TOKEN))
     assert bearer.get("/", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+
+
+def redirect_of(raw_path: bytes) -> bytes:
+    """Where the gate sends a request for `raw_path` that carries the token (an ASGI call by hand)."""
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": raw_path.decode(), "raw_path": raw_path,
+             "query_string": f"token={TOKEN}".encode(), "headers": [], "scheme": "http", "server": ("x", 80)}
+    asyncio.run(TokenGate(None, TOKEN)(scope, receive, send))
+    return dict(sent[0]["headers"])[b"location"]
 
 
 def test_loopback_without_a_token_is_open(store_url: str) -> None:

@@ -160,7 +160,9 @@ class TokenGate:
             # the token leaves the address at once (history, logs, Referer): a cookie carries it from now on
             rest = [(k, v) for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1"),
                                                    keep_blank_values=True) if k != "token"]
-            location = quote(scope["path"]) + (f"?{urlencode(rest)}" if rest else "")
+            raw = scope.get("raw_path")  # as sent: a name's %2F stays one path segment
+            path = "/" + (raw.decode("latin-1") if raw else quote(scope["path"])).lstrip("/")  # never //elsewhere
+            location = path + (f"?{urlencode(rest)}" if rest else "")
             response: Response = RedirectResponse(location, status_code=303)
             response.set_cookie(self.cookie, self.token, httponly=True, samesite="lax", path="/")
         else:
