@@ -17,6 +17,7 @@ from .policy import Policy, build_explore
 from .policy.pareto import crowding, fronts, objective_matrix
 from .space import Choice, LogUniform, parse_space
 from .errors import SpecError
+from .redact import without_password
 from .store import Event, Report, default_checkpoints
 from .store.base import EXPLOIT_AT_BARRIER
 
@@ -202,6 +203,7 @@ def replay_spec(spec: dict[str, Any], curve: pd.DataFrame, root_seed: int, name:
     # its checkpoints go where its store's default puts them; a shared store has none, so it keeps the run's place
     keep = {"checkpoints"} if _no_default_checkpoints(spec["storage"], name) else set()
     replay = {k: v for k, v in spec.items() if k not in ({"checkpoints", "initial"} - keep)}
+    replay["storage"] = without_password(spec["storage"])  # a spec is written to files: never with a password
     replay.update(name=name, population=1, steps=int(curve["age"].max()), exploit=None, member_seeds=[root_seed],
                   schedule=schedule)
     return replay

@@ -18,6 +18,7 @@ from .engines import Engine, make_engine, trained_batched
 from .heartbeat import Heartbeat
 from .speccode import check_stored_code
 from .errors import PoptrainError, SpecError
+from .redact import shown
 from .spec import ExperimentSpec
 from .store import CheckpointStore, Store, open_store
 from .store.checkpoints import refuse_pickled
@@ -54,10 +55,12 @@ def create(spec: ExperimentSpec, wait: bool = False) -> bool:
 def check_stored(store: Store, spec: ExperimentSpec) -> None:
     """Refuse to continue a stored experiment of the same name whose spec differs from this one."""
     stored, mine = store.get_spec(spec.name), json.loads(json.dumps(spec.to_spec()))
+    for spec_data in (stored, mine):  # the store it is in is this one, whatever URL reached it (password or none)
+        spec_data.pop("storage", None)
     if stored != mine:
         changed = sorted(k for k in set(stored) | set(mine) if stored.get(k) != mine.get(k))
         raise SpecError(
-            f"experiment {spec.name!r} already exists in {spec.storage} with a different spec "
+            f"experiment {spec.name!r} already exists in {shown(spec.storage)} with a different spec "
             f"({', '.join(changed)} differ): choose another name, or `poptrain resume` it")
 
 
@@ -75,7 +78,7 @@ def check_not_running(storage: str, name: str, force: bool) -> None:
     wait = max(m.lease_until for m in live) - now
     raise PoptrainError(
         f"experiment {name!r} is being trained: {len(live)} member(s) are leased by {holders}. "
-        f"Join it with `poptrain worker --storage {storage} --experiment {name}`; if those workers are dead, "
+        f"Join it with `poptrain worker --storage {shown(storage)} --experiment {name}`; if those workers are dead, "
         f"wait {wait:.0f} s for their leases to expire or resume with --force")
 
 
@@ -104,7 +107,7 @@ def run(spec: ExperimentSpec, engine: Any = None, *, progress: bool = False, for
     if holder is not None:
         raise PoptrainError(
             f"experiment {spec.name!r} is being trained by another run ({holder}). Join it with `poptrain worker "
-            f"--storage {spec.storage} --experiment {spec.name}`; if that run is dead, wait {spec.lease:g} s for its "
+            f"--storage {shown(spec.storage)} --experiment {spec.name}`; if that run is dead, wait {spec.lease:g} s for its "
             f"hold to expire or resume with --force")
     try:
         if not created:
@@ -124,6 +127,6 @@ def resume(storage: str, name: str, engine: Any = None, *, progress: bool = Fals
 
     Code its stored spec names beyond the trainable's module is imported only with `trust_spec_code`.
     """
-    spec = open_store(storage, create=False).get_spec(name)
+    spec = open_store(storage, create=False).get_spec(name)  # its storage has no password: `storage` is used
     check_stored_code(spec, name, trust_spec_code)
-    return run(ExperimentSpec.from_spec(spec), engine, progress=progress, force=force, **options)
+    return run(ExperimentSpec.from_spec(spec, storage=storage), engine, progress=progress, force=force, **options)

@@ -13,6 +13,7 @@ import numpy as np
 
 from . import policy
 from .errors import SpecError
+from .redact import without_password
 from .space import Domain, parse_space, sample_hparams, space_to_dict, validate_hparams
 from .store import ONE_HOST, MemberRecord, default_checkpoints
 from .trainable import object_path, resolve_trainable, searching
@@ -57,7 +58,7 @@ class ExperimentSpec:
     ready: Any = field(default_factory=lambda: policy.Every(4))
     exploit: Any = field(default_factory=policy.Truncation)
     explore: Any = field(default_factory=policy.Perturb)
-    storage: str = "sqlite:///poptrain.db"
+    storage: str = field(default="sqlite:///poptrain.db", repr=False)  # its password must not show in a repr
     seed: int = 0
     initial: list[dict[str, Any]] | None = None
     synchronous: bool = False
@@ -176,13 +177,13 @@ class ExperimentSpec:
 
     # plain data
     def to_spec(self) -> dict[str, Any]:
-        """The experiment as JSON-able data: what the store keeps, so workers can join by URL."""
+        """The experiment as JSON-able data: what the store keeps, so workers can join by URL (its storage without a password)."""
         trainable = self.trainable if isinstance(self.trainable, (str, type(None))) else object_path(self.trainable)
         return {
             "name": self.name, "trainable": trainable, "space": space_to_dict(self.space), "metric": self.metric,
             "mode": self.mode, "population": self.population, "steps": self.steps, "ready": self.ready.to_dict(),
             "exploit": None if self.exploit is None else self.exploit.to_dict(), "explore": self.explore.to_dict(),
-            "storage": self.storage, "seed": self.seed, "initial": self.initial, "synchronous": self.synchronous,
+            "storage": without_password(self.storage), "seed": self.seed, "initial": self.initial, "synchronous": self.synchronous,
             "checkpoints": self.checkpoints, "lease": self.lease, "max_failures": self.max_failures,
             "keep_checkpoints": self.keep_checkpoints, "paths": self.paths, "member_seeds": self.member_seeds,
             "schedule": self.schedule,

@@ -85,8 +85,6 @@ def _mlp() -> Any:
 
 
 def _adam() -> Any:
-    from mlp_digits import MLPDigits
-
     member = _mlp()
     member.optimizer = torch.optim.Adam(member.model.parameters(), lr=1e-3, betas=(0.8, 0.95))
     return member

@@ -71,7 +71,7 @@ def test_dashboard_port_out_of_range(store_url: str, port: str) -> None:
 
 def test_dashboard_port_0_serves_on_a_free_port_it_names(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     served: dict[str, object] = {}
-    monkeypatch.setattr("poptrain.report.dashboard.serve", lambda storage, host, port: served.update(port=port))
+    monkeypatch.setattr("poptrain.report.dashboard.serve", lambda storage, host, port, **_: served.update(port=port))
     code, out, err = cli("dashboard", "--storage", store_url, "--port", "0")
     assert code == 0, err
     port = served["port"]

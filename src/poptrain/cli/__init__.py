@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 from ..errors import PoptrainError
 from ..failures import describe as describe_failure
+from ..redact import scrub, shown
 
 from .options import Target, engine_options
 from .parser import parser
@@ -32,7 +33,7 @@ class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
     def format(self, record: logging.LogRecord) -> str:
-        return " | ".join(line for line in super().format(record).splitlines() if line.strip())
+        return scrub(" | ".join(line for line in super().format(record).splitlines() if line.strip()))
 
 
 _handler = StderrHandler()
@@ -57,17 +58,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.func(args, target)
     except PoptrainError as exc:
-        print(f"error: {one_line(str(exc))}", file=sys.stderr)
+        print(f"error: {one_line(scrub(str(exc)))}", file=sys.stderr)
         return 2
     except Exception as exc:  # a read-only folder or a full disk is the user's to fix: one line, not a traceback
-        message = describe_failure(exc, target.storage)
+        message = describe_failure(exc, shown(target.storage))
         if message is None:
             raise
-        print(f"error: {one_line(message)}", file=sys.stderr)
+        print(f"error: {one_line(scrub(message))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         if target.storage and target.name:
-            print(f"interrupted: continue with `poptrain resume --storage {target.storage} "
+            print(f"interrupted: continue with `poptrain resume --storage {shown(target.storage)} "
                   f"--experiment {target.name}`", file=sys.stderr)
         else:
             print("interrupted", file=sys.stderr)

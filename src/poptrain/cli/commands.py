@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 
 from rich.markup import escape
 from rich.table import Table
 
 from ..errors import SpecError
+from ..redact import STORAGE_ENV, has_password, shown
 from ..store import open_store
 from .options import Target, run_options
 from .show import (console, ensure_trained, existing_store, fmt, print_comparison, print_experiments, print_members,
@@ -25,7 +27,7 @@ def cmd_run(args: argparse.Namespace, target: Target) -> None:
     target.storage, target.name = experiment.storage, experiment.name
     if not args.quiet:
         say(console(), f"PBT: {experiment.name} · {experiment.population} members × {experiment.steps} intervals "
-                       f"· engine {args.engine or experiment.engine or 'local'} · store {experiment.storage}")
+                       f"· engine {args.engine or experiment.engine or 'local'} · store {shown(experiment.storage)}")
     result = experiment.run(**run_options(args))
     print_summary(result)
     ensure_trained(result)
@@ -46,7 +48,7 @@ def cmd_create(args: argparse.Namespace, target: Target) -> None:
     created = experiment.create()
     say(console(), f"experiment {experiment.name!r} {'created' if created else 'is already'} in "
                    f"{store_location(experiment.storage)}; train it with `poptrain run`, `poptrain worker`, or "
-                   f"loops of your own: poptrain.connect({experiment.storage!r}, {experiment.name!r})")
+                   f"loops of your own: poptrain.connect({shown(experiment.storage)!r}, {experiment.name!r})")
 
 
 def cmd_worker(args: argparse.Namespace, target: Target) -> None:
@@ -82,7 +84,7 @@ def cmd_best(args: argparse.Namespace, target: Target) -> None:
 
     best = Result(existing_store(args.storage), args.experiment).best(args.objective)
     print(json.dumps({"id": best.id, "score": best.score, "step": best.step, "hparams": best.hparams,
-                      "checkpoint": best.checkpoint_url}, indent=2))
+                      "checkpoint": shown(best.checkpoint_url) or None}, indent=2))
 
 
 def cmd_resume(args: argparse.Namespace, target: Target) -> None:
@@ -105,15 +107,17 @@ def cmd_report(args: argparse.Namespace, target: Target) -> None:
 
 
 def cmd_dashboard(args: argparse.Namespace, target: Target) -> None:
-    from ..report.dashboard import serve
+    from ..report.dashboard import access_token, serve, startup_lines
 
     port = args.port
     if not 0 <= port <= 65535:
         raise SpecError(f"--port {port} is not a TCP port: give one in 1..65535 (or 0 for any free port)")
     if port == 0:
         port = free_port(args.host)
-    say(console(), f"dashboard of {args.storage} on http://{args.host}:{port}/ (Ctrl-C stops it)")
-    serve(args.storage, host=args.host, port=port)
+    token = access_token(args.host, args.token)
+    for line in startup_lines(args.storage, args.host, port, token, generated=args.token is None):
+        say(console(), line)
+    serve(args.storage, host=args.host, port=port, token=token, announce=None)
 
 
 def cmd_replay(args: argparse.Namespace, target: Target) -> None:
@@ -126,12 +130,17 @@ def cmd_replay(args: argparse.Namespace, target: Target) -> None:
     pbt = Result(existing_store(args.storage), args.experiment)
     member = pbt.best().id if args.member is None else args.member
     spec_text = dump_spec(pbt.replay_spec(member))  # the -o file is opened only once there is something to write
+    if has_password(args.storage):
+        spec_text = re.sub(r"^storage = ", lambda _: (
+            f"# the store, named without its password: give its full URL by the {STORAGE_ENV} environment\n"
+            f"# variable or the --storage flag (poptrain run {args.output} --storage URL), or by ~/.pgpass\n"
+            "storage = "), spec_text, count=1, flags=re.MULTILINE)
     write_output(args.output, spec_text, "the replay spec")
     con = console()
     say(con, f"replay spec of member {member}'s schedule written to {args.output}")
     if args.no_run:
         return
-    experiment = load_spec(args.output)
+    experiment = load_spec(args.output, storage=args.storage)  # the spec names the store without its password
     target.storage, target.name = experiment.storage, experiment.name
     replay = experiment.run(**run_options(args))
     metric = pbt.spec.get("metric") or "score"
@@ -153,14 +162,14 @@ def cmd_export(args: argparse.Namespace, target: Target) -> None:
     existing_store(args.storage).get_spec(args.experiment)  # a wrong store or name fails before the target is made
     con = console()
     if args.follow:
-        say(con, f"exporting {args.experiment} to {args.to} at {args.target} every {args.every:g}s until it is done "
+        say(con, f"exporting {args.experiment} to {args.to} at {shown(args.target)} every {args.every:g}s until it is done "
                  f"(Ctrl-C stops; what is exported stays)")
     try:
         written = export(args.storage, args.experiment, args.to, args.target, follow=args.follow, every=args.every)
     except KeyboardInterrupt:  # following is stopped, nothing to resume: the export so far is complete as it is
         say(con, "stopped following")
         return
-    say(con, f"exported {written} reports of {args.experiment} to {args.to} at {args.target}")
+    say(con, f"exported {written} reports of {args.experiment} to {args.to} at {shown(args.target)}")
 
 
 def free_port(host: str) -> int:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import NoReturn
 
 from .. import __version__
 from ..engines import ENGINES
 from .commands import (cmd_best, cmd_create, cmd_dashboard, cmd_export, cmd_replay, cmd_report, cmd_resume, cmd_run,
                        cmd_status, cmd_worker)
+from ..redact import STORAGE_ENV
 from .options import OPTION
 from .show import one_line
 
@@ -20,6 +22,16 @@ CHECKPOINTS_HELP = ("checkpoint folder or fsspec URL, e.g. s3://bucket/run (defa
 
 TRUST_HELP = ("import code the stored spec names beyond its trainable's module (a strategy of your own); "
               "only for a store nobody else can write (or set POPTRAIN_TRUST_MODULES=module,...)")
+
+
+def storage_flag(cmd: argparse.ArgumentParser, spec_default: bool = False) -> None:
+    """--storage: the store URL, by default $POPTRAIN_STORAGE (where a password can stay out of the command line)."""
+    env = os.environ.get(STORAGE_ENV) or None
+    fallback = ", else the spec's" if spec_default else ""
+    cmd.add_argument("--storage", default=env, required=env is None and not spec_default, metavar="URL",
+                     help=f"store URL, e.g. sqlite:///runs/x.db or postgresql+psycopg://user@host/db "
+                          f"(default: ${STORAGE_ENV}{fallback})")
+
 
 def positive_int(text: str) -> int:
     value = int(text)
@@ -69,7 +81,7 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="train a population from a TOML spec", description=(
         "Train the population a TOML spec describes; flags override the spec's fields."))
     run.add_argument("spec", metavar="SPEC.toml")
-    run.add_argument("--storage", help="store URL, e.g. sqlite:///runs/x.db (default: the spec's)")
+    storage_flag(run, spec_default=True)
     run.add_argument("--name", help="experiment name (default: the spec's)")
     run.add_argument("--checkpoints", help=CHECKPOINTS_HELP)
     engine_flags(run)
@@ -86,7 +98,7 @@ def parser() -> argparse.ArgumentParser:
         "Store the experiment a TOML spec describes (a spec without `trainable` is trained only by loops of your "
         "own through poptrain.connect, ask and tell)."))
     create.add_argument("spec", metavar="SPEC.toml")
-    create.add_argument("--storage", help="store URL (default: the spec's)")
+    storage_flag(create, spec_default=True)
     create.add_argument("--name", help="experiment name (default: the spec's)")
     create.add_argument("--checkpoints", help=CHECKPOINTS_HELP)
     create.set_defaults(func=cmd_create, quiet=False)
@@ -96,7 +108,7 @@ def parser() -> argparse.ArgumentParser:
         "is created first unless it is already stored (with the same spec), so every task of a Slurm "
         "array or Kubernetes job can run the same command."))
     worker.add_argument("spec", metavar="SPEC.toml", nargs="?", help="create the experiment from this spec if needed")
-    worker.add_argument("--storage", required=True)
+    storage_flag(worker)
     worker.add_argument("--experiment", help="experiment name (default: the spec's)")
     worker.add_argument("--checkpoints", help="checkpoint folder or URL every worker reaches, e.g. s3://bucket/run "
                                               "(with a spec; default: the spec's)")
@@ -106,39 +118,42 @@ def parser() -> argparse.ArgumentParser:
     worker.set_defaults(func=cmd_worker)
 
     status = sub.add_parser("status", help="the experiments in a store, or one experiment's members")
-    status.add_argument("--storage", required=True)
+    storage_flag(status)
     status.add_argument("--experiment")
     status.set_defaults(func=cmd_status, quiet=False)
 
     best = sub.add_parser("best", help="the best member as JSON")
-    best.add_argument("--storage", required=True)
+    storage_flag(best)
     best.add_argument("--experiment", required=True)
     best.add_argument("--objective", help="of a multi-objective experiment: the objective to rank by")
     best.set_defaults(func=cmd_best, quiet=False)
 
     resume = sub.add_parser("resume", help="finish an interrupted experiment from its checkpoints")
-    resume.add_argument("--storage", required=True)
+    storage_flag(resume)
     resume.add_argument("--trust-spec-code", action="store_true", help=TRUST_HELP)
     resume.add_argument("--experiment", required=True)
     engine_flags(resume)
     resume.set_defaults(func=cmd_resume)
 
     report = sub.add_parser("report", help="write the experiment's HTML report (one file, works offline)")
-    report.add_argument("--storage", required=True)
+    storage_flag(report)
     report.add_argument("--experiment", required=True)
     report.add_argument("-o", "--output", required=True, metavar="REPORT.html")
     report.set_defaults(func=cmd_report, quiet=False)
 
     dashboard = sub.add_parser("dashboard", help="serve a live, read-only web view of a store's experiments")
-    dashboard.add_argument("--storage", required=True)
+    storage_flag(dashboard)
     dashboard.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1 only)")
     dashboard.add_argument("--port", type=int, default=8050)
+    dashboard.add_argument("--token", default=os.environ.get("POPTRAIN_DASHBOARD_TOKEN") or None, metavar="TOKEN",
+                           help="the access token every request must carry (default: $POPTRAIN_DASHBOARD_TOKEN; "
+                                "on an address other than 127.0.0.1 one is generated and printed once)")
     dashboard.set_defaults(func=cmd_dashboard, quiet=False)
 
     replay = sub.add_parser("replay", help="retrain one member from scratch on the schedule PBT found", description=(
         "Write a spec that trains one member from step 0 along the best (or a chosen) member's stitched "
         "schedule, run it, and compare its score with the PBT member's."))
-    replay.add_argument("--storage", required=True)
+    storage_flag(replay)
     replay.add_argument("--experiment", required=True)
     replay.add_argument("--member", type=int, help="the member whose schedule to follow (default: the best)")
     replay.add_argument("-o", "--output", required=True, metavar="SPEC.toml", help="where to write the replay spec")
@@ -151,7 +166,7 @@ def parser() -> argparse.ArgumentParser:
         "Read the store and write each member's score, metrics and hyperparameters by step, and each exploit, "
         "as a TensorBoard run or an MLflow child run per member. With --follow, keep exporting what is new while "
         "the experiment trains, until every member is done."))
-    export.add_argument("--storage", required=True)
+    storage_flag(export)
     export.add_argument("--experiment", required=True)
     export.add_argument("--to", required=True, choices=("tensorboard", "mlflow"), help="the logger")
     export.add_argument("target", metavar="DIR_OR_URI",

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from ..errors import PoptrainError
 from ..records import FAILED, best_members
+from ..redact import scrub, shown
 from ..store import Store, open_store
 
 if TYPE_CHECKING:
@@ -52,12 +53,12 @@ def say(con: Console, text: str) -> None:
 
 
 def store_location(url: str) -> str:
-    """The storage URL, plus the absolute file for a SQLite store given by a relative path."""
+    """The storage URL as shown (no password), plus the absolute file for a SQLite store given by a relative path."""
     if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
         path = url[len("sqlite:///"):]
         if not os.path.isabs(path):
-            return f"{url} ({os.path.abspath(path)})"
-    return url
+            return f"{shown(url)} ({os.path.abspath(path)})"
+    return shown(url)
 
 
 def existing_store(url: str) -> Store:
@@ -89,10 +90,10 @@ def print_summary(result: Result) -> None:
     else:
         best = result.best()
         say(con, f"best member:  {best.id} ({metric} {fmt(best.score)} at step {best.step}, {fmt_hparams(best.hparams)})")
-        say(con, f"checkpoint:   {best.checkpoint_url or '— (none saved yet)'}")
+        say(con, f"checkpoint:   {shown(best.checkpoint_url) or '— (none saved yet)'}")
     say(con, f"store:        {store_location(result.store.url)}  (experiment {result.name!r})")
-    say(con, f"checkpoints:  {spec['checkpoints']}")
-    say(con, f"inspect with: poptrain status --storage {result.store.url} --experiment {result.name}")
+    say(con, f"checkpoints:  {shown(spec['checkpoints'])}")
+    say(con, f"inspect with: poptrain status --storage {shown(result.store.url)} --experiment {result.name}")
 
 
 def print_front(con: Any, result: Result, objectives: tuple[tuple[str, str], ...]) -> None:
@@ -107,7 +108,7 @@ def print_front(con: Any, result: Result, objectives: tuple[tuple[str, str], ...
         table.add_row(str(row["member"]), *(fmt(row[n]) for n in names),
                       escape(fmt_hparams({k: row[k] for k in space if k in row})))
     con.print(table)
-    say(con, f"best by one objective: poptrain best --storage {result.store.url} --experiment {result.name} "
+    say(con, f"best by one objective: poptrain best --storage {shown(result.store.url)} --experiment {result.name} "
              f"--objective {names[0]}")
 
 
@@ -148,9 +149,9 @@ def print_experiments(store: Store) -> None:
     """One row per experiment in the store."""
     con, names = console(), store.experiments()
     if not names:
-        say(con, f"no experiments in {store.url}")
+        say(con, f"no experiments in {shown(store.url)}")
         return
-    table = Table(title=escape(f"experiments in {store.url}"))
+    table = Table(title=escape(f"experiments in {shown(store.url)}"))
     table.add_column("experiment", no_wrap=True)
     for column in ("members", "steps\ndone/total", "done", "failed"):
         table.add_column(column, justify="right")
@@ -159,7 +160,7 @@ def print_experiments(store: Store) -> None:
         try:
             p = store.progress(name, store.get_spec(name)["mode"])
         except Exception as exc:  # noqa: BLE001 - one unreadable experiment must not hide the others
-            table.add_row(escape(name), escape(f"unreadable: {one_line(f'{type(exc).__name__}: {exc}')[:200]}"),
+            table.add_row(escape(name), escape(f"unreadable: {one_line(scrub(f'{type(exc).__name__}: {exc}'))[:200]}"),
                           "", "", "", "")
             continue
         best = "—" if p.best_score is None else f"{fmt(p.best_score)} (member {p.best_member})"

@@ -2,23 +2,31 @@
 
 It serves HTML pages and JSON of the same figures the report draws; it opens the store without
 writing to it and takes nothing from a request but names it looks up (an experiment, a member).
+Bound to an address other than loopback it asks every request for an access token (`TokenGate`):
+`?token=` once (then a cookie), or an `Authorization: Bearer` header.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import ipaddress
 import json
+import logging
+import secrets
 from typing import Any, Awaitable, Callable, MutableMapping
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlencode
 
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from ..errors import PoptrainError, StorageError
+from ..errors import PoptrainError, SpecError, StorageError
+from ..redact import scrub, shown
 from ..result import Result
 from ..store import Store, open_store
 from .figures import chart_div, charts, draw, run_data
@@ -75,9 +83,98 @@ def _link(*parts: Any) -> str:
     return "/" + "/".join(quote(str(p), safe="") for p in parts)
 
 
-def _error_page(status: int, message: str) -> HTMLResponse:
-    body = f"<h1>poptrain dashboard</h1><p class='error'>{text(message)}</p><p><a href='/'>experiments</a></p>"
-    return HTMLResponse(_page("poptrain: error", body), status_code=status)
+log = logging.getLogger("poptrain")
+
+TOKEN_ENV = "POPTRAIN_DASHBOARD_TOKEN"  # the --token flag's default (a flag is seen by everyone who lists processes)
+EVERY_INTERFACE = ("0.0.0.0", "::", "")
+
+
+def _error_page(status: int, message: str, headers: dict[str, str] | None = None) -> HTMLResponse:
+    """A page of one line: the message (any URL's password masked), never a traceback or SQL."""
+    body = (f"<h1>poptrain dashboard</h1><p class='error'>{text(one_line(scrub(message), 300))}</p>"
+            f"<p><a href='/'>experiments</a></p>")
+    return HTMLResponse(_page("poptrain: error", body), status_code=status, headers=headers)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is reachable from this machine only: localhost, 127.0.0.0/8 or ::1."""
+    if host.strip().lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to any interface
+        return False
+
+
+def needs_token(host: str, token: str | None = None) -> bool:
+    """Whether the dashboard on `host` asks for a token: always off loopback, and on loopback when one is given."""
+    return token is not None or not is_loopback(host)
+
+
+def access_token(host: str, token: str | None = None) -> str | None:
+    """The token the dashboard on `host` asks for: the one given, a fresh random one off loopback, else none."""
+    if token is not None:
+        if len(token.strip()) < 8:
+            raise SpecError("--token must be at least 8 characters (or leave it out: one is generated when the "
+                            "dashboard listens beyond 127.0.0.1)")
+        return token.strip()
+    return secrets.token_urlsafe(24) if needs_token(host) else None
+
+
+def startup_lines(storage: str, host: str, port: int, token: str | None, generated: bool) -> list[str]:
+    """What the dashboard prints once at start-up: where it is, and the token when it made one (never logged)."""
+    where = f"[{host}]" if ":" in host else host
+    url = f"http://{where}:{port}/"
+    lines = [f"dashboard of {shown(storage)} on {url} (Ctrl-C stops it)"]
+    if token is not None and generated:
+        lines.append(f"open {url}?token={token} (its access token, shown only now; or send "
+                     f"`Authorization: Bearer {token}`)")
+    elif token is not None:
+        lines.append(f"it asks for the token you gave: open {url}?token=TOKEN once, or send "
+                     f"`Authorization: Bearer TOKEN`")
+    if host in EVERY_INTERFACE:
+        log.warning("the dashboard listens on every network interface (%s): whoever reaches port %d and holds "
+                    "its token reads every experiment in the store; use --host 127.0.0.1 and an SSH tunnel to "
+                    "keep it on this machine", host or "*", port)
+    return lines
+
+
+class TokenGate:
+    """ASGI middleware: a request needs the token (`?token=`, which sets a cookie, or a Bearer header), else 401."""
+
+    def __init__(self, app: Any, token: str) -> None:
+        self.app, self.token = app, token
+        self.cookie = "poptrain_token_" + hashlib.sha256(token.encode()).hexdigest()[:8]  # one per dashboard
+
+    def accepts(self, given: str | None) -> bool:
+        """Whether `given` is the token (compared in constant time)."""
+        return given is not None and hmac.compare_digest(given.encode(), self.token.encode())
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Callable[[], Awaitable[Any]],
+                       send: Callable[[MutableMapping[str, Any]], Awaitable[None]]) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        if "token" in request.query_params and self.accepts(request.query_params["token"]):
+            # the token leaves the address at once (history, logs, Referer): a cookie carries it from now on
+            rest = [(k, v) for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1"),
+                                                   keep_blank_values=True) if k != "token"]
+            raw = scope.get("raw_path")  # as sent: a name's %2F stays one path segment
+            path = "/" + (raw.decode("latin-1") if raw else quote(scope["path"])).lstrip("/")  # never //elsewhere
+            location = path + (f"?{urlencode(rest)}" if rest else "")
+            response: Response = RedirectResponse(location, status_code=303)
+            response.set_cookie(self.cookie, self.token, httponly=True, samesite="lax", path="/")
+        else:
+            bearer = request.headers.get("authorization", "")
+            if (bearer[:7].lower() == "bearer " and self.accepts(bearer[7:].strip())) \
+                    or self.accepts(request.cookies.get(self.cookie)):
+                await self.app(scope, receive, send)
+                return
+            response = _error_page(401, "this dashboard needs its access token: open the address it printed at "
+                                        "start-up (…/?token=TOKEN) once, or send the header Authorization: Bearer "
+                                        "TOKEN", headers={"WWW-Authenticate": "Bearer"})
+        await response(scope, receive, send)
 
 
 class SecurityHeaders:
@@ -103,8 +200,11 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-def create_app(storage: str, refresh_seconds: float = 2.0) -> Any:
-    """The dashboard for the store at `storage` (opened on each request, read-only), as an ASGI app."""
+def create_app(storage: str, refresh_seconds: float = 2.0, token: str | None = None) -> Any:
+    """The dashboard for the store at `storage` (opened on each request, read-only), as an ASGI app.
+
+    With a `token`, every request must carry it (see `TokenGate`); `access_token` says when one is needed.
+    """
 
     def store() -> Store:
         return open_store(storage, create=False, read_only=True)
@@ -117,7 +217,7 @@ def create_app(storage: str, refresh_seconds: float = 2.0) -> Any:
         rows = [_experiment_row(s, name) for name in s.experiments()]
         listing = table(["experiment", "members", "intervals", "done", "failed", "exploits", "best"], rows,
                         text_columns=["members"]) if rows else "<p>This store holds no experiments yet.</p>"
-        body = f"<h1>poptrain dashboard</h1><p>store {text(storage)}</p>{listing}"
+        body = f"<h1>poptrain dashboard</h1><p>store {text(shown(storage))}</p>{listing}"
         return HTMLResponse(_page("poptrain dashboard", body))
 
     async def experiment(request: Request) -> Response:
@@ -180,8 +280,10 @@ def create_app(storage: str, refresh_seconds: float = 2.0) -> Any:
         assert isinstance(exc, HTTPException)
         return _error_page(exc.status_code, "no such page" if exc.status_code == 404 else str(exc.detail))
 
-    async def any_error(request: Request, exc: Exception) -> Response:  # never a traceback in the browser
-        return _error_page(500, f"the dashboard could not read this page: {type(exc).__name__}: {exc}")
+    async def any_error(request: Request, exc: Exception) -> Response:  # never a traceback or SQL in the browser
+        log.error("dashboard: %s failed", request.url.path, exc_info=exc)
+        return _error_page(500, f"the dashboard could not read this page ({type(exc).__name__}); the details are in "
+                                f"the log of the process that serves it")
 
     routes = [
         Route("/", experiments),
@@ -193,7 +295,7 @@ def create_app(storage: str, refresh_seconds: float = 2.0) -> Any:
     ]
     app = Starlette(routes=routes, exception_handlers={
         StorageError: storage_error, PoptrainError: storage_error, HTTPException: http_error, Exception: any_error})
-    return SecurityHeaders(app)
+    return SecurityHeaders(app if token is None else TokenGate(app, token))
 
 
 def _experiment_row(s: Store, name: str) -> list[Any]:
@@ -202,7 +304,7 @@ def _experiment_row(s: Store, name: str) -> list[Any]:
     try:
         p = s.progress(name, s.get_spec(name)["mode"])
     except Exception as exc:  # noqa: BLE001 - one unreadable experiment must not hide the others
-        return [link, f"unreadable: {one_line(f'{type(exc).__name__}: {exc}', 200)}", "", "", "", "", ""]
+        return [link, f"unreadable: {one_line(scrub(f'{type(exc).__name__}: {exc}'), 200)}", "", "", "", "", ""]
     return [link, p.members, f"{p.steps_done}/{p.steps_total}", p.done, p.failed, p.exploits, p.best_score]
 
 
@@ -222,8 +324,17 @@ def _members_table(r: Result) -> str:
 PLOTLY_JS = get_plotlyjs()
 
 
-def serve(storage: str, host: str = "127.0.0.1", port: int = 8050) -> None:
-    """Serve the dashboard until interrupted (on 127.0.0.1 unless told otherwise)."""
+def serve(storage: str, host: str = "127.0.0.1", port: int = 8050, token: str | None = None,
+          announce: Callable[[str], None] | None = print) -> None:
+    """Serve the dashboard until interrupted (on 127.0.0.1 unless told otherwise; elsewhere with a token).
+
+    `announce` prints the start-up lines, a generated token among them (it is never logged); None
+    when the caller printed them already (`access_token`, `startup_lines`) and passes its token.
+    """
     import uvicorn
 
-    uvicorn.run(create_app(storage), host=host, port=port, log_level="warning")
+    required = access_token(host, token) if announce is not None else token
+    if announce is not None:
+        for line in startup_lines(storage, host, port, required, generated=token is None):
+            announce(line)
+    uvicorn.run(create_app(storage, token=required), host=host, port=port, log_level="warning")

@@ -17,6 +17,7 @@ from plotly.offline import get_plotlyjs
 
 from ..errors import PoptrainError
 from ..files import check_output_file, write_output
+from ..redact import shown as shown_url
 from .figures import chart_div, charts, draw, run_data
 from .page import document, number, one_line, table, text
 
@@ -70,7 +71,7 @@ def report_html(result: "Result") -> str:
                f"<span>best {text(data.metric)}: {text(number(progress.best_score))} "
                f"(member {text(data.best)})</span>")
     body = (f"<h1>PBT experiment {text(name)}</h1><p class='summary'>{summary}</p>"
-            f"<p>store {text(result.store.url)} · written {time.strftime('%Y-%m-%d %H:%M:%S')}</p>"
+            f"<p>store {text(shown_url(result.store.url))} · written {time.strftime('%Y-%m-%d %H:%M:%S')}</p>"
             + best_table + "".join(divs) + failures + explore + "".join(blocks))
     plotly_js = get_plotlyjs()
     policy = (f"default-src 'none'; script-src {_hash(plotly_js)} {_hash(DRAW)}; style-src 'unsafe-inline'; "

@@ -9,6 +9,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from ..errors import SpecError, StorageError
+from ..redact import shown
 from .base import CheckpointRecord, Event, LeaseLost, MemberRecord, Progress, Report, Store
 from .checkpoints import CheckpointStore
 from .memory import MemoryStore
@@ -42,7 +43,7 @@ def open_store(url: str, create: bool = True, wait: bool = False, read_only: boo
 
 def _open_memory(url: str, create: bool, wait: bool, read_only: bool) -> Store:
     if not create and url not in _memory_stores:
-        raise StorageError(f"no store at {url} in this process")
+        raise StorageError(f"no store at {shown(url)} in this process")
     return _memory_stores.setdefault(url, MemoryStore(url))
 
 
@@ -61,10 +62,10 @@ def check_storage_url(url: str) -> None:
     try:
         parsed.get_dialect()
     except NoSuchModuleError:
-        raise StorageError(f"storage URL {url!r}: poptrain does not know the scheme {parsed.drivername!r}; "
+        raise StorageError(f"storage URL {shown(url)!r}: poptrain does not know the scheme {parsed.drivername!r}; "
                            f"use {KNOWN_SCHEMES}") from None
     if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
-        raise StorageError(f"storage URL {url!r} is an in-memory SQLite database, which workers in other processes "
+        raise StorageError(f"storage URL {shown(url)!r} is an in-memory SQLite database, which workers in other processes "
                            f"could not share (and which is gone when the run ends): use sqlite:///path/to/file.db, "
                            f"or memory://name for one process")
 
@@ -73,7 +74,7 @@ def _parse(url: str) -> URL:
     try:
         return make_url(url)
     except ArgumentError:
-        raise StorageError(f"storage URL {url!r} is not valid: use {KNOWN_SCHEMES}") from None
+        raise StorageError(f"storage URL {shown(url)!r} is not valid: use {KNOWN_SCHEMES}") from None
 
 
 def _sqlite_file(url: str) -> str | None:
@@ -104,7 +105,7 @@ def default_checkpoints(storage: str, experiment: str, one_host: bool = False) -
         return f"{os.path.splitext(path)[0]}.checkpoints"
     if one_host:
         return os.path.abspath("poptrain-checkpoints")
-    where = _parse(storage).render_as_string(hide_password=True)
+    where = shown(storage)
     raise SpecError(f"experiment {experiment!r} on the shared store {where} needs checkpoints every worker's host "
                     f"reaches: set checkpoints = \"s3://bucket/{experiment}\" (or a shared folder; --checkpoints or "
                     f"{CHECKPOINTS_ENV} also do), or checkpoints = \"{ONE_HOST}\" if the store and every worker run "

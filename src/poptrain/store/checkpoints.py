@@ -23,6 +23,7 @@ import fsspec
 
 from ..errors import CorruptCheckpoint, StorageError, UnsafeCheckpoint, UnsupportedState
 from ..records import ACTIVE
+from ..redact import scrub, shown
 from . import stateformat
 
 MAGIC = b"POPTRAIN-CKPT-2\n"  # stateformat: data only
@@ -73,7 +74,7 @@ class CheckpointStore:
         try:
             self.fs, self.root = fsspec.core.url_to_fs(self.url)
         except (ImportError, ValueError) as exc:
-            raise StorageError(f"cannot open checkpoint storage {url!r}: {exc}") from None
+            raise StorageError(f"cannot open checkpoint storage {shown(url)!r}: {scrub(str(exc))}") from None
         self.root = self.root.rstrip("/") or "/"
         local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
         self.real_root = os.path.realpath(self.root) if local else None

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import StorageError
+from ..redact import shown
 from ..records import ACTIVE, DONE, FAILED
 from .base import CheckpointRecord, Event, LeaseLost, MemberRecord, Progress, Report, Store, clean_score, summarize
 
@@ -44,7 +45,7 @@ class MemoryStore(Store):
     def _get(self, name: str) -> _Experiment:
         if name not in self._experiments:
             known = ", ".join(self._experiments) or "no experiments"
-            raise StorageError(f"no experiment {name!r} in {self.url} (it holds: {known})")
+            raise StorageError(f"no experiment {name!r} in {shown(self.url)} (it holds: {known})")
         return self._experiments[name]
 
     def _set(self, name: str, member: int, **changes: Any) -> MemberRecord:
@@ -55,7 +56,7 @@ class MemoryStore(Store):
     def create_experiment(self, name: str, spec: dict[str, Any], members: list[MemberRecord]) -> None:
         with self._lock:
             if name in self._experiments:
-                raise StorageError(f"experiment {name!r} already exists in {self.url}")
+                raise StorageError(f"experiment {name!r} already exists in {shown(self.url)}")
             self._experiments[name] = _Experiment(spec, members)
 
     def get_spec(self, name: str) -> dict[str, Any]:

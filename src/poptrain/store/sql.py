@@ -25,6 +25,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, Integr
 from sqlalchemy.pool import QueuePool, StaticPool
 
 from ..errors import StorageError
+from ..redact import scrub, shown
 from ..records import ACTIVE, DONE, FAILED
 from . import queries as q
 from . import schema as t
@@ -83,8 +84,8 @@ def _retrying(method: _F) -> _F:
                 if not _transient(exc):
                     raise
                 attempt += 1
-                reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
-                where = make_url(self.url).render_as_string(hide_password=True)
+                reason = scrub(" ".join(str(getattr(exc, "orig", None) or exc).split()))
+                where = shown(self.url)
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise StorageError(
@@ -224,7 +225,7 @@ class SQLStore(Store):
         try:
             backend = make_url(url).get_backend_name()
         except ArgumentError as exc:
-            raise StorageError(f"storage URL {url!r} is not valid: {exc}") from None
+            raise StorageError(f"storage URL {shown(url)!r} is not valid: {scrub(str(exc))}") from None
         if backend == "sqlite":
             if read_only:  # a reader has no writer: nothing it calls can change the file
                 self._writer = self._reader = _sqlite_engine(url, immediate=False, read_only=True)
@@ -239,7 +240,7 @@ class SQLStore(Store):
                     else {}
                 self._writer = self._reader = create_engine(url, pool_pre_ping=True, **readonly)
             except ImportError as exc:
-                raise StorageError(f"storage {url!r} needs a database driver that is not installed ({exc.name}): "
+                raise StorageError(f"storage {shown(url)!r} needs a database driver that is not installed ({exc.name}): "
                                    f"pip install it (PostgreSQL: psycopg)") from None
         self._ids: dict[str, int] = {}
         self._boards: dict[str, Scoreboard] = {}
@@ -250,8 +251,8 @@ class SQLStore(Store):
             with _initialising(url if backend == "sqlite" and create else None):
                 opening(self, create)
         except (DBAPIError, DisconnectionError) as exc:
-            where = make_url(url).render_as_string(hide_password=True)
-            reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
+            where = shown(url)
+            reason = scrub(" ".join(str(getattr(exc, "orig", None) or exc).split()))
             raise StorageError(f"cannot reach storage {where}: {reason}") from None
 
     # plumbing
@@ -273,7 +274,7 @@ class SQLStore(Store):
                     c.execute(insert(t.meta).values(key="schema_version", value=str(t.SCHEMA_VERSION)))
                 elif int(found) > t.SCHEMA_VERSION:
                     raise StorageError(
-                        f"store {self.url} has schema version {found}, newer than this poptrain "
+                        f"store {shown(self.url)} has schema version {found}, newer than this poptrain "
                         f"understands ({t.SCHEMA_VERSION}): upgrade poptrain")
                 elif int(found) < t.SCHEMA_VERSION:
                     m = t.members.c
@@ -281,7 +282,7 @@ class SQLStore(Store):
                                        .where(m.worker.is_not(None), m.lease_until > time.time())).scalar()
                     if leased:  # their older code would keep writing rows the new schema reads differently
                         raise StorageError(
-                            f"store {self.url} (schema version {found}) is being trained: {leased} member(s) are "
+                            f"store {shown(self.url)} (schema version {found}) is being trained: {leased} member(s) are "
                             f"leased by workers of an older poptrain. Stop them (or wait for their leases to "
                             f"expire), then open it again to upgrade it to version {t.SCHEMA_VERSION}")
                     t.upgrade(c, int(found))
@@ -290,7 +291,7 @@ class SQLStore(Store):
         except OperationalError as exc:
             if _transient(exc):
                 raise
-            raise StorageError(f"cannot open storage {self.url}: {exc.orig}") from None
+            raise StorageError(f"cannot open storage {shown(self.url)}: {scrub(str(exc.orig))}") from None
 
     def _check_schema(self) -> None:
         """For readers: the store must already hold poptrain's tables, of a version this code reads."""
@@ -300,12 +301,12 @@ class SQLStore(Store):
         except OperationalError as exc:
             if _transient(exc):
                 raise
-            raise StorageError(f"{self.url} is not a poptrain store (it has no poptrain tables)") from None
+            raise StorageError(f"{shown(self.url)} is not a poptrain store (it has no poptrain tables)") from None
         if found is None or int(found) > t.SCHEMA_VERSION:
-            raise StorageError(f"{self.url} holds schema version {found}, which this poptrain "
+            raise StorageError(f"{shown(self.url)} holds schema version {found}, which this poptrain "
                                f"({t.SCHEMA_VERSION}) cannot read: upgrade poptrain")
         if int(found) < t.OLDEST_READABLE:
-            raise StorageError(f"{self.url} holds schema version {found}, older than this poptrain reads: "
+            raise StorageError(f"{shown(self.url)} holds schema version {found}, older than this poptrain reads: "
                                f"open it once for writing (poptrain resume) to upgrade it")
 
     @contextmanager
@@ -324,7 +325,7 @@ class SQLStore(Store):
             if found is None:
                 known = c.execute(select(t.experiments.c.name).order_by(t.experiments.c.name)).scalars().all()
                 raise StorageError(
-                    f"no experiment {name!r} in {self.url}"
+                    f"no experiment {name!r} in {shown(self.url)}"
                     + (f" (it holds: {', '.join(known)})" if known else " (it holds no experiments)"))
             self._ids[name] = found
         return self._ids[name]
@@ -341,7 +342,7 @@ class SQLStore(Store):
     def create_experiment(self, name: str, spec: dict[str, Any], members: list[MemberRecord]) -> None:
         with self._tx() as c:
             if c.execute(select(t.experiments.c.id).where(t.experiments.c.name == name)).first():
-                raise StorageError(f"experiment {name!r} already exists in {self.url}")
+                raise StorageError(f"experiment {name!r} already exists in {shown(self.url)}")
             eid = c.execute(insert(t.experiments).values(name=name, spec=_dumps(spec), created=time.time())
                             ).inserted_primary_key[0]
             c.execute(insert(t.members), [
@@ -357,9 +358,9 @@ class SQLStore(Store):
         try:
             spec = json.loads(stored)
         except ValueError as exc:  # a row someone edited by hand, or a truncated write
-            raise StorageError(f"experiment {name!r} in {self.url}: its stored spec is not readable JSON ({exc})") from None
+            raise StorageError(f"experiment {name!r} in {shown(self.url)}: its stored spec is not readable JSON ({exc})") from None
         if not isinstance(spec, dict):
-            raise StorageError(f"experiment {name!r} in {self.url}: its stored spec is not a table of fields")
+            raise StorageError(f"experiment {name!r} in {shown(self.url)}: its stored spec is not a table of fields")
         return spec
 
     def experiments(self) -> list[str]:
@@ -472,7 +473,7 @@ class SQLStore(Store):
                         return None
             except IntegrityError:  # another run inserted the key first: read it again
                 continue
-        raise StorageError(f"storage {self.url}: could not take the run of {name!r} (too many concurrent runs)")
+        raise StorageError(f"storage {shown(self.url)}: could not take the run of {name!r} (too many concurrent runs)")
 
     def release_run(self, name: str, runner: str) -> None:
         with self._tx() as c:
