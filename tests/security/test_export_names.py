@@ -120,3 +120,15 @@ def test_a_target_that_is_not_a_database_is_one_line(storage, tmp_path):
     one_error(*cli("export", "--storage", storage, "--experiment", "q", "--to", "mlflow", f"sqlite:///{notes}"),
               str(notes), "not an MLflow database")
     assert notes.read_text() == "not a database\n" * 10
+
+
+def test_mlflow_failures_say_what_to_do():
+    from poptrain.export.mlflow import _reason
+
+    refused = ("API request to http://h:1/api failed with exception HTTPConnectionPool(host='h', port=1): Max retries "
+               "exceeded with url: /api (Caused by NewConnectionError(\"Failed to establish a new connection\"))")
+    assert "no MLflow tracking server answers" in _reason(Exception(refused))
+    failing = refused.replace("NewConnectionError(\"Failed to establish a new connection\")",
+                              "ResponseError('too many 503 error responses')")
+    assert "kept answering HTTP 503" in _reason(Exception(failing))
+    assert _reason(Exception("first\nsecond")) == "first" and _reason(Exception("")) == "Exception"

@@ -11,6 +11,7 @@ artifact maps each such name back to the name reported.
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -192,6 +193,8 @@ def _param(key: str, value: Any) -> Any:
 def _reason(exc: BaseException) -> str:
     """What went wrong, in one line, with the fix where it is known."""
     text = str(exc)
+    if (failing := re.search(r"too many (\d+) error responses", text)) is not None:
+        return f"the tracking server kept answering HTTP {failing.group(1)}; check the server and its logs"
     if "Max retries exceeded" in text or "Failed to establish a new connection" in text:
         return "no MLflow tracking server answers there; start it (`mlflow server`) or check the URI"
     if "file is not a database" in text:
