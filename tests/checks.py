@@ -85,3 +85,21 @@ def dashboard_server(url: str) -> Iterator[str]:
     finally:
         os.killpg(server.pid, 9)
         server.wait(10)
+
+
+def reported(storage: str, metrics: dict[str, float], hparams: dict[str, float], members: int = 2,
+             steps: int = 2) -> str:
+    """Experiment 'q' created in `storage`, each member reporting `metrics` and `hparams` at steps 1..steps."""
+    from poptrain.store import open_store
+    from trainables import Quadratic
+
+    poptrain.Experiment(name="q", trainable=Quadratic, space={"lr": poptrain.LogUniform(0.001, 0.5)},
+                        metric="score", population=members, steps=5, storage=storage, seed=1).create()
+    store = open_store(storage)
+    now = time.time()
+    for _ in range(members):
+        member = store.claim("q", "w", 60, now, barrier=False)
+        for step in range(1, steps + 1):
+            store.report("q", member.id, "w", step, 0.5, metrics, hparams, now + step)
+    store.close()
+    return storage

@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import poptrain
-from checks import cli
+from checks import cli, reported
 from poptrain import export as exporting
 from poptrain.export.tensorboard import TensorBoardSink
 from trainables import Quadratic
@@ -219,3 +219,117 @@ def test_every_must_be_positive(run, tmp_path):
     code, _, err = cli("export", "--storage", storage_of(run), "--experiment", "quad", "--to", "tensorboard",
                        tmp_path, "--follow", "--every", "0")
     assert code == 2 and err.startswith("error: --every 0") and not os.listdir(tmp_path)
+
+
+def _runs(folder, monkeypatch) -> dict[str, str]:
+    """Each MLflow run in the folder store's experiment 'q' by name, and its status."""
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    client = MlflowClient(tracking_uri=str(folder))
+    exp = client.get_experiment_by_name("q")
+    return {r.info.run_name: r.info.status for r in client.search_runs([exp.experiment_id])} if exp else {}
+
+
+def _unfinished(tmp_path) -> str:
+    """Experiment 'q' whose two members reported steps 1 and 2 and will never report again."""
+    return reported(f"sqlite:///{tmp_path}/s.db", {"x": 1.0}, {"lr": 0.1})
+
+
+def test_a_failed_export_marks_its_runs_failed(tmp_path, monkeypatch):
+    from mlflow.exceptions import MlflowException
+
+    storage = _unfinished(tmp_path)
+    log_batch = MlflowClient.log_batch
+
+    def refusing(self, run_id, metrics=(), **kwargs):
+        if metrics:
+            raise MlflowException("the server refused the batch\nsecond line")
+        return log_batch(self, run_id, metrics=metrics, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "log_batch", refusing)
+    code, out, err = cli("export", "--storage", storage, "--experiment", "q", "--to", "mlflow", tmp_path / "mlruns")
+    assert code == 2 and err.startswith("error: cannot log to MLflow at") and "refused the batch" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    monkeypatch.setattr(MlflowClient, "log_batch", log_batch)
+    assert _runs(tmp_path / "mlruns", monkeypatch) == {"q": "FAILED", "member-0": "FAILED", "member-1": "FAILED"}
+
+
+def _follow_in_thread(storage: str, target) -> tuple[threading.Thread, list]:
+    """`poptrain export --follow` to TensorBoard in a thread; the list gets (code, out, err)."""
+    answer: list = []
+    thread = threading.Thread(target=lambda: answer.append(cli(
+        "export", "--storage", storage, "--experiment", "q", "--to", "tensorboard", target, "--follow",
+        "--every", "0.05")), daemon=True)
+    thread.start()
+    while not os.path.isdir(os.path.join(target, "q", "member-1")):  # its first pass is written
+        assert thread.is_alive(), answer
+        time.sleep(0.05)
+    return thread, answer
+
+
+def test_follow_stops_when_the_sqlite_file_is_deleted(tmp_path):
+    storage = _unfinished(tmp_path)
+    thread, answer = _follow_in_thread(storage, tmp_path / "tb")
+    time.sleep(0.3)
+    assert thread.is_alive()  # members are still running: it keeps following
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(f"{tmp_path}/s.db{suffix}"):
+            os.remove(f"{tmp_path}/s.db{suffix}")
+    thread.join(timeout=20)
+    assert not thread.is_alive(), "--follow must stop once its store is deleted"
+    code, out, err = answer[0]
+    assert code == 2 and err.startswith("error:") and "s.db was deleted" in err and len(err.strip().splitlines()) == 1
+
+
+def test_follow_stops_when_the_experiment_is_deleted(tmp_path):
+    import sqlite3
+
+    storage = _unfinished(tmp_path)
+    thread, answer = _follow_in_thread(storage, tmp_path / "tb")
+    with sqlite3.connect(f"{tmp_path}/s.db") as db:
+        db.execute("DELETE FROM experiments WHERE name = 'q'")
+    thread.join(timeout=20)
+    assert not thread.is_alive(), "--follow must stop once its experiment is deleted"
+    code, out, err = answer[0]
+    assert code == 2 and err.startswith("error: experiment 'q' was deleted") and len(err.strip().splitlines()) == 1
+
+
+def test_follow_stops_at_its_timeout_and_finishes_the_runs(tmp_path, monkeypatch):
+    storage = _unfinished(tmp_path)
+    started = time.monotonic()
+    code, out, err = cli("export", "--storage", storage, "--experiment", "q", "--to", "mlflow", tmp_path / "mlruns",
+                         "--follow", "--every", "0.1", "--timeout", "0.5")
+    assert time.monotonic() - started < 20
+    assert code == 2 and err.startswith("error: --timeout 0.5s ran out") and len(err.strip().splitlines()) == 1
+    assert "4 reports exported" in err
+    assert _runs(tmp_path / "mlruns", monkeypatch) == {"q": "FINISHED", "member-0": "FINISHED",
+                                                       "member-1": "FINISHED"}
+    for bad in ("0", "-1", "nan"):
+        code, _, err = cli("export", "--storage", storage, "--experiment", "q", "--to", "tensorboard",
+                           tmp_path / "tb", "--follow", "--timeout", bad)
+        assert code == 2 and err.startswith(f"error: --timeout {bad}") and not (tmp_path / "tb").exists()
+
+
+def test_sigterm_stops_following_and_finishes_the_runs(tmp_path, monkeypatch):
+    import signal
+    import subprocess
+    import sys
+
+    storage = _unfinished(tmp_path)
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+    follower = subprocess.Popen([sys.executable, "-m", "poptrain", "export", "--storage", storage, "--experiment",
+                                 "q", "--to", "mlflow", str(tmp_path / "mlruns"), "--follow", "--every", "0.1"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "PYTHONPATH": src})
+    try:
+        deadline = time.monotonic() + 90
+        while len(_runs(tmp_path / "mlruns", monkeypatch) if (tmp_path / "mlruns").exists() else {}) < 3:
+            assert follower.poll() is None and time.monotonic() < deadline, follower.communicate()
+            time.sleep(0.2)
+        follower.send_signal(signal.SIGTERM)
+        out, err = follower.communicate(timeout=60)
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+    assert follower.returncode == 0 and "stopped following" in out and "Traceback" not in err, (out, err)
+    assert _runs(tmp_path / "mlruns", monkeypatch) == {"q": "FINISHED", "member-0": "FINISHED",
+                                                       "member-1": "FINISHED"}

@@ -10,7 +10,7 @@ layer can use it.
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 MASK = "***"
 STORAGE_ENV = "POPTRAIN_STORAGE"  # the storage URL, password included, when neither --storage nor a spec gives it
@@ -46,3 +46,20 @@ def without_password(url: str) -> str:
 def has_password(url: str) -> bool:
     """Whether the URL carries a password or a secret query value that `without_password` leaves out."""
     return without_password(url) != url
+
+
+def masked(text: str, url: str) -> str:
+    """`text` with the password of `url` shown as `***`, in the URL and wherever a message quotes it alone."""
+    text = scrub(text)
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return text
+    if not password:
+        return text
+    for secret in {password, unquote(password)}:
+        text = text.replace(f":{secret}@", ":***@")
+        if len(secret) >= 4:  # a longer password is masked wherever a message quotes it
+            text = text.replace(secret, "***")
+    return text

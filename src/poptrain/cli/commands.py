@@ -6,6 +6,10 @@ import argparse
 import json
 import os
 import re
+import signal
+import threading
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from rich.markup import escape
 from rich.table import Table
@@ -159,17 +163,39 @@ def cmd_export(args: argparse.Namespace, target: Target) -> None:
 
     if args.every <= 0:
         raise SpecError(f"--every {args.every} is not a poll period: give a number of seconds above 0, e.g. 5")
+    if args.timeout is not None and not args.timeout > 0:
+        raise SpecError(f"--timeout {args.timeout} is not a time limit: give a number of seconds above 0, e.g. 3600")
     existing_store(args.storage).get_spec(args.experiment)  # a wrong store or name fails before the target is made
     con = console()
+    where = shown(args.target)
     if args.follow:
-        say(con, f"exporting {args.experiment} to {args.to} at {shown(args.target)} every {args.every:g}s until it is done "
+        say(con, f"exporting {args.experiment} to {args.to} at {where} every {args.every:g}s until it is done "
                  f"(Ctrl-C stops; what is exported stays)")
     try:
-        written = export(args.storage, args.experiment, args.to, args.target, follow=args.follow, every=args.every)
+        with _sigterm_interrupts():
+            written = export(args.storage, args.experiment, args.to, args.target, follow=args.follow,
+                             every=args.every, timeout=args.timeout)
     except KeyboardInterrupt:  # following is stopped, nothing to resume: the export so far is complete as it is
         say(con, "stopped following")
         return
-    say(con, f"exported {written} reports of {args.experiment} to {args.to} at {shown(args.target)}")
+    say(con, f"exported {written} reports of {args.experiment} to {args.to} at {where}")
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt in the block, so it stops an export as Ctrl-C does (runs finished)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def free_port(host: str) -> int:

@@ -165,7 +165,8 @@ def parser() -> argparse.ArgumentParser:
                                            "or MLflow", description=(
         "Read the store and write each member's score, metrics and hyperparameters by step, and each exploit, "
         "as a TensorBoard run or an MLflow child run per member. With --follow, keep exporting what is new while "
-        "the experiment trains, until every member is done."))
+        "the experiment trains, until every member is done, the experiment is deleted, or --timeout runs out; "
+        "Ctrl-C or SIGTERM stops it and keeps what was written."))
     storage_flag(export)
     export.add_argument("--experiment", required=True)
     export.add_argument("--to", required=True, choices=("tensorboard", "mlflow"), help="the logger")
@@ -175,5 +176,7 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("--follow", action="store_true", help="keep polling the store until the experiment is done")
     export.add_argument("--every", type=float, default=5.0, metavar="SECONDS",
                         help="with --follow, seconds between polls (default 5)")
+    export.add_argument("--timeout", type=float, metavar="SECONDS",
+                        help="with --follow, stop with an error after this many seconds if members are still training")
     export.set_defaults(func=cmd_export, quiet=False)
     return p

@@ -2,6 +2,8 @@
 
 Scalars by step: `score`, `metric/<name>` for each numeric metric, `hparam/<name>` for each numeric
 hyperparameter, and at each exploit `exploit_source` (the member copied) with an `exploit` text entry.
+A name with characters other than letters, digits, _ - . is cleaned, with a suffix where two names
+clean alike, and a `renamed` text entry in the run maps each such name back to the name reported.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Any
 
 from ..errors import SpecError, PoptrainError
 from ..store import Event, Report
-from .names import exploit_line, markdown_text, number, safe_name, writable_folder
+from .names import UniqueNames, exploit_line, markdown_text, number, safe_name, writable_folder
 
 
 class TensorBoardSink:
@@ -29,6 +31,8 @@ class TensorBoardSink:
             raise PoptrainError(f"{self.root} already holds TensorBoard logs of {name!r}: delete it or export to "
                                 f"another folder")
         self._writers: dict[int, Any] = {}
+        self._metric_names, self._hparam_names = UniqueNames(safe_name, 250), UniqueNames(safe_name, 250)
+        self._renamed: dict[int, dict[str, str]] = {}  # per member: tag -> reported name, as in its `renamed` text
 
     def _writer(self, member: int) -> Any:
         if member not in self._writers:
@@ -39,12 +43,23 @@ class TensorBoardSink:
         """Add each report's scalars and each exploit's marker at its step, then flush."""
         for r in reports:
             w = self._writer(r.member)
-            scalars = {"score": r.score}
-            scalars.update({f"metric/{safe_name(k)}": v for k, v in r.metrics.items()})
-            scalars.update({f"hparam/{safe_name(k)}": v for k, v in r.hparams.items()})
-            for tag, value in scalars.items():
-                if (x := number(value)) is not None:
+            renamed = self._renamed.setdefault(r.member, {})
+            before = len(renamed)
+            scalars: dict[str, float | None] = {"score": number(r.score)}
+            for prefix, names, values in (("metric/", self._metric_names, r.metrics),
+                                          ("hparam/", self._hparam_names, r.hparams)):
+                for k, v in values.items():
+                    if (x := number(v)) is not None:
+                        tag = prefix + names(k)
+                        scalars[tag] = x
+                        if tag != prefix + k:
+                            renamed[tag] = k
+            for tag, x in scalars.items():
+                if x is not None:
                     w.add_scalar(tag, x, r.step, walltime=r.time)
+            if len(renamed) != before:  # the whole table again, at the step the new names first appear
+                rows = "".join(f"| {markdown_text(tag)} | {markdown_text(k)} |\n" for tag, k in renamed.items())
+                w.add_text("renamed", f"| logged as | reported as |\n|---|---|\n{rows}", r.step, walltime=r.time)
         for e in events:
             w = self._writer(e.member)
             w.add_scalar("exploit_source", float(e.source), e.step, walltime=e.time)
@@ -53,7 +68,7 @@ class TensorBoardSink:
         for w in self._writers.values():
             w.flush()
 
-    def close(self) -> None:
-        """Close every member's event file."""
+    def close(self, failed: bool = False) -> None:
+        """Close every member's event file (what was written stays, failed or not)."""
         for w in self._writers.values():
             w.close()
