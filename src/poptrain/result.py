@@ -22,7 +22,7 @@ def _frame(rows: list[dict[str, Any]], columns: list[str] | None = None) -> pd.D
     return pd.DataFrame(rows, columns=columns)
 
 
-SHOWN = ("scores", "schedules")  # what a Result displayed in Jupyter draws under its table; plot() has every figure
+SHOWN = ("scores", "pareto", "schedules")  # drawn under a Result displayed in Jupyter (the front: several objectives)
 TABLE_ROWS = 20  # members a displayed Result lists, best first
 
 
@@ -285,7 +285,7 @@ class Result:
         return f"<div class='poptrain-result'><p>{summary}</p>{members_table}</div>"
 
     def _ipython_display_(self) -> None:
-        """In Jupyter: the summary table, then the scores and the schedules figures."""
+        """In Jupyter: the summary table, then the scores, the Pareto front (several objectives) and the schedules."""
         from IPython.display import display
 
         display({"text/html": self._repr_html_(), "text/plain": repr(self)}, raw=True)
