@@ -49,6 +49,7 @@ def test_winning_lineage_is_stitched_step_by_step_asynchronously():
         "member": [0, 0, 0, 2, 2],
         "step": [1, 2, 3, 5, 6],
         "score": [1.0, 2.0, 3.0, 25.0, 26.0],
+        "copies": [0, 0, 0, 2, 2],  # 0's weights went to 1, then at once to 2
         "lr": [0.1, 0.1, 0.1, 0.33, 0.33],
     })
     pd.testing.assert_frame_equal(curve, expected, check_dtype=False)

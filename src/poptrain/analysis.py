@@ -75,28 +75,36 @@ def winning_lineage(reports: Sequence[Report], events: Sequence[Event], member: 
     """One continuous learning curve and hyperparameter schedule for a member's weights.
 
     Walks back through the members whose weights it copied and stitches their reports into one
-    history from step 0: `age` counts the intervals the weights were trained (it equals `step`
-    in synchronous runs), `member` and `step` say whose report each row is. This is what
-    training one model again on the found schedule would follow.
+    history from step 0, one row per interval the weights were trained: `age` runs 1, 2, ... with
+    no gap, `member` and `step` say who trained that interval and at which of its steps, and
+    `copies` counts the copies the weights had gone through (it grows on the first interval after
+    each). An asynchronous copy takes the source's checkpoint at `source_step`, so the age goes on
+    from the source's history there, not from the copier's step: the curve ends at the run's last
+    step when every copy was in step (synchronous runs), and is shorter (or longer) by the steps
+    the copied checkpoints lagged (or led). An interval with no report has a NaN score. This is
+    what training one model again on the found schedule would follow.
     """
     chain = ancestry(events, member)
     by_key = {(r.member, r.step): r for r in reports}
     final = max((r.step for r in reports if r.member == member), default=0)
-    # (member, first step exclusive, last step inclusive) per stretch, oldest first
+    # (member, first step exclusive, last step inclusive, hparams it trained with) per stretch, oldest first
     root = chain[0].source if chain else member
-    stretches = [(root, 0, chain[0].source_step if chain else final)]
+    stretches: list[tuple[int, int, int, dict[str, Any] | None]] = [
+        (root, 0, chain[0].source_step if chain else final, None)]
     for i, ev in enumerate(chain):
         end = chain[i + 1].source_step if i + 1 < len(chain) else final
-        stretches.append((ev.member, ev.step, end))
-    rows, age = [], 0
-    for who, start, end in stretches:
+        stretches.append((ev.member, ev.step, end, ev.new_hparams))
+    rows: list[dict[str, Any]] = []
+    for copies, (who, start, end, hparams) in enumerate(stretches):
         for step in range(start + 1, end + 1):
             r = by_key.get((who, step))
-            if r is None:
-                continue
-            age += 1
-            rows.append({"age": age, "member": who, "step": step, "score": r.score, **r.hparams})
-    return pd.DataFrame(rows)
+            if r is not None:
+                hparams = r.hparams
+            elif hparams is None:  # a missing first report of the root: its next one says what it trained with
+                hparams = next((by_key[who, s].hparams for s in range(step, end + 1) if (who, s) in by_key), {})
+            rows.append({"age": len(rows) + 1, "member": who, "step": step,
+                         "score": r.score if r is not None else math.nan, "copies": copies, **hparams})
+    return pd.DataFrame(rows, columns=None if rows else ["age", "member", "step", "score", "copies"])
 
 
 def explore_counts(events: Sequence[Event], spec: dict[str, Any]) -> pd.DataFrame:

@@ -22,6 +22,20 @@ def _frame(rows: list[dict[str, Any]], columns: list[str] | None = None) -> pd.D
     return pd.DataFrame(rows, columns=columns)
 
 
+SHOWN = ("scores", "pareto", "schedules")  # drawn under a Result displayed in Jupyter (the front: several objectives)
+TABLE_ROWS = 20  # members a displayed Result lists, best first
+
+
+class Figures(dict):  # type: ignore[type-arg]
+    """Plotly figures by name, in the report's order; Jupyter displays them one after another."""
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        for figure in self.values():
+            display(figure)
+
+
 @dataclass(frozen=True)
 class BestMember:
     """The best member: its id, last score, hyperparameters, step and newest checkpoint."""
@@ -238,6 +252,47 @@ class Result:
 
         chosen = self.objectives() if objectives is None else parse_objectives(objectives, "plot_pareto_front")
         return pareto_figure(self.pareto_front(chosen, all_fronts=True), chosen)
+
+    def plot(self) -> Figures:
+        """Every figure of the report, by name: scores, the Pareto front (several objectives only), the winning lineage
+        (once a member scored), schedules and the lineage tree."""
+        from .report.figures import draw, run_data
+
+        return Figures(draw(run_data(self)))
+
+    def __repr__(self) -> str:
+        return f"<poptrain.Result {self.name!r} in {self.store.url}>"
+
+    def _repr_html_(self) -> str:
+        """A summary line and the members table, best first, as HTML: everything the store holds is escaped."""
+        from .report.page import number, table, text
+
+        members = self.store.members(self.name)
+        ranked = self.best_members()
+        scored = {m.id for m in ranked}
+        ranked += sorted((m for m in members if m.id not in scored), key=lambda m: m.id)
+        progress, metric, names = self.progress(), self.spec.get("metric") or "score", list(self.spec.get("space", {}))
+        best = (f"best {text(metric)}: {text(number(progress.best_score))} (member {text(progress.best_member)})"
+                if progress.best_member is not None else "no member has scored yet")
+        summary = (f"<b>PBT experiment {text(self.name)}</b> · {text(self.spec.get('population'))} members × "
+                   f"{text(self.spec.get('steps'))} intervals · {progress.steps_done}/{progress.steps_total} intervals "
+                   f"trained · {progress.exploits} exploits · {best}")
+        rows = [[m.id, m.status, m.step, m.last_score, m.failures, *(m.hparams.get(n) for n in names)]
+                for m in ranked[:TABLE_ROWS]]
+        more = f" (the first {TABLE_ROWS} of {len(ranked)})" if len(ranked) > TABLE_ROWS else ""
+        members_table = table(["member", "status", "step", metric, "failures", *names], rows,
+                              caption=f"members by {metric} ({self.spec['mode']}), best first{more}")
+        return f"<div class='poptrain-result'><p>{summary}</p>{members_table}</div>"
+
+    def _ipython_display_(self) -> None:
+        """In Jupyter: the summary table, then the scores, the Pareto front (several objectives) and the schedules."""
+        from IPython.display import display
+
+        display({"text/html": self._repr_html_(), "text/plain": repr(self)}, raw=True)
+        figures = self.plot()
+        for name in SHOWN:
+            if name in figures:
+                display(figures[name])
 
     def report(self, path: str) -> str:
         """Write the self-contained HTML report (works offline) to `path`."""

@@ -52,17 +52,31 @@ def scores_figure(frame: pd.DataFrame, events: list[Event], metric: str) -> go.F
 
 
 def winning_lineage_figure(curve: pd.DataFrame, metric: str) -> go.Figure:
-    """The best member's ancestry as one learning curve, coloured by whose weights trained."""
+    """The best member's ancestry as one learning curve by age, points coloured by who trained, copies marked."""
     fig = go.Figure()
-    stretch = (curve.member != curve.member.shift()).cumsum()
-    for _, rows in curve.groupby(stretch, sort=False):
-        member = int(rows.member.iloc[0])
-        fig.add_trace(go.Scatter(x=rows.age, y=rows.score, mode="lines+markers", name=f"member {member}",
-                                 line={"color": _colour(member), "width": 3}, marker={"size": 4},
-                                 text=[f"member {member}, its step {s}" for s in rows.step],
-                                 hovertemplate="%{text}<br>score %{y}<extra></extra>"))
-    fig.update_layout(title="The winning lineage: one continuous curve through the members it descends from",
-                      xaxis_title="intervals of training (age of the weights)", yaxis_title=plot_text(metric))
+    members = [int(m) for m in curve.member]
+    fig.add_trace(go.Scatter(
+        x=curve.age, y=curve.score, mode="lines+markers", name="winning lineage", connectgaps=True,
+        line={"color": "black", "width": 2}, marker={"size": 6, "color": [_colour(m) for m in members]},
+        text=[f"member {m}, its step {s}" for m, s in zip(members, curve.step)],
+        hovertemplate="age %{x}: %{text}<br>score %{y}<extra></extra>"))
+    if len(curve):
+        after = curve[curve.copies.diff().fillna(curve.copies) > 0]  # the first interval after each copy
+        before = curve.shift().loc[after.index]
+        fig.add_trace(go.Scatter(
+            x=after.age, y=after.score, mode="markers", name="copy (exploit)",
+            marker={"symbol": "x", "size": 11, "color": "black"},
+            text=[f"member {int(m)} took these weights at its step {int(s) - 1} from member {int(b)} (its step {int(bs)})"
+                  if pd.notna(b) else f"member {int(m)} took these weights at its step {int(s) - 1}"
+                  for m, s, b, bs in zip(after.member, after.step, before.member, before.step)],
+            hovertemplate="%{text}<extra></extra>"))
+    title = "The winning lineage: one continuous curve through the members it descends from (× marks a copy)"
+    if len(curve) and int(curve.age.iloc[-1]) != int(curve.step.iloc[-1]):
+        title += (f"<br><sup>these weights were trained {int(curve.age.iloc[-1])} intervals in "
+                  f"{int(curve.step.iloc[-1])} steps: asynchronous copies took the checkpoints of sources behind "
+                  f"(or ahead of) the copier</sup>")
+    fig.update_layout(title=title, xaxis_title="intervals of training (age of the weights)",
+                      yaxis_title=plot_text(metric))
     return fig
 
 
