@@ -129,3 +129,19 @@ def test_two_ddp_trainers_of_two_ranks_share_a_population_and_agree_rank_by_rank
                 "weights": e["after"], "lr": e["lr"], "dropout": e["dropout"]}
                for e in entries if e["decision"] == "Exploit"]
     check_copies(store, "ddp", POPULATION, STEPS, logged, hparams={"lr": "lr", "dropout": "dropout"})
+
+
+def test_a_monitor_no_rank_logs_ends_the_ddp_job_with_one_clear_error_and_gives_the_member_back(tmp_path):
+    url = f"sqlite:///{tmp_path}/typo.db"
+    poptrain.Experiment(name="ddp", trainable=None, space={"lr": poptrain.LogUniform(0.001, 0.5),
+                                                           "dropout": poptrain.Uniform(0.0, 0.5)},
+                        population=2, steps=2, lease=60.0, storage=url).create()
+    script = tmp_path / "fit.py"
+    script.write_text(FIT.replace('monitor="val_loss"', 'monitor="val_los"'))
+    env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "src"), "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(free_port()), "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, str(script), url, str(tmp_path / "job")], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0 and "monitors 'val_los'" in run.stdout + run.stderr  # raised while a member was held
+    # rank 0 gave it back as the job failed: the minute-long lease has not run out
+    assert all(m.worker is None and m.status == "active" for m in open_store(url).members("ddp"))
