@@ -20,8 +20,10 @@ pytestmark = pytest.mark.slow
 POPULATION, STEPS = 4, 8
 
 # One job: a Trainer with strategy="ddp" on 2 CPU devices (Lightning starts rank 1 by running this
-# file again). Each rank logs, at every validation, the member, its step, the decision, a digest of
-# the weights before the tell and after it, and the optimiser's learning rate, to LOG.RANK.
+# file again). Each rank validates on its own shard and the callback tells the mean of the ranks'
+# val_loss. Each rank logs, at every validation, the member, its step, its own val_loss, the
+# decision, a digest of the weights before the tell and after it, and the optimiser's learning
+# rate, to LOG.RANK.
 FIT = '''
 import hashlib, json, sys
 import torch
@@ -47,7 +49,7 @@ class Net(L.LightningModule):
         return torch.nn.functional.cross_entropy(self.layer(self.dropout(batch[0])), batch[1])
 
     def validation_step(self, batch, i):
-        self.log("val_loss", torch.nn.functional.cross_entropy(self.layer(batch[0]), batch[1]), sync_dist=True)
+        self.log("val_loss", torch.nn.functional.cross_entropy(self.layer(batch[0]), batch[1]))  # this rank's
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.1, momentum=0.9)
@@ -60,18 +62,20 @@ def digest(module):
 class Logged(PBTCallback):
     def on_validation_end(self, trainer, module):
         member, before = self.member, digest(module)  # what a checkpoint at this step holds, unless exploited
+        loss = float(trainer.callback_metrics.get("val_loss", float("nan")))
         super().on_validation_end(trainer, module)
         if trainer.sanity_checking or member is None:
             return
         decision = self.decisions[-1]
-        entry = dict(member=member.id, step=member.step, decision=type(decision).__name__, before=before,
+        entry = dict(member=member.id, step=member.step, loss=loss, decision=type(decision).__name__, before=before,
                      after=digest(module), lr=trainer.optimizers[0].param_groups[0]["lr"], dropout=module.dropout.p,
                      source=getattr(decision, "source", None), world=trainer.world_size)
         with open(f"{log}.{trainer.global_rank}", "a") as f:
             f.write(json.dumps(entry) + "\\n")
 
 
-trainer = L.Trainer(callbacks=[Logged(url, "ddp", monitor="val_loss", hparam_attributes={"dropout": "dropout.p"})],
+trainer = L.Trainer(callbacks=[Logged(url, "ddp", monitor="val_loss", hparam_attributes={"dropout": "dropout.p"},
+                              reduce="mean")],
                     strategy="ddp", devices=2, accelerator="cpu", logger=False, enable_checkpointing=False,
                     enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=1)
 loader = torch.utils.data.DataLoader(data, batch_size=16)
@@ -115,13 +119,17 @@ def test_two_ddp_trainers_of_two_ranks_share_a_population_and_agree_rank_by_rank
                 p.kill()
     store = open_store(url)
     assert all(m.status == "done" and m.step == STEPS for m in store.members("ddp"))
-    entries = []
+    entries, losses, differ = [], {}, 0
     for log in logs:
         first, second = ranks(log)
+        losses.update({(e["member"], e["step"]): (e["loss"] + f["loss"]) / 2 for e, f in zip(first, second)})
+        differ += sum(e.pop("loss") != f.pop("loss") for e, f in zip(first, second))
         assert first and first == second  # the same member, step, decision, weights and lr on both ranks
         assert {e["world"] for e in first} == {2}  # one Trainer of two ranks, not two members
         entries += first
     assert len(entries) == POPULATION * STEPS  # each interval trained once, by one job's two ranks together
+    assert differ > 0  # the ranks' shards give different losses, and the score told is their mean
+    assert {(r.member, r.step): r.score for r in store.reports("ddp")} == pytest.approx(losses)
     # check_copies' log: weights at ready points (before the tell) and right after each copy
     logged = [{"kind": "ready", "member": e["member"], "step": e["step"], "weights": e["before"]}
               for e in entries if e["decision"] in ("Continue", "Finished") and e["step"] % 2 == 0]
