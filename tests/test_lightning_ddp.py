@@ -23,16 +23,16 @@ POPULATION, STEPS = 4, 8
 # file again). Each rank validates on its own shard and the callback tells the mean of the ranks'
 # val_loss. Each rank logs, at every validation, the member, its step, its own val_loss, the
 # decision, a digest of the weights before the tell and after it, and the optimiser's learning
-# rate, to LOG.RANK.
+# rate, to LOG.RANK. Every rank first waits for all RANKS of the jobs to start, so each job trains.
 FIT = '''
-import hashlib, json, sys
+import hashlib, json, os, sys, time
 import torch
 import lightning as L
 import poptrain
 from poptrain.lightning import PBTCallback
 
 torch.set_num_threads(1)
-url, log = sys.argv[1], sys.argv[2]
+url, log, ranks = sys.argv[1], sys.argv[2], int(sys.argv[3])
 torch.manual_seed(0)
 x = torch.randn(64, 4)
 y = (x[:, 0] + x[:, 1] > 0).long()
@@ -55,11 +55,24 @@ class Net(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1, momentum=0.9)
 
 
+def all_started(rank, ranks):
+    """Wait (a minute at most) until every rank of every job is here, so a slow job still finds a member."""
+    folder = os.path.dirname(log)
+    open(f"{log}.started.{rank}", "w").close()
+    deadline = time.monotonic() + 60
+    while sum(".started." in name for name in os.listdir(folder)) < ranks and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def digest(module):
     return hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in module.parameters())).hexdigest()
 
 
 class Logged(PBTCallback):
+    def on_fit_start(self, trainer, module):
+        all_started(trainer.global_rank, ranks)
+        super().on_fit_start(trainer, module)
+
     def on_validation_end(self, trainer, module):
         member, before = self.member, digest(module)  # what a checkpoint at this step holds, unless exploited
         loss = float(trainer.callback_metrics.get("val_loss", float("nan")))
@@ -107,7 +120,7 @@ def test_two_ddp_trainers_of_two_ranks_share_a_population_and_agree_rank_by_rank
     for log in logs:
         env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "src"), "MASTER_ADDR": "127.0.0.1",
                "MASTER_PORT": str(free_port()), "OMP_NUM_THREADS": "1"}
-        procs.append(subprocess.Popen([sys.executable, str(script), url, log], env=env, cwd=tmp_path,
+        procs.append(subprocess.Popen([sys.executable, str(script), url, log, "4"], env=env, cwd=tmp_path,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     try:
         for p in procs:
@@ -148,7 +161,7 @@ def test_a_monitor_no_rank_logs_ends_the_ddp_job_with_one_clear_error_and_gives_
     script.write_text(FIT.replace('monitor="val_loss"', 'monitor="val_los"'))
     env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "src"), "MASTER_ADDR": "127.0.0.1",
            "MASTER_PORT": str(free_port()), "OMP_NUM_THREADS": "1"}
-    run = subprocess.run([sys.executable, str(script), url, str(tmp_path / "job")], env=env, cwd=tmp_path,
+    run = subprocess.run([sys.executable, str(script), url, str(tmp_path / "job"), "2"], env=env, cwd=tmp_path,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode != 0 and "monitors 'val_los'" in run.stdout + run.stderr  # raised while a member was held
     # rank 0 gave it back as the job failed: the minute-long lease has not run out

@@ -21,15 +21,15 @@ POPULATION, STEPS, EVAL_STEPS = 4, 6, 2
 # One rank of a torchrun job: a two-layer BERT built from a config (nothing downloaded) on synthetic
 # tokens, and a Trainer with the callback. At every evaluation the rank logs, to LOG.RANK, the
 # member, its step, the decision, a digest of the weights before the tell and after it, and the
-# optimizer's learning rate and weight decay.
+# optimizer's learning rate and weight decay. Every rank first waits for all RANKS of the jobs to start.
 TRAIN = '''
-import hashlib, json, sys
+import hashlib, json, os, sys, time
 import torch
 import transformers
 from poptrain.transformers import PBTCallback
 
 torch.set_num_threads(1)
-url, log, out = sys.argv[1], sys.argv[2], sys.argv[3]
+url, log, out, ranks = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 torch.manual_seed(0)
 ids = torch.randint(4, 32, (64, 8))
 labels = (ids[:, 0] > 17).long()
@@ -38,11 +38,24 @@ config = transformers.BertConfig(vocab_size=32, hidden_size=8, num_hidden_layers
                                  intermediate_size=16, max_position_embeddings=16, num_labels=2)
 
 
+def all_started(rank, ranks):
+    """Wait (a minute at most) until every rank of every job is here, so a slow job still finds a member."""
+    folder = os.path.dirname(log)
+    open(f"{log}.started.{rank}", "w").close()
+    deadline = time.monotonic() + 60
+    while sum(".started." in name for name in os.listdir(folder)) < ranks and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def digest(model):
     return hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in model.parameters())).hexdigest()
 
 
 class Logged(PBTCallback):
+    def on_train_begin(self, args, state, control, **kwargs):
+        all_started(args.process_index, ranks)
+        return super().on_train_begin(args, state, control, **kwargs)
+
     def on_evaluate(self, args, state, control, model=None, optimizer=None, **kwargs):
         member, before = self.member, digest(model)
         control = super().on_evaluate(args, state, control, model=model, optimizer=optimizer, **kwargs)
@@ -51,8 +64,8 @@ class Logged(PBTCallback):
         decision = self.decisions[-1]
         entry = dict(member=member.id, step=member.step, decision=type(decision).__name__, before=before,
                      after=digest(model), source=getattr(decision, "source", None),
-                     lr=getattr(self._scheduler, "scheduler", self._scheduler).base_lrs[0], weight_decay=optimizer.param_groups[0]["weight_decay"],
-                     world=args.world_size)
+                     lr=getattr(self._scheduler, "scheduler", self._scheduler).base_lrs[0],
+                     weight_decay=optimizer.param_groups[0]["weight_decay"], world=args.world_size)
         with open(f"{log}.{args.process_index}", "a") as f:
             f.write(json.dumps(entry) + "\\n")
         return control
@@ -83,7 +96,7 @@ def test_two_torchrun_jobs_of_hugging_face_trainers_share_a_population_and_agree
            "OMP_NUM_THREADS": "1"}
     logs = [str(tmp_path / f"job{j}") for j in range(2)]
     procs = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                               str(script), url, log, str(tmp_path / f"out{j}")], env=env, cwd=tmp_path,
+                               str(script), url, log, str(tmp_path / f"out{j}"), "4"], env=env, cwd=tmp_path,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for j, log in enumerate(logs)]
     try:
