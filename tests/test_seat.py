@@ -40,3 +40,12 @@ def test_a_seat_takes_members_until_none_is_left_and_a_fresh_member_starts_from_
     seat.close()
     assert first is not None and told == 4
     assert loaded == [0.0, 0.0]  # each member started from the state the trainer began with
+
+
+def test_a_reduction_tell_does_not_know_is_one_clear_error_before_anything_is_taken():
+    from poptrain.lightning import PBTCallback
+
+    with pytest.raises(poptrain.PoptrainError, match=r"reduce='median'.*use one of \['max', 'mean', 'min'\]"):
+        PBTCallback("sqlite:///unused.db", "x", monitor="val_loss", reduce="median")
+    with pytest.raises(poptrain.PoptrainError, match="reduce='median'"):
+        Seat("sqlite:///unused.db", "x", dict, lambda state, hparams: None, reduce="median")

@@ -97,7 +97,7 @@ def test_hugging_face_trainers_train_one_population(tmp_path):
     procs = [subprocess.Popen([sys.executable, str(script), url, str(log), str(tmp_path / f"out{i}")], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for i, log in enumerate(logs)]
     for p in procs:
-        assert p.wait(120) == 0, p.stderr.read()
+        assert p.wait(240) == 0, p.stderr.read()
     store = open_store(url)
     assert all(m.status == "done" and m.step == STEPS for m in store.members("hf"))
     entries = [json.loads(line) for log in logs if log.exists() for line in log.read_text().splitlines()]

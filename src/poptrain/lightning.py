@@ -13,6 +13,11 @@ interval: at each validation end it tells the monitored metric; on an exploit it
 source's state and writes the new hyperparameters; when its member finishes it takes the next
 one that is due, and stops the trainer once none is left. The experiment exists beforehand
 (`Experiment(trainable=None, ...).create()`).
+
+A Trainer with several devices (`Trainer(strategy="ddp", devices=2, callbacks=[pbt])`) is one
+member: the callback runs on every rank, rank 0 alone talks to the store, and every rank gets
+the same member, hyperparameters, exploits and stops. The score told is rank 0's monitored
+metric: log it with `sync_dist=True` so every rank holds the same value, or pass `reduce`.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ try:
 except ImportError as exc:  # an optional extra: say how to get it
     raise ImportError("poptrain.lightning needs PyTorch Lightning: pip install 'poptrain[lightning]'") from exc
 
+from .asktell.live import check_reduce
 from .errors import PoptrainError
 from .records import Decision
 from .seat import Seat, write_attributes
@@ -36,13 +42,16 @@ class PBTCallback(pl.Callback):
     `hparam_attributes` maps hyperparameters to module attributes (dotted paths, e.g.
     `{"dropout": "dropout.p"}`); hyperparameters named like param-group keys go to the optimisers.
     The trainer's `max_epochs` is set from the experiment's budget when it validates once per epoch.
+    On several devices the ranks are one member; `reduce` ("mean", "min", "max") tells that
+    reduction of the ranks' metric instead of rank 0's.
     """
 
     def __init__(self, storage: str, name: str, monitor: str, hparam_attributes: Mapping[str, str] | None = None,
-                 worker_id: str | None = None) -> None:
+                 worker_id: str | None = None, reduce: str | None = None) -> None:
+        check_reduce(reduce)
         self.storage, self.name, self.monitor = storage, name, monitor
         self.hparam_attributes = dict(hparam_attributes or {})
-        self.worker_id = worker_id
+        self.worker_id, self.reduce = worker_id, reduce
         self.seat: Seat | None = None
         self.decisions: list[Decision] = []  # what tell returned at each validation, for the curious
 
@@ -52,12 +61,11 @@ class PBTCallback(pl.Callback):
         return None if self.seat is None else self.seat.member
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Ask for a member and load it; stop at once if the population is done."""
-        if trainer.world_size > 1:  # every rank would ask for a member of its own
-            raise PoptrainError(f"PBTCallback makes one process one member, and this Trainer spans {trainer.world_size} "
-                                f"processes: run one device per Trainer")
+        """Ask for a member and load it; stop at once if the population is done (on every rank alike)."""
+        # under DDP the process group exists by now, so the seat's connection makes the ranks one member
         self.seat = Seat(self.storage, self.name, lambda: _read(trainer, pl_module),
-                         lambda state, hparams: self._write(trainer, pl_module, state, hparams), self.worker_id)
+                         lambda state, hparams: self._write(trainer, pl_module, state, hparams), self.worker_id,
+                         self.reduce)
         self._budget(trainer, self.seat.join(), first=True)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -80,10 +88,11 @@ class PBTCallback(pl.Callback):
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if self.seat is not None:  # give the member back: another process resumes it from its checkpoint
-            self.seat.close()
+            self.seat.leave()
 
     def _budget(self, trainer: pl.Trainer, member: Any, first: bool) -> None:
         """Stop when the population is done; else let the fit run the member's remaining validations."""
+        # Lightning does not reduce should_stop across ranks: it agrees because every rank gets the same member
         if member is None:
             trainer.should_stop = True
             return

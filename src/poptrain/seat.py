@@ -6,6 +6,11 @@ checkpoint yet), tells each validation's score, applies exploits to the live mod
 its member finishes or leaves, takes the next member that is due (one left by a dead process,
 say) until none is left. The callbacks only say how their framework reads and writes state and
 hyperparameters.
+
+A trainer that spans several processes (DDP, torchrun) is one member: `connect` sees the
+initialised process group and returns a `GroupConnection`, so every rank runs the same seat
+and gets the same members and decisions, as long as each rank calls `join`, `tell` and
+`close` at the same points (the frameworks' callbacks run on every rank).
 """
 
 from __future__ import annotations
@@ -13,9 +18,10 @@ from __future__ import annotations
 import copy
 from typing import Any, Callable, Mapping
 
-from .asktell import Connection, Member, connect
+from .asktell import Connection, GroupConnection, Member, connect
+from .asktell.live import check_reduce
 from .errors import PoptrainError
-from .records import Decision, Exploit, Finished, Released
+from .records import Decision, Finished, Released
 
 
 class Seat:
@@ -23,13 +29,16 @@ class Seat:
 
     `read` returns the trainer's whole state (model, optimisers, schedulers) as plain data;
     `write(state, hparams)` loads a state (None: keep the live one) and writes the hyperparameters.
+    `reduce` ("mean", "min", "max") is told with each score of a member spanning several ranks
+    (None: rank 0's score).
     """
 
     def __init__(self, storage: str, name: str, read: Callable[[], Any], write: Callable[[Any, Mapping[str, Any]], None],
-                 worker_id: str | None = None) -> None:
-        self.storage, self.name, self.worker_id = storage, name, worker_id
+                 worker_id: str | None = None, reduce: str | None = None) -> None:
+        check_reduce(reduce)
+        self.storage, self.name, self.worker_id, self.reduce = storage, name, worker_id, reduce
         self.read, self.write = read, write
-        self.pop: Connection | None = None
+        self.pop: Connection | GroupConnection | None = None
         self.member: Member | None = None
         self.initial: Any = None  # the state the trainer started from: a member without a checkpoint starts there
         self._parked: dict[int, _Live] = {}
@@ -53,8 +62,8 @@ class Seat:
             raise PoptrainError("the PBT callback has no member to report for: the trainer was not started with it")
         member = self.member
         live = _Live(self.read)
-        decision = self.pop.tell(member, score, state=live,
-                                 apply=lambda d: self.write(d.state, d.hparams))
+        decision = self.pop.tell(member, score, state=live, apply=lambda d: self.write(d.state, d.hparams),
+                                 reduce=self.reduce)
         if isinstance(decision, Released):
             # In a synchronous run the population may hand this member back later and read it from
             # what was told last: keep a copy, since the live trainer moves on to another member.
@@ -66,6 +75,15 @@ class Seat:
     def close(self) -> None:
         """Give back whatever member this trainer still holds (its last checkpoint is where the next one resumes)."""
         if self.pop is not None:
+            self.pop.close()
+        self.member = None
+
+    def leave(self) -> None:
+        """Give back what this trainer holds without waiting for the other ranks (after an error they may never come)."""
+        if isinstance(self.pop, GroupConnection):
+            if self.pop.inner is not None:  # rank 0 holds the leases; the others hold nothing to give back
+                self.pop.inner.close()
+        elif self.pop is not None:
             self.pop.close()
         self.member = None
 

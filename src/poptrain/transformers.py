@@ -14,6 +14,10 @@ interval: at each evaluation it tells the monitored metric; on an exploit it loa
 state and writes the new hyperparameters; when its member finishes it takes the next one that
 is due, and stops training once none is left. The experiment exists beforehand
 (`Experiment(trainable=None, ...).create()`); `max_steps` should cover steps × eval_steps.
+
+A Trainer under `torchrun --nproc_per_node 2` is one member: the callback runs on every rank,
+rank 0 alone talks to the store, and every rank gets the same member, hyperparameters, exploits
+and stops. The Trainer gathers evaluation metrics from every rank, so each rank tells the same score.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ try:
 except ImportError as exc:  # an optional extra: say how to get it
     raise ImportError("poptrain.transformers needs Hugging Face Transformers: pip install 'poptrain[transformers]'") from exc
 
+from .asktell.live import check_reduce
 from .errors import PoptrainError
 from .records import Decision
 from .seat import Seat
@@ -42,10 +47,15 @@ class PBTCallback(transformers.TrainerCallback):
     """Make this `Trainer` a member of the population `name` in `storage`, ranked by the evaluation metric `monitor`.
 
     `monitor` may be given with or without the `eval_` prefix the Trainer adds to metric names.
+    On several processes the ranks are one member; `reduce` ("mean", "min", "max") tells that
+    reduction of the ranks' metric instead of rank 0's (they agree for the Trainer's own metrics).
     """
 
-    def __init__(self, storage: str, name: str, monitor: str = "eval_loss", worker_id: str | None = None) -> None:
+    def __init__(self, storage: str, name: str, monitor: str = "eval_loss", worker_id: str | None = None,
+                 reduce: str | None = None) -> None:
+        check_reduce(reduce)
         self.storage, self.name, self.monitor, self.worker_id = storage, name, monitor, worker_id
+        self.reduce = reduce
         self.seat: Seat | None = None
         self.decisions: list[Decision] = []  # what tell returned at each evaluation, for the curious
         self._model: Any = None
@@ -63,11 +73,9 @@ class PBTCallback(transformers.TrainerCallback):
         if str(getattr(args, "eval_strategy", getattr(args, "evaluation_strategy", "no"))).split(".")[-1].lower() == "no":
             raise PoptrainError("PBTCallback reports at each evaluation, and this Trainer never evaluates: "
                                 "set eval_strategy='steps' (with eval_steps) in TrainingArguments")
-        if args.world_size > 1:  # every rank would ask for a member of its own
-            raise PoptrainError(f"PBTCallback makes one process one member, and this Trainer spans {args.world_size} "
-                                f"processes: run one device per Trainer")
         self._model, self._optimizer, self._scheduler = model, optimizer, lr_scheduler
-        self.seat = Seat(self.storage, self.name, self._read, self._write, self.worker_id)
+        # under torchrun the process group exists by now, so the seat's connection makes the ranks one member
+        self.seat = Seat(self.storage, self.name, self._read, self._write, self.worker_id, self.reduce)
         member = self.seat.join()
         if member is None:
             control.should_training_stop = True
