@@ -15,8 +15,10 @@ def test_module_attributes_are_written_and_a_wrong_name_is_one_clear_error():
     assert net[0].p == 0.1
     with pytest.raises(poptrain.PoptrainError, match="not in the experiment's space"):
         write_attributes(net, {"drop": "0.p"}, {"dropout": 0.1})
-    with pytest.raises(poptrain.PoptrainError, match="does not have"):
+    with pytest.raises(poptrain.PoptrainError, match="the model has no '0.rate'"):
         write_attributes(net, {"dropout": "0.rate"}, {"dropout": 0.1})
+    with pytest.raises(poptrain.PoptrainError, match="the model has no '1': name an existing attribute"):
+        write_attributes(net, {"dropout": "1.p"}, {"dropout": 0.1})  # a missing parent, not an AttributeError
 
 
 def test_a_seat_takes_members_until_none_is_left_and_a_fresh_member_starts_from_the_initial_state(tmp_path):

@@ -22,7 +22,7 @@ metric: log it with `sync_dist=True` so every rank holds the same value, or pass
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 try:
     import lightning.pytorch as pl
@@ -30,10 +30,12 @@ except ImportError as exc:  # an optional extra: say how to get it
     raise ImportError("poptrain.lightning needs PyTorch Lightning: pip install 'poptrain[lightning]'") from exc
 
 from .asktell.live import check_reduce
+from lightning.pytorch.core.optimizer import _MockOptimizer
+
 from .errors import PoptrainError
 from .records import Decision
-from .seat import Seat, write_attributes
-from .torch.param_groups import apply_hparams
+from .seat import Seat, attribute_parent, write_attributes
+from .torch.param_groups import apply_hparams, writable
 
 
 class PBTCallback(pl.Callback):
@@ -43,14 +45,19 @@ class PBTCallback(pl.Callback):
     `{"dropout": "dropout.p"}`); hyperparameters named like param-group keys go to the optimisers.
     The trainer's `max_epochs` is set from the experiment's budget when it validates once per epoch.
     On several devices the ranks are one member; `reduce` ("mean", "min", "max") tells that
-    reduction of the ranks' metric instead of rank 0's.
+    reduction of the ranks' metric instead of rank 0's. `apply(hparams, module, trainer)` sets
+    whatever else the space holds (a batch size, an augmentation strength). At fit start every
+    hyperparameter must land in an optimiser, an attribute or `apply`: the fit is refused, in one
+    line naming the others, before any member is taken.
     """
 
     def __init__(self, storage: str, name: str, monitor: str, hparam_attributes: Mapping[str, str] | None = None,
-                 worker_id: str | None = None, reduce: str | None = None) -> None:
+                 worker_id: str | None = None, reduce: str | None = None,
+                 apply: Callable[[Mapping[str, Any], pl.LightningModule, pl.Trainer], None] | None = None) -> None:
         check_reduce(reduce)
         self.storage, self.name, self.monitor = storage, name, monitor
         self.hparam_attributes = dict(hparam_attributes or {})
+        self.apply = apply
         self.worker_id, self.reduce = worker_id, reduce
         self.seat: Seat | None = None
         self.decisions: list[Decision] = []  # what tell returned at each validation, for the curious
@@ -65,7 +72,7 @@ class PBTCallback(pl.Callback):
         # under DDP the process group exists by now, so the seat's connection makes the ranks one member
         self.seat = Seat(self.storage, self.name, lambda: _read(trainer, pl_module),
                          lambda state, hparams: self._write(trainer, pl_module, state, hparams), self.worker_id,
-                         self.reduce)
+                         self.reduce, lands=lambda names: self._lands(trainer, pl_module, names))
         self._budget(trainer, self.seat.join(), first=True)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -102,6 +109,17 @@ class PBTCallback(pl.Callback):
             # a member taken over at a validation end starts counting at the next epoch
             trainer.fit_loop.max_epochs = trainer.current_epoch + epochs + (0 if first else 1)
 
+    def _lands(self, trainer: pl.Trainer, module: pl.LightningModule, names: list[str]) -> set[str]:
+        """The hyperparameters this fit applies: optimiser fields, mapped attributes (checked), or all with `apply`."""
+        if not [o for o in trainer.optimizers if not isinstance(o, _MockOptimizer)]:  # None from configure_optimizers
+            raise PoptrainError("PBTCallback writes hyperparameters into the module's optimisers, and this module "
+                                "configures none: return one from configure_optimizers")
+        for hparam, path in self.hparam_attributes.items():
+            attribute_parent(module, hparam, path)  # a missing part of the path is one clear error, before training
+        if self.apply is not None:
+            return set(names)
+        return {n for o in trainer.optimizers for n in writable(o, names)} | set(self.hparam_attributes)
+
     def _write(self, trainer: pl.Trainer, module: pl.LightningModule, state: Any, hparams: Mapping[str, Any]) -> None:
         if state is not None:
             module.load_state_dict(state["module"])
@@ -113,6 +131,8 @@ class PBTCallback(pl.Callback):
         for optimizer in trainer.optimizers:  # each takes the hyperparameters its groups have; the rest are the module's
             apply_hparams(optimizer, hparams, schedulers=schedulers)
         write_attributes(module, self.hparam_attributes, hparams)
+        if self.apply is not None:
+            self.apply(dict(hparams), module, trainer)
 
 
 def _read(trainer: pl.Trainer, module: pl.LightningModule) -> dict[str, Any]:

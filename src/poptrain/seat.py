@@ -16,7 +16,7 @@ and gets the same members and decisions, as long as each rank calls `join`, `tel
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from .asktell import Connection, GroupConnection, Member, connect
 from .asktell.live import check_reduce
@@ -30,13 +30,16 @@ class Seat:
     `read` returns the trainer's whole state (model, optimisers, schedulers) as plain data;
     `write(state, hparams)` loads a state (None: keep the live one) and writes the hyperparameters.
     `reduce` ("mean", "min", "max") is told with each score of a member spanning several ranks
-    (None: rank 0's score).
+    (None: rank 0's score). `lands(names)` returns the hyperparameters the trainer can apply: any
+    other in the experiment's space refuses the join, so nothing is recorded that never trained.
     """
 
     def __init__(self, storage: str, name: str, read: Callable[[], Any], write: Callable[[Any, Mapping[str, Any]], None],
-                 worker_id: str | None = None, reduce: str | None = None) -> None:
+                 worker_id: str | None = None, reduce: str | None = None,
+                 lands: Callable[[list[str]], Iterable[str]] | None = None) -> None:
         check_reduce(reduce)
         self.storage, self.name, self.worker_id, self.reduce = storage, name, worker_id, reduce
+        self.lands = lands
         self.read, self.write = read, write
         self.pop: Connection | GroupConnection | None = None
         self.member: Member | None = None
@@ -53,6 +56,16 @@ class Seat:
         """Connect, remember the starting state, and take the first member (None: the population is done)."""
         if self.pop is None:
             self.pop = connect(self.storage, self.name, self.worker_id)
+        if self.lands is not None:
+            names = list(self.pop.spec.space)
+            ignored = [n for n in names if n not in set(self.lands(names))]
+            if ignored:  # refused before a member is taken: nothing is held, nothing recorded
+                self.close()
+                raise PoptrainError(
+                    f"the PBT callback cannot apply {', '.join(map(repr, ignored))} of experiment {self.name!r}'s "
+                    f"space: PBT would record values that never trained; name a param-group key of the optimiser "
+                    f"(lr, weight_decay, ...), set it in the callback's apply=fn(hparams, ...) hook, or (Lightning) "
+                    f"map it to a module attribute with hparam_attributes")
         self.initial = copy.deepcopy(self.read())
         return self._take()
 
@@ -115,11 +128,19 @@ def write_attributes(obj: Any, attributes: Mapping[str, str], hparams: Mapping[s
         if hparam not in hparams:
             raise PoptrainError(f"hparam_attributes names {hparam!r}, which is not in the experiment's space: "
                                 f"use one of {sorted(hparams)}")
-        *parents, last = path.split(".")
-        target = obj
-        for part in parents:
-            target = getattr(target, part)
-        if not hasattr(target, last):
-            raise PoptrainError(f"hparam_attributes maps {hparam!r} to {path!r}, which the model does not have: "
-                                f"name an existing attribute")
+        target, last = attribute_parent(obj, hparam, path)
         setattr(target, last, hparams[hparam])
+
+
+def attribute_parent(obj: Any, hparam: str, path: str) -> tuple[Any, str]:
+    """The object holding the last attribute of the dotted `path` from obj, and that attribute's name; one clear
+    error naming the first part of the path the model lacks."""
+    parts = path.split(".")
+    target = obj
+    for i, part in enumerate(parts):
+        if not hasattr(target, part):
+            raise PoptrainError(f"hparam_attributes maps {hparam!r} to {path!r}, but the model has no "
+                                f"{'.'.join(parts[:i + 1])!r}: name an existing attribute")
+        if i < len(parts) - 1:
+            target = getattr(target, part)
+    return target, parts[-1]

@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 try:
     import transformers
@@ -36,7 +36,7 @@ from .asktell.live import check_reduce
 from .errors import PoptrainError
 from .records import Decision
 from .seat import Seat
-from .torch.param_groups import apply_hparams
+from .torch.param_groups import apply_hparams, writable
 
 log = logging.getLogger("poptrain")
 
@@ -49,13 +49,17 @@ class PBTCallback(transformers.TrainerCallback):
     `monitor` may be given with or without the `eval_` prefix the Trainer adds to metric names.
     On several processes the ranks are one member; `reduce` ("mean", "min", "max") tells that
     reduction of the ranks' metric instead of rank 0's (they agree for the Trainer's own metrics).
+    `apply(hparams, model, optimizer)` sets whatever else the space holds (dropout, say). At
+    train begin every hyperparameter must land in the optimizer, the warmup or `apply`: training
+    is refused, in one line naming the others, before any member is taken. After a failed
+    `train()` in a notebook, `close()` gives the member back at once.
     """
 
     def __init__(self, storage: str, name: str, monitor: str = "eval_loss", worker_id: str | None = None,
-                 reduce: str | None = None) -> None:
+                 reduce: str | None = None, apply: Callable[[Mapping[str, Any], Any, Any], None] | None = None) -> None:
         check_reduce(reduce)
         self.storage, self.name, self.monitor, self.worker_id = storage, name, monitor, worker_id
-        self.reduce = reduce
+        self.reduce, self.apply = reduce, apply
         self.seat: Seat | None = None
         self.decisions: list[Decision] = []  # what tell returned at each evaluation, for the curious
         self._model: Any = None
@@ -75,7 +79,8 @@ class PBTCallback(transformers.TrainerCallback):
                                 "set eval_strategy='steps' (with eval_steps) in TrainingArguments")
         self._model, self._optimizer, self._scheduler = model, optimizer, lr_scheduler
         # under torchrun the process group exists by now, so the seat's connection makes the ranks one member
-        self.seat = Seat(self.storage, self.name, self._read, self._write, self.worker_id, self.reduce)
+        self.seat = Seat(self.storage, self.name, self._read, self._write, self.worker_id, self.reduce,
+                         lands=self._lands)
         member = self.seat.join()
         if member is None:
             control.should_training_stop = True
@@ -92,6 +97,7 @@ class PBTCallback(transformers.TrainerCallback):
         metrics = metrics or {}
         key = self.monitor if self.monitor in metrics else f"eval_{self.monitor}"
         if key not in metrics:
+            self.close()  # the member goes back now: the Trainer has no hook that runs after this error
             raise PoptrainError(f"PBTCallback monitors {self.monitor!r}, which this evaluation did not report: "
                                 f"monitor one of {sorted(metrics)}")
         self.decisions.append(self.seat.tell(metrics[key]))
@@ -103,6 +109,22 @@ class PBTCallback(transformers.TrainerCallback):
         if self.seat is not None:  # a member still held goes back; whoever asks next resumes its checkpoint
             self.seat.close()
         return control
+
+    def close(self) -> None:
+        """Give back the member this trainer holds (after training raised: its last checkpoint is where it resumes)."""
+        if self.seat is not None:
+            self.seat.leave()
+
+    def _lands(self, names: list[str]) -> set[str]:
+        """The hyperparameters this Trainer applies: param-group keys (`learning_rate` is `lr`), warmup, or all with
+        `apply`."""
+        if self._optimizer is None:
+            raise PoptrainError("PBTCallback writes hyperparameters into the Trainer's optimizer, and it has none "
+                                "at train begin: let the Trainer create one (or pass optimizers=)")
+        if self.apply is not None:
+            return set(names)
+        as_field = {("lr" if n == "learning_rate" else n): n for n in names if n not in WARMUP}
+        return {as_field[f] for f in writable(self._optimizer, as_field)} | {n for n in names if n in WARMUP}
 
     def _read(self) -> dict[str, Any]:
         """The member's state: model weights, optimizer state and the scheduler's position."""
@@ -119,6 +141,8 @@ class PBTCallback(transformers.TrainerCallback):
         apply_hparams(self._optimizer, groups, schedulers=[scheduler])
         if any(k in hparams for k in WARMUP):
             _rewarm(scheduler, self._optimizer, hparams)
+        if self.apply is not None:
+            self.apply(dict(hparams), self._model, self._optimizer)
 
 
 def _rewarm(scheduler: Any, optimizer: Any, hparams: Mapping[str, Any]) -> None:

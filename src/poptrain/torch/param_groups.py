@@ -116,6 +116,11 @@ def _driving(schedulers: Iterable[Any], groups: list[dict[str, Any]]) -> list[An
     return found
 
 
+def writable(optimizer: torch.optim.Optimizer, names: Iterable[str]) -> list[str]:
+    """The hyperparameters among `names` that `apply_hparams` writes into this optimiser (a field every group has)."""
+    return _chosen(optimizer.param_groups, dict.fromkeys(names), None, "")
+
+
 def apply_hparams(optimizer: torch.optim.Optimizer, hparams: Mapping[str, Any], names: Iterable[str] | None = None,
                   schedulers: Iterable[Any] = ()) -> dict[str, Any]:
     """Write the optimiser's hyperparameters into its param groups by the rules above, verify them; return them.
