@@ -96,7 +96,7 @@ def test_lightning_applies_through_attributes_or_the_apply_hook(tmp_path):
 
 
 # Hugging Face
-def hf_train(url: str, name: str = "cb", monitor: str = "eval_loss", **callback) -> tuple:
+def hf_train(url: str, name: str = "cb", monitor: str = "eval_loss", extra: tuple = (), **callback) -> tuple:
     import transformers
     from poptrain.transformers import PBTCallback
 
@@ -108,7 +108,8 @@ def hf_train(url: str, name: str = "cb", monitor: str = "eval_loss", **callback)
                                           disable_tqdm=True)
     model = transformers.BertForSequenceClassification(config)
     pbt = PBTCallback(url, name, monitor=monitor, **callback)
-    transformers.Trainer(model=model, args=args, train_dataset=data, eval_dataset=data, callbacks=[pbt]).train()
+    transformers.Trainer(model=model, args=args, train_dataset=data, eval_dataset=data,
+                         callbacks=[pbt, *extra]).train()
     return model, pbt
 
 
@@ -136,3 +137,27 @@ def test_hugging_face_gives_its_member_back_when_the_monitor_is_missing(tmp_path
     members = open_store(url).members("cb")
     assert all(m.worker is None for m in members)  # released while this process lives on
     assert poptrain.connect(url, "cb").ask(wait=False) is not None  # another loop takes it at once
+
+
+def test_hugging_face_gives_its_member_back_after_train_raises_while_the_process_lives(tmp_path, monkeypatch):
+    import time
+
+    import transformers
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    url = experiment(tmp_path, {"learning_rate": poptrain.LogUniform(1e-4, 1e-2)})
+
+    class Boom(transformers.TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 3:  # after the first evaluation: the member is held and has reported
+                raise RuntimeError("out of memory, say")
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        hf_train(url, extra=[Boom()])
+    store = open_store(url)
+    deadline = time.monotonic() + 10
+    while any(m.worker is not None for m in store.members("cb")):
+        assert time.monotonic() < deadline, "the member stayed leased after train() raised"
+        time.sleep(0.1)
+    assert [m.step for m in store.members("cb")].count(1) == 1  # the interval it reported is kept
+

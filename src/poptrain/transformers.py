@@ -25,6 +25,8 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import sys
+import threading
 from typing import Any, Callable, Mapping
 
 try:
@@ -51,8 +53,10 @@ class PBTCallback(transformers.TrainerCallback):
     reduction of the ranks' metric instead of rank 0's (they agree for the Trainer's own metrics).
     `apply(hparams, model, optimizer)` sets whatever else the space holds (dropout, say). At
     train begin every hyperparameter must land in the optimizer, the warmup or `apply`: training
-    is refused, in one line naming the others, before any member is taken. After a failed
-    `train()` in a notebook, `close()` gives the member back at once.
+    is refused, in one line naming the others, before any member is taken. The Trainer has no
+    hook for a `train()` that raises, so the callback watches the training thread: once it is no
+    longer inside `Trainer.train` without having ended it, the member is given back (within a
+    second or two, while a notebook's process lives on); `close()` does so at once.
     """
 
     def __init__(self, storage: str, name: str, monitor: str = "eval_loss", worker_id: str | None = None,
@@ -65,6 +69,7 @@ class PBTCallback(transformers.TrainerCallback):
         self._model: Any = None
         self._optimizer: Any = None
         self._scheduler: Any = None
+        self._ended = threading.Event()  # set when training ends normally: the watch on the training thread stops
 
     @property
     def member(self) -> Any:
@@ -82,6 +87,8 @@ class PBTCallback(transformers.TrainerCallback):
         self.seat = Seat(self.storage, self.name, self._read, self._write, self.worker_id, self.reduce,
                          lands=self._lands)
         member = self.seat.join()
+        self._ended.clear()
+        _watch_training(threading.get_ident(), self._ended, self.close)
         if member is None:
             control.should_training_stop = True
         elif args.eval_strategy == "steps" and state.max_steps < (member.steps - member.step) * args.eval_steps:
@@ -106,6 +113,7 @@ class PBTCallback(transformers.TrainerCallback):
         return control
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        self._ended.set()
         if self.seat is not None:  # a member still held goes back; whoever asks next resumes its checkpoint
             self.seat.close()
         return control
@@ -143,6 +151,28 @@ class PBTCallback(transformers.TrainerCallback):
             _rewarm(scheduler, self._optimizer, hparams)
         if self.apply is not None:
             self.apply(dict(hparams), self._model, self._optimizer)
+
+
+def _watch_training(ident: int, ended: threading.Event, give_back: Callable[[], None]) -> None:
+    """Give the member back if the thread `ident` leaves `Trainer.train` without ending it (an exception)."""
+    train = transformers.Trainer.train.__code__
+
+    def inside() -> bool:
+        frame = sys._current_frames().get(ident)
+        while frame is not None:
+            if frame.f_code is train:
+                return True
+            frame = frame.f_back
+        return False
+
+    def watch() -> None:
+        while not ended.wait(1.0):
+            if not inside():
+                log.warning("training ended without finishing (it raised): its member goes back to the population")
+                give_back()
+                return
+
+    threading.Thread(target=watch, name="poptrain-training-watch", daemon=True).start()
 
 
 def _rewarm(scheduler: Any, optimizer: Any, hparams: Mapping[str, Any]) -> None:
