@@ -277,7 +277,7 @@ class ActorCriticPopulation(BatchedTrainable):
         uniforms[dsts] = self._reset_uniforms(dsts).view(len(dsts), self.num_envs, -1)
         self.envs.reset(mask.view(-1), uniforms.view(self.size * self.num_envs, -1))
 
-    def compile(self) -> None:
+    def compile(self, mode: str | None = None, backend: str | None = None) -> None:
         """Not supported for RL populations: the step is many small ops around an environment; trains eagerly."""
         log.warning("%s does not compile: training eagerly", type(self).__name__)
 

@@ -36,9 +36,12 @@ class BatchedTrainable:
         self._step: Callable[..., None] = self.train_step
         self._forward: Callable[[torch.Tensor], torch.Tensor] = lambda x: self.population.forward(x)
 
-    def compile(self) -> None:
-        """Run `train_step` and the evaluation forward pass under torch.compile (eager again if that fails)."""
-        self.compiler = Compiler()  # compiler.failed tells whether it fell back to eager
+    def compile(self, mode: str | None = None, backend: str | None = None) -> None:
+        """Run `train_step` and the evaluation forward pass under torch.compile (eager again if that fails).
+
+        `mode` and `backend` are torch.compile's (e.g. mode="reduce-overhead" for CUDA graphs).
+        """
+        self.compiler = Compiler(mode, backend)  # compiler.failed tells whether it fell back to eager
         self._step = self.compiler(self.train_step, "batched training step")
         self._forward = self.compiler(self.population.forward, "batched forward pass")
 
