@@ -179,7 +179,7 @@ def table(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
             rate, against, ms = f"{fmt(r.get('member_intervals_per_s'))} member-intervals/s", "—", None
         else:
             rate, against, ms = f"{fmt(r.get('env_steps_per_s'))} env-steps/s", fmt(r.get("vs_one_agent")), r.get("update_ms")
-        note = r.get("skipped") or r.get("error") or r.get("memory", "")
+        note = r.get("skipped") or r.get("error") or "; ".join(filter(None, (r.get("memory"), r.get("note"))))
         head.append(f"| {r['section']} | {r['task']} | {r['members']} | {r['mode']} | {r['figure']} | {rate} | "
                     f"{against} | {fmt(ms)} | {fmt(r.get('compile_s'))} | {fmt(r.get('bytes_per_member'))} | {note} |")
     return "\n".join(head) + "\n"
@@ -206,14 +206,27 @@ def one_model_step_ms(bench: Bench, task: str) -> float:
     return bench.references[task]
 
 
-def batched_step(bench: Bench, task: str, members: int, mode: str) -> dict[str, Any]:
+def fallback(bench: Bench, mode: str, measure: Callable[[str | None], dict[str, Any]]) -> dict[str, Any]:
+    """`measure(compile_mode)`; if that mode (CUDA graphs) raised, again in torch.compile's default mode, noted."""
+    if mode != "compiled":
+        return measure(None)
+    try:
+        return measure(bench.compile_mode)
+    except Exception as exc:
+        if bench.compile_mode is None:
+            raise
+        reason = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:200]}"
+        return {**measure(None), "note": f"mode {bench.compile_mode} raised ({reason}); default mode instead"}
+
+
+def batched_step(bench: Bench, task: str, members: int, mode: str, compile_mode: str | None = None) -> dict[str, Any]:
     """One batched minibatch step of `members` members in `mode`, against one model's step."""
     _, batched_cls, hp = MODELS[task]
     with bench.peak() as peak:
         population = batched_cls([hp] * members, list(range(members)), device=str(bench.device))
         if mode == "compiled":
             torch._dynamo.reset()  # each figure compiles afresh, never past dynamo's recompile limit
-            population.compile(mode=bench.compile_mode, backend=bench.backend)
+            population.compile(mode=compile_mode, backend=bench.backend)
         x, y = population.data[0], population.data[1]
         generator = torch.Generator().manual_seed(0)
         batch = torch.stack([torch.randperm(len(x), generator=generator)[:BATCH_SIZE] for _ in range(members)])
@@ -258,19 +271,19 @@ def whole_run(bench: Bench, task: str, members: int, mode: str, folder: str) -> 
 
 # --- RL -----------------------------------------------------------------------------------------------
 
-def rl_population(bench: Bench, task: str, members: int, mode: str) -> tuple[Any, Callable[[], None]]:
+def rl_population(bench: Bench, task: str, members: int, mode: str,
+                  compile_mode: str | None = None) -> tuple[Any, Callable[[], None]]:
     """A population of `members` agents and one update of it (its uniforms drawn once, up front)."""
     cls = AGENTS[task]
     population = cls([RL_HPARAMS] * members, list(range(members)), device=str(bench.device))
     if mode == "compiled":
         torch._dynamo.reset()
-        mode_ = bench.compile_mode if bench.backend == "inductor" else None
-        population._act = torch.compile(population._act, backend=bench.backend, mode=mode_, dynamic=False)
+        population._act = torch.compile(population._act, backend=bench.backend, mode=compile_mode, dynamic=False)
     noise = population._interval_noise(1)[:, 0]
     return population, lambda: cls.update(population, noise)
 
 
-def rl_update(bench: Bench, task: str, members: int, mode: str) -> dict[str, Any]:
+def rl_update(bench: Bench, task: str, members: int, mode: str, compile_mode: str | None = None) -> dict[str, Any]:
     """Environment steps per second of one batched update of `members` agents, against one agent's (eager)."""
     cls = AGENTS[task]
     per_update = cls.num_envs * cls.rollout
@@ -279,7 +292,7 @@ def rl_update(bench: Bench, task: str, members: int, mode: str) -> dict[str, Any
         bench.references[f"rl-{task}"] = per_update / bench.timed(update, bench.args.repeats)[1]
     one = bench.references[f"rl-{task}"]
     with bench.peak() as peak:
-        _, update = rl_population(bench, task, members, mode)
+        _, update = rl_population(bench, task, members, mode, compile_mode)
         with bench.autocast(mode):
             first, steady = bench.timed(update, bench.args.repeats)
     rate = members * per_update / steady
@@ -317,14 +330,15 @@ def main(argv: list[str] | None = None) -> None:
             for task in MODELS:
                 for members in order:
                     base = {"section": "supervised", "task": task, "members": members, "mode": mode}
-                    bench.record({**base, "figure": "step"}, lambda: batched_step(bench, task, members, mode), need)
+                    bench.record({**base, "figure": "step"},
+                                 lambda: fallback(bench, mode, lambda m: batched_step(bench, task, members, mode, m)), need)
                     if mode != "compiled" or members == max(sizes):  # a compiled run recompiles: the largest only
                         bench.record({**base, "figure": "run"},
                                      lambda: whole_run(bench, task, members, mode, folder), need)
             for task in AGENTS:
                 for members in rl_order:
                     bench.record({"section": "rl", "task": task, "members": members, "mode": mode, "figure": "rl"},
-                                 lambda: rl_update(bench, task, members, mode), need)
+                                 lambda: fallback(bench, mode, lambda m: rl_update(bench, task, members, mode, m)), need)
     bench.write()
     print(f"wrote {os.path.join(args.out, 'results.json')} and results.md in {time.perf_counter() - bench.start:.0f} s")
 

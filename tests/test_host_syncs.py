@@ -25,6 +25,7 @@ sys.path.insert(0, str(EXAMPLES))
 
 from cnn_digits import CNNDigitsPopulation  # noqa: E402
 from mlp_digits import MLPDigitsPopulation  # noqa: E402
+from neuroevolution_digits import NeuroDigitsPopulation  # noqa: E402
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
 READS = ["item", "tolist", "__float__", "__int__", "__index__", "__bool__", "numpy", "nonzero", "masked_select",
@@ -122,6 +123,12 @@ def test_the_batched_adam_step_reads_nothing_back_within_an_interval(monkeypatch
     monkeypatch.setattr(cnn_digits, "BATCH_SIZE", 512)
     population = CNNDigitsPopulation([{"lr": 1e-3, "weight_decay": 0.0}, {"lr": 3e-3, "weight_decay": 1e-4}], [0, 1])
     assert exploit_between_intervals(population, 2, {"lr": 1e-2, "weight_decay": 1e-3}) == {}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_mutation_step_reads_nothing_back_within_an_interval(device: str) -> None:
+    population = NeuroDigitsPopulation([{"sigma": 0.01}, {"sigma": 0.1}], [0, 1], device=device)
+    assert exploit_between_intervals(population, 2, {"sigma": 0.05}) == {}
 
 
 class ShortCartPole(ActorCriticPopulation):

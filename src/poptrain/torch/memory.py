@@ -30,7 +30,7 @@ class _OneStep(Exception):
 
 
 class _Allocations(TorchDispatchMode):
-    """Sums the bytes of every new tensor that an op returns (not views, not in-place results)."""
+    """Sums the bytes of every new CPU storage that an op returns (not views of its inputs, not in-place results)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -38,9 +38,10 @@ class _Allocations(TorchDispatchMode):
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         out = func(*args, **(kwargs or {}))
-        inputs = {t.data_ptr() for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)}
-        for t in tree_leaves(out):
-            if isinstance(t, torch.Tensor) and not t._is_view() and t.data_ptr() not in inputs:
+        inputs = {t.untyped_storage().data_ptr() for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)}
+        for t in tree_leaves(out):  # an output sharing an input's storage (a view, a split, an in-place op) is none
+            if isinstance(t, torch.Tensor) and t.device.type == "cpu" and t.untyped_storage().data_ptr() not in inputs:
+                inputs.add(t.untyped_storage().data_ptr())
                 self.bytes += t.untyped_storage().nbytes()
         return out
 

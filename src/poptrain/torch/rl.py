@@ -29,7 +29,7 @@ from ..records import Hparams
 from .envs import BatchedEnv
 from .optim import BatchedAdam, _along
 from .stacked import StackedModules
-from .vectorized import BatchedTrainable
+from .vectorized import BatchedTrainable, upload
 
 Tensor = torch.Tensor
 log = logging.getLogger("poptrain")
@@ -140,7 +140,7 @@ class ActorCriticPopulation(BatchedTrainable):
         """Every uniform this interval needs [P, updates, rollout, num_envs, 1 + state_size]: one for the
         action, the rest for a reset if that step ends the episode."""
         shape = (updates, self.rollout, self.num_envs, 1 + self.env.state_size)
-        return torch.stack([torch.rand(shape, generator=g) for g in self.generators]).to(self.device)
+        return upload(torch.stack([torch.rand(shape, generator=g) for g in self.generators]), self.device)
 
     # --- training -------------------------------------------------------------------------------------
 
