@@ -61,12 +61,14 @@ class VectorizedRun:
 
         One step holds every member, so an error in the user's batched code is charged to each of
         them, and the population restarts from its newest checkpoint, up to `max_failures` times.
-        A population that would not fit on the device is refused before any member is leased.
+        A torch population (a `BatchedTrainable`) that would not fit on the device is refused
+        before any member is leased.
         """
         from ..torch.memory import check_fits
+        from ..torch.vectorized import BatchedTrainable
 
         active = [m for m in self.store.members(self.name) if m.status == ACTIVE]
-        if active:
+        if active and issubclass(self.batched, BatchedTrainable):  # others keep no tensors to estimate
             check_fits(self.batched, [m.hparams for m in active], [m.seed for m in active], self.device,
                        self.memory_limit)
         with Heartbeat(self.store, self.name, self.id, self.exp.lease), \
