@@ -80,3 +80,12 @@ def test_on_cuda_the_estimate_is_the_measured_peak() -> None:
     assert guess.measured and guess.per_member >= 3 * 4 * MLP_PARAMS
     with pytest.raises(SpecError, match="the largest population that fits is 2:"):
         check_fits(MLPDigitsPopulation, [HP] * 8, list(range(8)), "cuda", limit=guess.total(2) + 1)
+
+
+def test_the_cli_flag_sets_the_limit(tmp_path, capsys) -> None:
+    from poptrain.cli import main
+
+    code = main(["run", os.path.join(EXAMPLES, "mlp_digits.toml"), "--storage", f"sqlite:///{tmp_path}/c.db",
+                 "--engine", "vectorized", "--population", "4", "--steps", "1", "--memory-limit", "1000", "--quiet"])
+    err = capsys.readouterr().err
+    assert code != 0 and "the largest population that fits is 0" in err, err
