@@ -249,3 +249,28 @@ def test_hyperparameters_are_copied_from_the_callers_array():
     opt = BatchedSGD(pop.params, lr=lr, momentum=0.9)
     lr[0] = 5.0  # the optimiser's step caches views of its own tensors; the caller's array is not one of them
     assert opt.values["lr"].tolist() == pytest.approx([0.1, 0.2, 0.3])
+
+
+@pytest.mark.parametrize("write", ["set_hparams", "behind its back", "load_state_dict"])
+def test_sgd_chooses_its_step_from_the_hyperparameters_however_they_were_written(write: str) -> None:
+    """The host's copy of the hyperparameters (read without a sync) follows every kind of write."""
+    params = {"w": torch.ones(3, 4)}
+    sgd = BatchedSGD(params, lr=0.1, momentum=0.9, weight_decay=0.0)
+    sgd.step({"w": torch.ones(3, 4)})
+    sgd.step({"w": torch.ones(3, 4)})
+    assert sgd._all_moving and not sgd._decays
+    if write == "set_hparams":
+        sgd.set_hparams(1, {"momentum": 0.0, "weight_decay": 0.01})
+    elif write == "behind its back":
+        sgd.values["momentum"][1] = 0.0
+        sgd.values["weight_decay"][1] = 0.01
+    else:
+        state = sgd.state_dict()
+        state["values"]["momentum"][1], state["values"]["weight_decay"][1] = 0.0, 0.01
+        sgd.load_state_dict(state)
+    before = params["w"].clone()
+    sgd.step({"w": torch.ones(3, 4)})
+    assert not sgd._all_moving and sgd._decays
+    assert sgd.host["momentum"] == pytest.approx([0.9, 0.0, 0.9]) and sgd.host["weight_decay"][1] == pytest.approx(0.01)
+    # member 1 now steps without momentum: lr * (gradient + weight decay * weight)
+    assert torch.allclose(before[1] - params["w"][1], 0.1 * (1 + 0.01 * before[1]))

@@ -1,7 +1,8 @@
-"""The vectorized benchmark runs end to end, its GPU sections included (on the CPU, at toy sizes)."""
+"""The benchmarks run end to end, their GPU sections included (on the CPU, at toy sizes)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -37,3 +38,38 @@ def test_variants_benchmark_prints_every_section(tmp_path):
     assert re.search(r"multi-objective PBT's hypervolume beat random search's in [01] of 1 seeds", text)
     assert re.search(r"\| 0 \| 0\.\d+ M \| 10 \| 0\.\d+ \| 1 \| 0\.\d+ \| (SGD|neuroevolution) \|", text)
     assert "lives in the script" not in out.stderr  # every trainable is importable by workers
+
+
+def run_gpu_benchmark(tmp_path: Path, *flags: str) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--smoke", "--out", "gpu", *flags],
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "gpu" / "results.md").read_text().count("\n| ") == len(re.findall(r"members (eager|bf16|compiled)", out.stdout)) + 1
+    return json.loads((tmp_path / "gpu" / "results.json").read_text())
+
+
+def test_gpu_benchmark_smoke_measures_every_section_and_mode(tmp_path):
+    results = run_gpu_benchmark(tmp_path)
+    rows = results["results"]
+    assert results["meta"]["smoke"] and results["meta"]["compile_backend"] == "aot_eager"
+    assert [r for r in rows if "error" in r or "skipped" in r] == []
+    got = {(r["task"], r["mode"], r["figure"]) for r in rows}
+    for mode in ("eager", "bf16", "compiled"):
+        for task in ("mlp_digits", "cnn_digits"):
+            assert {(task, mode, "step"), (task, mode, "run")} <= got
+        assert {("CartPole-v1", mode, "rl"), ("Acrobot-v1", mode, "rl")} <= got
+    for r in rows:
+        assert r["bytes_per_member"] > 0 and r["memory"].startswith("estimate")  # no CUDA here
+        if r["figure"] == "step":
+            assert r["batched_ms"] > 0 and r["one_model_ms"] > 0 and r["vs_separate"] > 0
+        elif r["figure"] == "run":
+            assert r["member_intervals_per_s"] > 0
+        else:
+            assert r["env_steps_per_s"] > 0 and r["vs_one_agent"] > 0
+        assert (r.get("compile_s") is not None) == (r["mode"] == "compiled" and r["figure"] != "run")
+
+
+def test_gpu_benchmark_skips_what_its_budget_does_not_reach(tmp_path):
+    rows = run_gpu_benchmark(tmp_path, "--budget", "0")["results"]
+    assert len(rows) > 10 and all(r["skipped"] == "time budget" for r in rows)

@@ -25,7 +25,7 @@ def test_engines_are_built_from_names_tables_and_objects():
 
 
 @pytest.mark.parametrize("engine, options, message", [
-    ("vectorized", {"workers": 2}, "engine vectorized has no option 'workers' (its options: device, compile, threads)"),
+    ("vectorized", {"workers": 2}, "engine vectorized has no option 'workers' (its options: device, compile, threads, memory_limit)"),
     ("vectorized", {"threads": 0}, "engine vectorized: threads must be a positive integer, not 0"),
     ("ray", {"interval_timeout": -1}, "engine ray: interval_timeout must be a positive number"),
     ("serial", {"device": "cuda"}, "engine serial has no option 'device'"),
@@ -60,7 +60,7 @@ def test_cli_flags_are_engine_options(tmp_path, capsys):
     code = main(["run", f"{EXAMPLES}/toy_quadratic.toml", "--storage", storage, "--engine", "vectorized",
                  "--workers", "2", "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and err == ["error: engine vectorized has no option 'workers' (its options: device, compile, threads)"]
+    assert code == 2 and err == ["error: engine vectorized has no option 'workers' (its options: device, compile, threads, memory_limit)"]
 
 
 def test_a_stuck_interval_is_ended_and_charged_to_its_member(tmp_path):

@@ -62,6 +62,8 @@ def parser() -> argparse.ArgumentParser:
                          help="torch.compile the vectorized engine's batched step (pays off on long runs only)")
         cmd.add_argument("--threads", dest=OPTION + "threads", type=positive_int, metavar="THREADS",
                          help="CPU threads torch uses in the vectorized engine (default: one per core)")
+        cmd.add_argument("--memory-limit", dest=OPTION + "memory_limit", type=positive_int, metavar="BYTES",
+                         help="bytes the vectorized engine's population may take (default: what the device has free)")
         cmd.add_argument("--address", dest=OPTION + "address", metavar="ADDRESS",
                          help="the Ray cluster for --engine ray (e.g. auto; default: a local Ray)")
         cmd.add_argument("--cpus-per-worker", dest=OPTION + "resources.cpu", type=float, metavar="CPUS",

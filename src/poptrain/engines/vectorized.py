@@ -19,6 +19,7 @@ from ..errors import SpecError
 from ..spec import ExperimentSpec
 from ..heartbeat import Heartbeat
 from ..outcome import MemberError, user
+from ..records import ACTIVE
 from ..store import Store
 from ..trainable import import_object
 from .base import Engine, check_workers
@@ -47,8 +48,9 @@ class VectorizedRun:
     """One process that holds every member and trains them as one batched model."""
 
     def __init__(self, store: Store, name: str, trainable: Any = None, device: str = "cpu",
-                 compile: bool = False) -> None:
+                 compile: bool = False, memory_limit: int | None = None) -> None:
         self.store, self.name, self.device, self.compile = store, name, device, compile
+        self.memory_limit = memory_limit
         self.exp = ExperimentSpec.from_spec(store.get_spec(name), trainable=trainable)  # a live class wins over its path
         self.batched = population_class(self.exp, trainable)
         self.id = f"vectorized-{os.getpid()}"
@@ -59,7 +61,16 @@ class VectorizedRun:
 
         One step holds every member, so an error in the user's batched code is charged to each of
         them, and the population restarts from its newest checkpoint, up to `max_failures` times.
+        A torch population (a `BatchedTrainable`) that would not fit on the device is refused
+        before any member is leased.
         """
+        from ..torch.memory import check_fits
+        from ..torch.vectorized import BatchedTrainable
+
+        active = [m for m in self.store.members(self.name) if m.status == ACTIVE]
+        if active and issubclass(self.batched, BatchedTrainable):  # others keep no tensors to estimate
+            check_fits(self.batched, [m.hparams for m in active], [m.seed for m in active], self.device,
+                       self.memory_limit)
         with Heartbeat(self.store, self.name, self.id, self.exp.lease), \
                 ProgressDisplay(self.store, self.name, self.exp.mode, enabled=progress) as display:
             while True:
@@ -98,6 +109,9 @@ class Vectorized(Engine):
     since compiling takes longer than a short run saves (benchmarks/vectorized.py measures both).
     `threads` is how many CPU threads torch uses for the run (default: one per core, the faster
     on the CPU in benchmarks/vectorized.py); the process's own setting is restored afterwards.
+    `memory_limit` is the bytes the population may take on the device (default: what the device
+    has free); a population whose estimate (`poptrain.torch.memory`) exceeds it is refused before
+    training, naming the largest population that fits.
     """
 
     name: ClassVar[str] = "vectorized"
@@ -105,9 +119,11 @@ class Vectorized(Engine):
     device: str = "cpu"
     compile: bool = False
     threads: int | None = None
+    memory_limit: int | None = None
 
     def __post_init__(self) -> None:
         check_workers(self.name, self.threads, what="threads")
+        check_workers(self.name, self.memory_limit, what="memory_limit (bytes)")
         if not isinstance(self.device, str) or not self.device:
             raise SpecError(f"engine vectorized: device must name a torch device (cpu, cuda, ...), not {self.device!r}")
         if not isinstance(self.compile, bool):
@@ -120,6 +136,6 @@ class Vectorized(Engine):
         previous = torch.get_num_threads()
         torch.set_num_threads(self.threads or os.cpu_count() or 1)
         try:
-            VectorizedRun(store, spec.name, trainable, self.device, self.compile).run(progress)
+            VectorizedRun(store, spec.name, trainable, self.device, self.compile, self.memory_limit).run(progress)
         finally:
             torch.set_num_threads(previous)

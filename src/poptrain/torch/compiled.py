@@ -19,13 +19,16 @@ BACKEND = "inductor"  # a test swaps in a failing backend
 class Compiler:
     """Compiles one population's functions; the first failure turns all of them back to eager."""
 
-    def __init__(self) -> None:
+    def __init__(self, mode: str | None = None, backend: str | None = None) -> None:
         self.failed = False
+        self.mode, self.backend = mode, backend  # torch.compile's; None: its default mode, and BACKEND
 
     def __call__(self, fn: Callable[..., Any], what: str) -> Callable[..., Any]:
         """`fn` compiled as one whole graph per input shape, or `fn` itself once compiling has failed."""
         try:
-            compiled = torch.compile(fn, backend=BACKEND, fullgraph=True, dynamic=False)
+            backend = self.backend or BACKEND
+            mode = self.mode if backend == "inductor" else None  # modes are inductor's
+            compiled = torch.compile(fn, backend=backend, mode=mode, fullgraph=True, dynamic=False)
         except RuntimeError as exc:  # this Python or platform has no torch.compile
             self._fail(what, exc)
             return fn

@@ -21,6 +21,7 @@ import torch
 from ..records import Hparams
 from ..trainable import Trainable
 from .optim import BatchedOptimizer, _along
+from .vectorized import upload
 
 SIGMA = "sigma"
 
@@ -80,7 +81,7 @@ class Mutation(BatchedOptimizer):
         """One mutation of every member's weights (gradients, if given, are ignored)."""
         sigma = self.values[SIGMA]
         for p in self.params.values():
-            noise = torch.randn(p.shape, generator=self.generator, dtype=p.dtype).to(p.device)
+            noise = upload(torch.randn(p.shape, generator=self.generator, dtype=p.dtype), p.device)
             p.add_(noise * _along(sigma, p))
 
     def state_dict(self) -> dict[str, Any]:

@@ -47,6 +47,17 @@ class BatchedOptimizer:
         self._views: dict[str, list[Tensor]] = {}
         self._stamp: list[tuple[int, int]] = []  # (id, version) of each tensor in self.values when _views were made
         self._stamped: list[Tensor] = []
+        self._mirror()
+
+    def _stamp_now(self) -> list[tuple[int, int]]:
+        # _version counts in-place writes (set_hparams or any other); a new id is a replaced tensor (load_state_dict)
+        return [(id(t), t._version) for t in self.values.values()]
+
+    def _mirror(self) -> None:
+        """Copy the hyperparameters to the host (a sync), where `read_flags` reads them without one."""
+        self.host = {k: v.tolist() for k, v in self.values.items()}
+        self._host_stamp: list[tuple[int, int]] | None = self._stamp_now()
+        self._host_values = list(self.values.values())  # held, so that no new tensor takes an id
 
     def initial_state(self) -> dict[str, dict[str, Tensor]]:
         """The state before any step, made up front so that a compiled step never sees it grow."""
@@ -57,16 +68,21 @@ class BatchedOptimizer:
         return {}
 
     def read_flags(self) -> None:
-        """Read host-side flags from the hyperparameters, once after each change, so that an eager step needs no sync."""
+        """Set host-side flags from `self.host` (the hyperparameters as floats), once after each change.
+
+        `set_hparams` keeps `self.host` in step with its writes, so a step after one needs no sync;
+        only a write that bypasses it costs one copy to the host, at the next step.
+        """
 
     def hparam_views(self) -> dict[str, list[Tensor]]:
         """Each hyperparameter and `derived` tensor shaped against every parameter; eagerly, kept until one is written."""
         if torch.compiler.is_compiling():
             return self._make_views()
-        # _version counts in-place writes (set_hparams or any other); a new id is a replaced tensor (load_state_dict)
-        stamp = [(id(t), t._version) for t in self.values.values()]
+        stamp = self._stamp_now()
         if stamp != self._stamp:
             self._views = self._make_views()
+            if stamp != self._host_stamp:  # written behind set_hparams' back
+                self._mirror()
             self.read_flags()
             self._stamp, self._stamped = stamp, list(self.values.values())  # held, so that no new tensor takes an id
         return self._views
@@ -78,7 +94,14 @@ class BatchedOptimizer:
         """Write a member's hyperparameters (the ones this optimiser has; others are ignored)."""
         for key, value in hparams.items():
             if key in self.values:
-                self.values[key][member] = float(value)
+                self._write(key, member, float(value))
+
+    def _write(self, key: str, member: int, value: float) -> None:
+        """One member's hyperparameter, on the device and in the host's copy (no sync)."""
+        mirrored = self._host_stamp == self._stamp_now()
+        self.values[key][member] = value
+        self.host[key][member] = value
+        self._host_stamp = self._stamp_now() if mirrored else None
 
     @torch.no_grad()
     def copy_members(self, dsts: list[int], srcs: list[int]) -> None:
@@ -95,6 +118,7 @@ class BatchedOptimizer:
         self.values = {k: v.clone().to(self.device) for k, v in state["values"].items()}
         loaded = {n: {k: t.clone().to(self.device) for k, t in s.items()} for n, s in state["state"].items()}
         self.state = {**self.initial_state(), **loaded}  # a state saved before any step may lack slots
+        self._mirror()
 
 
 class BatchedSGD(BatchedOptimizer):
@@ -120,8 +144,8 @@ class BatchedSGD(BatchedOptimizer):
         return {"1-dampening": 1 - self.values["dampening"]}
 
     def read_flags(self) -> None:
-        self._all_moving = bool(self.values["momentum"].ne(0).all())
-        self._decays = bool(self.values["weight_decay"].ne(0).any())
+        self._all_moving = all(m != 0 for m in self.host["momentum"])
+        self._decays = any(w != 0 for w in self.host["weight_decay"])
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
@@ -191,7 +215,9 @@ class BatchedAdam(BatchedOptimizer):
     def set_hparams(self, member: int, hparams: dict[str, Any]) -> None:
         super().set_hparams(member, hparams)
         if "betas" in hparams:
-            self.values["beta1"][member], self.values["beta2"][member] = map(float, hparams["betas"])
+            beta1, beta2 = map(float, hparams["betas"])
+            self._write("beta1", member, beta1)
+            self._write("beta2", member, beta2)
 
     @torch.no_grad()
     def step(self, grads: dict[str, Tensor]) -> None:

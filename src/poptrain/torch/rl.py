@@ -29,7 +29,7 @@ from ..records import Hparams
 from .envs import BatchedEnv
 from .optim import BatchedAdam, _along
 from .stacked import StackedModules
-from .vectorized import BatchedTrainable
+from .vectorized import BatchedTrainable, upload
 
 Tensor = torch.Tensor
 log = logging.getLogger("poptrain")
@@ -140,7 +140,7 @@ class ActorCriticPopulation(BatchedTrainable):
         """Every uniform this interval needs [P, updates, rollout, num_envs, 1 + state_size]: one for the
         action, the rest for a reset if that step ends the episode."""
         shape = (updates, self.rollout, self.num_envs, 1 + self.env.state_size)
-        return torch.stack([torch.rand(shape, generator=g) for g in self.generators]).to(self.device)
+        return upload(torch.stack([torch.rand(shape, generator=g) for g in self.generators]), self.device)
 
     # --- training -------------------------------------------------------------------------------------
 
@@ -159,33 +159,34 @@ class ActorCriticPopulation(BatchedTrainable):
     def _act(self, noise: Tensor) -> tuple[Tensor, ...]:
         """`rollout` steps of every environment: observations, actions, rewards, episode ends, values."""
         p, e, t_max = self.size, self.num_envs, self.rollout
-        obs_buf, act_buf, rew_buf, end_buf, val_buf = [], [], [], [], []
+        obs_buf, act_buf, rew_buf, end_buf, last_buf, cut_buf = [], [], [], [], [], []
         obs = self.observe()
         for t in range(t_max):
             probs = F.softmax(forward(self.actor, self.actor.params, obs), dim=-1)
-            value = forward(self.critic, self.critic.params, obs).squeeze(-1)
             # inverse-CDF sampling from the member's own uniform: the same action whatever the population
             action = (noise[:, t, :, 0].unsqueeze(-1) > probs.cumsum(-1)).sum(-1).clamp(max=self.env.actions - 1)
             reward, terminated, truncated = (x.view(p, e) for x in self.envs.step(action.view(-1)))
             ended = terminated | truncated
             self.returns += reward
             self._record(ended)
-            # a time limit is not a terminal state: bootstrap the cut episode from its last observation
-            cut = truncated & ~terminated
-            reward = reward.to(torch.float32)
-            if self.device.type != "cpu" or bool(cut.any()):  # on a GPU, a forward pass costs less than a sync
-                reward = reward + self.gamma * forward(self.critic, self.critic.params, self.observe()).squeeze(-1) * cut
+            # a time limit is not a terminal state: the cut episode is bootstrapped from its last observation
+            last_buf.append(self.observe())
+            cut_buf.append(truncated & ~terminated)
             self.envs.reset(ended.view(-1), noise[:, t, :, 1:].reshape(p * e, -1))
             obs_buf.append(obs)
             act_buf.append(action)
-            rew_buf.append(reward)
+            rew_buf.append(reward.to(torch.float32))
             end_buf.append(ended)
-            val_buf.append(value)
             obs = self.observe()
-        next_value = forward(self.critic, self.critic.params, obs).squeeze(-1)
+        # the critic's values of every step's observations, of its last ones (before a reset) and of the next ones,
+        # in one pass after the rollout: no step asks the host whether an episode was cut (a sync on a GPU), and
+        # one pass over every row costs less than one per step
+        values = forward(self.critic, self.critic.params, torch.cat([*obs_buf, *last_buf, obs], 1)).squeeze(-1)
+        values, last_values, next_value = values[:, :t_max * e], values[:, t_max * e:2 * t_max * e], values[:, -e:]
+        rewards = torch.stack(rew_buf, 1) + self.gamma * last_values.view(p, t_max, e) * torch.stack(cut_buf, 1)
         self.env_steps += e * t_max
-        return (torch.stack(obs_buf, 1), torch.stack(act_buf, 1), torch.stack(rew_buf, 1), torch.stack(end_buf, 1),
-                torch.stack(val_buf, 1), next_value)
+        return (torch.stack(obs_buf, 1), torch.stack(act_buf, 1), rewards, torch.stack(end_buf, 1),
+                values.reshape(p, t_max, e), next_value)
 
     def _record(self, ended: Tensor) -> None:
         """Move the returns of episodes that ended into each member's last `window` returns."""
@@ -276,7 +277,7 @@ class ActorCriticPopulation(BatchedTrainable):
         uniforms[dsts] = self._reset_uniforms(dsts).view(len(dsts), self.num_envs, -1)
         self.envs.reset(mask.view(-1), uniforms.view(self.size * self.num_envs, -1))
 
-    def compile(self) -> None:
+    def compile(self, mode: str | None = None, backend: str | None = None) -> None:
         """Not supported for RL populations: the step is many small ops around an environment; trains eagerly."""
         log.warning("%s does not compile: training eagerly", type(self).__name__)
 

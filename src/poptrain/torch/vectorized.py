@@ -18,6 +18,13 @@ from .optim import BatchedOptimizer
 from .stacked import StackedModules, member_cross_entropy
 
 
+def upload(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`t` (on the host) on `device`; to a GPU through pinned memory, asynchronously, so the host does not wait."""
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)  # the pinned buffer lives until the copy is done
+    return t.to(device)
+
+
 class BatchedTrainable:
     """Members stacked in `self.population`, stepped by `self.optimizer`, shuffled by `self.generators`.
 
@@ -36,9 +43,12 @@ class BatchedTrainable:
         self._step: Callable[..., None] = self.train_step
         self._forward: Callable[[torch.Tensor], torch.Tensor] = lambda x: self.population.forward(x)
 
-    def compile(self) -> None:
-        """Run `train_step` and the evaluation forward pass under torch.compile (eager again if that fails)."""
-        self.compiler = Compiler()  # compiler.failed tells whether it fell back to eager
+    def compile(self, mode: str | None = None, backend: str | None = None) -> None:
+        """Run `train_step` and the evaluation forward pass under torch.compile (eager again if that fails).
+
+        `mode` and `backend` are torch.compile's (e.g. mode="reduce-overhead" for CUDA graphs).
+        """
+        self.compiler = Compiler(mode, backend)  # compiler.failed tells whether it fell back to eager
         self._step = self.compiler(self.train_step, "batched training step")
         self._forward = self.compiler(self.population.forward, "batched forward pass")
 
@@ -51,7 +61,7 @@ class BatchedTrainable:
     def epoch(self, x: torch.Tensor, y: torch.Tensor, batch_size: int,
               loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy) -> None:
         """One epoch of minibatches for every member, each in the order its own generator draws."""
-        orders = torch.stack([torch.randperm(len(x), generator=g) for g in self.generators]).to(self.device)
+        orders = upload(torch.stack([torch.randperm(len(x), generator=g) for g in self.generators]), self.device)
         for batch in orders.split(batch_size, dim=1):
             self._step(x[batch], y[batch], loss_fn)
 
