@@ -37,3 +37,15 @@ def test_variants_benchmark_prints_every_section(tmp_path):
     assert re.search(r"multi-objective PBT's hypervolume beat random search's in [01] of 1 seeds", text)
     assert re.search(r"\| 0 \| 0\.\d+ M \| 10 \| 0\.\d+ \| 1 \| 0\.\d+ \| (SGD|neuroevolution) \|", text)
     assert "lives in the script" not in out.stderr  # every trainable is importable by workers
+
+
+def test_distributed_benchmark_prints_its_ratio_and_the_cost_inside_tell(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "distributed.py"), "--smoke"], capture_output=True,
+                         text=True, timeout=300, cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "2 members x 4 intervals of 2 DDP batches" in text
+    assert float(re.search(r"ratio poptrain/bare ([\d.]+)x", text).group(1)) > 0
+    tell = re.search(r"inside tell per interval: rank 0 ([\d.]+) ms, rank 1 ([\d.]+) ms", text)
+    assert tell and float(tell.group(1)) > 0 and float(tell.group(2)) > 0  # both ranks took part in every tell
