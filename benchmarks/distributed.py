@@ -9,7 +9,7 @@ barrier after the last interval (connect and close inside it, process start-up a
 ratio is poptrain's time / bare time; the collective cost is the time each rank spends inside
 `tell`, per interval.
 
-    python benchmarks/distributed.py [--repeats 3] [--smoke]
+    python benchmarks/distributed.py [--repeats 3] [--interval 0.05 | --batches 12] [--smoke]
 """
 
 from __future__ import annotations
@@ -174,14 +174,15 @@ def main() -> None:
     parser.add_argument("--population", type=int, default=4)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--interval", type=float, default=0.05, help="seconds of training per interval (target)")
+    parser.add_argument("--batches", type=int, help="DDP batches per interval (default: timed to make --interval)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one run of each, 2 batches an interval")
     args = parser.parse_args()
     if args.smoke:
-        args.repeats, args.population, args.steps = 1, 2, 4
+        args.repeats, args.population, args.steps, args.batches = 1, 2, 4, 2
     intervals = args.population * args.steps
     bare, pbt, tell, ask, ready, other = [], [], ([], []), [], [], []
     with tempfile.TemporaryDirectory() as folder:
-        batches = 2 if args.smoke else calibrate(folder, args.interval)
+        batches = args.batches or calibrate(folder, args.interval)
         print(f"2 ranks (gloo, CPU), {args.population} members x {args.steps} intervals of {batches} DDP batches, "
               f"repeats={args.repeats} cpus={os.cpu_count()}")
         for i in range(args.repeats):  # alternating, so drift in the machine's load hits both sides
