@@ -77,3 +77,54 @@ def test_fsdp_jobs_share_a_population_and_a_copy_holds_its_sources_full_state(tm
         assert set(state["model"]) == {"0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias"}
         assert state["model"]["2.weight"].shape == (64, 64)  # whole, not one rank's shard
         assert fingerprint(state) == logged[(m, newest.step)]["state"]
+
+
+ROUND_TRIP = """
+import datetime, sys, torch, torch.distributed as dist
+from torch.distributed.fsdp import fully_shard
+from poptrain.store import CheckpointStore
+from poptrain.torch.sharded import full_state, load_full_state
+
+dist.init_process_group("gloo", init_method="file://" + sys.argv[1] + "/pg", rank=0, world_size=1,
+                        timeout=datetime.timedelta(seconds=60))
+
+def member(seed):
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    fully_shard(model[0])
+    fully_shard(model)
+    return model, torch.optim.Adam(model.parameters(), lr=0.01)
+
+source, opt = member(0)
+for _ in range(3):
+    opt.zero_grad()
+    source(torch.randn(16, 4)).pow(2).mean().backward()
+    opt.step()
+store = CheckpointStore("file://" + sys.argv[1] + "/ck")
+checksum = store.save("exp/m.ckpt", full_state(source, opt))  # refused if the state were not plain data
+saved = store.load("exp/m.ckpt", checksum)
+copy, copy_opt = member(1)  # a fresh member whose optimiser has no state yet
+load_full_state(copy, copy_opt, saved)
+again = full_state(copy, copy_opt)
+assert again["model"].keys() == saved["model"].keys()
+assert all(torch.equal(again["model"][k], saved["model"][k]) for k in saved["model"])
+assert all(torch.equal(again["optimizer"]["state"][p][k], v) for p, s in saved["optimizer"]["state"].items()
+           for k, v in s.items())
+before = {k: v.clone() for k, v in saved["model"].items()}
+before_opt = {(p, k): v.clone() for p, s in saved["optimizer"]["state"].items() for k, v in s.items()}
+copy_opt.zero_grad()
+copy(torch.randn(16, 4)).pow(2).mean().backward()
+copy_opt.step()  # training the copy leaves the state it was loaded from alone
+assert all(torch.equal(before[k], saved["model"][k]) for k in before)
+assert all(torch.equal(v, saved["optimizer"]["state"][p][k]) for (p, k), v in before_opt.items())
+assert not torch.equal(full_state(copy, copy_opt)["model"]["0.weight"], saved["model"]["0.weight"])
+dist.destroy_process_group()
+print("round trip ok")
+"""
+
+
+def test_a_full_state_goes_through_the_checkpoint_store_and_into_a_fresh_sharded_member(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "src"), "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-c", ROUND_TRIP, str(tmp_path)], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0 and "round trip ok" in run.stdout, run.stdout + run.stderr
