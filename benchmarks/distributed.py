@@ -157,7 +157,10 @@ def run(mode: str, folder: str, tag: str, population: int, steps: int, batches: 
             p.kill()
             p.join()
     assert all(p.exitcode == 0 for p in procs), f"{mode} run {tag}: exit codes {[p.exitcode for p in procs]}"
-    results = [json.load(open(os.path.join(out, f"{mode}.{r}.json"))) for r in (0, 1)]
+    results = []
+    for r in (0, 1):
+        with open(os.path.join(out, f"{mode}.{r}.json")) as f:
+            results.append(json.load(f))
     assert all(r["intervals"] == population * steps for r in results), results
     return results
 
