@@ -73,3 +73,14 @@ def test_gpu_benchmark_smoke_measures_every_section_and_mode(tmp_path):
 def test_gpu_benchmark_skips_what_its_budget_does_not_reach(tmp_path):
     rows = run_gpu_benchmark(tmp_path, "--budget", "0")["results"]
     assert len(rows) > 10 and all(r["skipped"] == "time budget" for r in rows)
+
+def test_distributed_benchmark_prints_its_ratio_and_the_cost_inside_tell(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "distributed.py"), "--smoke"], capture_output=True,
+                         text=True, timeout=300, cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "2 members x 4 intervals of 2 DDP batches" in text
+    assert float(re.search(r"ratio poptrain/bare ([\d.]+)x", text).group(1)) > 0
+    tell = re.search(r"inside tell per interval: rank 0 ([\d.]+) ms, rank 1 ([\d.]+) ms", text)
+    assert tell and float(tell.group(1)) > 0 and float(tell.group(2)) > 0  # both ranks took part in every tell
