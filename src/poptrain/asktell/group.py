@@ -17,6 +17,7 @@ keep-alive every second, so the other ranks' waits stay within the group's timeo
 
 from __future__ import annotations
 
+import math
 import pickle
 import sys
 import time
@@ -29,6 +30,7 @@ from ..records import Decision, Exploit
 from ..spec import ExperimentSpec
 from .live import REDUCTIONS, Connection, Member, check_reduce
 _KEEP_ALIVE = 1.0  # seconds between rank 0's broadcasts while it waits for a member
+_BUFFER = 4096  # bytes of a message's first broadcast: a decision and the member's fields fit
 _SYNCED = ("step", "steps", "hparams", "running", "pending", "record")  # what a call may change on a Member
 
 
@@ -54,6 +56,7 @@ class GroupConnection:
 
         self.dist, self.group = dist, group
         self.rank, self.size = dist.get_rank(group), dist.get_world_size(group)
+        self._device = _collective_device(dist, group)
         self.inner: Connection | None = None
         self._states: dict[int, Any] = {}  # member -> this rank's state callable, as last told
         self._apply: Callable[[Exploit], None] | None = None
@@ -226,23 +229,47 @@ class GroupConnection:
             self._send(("wait",))
 
     def _reduced(self, result: Any, reduce: str) -> Any:
-        """The result with its score reduced across the ranks (every rank takes part)."""
+        """The result with its score reduced across the ranks (every rank takes part: one all-gather)."""
+        import torch
+
         score, _ = user(score_of, result, self.spec.metric)
-        scores: list[Any] = [None] * self.size
-        self.dist.all_gather_object(scores, score, group=self.group)
-        finite = [s for s in scores if s is not None]
-        value = REDUCTIONS[reduce](finite) if len(finite) == len(scores) else float("nan")
+        mine = torch.tensor([math.nan if score is None else score], dtype=torch.float64, device=self._device)
+        scores = [torch.empty_like(mine) for _ in range(self.size)]
+        self.dist.all_gather(scores, mine, group=self.group)
+        values = [float(s.item()) for s in scores]
+        value = REDUCTIONS[reduce](values) if all(math.isfinite(v) for v in values) else math.nan
         if isinstance(result, dict):
             return {**result, self.spec.metric: value}
         return value
 
+    # One broadcast per message: a fixed buffer holds the length and most messages whole; a longer one
+    # (a state to load) sends its remainder in a second broadcast.
     def _send(self, message: tuple[Any, ...]) -> None:
-        self.dist.broadcast_object_list([message], group=self.group, group_src=0)
+        import torch
+
+        data = pickle.dumps(message)
+        head = torch.zeros(_BUFFER, dtype=torch.uint8)
+        first = data[:_BUFFER - 8]
+        head[:8] = torch.frombuffer(bytearray(len(data).to_bytes(8, "little")), dtype=torch.uint8)
+        head[8:8 + len(first)] = torch.frombuffer(bytearray(first), dtype=torch.uint8)
+        self.dist.broadcast(head.to(self._device), group=self.group, group_src=0)
+        if len(data) > len(first):
+            rest = torch.frombuffer(bytearray(data[len(first):]), dtype=torch.uint8).to(self._device)
+            self.dist.broadcast(rest, group=self.group, group_src=0)
 
     def _receive(self) -> tuple[Any, ...]:
-        box: list[Any] = [None]
-        self.dist.broadcast_object_list(box, group=self.group, group_src=0)
-        return box[0]
+        import torch
+
+        head = torch.empty(_BUFFER, dtype=torch.uint8, device=self._device)
+        self.dist.broadcast(head, group=self.group, group_src=0)
+        head = head.cpu()
+        size = int.from_bytes(bytes(head[:8].tolist()), "little")
+        data = head[8:8 + min(size, _BUFFER - 8)].numpy().tobytes()
+        if size > len(data):
+            rest = torch.empty(size - len(data), dtype=torch.uint8, device=self._device)
+            self.dist.broadcast(rest, group=self.group, group_src=0)
+            data += rest.cpu().numpy().tobytes()
+        return pickle.loads(data)  # rank 0 of this member's own job sent it, as broadcast_object_list would
 
 
 class _Sent:
@@ -253,6 +280,15 @@ class _Sent:
 
 
 _SENT = _Sent()
+
+
+def _collective_device(dist: Any, group: Any) -> Any:
+    """Where the group's collectives take their tensors: this rank's GPU under NCCL, else the CPU."""
+    import torch
+
+    if dist.get_backend(group) == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def _portable(exc: BaseException) -> BaseException:
