@@ -15,6 +15,8 @@ from poptrain.store import open_store
 from conftest import ROOT
 from checks_callbacks import check_copies
 
+SCRIPT_PATH = os.pathsep.join([os.path.join(ROOT, "src"), os.path.join(ROOT, "tests")])  # job_helpers too
+
 pytestmark = pytest.mark.slow
 
 POPULATION, STEPS = 4, 8
@@ -55,22 +57,12 @@ class Net(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1, momentum=0.9)
 
 
-def all_started(rank, ranks):
-    """Wait (a minute at most) until every rank of every job is here, so a slow job still finds a member."""
-    folder = os.path.dirname(log)
-    open(f"{log}.started.{rank}", "w").close()
-    deadline = time.monotonic() + 60
-    while sum(".started." in name for name in os.listdir(folder)) < ranks and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
-def digest(module):
-    return hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in module.parameters())).hexdigest()
+from job_helpers import all_started, digest
 
 
 class Logged(PBTCallback):
     def on_fit_start(self, trainer, module):
-        all_started(trainer.global_rank, ranks)
+        all_started(log, trainer.global_rank, ranks)
         super().on_fit_start(trainer, module)
 
     def on_validation_end(self, trainer, module):
@@ -118,7 +110,7 @@ def test_two_ddp_trainers_of_two_ranks_share_a_population_and_agree_rank_by_rank
     logs = [str(tmp_path / f"job{j}") for j in range(2)]
     procs = []
     for log in logs:
-        env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "src"), "MASTER_ADDR": "127.0.0.1",
+        env = {**os.environ, "PYTHONPATH": SCRIPT_PATH, "MASTER_ADDR": "127.0.0.1",
                "MASTER_PORT": str(free_port()), "OMP_NUM_THREADS": "1"}
         procs.append(subprocess.Popen([sys.executable, str(script), url, log, "4"], env=env, cwd=tmp_path,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
@@ -159,7 +151,7 @@ def test_a_monitor_no_rank_logs_ends_the_ddp_job_with_one_clear_error_and_gives_
                         population=2, steps=2, lease=60.0, storage=url).create()
     script = tmp_path / "fit.py"
     script.write_text(FIT.replace('monitor="val_loss"', 'monitor="val_los"'))
-    env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "src"), "MASTER_ADDR": "127.0.0.1",
+    env = {**os.environ, "PYTHONPATH": SCRIPT_PATH, "MASTER_ADDR": "127.0.0.1",
            "MASTER_PORT": str(free_port()), "OMP_NUM_THREADS": "1"}
     run = subprocess.run([sys.executable, str(script), url, str(tmp_path / "job"), "2"], env=env, cwd=tmp_path,
                          capture_output=True, text=True, timeout=120)

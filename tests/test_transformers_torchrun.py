@@ -14,6 +14,8 @@ from poptrain.store import open_store
 from conftest import ROOT
 from checks_callbacks import check_copies
 
+SCRIPT_PATH = os.pathsep.join([os.path.join(ROOT, "src"), os.path.join(ROOT, "tests")])  # job_helpers too
+
 pytestmark = pytest.mark.slow
 
 POPULATION, STEPS, EVAL_STEPS = 4, 6, 2
@@ -38,22 +40,12 @@ config = transformers.BertConfig(vocab_size=32, hidden_size=8, num_hidden_layers
                                  intermediate_size=16, max_position_embeddings=16, num_labels=2)
 
 
-def all_started(rank, ranks):
-    """Wait (a minute at most) until every rank of every job is here, so a slow job still finds a member."""
-    folder = os.path.dirname(log)
-    open(f"{log}.started.{rank}", "w").close()
-    deadline = time.monotonic() + 60
-    while sum(".started." in name for name in os.listdir(folder)) < ranks and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
-def digest(model):
-    return hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in model.parameters())).hexdigest()
+from job_helpers import all_started, digest
 
 
 class Logged(PBTCallback):
     def on_train_begin(self, args, state, control, **kwargs):
-        all_started(args.process_index, ranks)
+        all_started(log, args.process_index, ranks)
         return super().on_train_begin(args, state, control, **kwargs)
 
     def on_evaluate(self, args, state, control, model=None, optimizer=None, **kwargs):
@@ -92,7 +84,7 @@ def test_two_torchrun_jobs_of_hugging_face_trainers_share_a_population_and_agree
     # max_steps lets one job train every member, should the other be slow to start
     script.write_text(TRAIN.replace("EVAL_STEPS", str(EVAL_STEPS)).replace("MAX_STEPS",
                                                                            str(EVAL_STEPS * STEPS * POPULATION)))
-    env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "src"), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+    env = {**os.environ, "PYTHONPATH": SCRIPT_PATH, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "OMP_NUM_THREADS": "1"}
     logs = [str(tmp_path / f"job{j}") for j in range(2)]
     procs = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
