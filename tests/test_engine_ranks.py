@@ -50,11 +50,16 @@ def test_each_worker_is_a_group_of_two_ranks_that_train_one_member_and_copy_toge
         assert len({row[3] for row in ranks[0]} | {row[3] for row in ranks[1]}) == 2  # two processes
     trained = [row for ranks in groups.values() for row in ranks[0]]
     assert len(trained) == POPULATION * STEPS
+    copies_hold_their_sources(result, groups)
+
+
+def copies_hold_their_sources(result: poptrain.Result, groups: dict) -> None:
+    """Each copy trains on from its source's checkpointed weights, with the explored lr, on both ranks of its group."""
     seeds = {m.id: m.seed for m in result.store.members(result.name)}
     files = CheckpointStore(result.spec["checkpoints"])
     events = result.events()
     assert events
-    for event in events:  # the copy trains on from its source's weights, with the explored lr, on both ranks
+    for event in events:
         source = next(c for c in result.store.checkpoints(result.name, event.source) if c.step == event.source_step)
         copied = weights_hash(files.load(source.key, source.checksum)["model"])
         matches = [row for ranks in groups.values() for rank in (0, 1) for row in ranks[rank]
@@ -116,3 +121,4 @@ def test_the_ray_engine_runs_each_member_as_a_placement_group_of_two_ranks(tmp_p
         assert set(ranks) == {0, 1} and [row[:3] for row in ranks[0]] == [row[:3] for row in ranks[1]]
         assert {row[3] for row in ranks[0]}.isdisjoint({row[3] for row in ranks[1]})
     assert sum(len(ranks[0]) for ranks in groups.values()) == POPULATION * STEPS
+    copies_hold_their_sources(result, groups)
