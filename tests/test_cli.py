@@ -151,6 +151,13 @@ def test_run_in_which_every_member_failed_is_an_error(tmp_path: Path) -> None:
     *logged, last = err.strip().splitlines()
     assert last.startswith("error: every member of 'toy_quadratic' failed") and "'loss'" in last
     assert len(logged) == 2 and all(line.startswith("poptrain: ERROR: member") for line in logged)  # --quiet keeps errors
+
+
+def test_a_worker_whose_every_member_failed_is_an_error_too(tmp_path: Path) -> None:
+    spec = toy_toml(tmp_path, {'metric = "q"': 'metric = "loss"'})
+    url = sqlite(tmp_path / "w.db")
+    code, _, err = cli("worker", spec, "--storage", url, "--quiet")
+    assert code == 2 and err.strip().splitlines()[-1].startswith("error: every member of 'toy_quadratic' failed")
     code, out, err = cli("status", "--storage", url, "--experiment", "toy_quadratic")
     assert code == 0 and "member 0 failed: ValueError" in out
 

@@ -71,6 +71,10 @@ def cmd_worker(args: argparse.Namespace, target: Target) -> None:
     open_store(args.storage, create=False, wait=True).get_spec(args.experiment)
     # a spec given here is the user's own: what it names is theirs to import
     join(args.storage, args.experiment, args.id, trust_spec_code=args.trust_spec_code or args.spec is not None)
+    from ..result import Result
+
+    # as for `run`: a population in which every member failed is an error, not a clean exit
+    ensure_trained(Result(open_store(args.storage, create=False), args.experiment))
 
 
 def cmd_status(args: argparse.Namespace, target: Target) -> None:
