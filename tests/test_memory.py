@@ -89,3 +89,15 @@ def test_the_cli_flag_sets_the_limit(tmp_path, capsys) -> None:
                  "--engine", "vectorized", "--population", "4", "--steps", "1", "--memory-limit", "1000", "--quiet"])
     err = capsys.readouterr().err
     assert code != 0 and "the largest population that fits is 0" in err, err
+
+
+def test_a_cpu_run_without_a_limit_takes_no_trial_steps(tmp_path, monkeypatch) -> None:
+    import poptrain.torch.memory as memory
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the estimate ran on the CPU without a memory_limit")
+
+    monkeypatch.setattr(memory, "estimate", refuse)
+    exp = load_spec(os.path.join(EXAMPLES, "mlp_digits.toml"), storage=f"sqlite:///{tmp_path}/f.db", population=2,
+                    steps=1)
+    assert list(exp.run(engine=Vectorized()).members().step) == [1, 1]

@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from typing import Any, Iterator, Mapping
 
 from .errors import SpecError
+from .policy.registry import IMPORT_PATH  # the one shape of 'module:Name' a spec may name
 
 log = logging.getLogger("poptrain")
 
 TRUST_ENV, MODULES_ENV = "POPTRAIN_TRUST_SPEC", "POPTRAIN_TRUST_MODULES"
-IMPORT_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 STRATEGIES = ("ready", "exploit", "explore")
 
 

@@ -61,6 +61,7 @@ class GroupConnection:
         self._states: dict[int, Any] = {}  # member -> this rank's state callable, as last told
         self._apply: Callable[[Exploit], None] | None = None
         self._sent_state: Any = None  # the copied state an apply message already carried
+        self._alive_at = 0.0  # when rank 0 last told the others it is still waiting for a member
         if self.rank == 0:
             spec = self._lead(lambda: self._open(open_connection))
         else:
@@ -224,7 +225,7 @@ class GroupConnection:
     def _keep_alive(self) -> None:
         """While rank 0 waits for a member, tell the others now and then, so their wait never times out."""
         now = time.monotonic()
-        if now - getattr(self, "_alive_at", 0.0) >= _KEEP_ALIVE:
+        if now - self._alive_at >= _KEEP_ALIVE:
             self._alive_at = now
             self._send(("wait",))
 

@@ -17,13 +17,13 @@ import signal
 import time
 from typing import Any, Callable
 
+from .base import check_workers
+
 GROUP_TIMEOUT = datetime.timedelta(minutes=10)  # the longest any collective of a worker's group may wait
 
 
 def check_ranks(engine: str, ranks: Any) -> int:
     """Ranks per member: a positive integer (1: one process is one member)."""
-    from .base import check_workers
-
     return check_workers(engine, ranks, "ranks_per_member") or 1
 
 

@@ -61,14 +61,16 @@ class VectorizedRun:
 
         One step holds every member, so an error in the user's batched code is charged to each of
         them, and the population restarts from its newest checkpoint, up to `max_failures` times.
-        A torch population (a `BatchedTrainable`) that would not fit on the device is refused
-        before any member is leased.
+        A torch population (a `BatchedTrainable`) that would not fit on an accelerator, or in the
+        `memory_limit` given, is refused before any member is leased (on the CPU without a limit
+        the estimate's two trial steps would only slow every run's start).
         """
         from ..torch.memory import check_fits
         from ..torch.vectorized import BatchedTrainable
 
         active = [m for m in self.store.members(self.name) if m.status == ACTIVE]
-        if active and issubclass(self.batched, BatchedTrainable):  # others keep no tensors to estimate
+        checked = self.memory_limit is not None or not str(self.device).startswith("cpu")
+        if checked and active and issubclass(self.batched, BatchedTrainable):  # others keep no tensors to estimate
             check_fits(self.batched, [m.hparams for m in active], [m.seed for m in active], self.device,
                        self.memory_limit)
         with Heartbeat(self.store, self.name, self.id, self.exp.lease), \
