@@ -122,3 +122,22 @@ def test_the_ray_engine_runs_each_member_as_a_placement_group_of_two_ranks(tmp_p
         assert {row[3] for row in ranks[0]}.isdisjoint({row[3] for row in ranks[1]})
     assert sum(len(ranks[0]) for ranks in groups.values()) == POPULATION * STEPS
     copies_hold_their_sources(result, groups)
+
+
+def test_a_member_group_ray_cannot_place_is_one_error_within_the_time_limit(tmp_path, monkeypatch):
+    import time
+
+    import ray
+
+    from poptrain.engines import ray as ray_engine
+
+    monkeypatch.setattr(ray_engine, "PLACEMENT_TIMEOUT", 3.0)
+    ray.init(num_cpus=1, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    try:
+        pool = ray_engine.ActorPool(ray, f"sqlite:///{tmp_path}/x.db", "x", None, 1, {"cpu": 1.0, "gpu": 0.0}, ranks=2)
+        started = time.monotonic()
+        with pytest.raises(poptrain.PoptrainError, match="could not place a member's 2 ranks within 3 s"):
+            pool.start()  # two bundles of one CPU on a one-CPU Ray never fit
+        assert time.monotonic() - started < 30
+    finally:
+        ray.shutdown()

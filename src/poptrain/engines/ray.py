@@ -166,6 +166,9 @@ class Ray(Engine):
         return max(1, min(int(min(fits)), spec.population))
 
 
+PLACEMENT_TIMEOUT = 300.0  # seconds a member's group of actors may take to be placed and started
+
+
 class ActorPool:
     """The supervisor's view of Ray actors: start one worker (R actors in a placement group for R ranks), see
     which ended (a dead actor's member is unknown; a failed group names its member)."""
@@ -197,7 +200,15 @@ class ActorPool:
         actors = [self.actor.options(scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=rank))
                   .remote(self.url, self.name, worker_id, self.trainable, self.max_held, rank, self.ranks)
                   for rank in range(self.ranks)]
-        address = self.ray.get(actors[0].rendezvous.remote())
+        try:  # a placement group the cluster cannot place would leave this waiting for ever
+            address = self.ray.get(actors[0].rendezvous.remote(), timeout=PLACEMENT_TIMEOUT)
+        except self.ray.exceptions.GetTimeoutError:
+            for actor in actors:
+                self.ray.kill(actor)
+            self.ray.util.remove_placement_group(group)
+            raise PoptrainError(f"Ray could not place a member's {self.ranks} ranks within {PLACEMENT_TIMEOUT:.0f} s "
+                                f"(each asks for {bundle}): lower ranks_per_member or the resources per worker, or "
+                                f"add nodes") from None
         runs = [actor.run.remote(address) for actor in actors]
         self.pending[runs[0]] = (worker_id, actors[0])
         self.groups[worker_id] = (actors[1:], group)
