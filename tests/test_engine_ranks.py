@@ -91,7 +91,7 @@ def test_a_killed_rank_costs_its_member_one_failure_and_the_run_finishes(tmp_pat
     assert members.failures.sum() == 1  # the dead rank's member, charged once
     reports = result.frame()
     assert len(reports) == POPULATION * STEPS  # nothing recorded twice
-    assert len(logs(tmp_path)) >= 3  # the engine started a new group for the dead one
+    # (whether the replacement group trains anything depends on timing: the other group may finish the rest first)
 
 
 def test_a_function_trainable_runs_as_a_group_of_two_ranks(tmp_path, monkeypatch):
