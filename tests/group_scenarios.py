@@ -60,6 +60,27 @@ try:
         dist.barrier()
         seen["decisions"] = [type(pop.tell(member, 1.0)).__name__]
         seen["running"] = member.running
+    elif scenario == "quick":  # ready every 3 steps: two quick tells (one collective each), then a ready one
+        seen["decisions"] = [type(pop.tell(member, float(rank + 1), state=state, reduce="mean")).__name__
+                             for _ in range(3)]
+        seen["record"] = [member.step, member.record.step, member.record.version, member.record.last_score,
+                          member.record.last_ready]
+    elif scenario == "lost_quick":  # the lease is taken over before a quick tell: both ranks learn at the next call
+        if rank == 0:
+            pop.inner._heartbeat.stop()
+            time.sleep(2.5)
+            taken = Connection(pop.inner.store, "group", "thief").ask(wait=False)
+            seen["taken_by_thief"] = taken.id if taken else None
+        dist.barrier()
+        seen["decisions"] = [type(pop.tell(member, 1.0, reduce="max")).__name__]
+        seen["running_after_first"] = member.running
+        seen["decisions"].append(type(pop.tell(member, 1.0, reduce="max")).__name__)
+        seen["running"] = member.running
+    elif scenario == "bad_score":  # rank 1 tells a result that is not a score: both ranks raise, nobody hangs
+        try:
+            pop.tell(member, "oops" if rank == 1 else 1.0, reduce="mean")
+        except Exception as exc:  # noqa: BLE001 - what each rank sees is the point
+            seen["error"] = f"{type(exc).__name__}: {exc}"
     seen["calls"] = calls
     pop.close()
     seen["group"] = isinstance(pop, GroupConnection)

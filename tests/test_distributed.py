@@ -98,11 +98,11 @@ def test_a_killed_rank_ends_its_job_and_the_other_job_finishes_its_member_from_t
 SCENARIOS = os.path.join(ROOT, "tests", "group_scenarios.py")
 
 
-def scenario(tmp_path: Path, name: str, steps: int = 10, lease: float = 60.0) -> list[dict]:
+def scenario(tmp_path: Path, name: str, steps: int = 10, lease: float = 60.0, ready: int = 1) -> list[dict]:
     """Run one scenario of tests/group_scenarios.py as a torchrun job of 2 ranks; what each rank saw."""
     url = f"sqlite:///{tmp_path}/{name}.db"
     poptrain.Experiment(name="group", trainable=None, space={"lr": poptrain.Uniform(0.0, 1.0)}, population=1,
-                        steps=steps, ready=poptrain.Every(1), exploit=poptrain.Truncation(0.5), lease=lease,
+                        steps=steps, ready=poptrain.Every(ready), exploit=poptrain.Truncation(0.5), lease=lease,
                         storage=url, seed=0).create()
     env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "src")}
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -144,3 +144,28 @@ def test_a_lost_lease_releases_the_member_on_every_rank(tmp_path):
     assert seen[0]["taken_by_thief"] == 0
     assert seen[0]["decisions"] == seen[1]["decisions"] == ["Released"]
     assert not seen[0]["running"] and not seen[1]["running"]
+
+
+def test_an_interval_not_ready_takes_the_quick_tell_and_both_ranks_hold_the_same_member(tmp_path):
+    seen = scenario(tmp_path, "quick", ready=3)
+    assert seen[0]["decisions"] == seen[1]["decisions"] == ["Continue"] * 3
+    assert seen[0]["record"] == seen[1]["record"] == [3, 3, 3, 1.5, 3]  # step, its record, version, mean score, ready
+    assert seen[0]["calls"] == seen[1]["calls"] == ["state"]  # the checkpoint at step 3 only
+    store = open_store(f"sqlite:///{tmp_path}/quick.db")
+    assert [(r.step, r.score) for r in store.reports("group")] == [(1, 1.5), (2, 1.5), (3, 1.5)]
+    assert store.member("group", 0).step == 3 and store.checkpoints("group", 0)[0].step == 3
+
+
+def test_a_lease_lost_under_a_quick_tell_releases_the_member_on_every_rank_at_the_next_call(tmp_path):
+    seen = scenario(tmp_path, "lost_quick", lease=1.0, ready=3)
+    assert seen[0]["taken_by_thief"] == 0
+    assert seen[0]["decisions"] == seen[1]["decisions"] == ["Continue", "Released"]
+    assert seen[0]["running_after_first"] and seen[1]["running_after_first"]
+    assert not seen[0]["running"] and not seen[1]["running"]
+    assert open_store(f"sqlite:///{tmp_path}/lost_quick.db").reports("group") == []  # the thief's lease held
+
+
+def test_a_result_that_is_not_a_score_on_one_rank_raises_on_every_rank(tmp_path):
+    seen = scenario(tmp_path, "bad_score", ready=3)
+    assert seen[1]["error"] == "MemberError: ValueError: evaluate()'s metric 'score' is 'oops', not a number"
+    assert seen[0]["error"].startswith("MemberError: rank 1 of this member's group told a result that is not a score")

@@ -13,6 +13,11 @@ first tells the others to call theirs, and rank 0's value is the one saved. An e
 (a lost store, a refused call) is broadcast and raised on every rank, so no rank is left in a
 collective the others skipped. While rank 0 waits for a member to become due it broadcasts a
 keep-alive every second, so the other ranks' waits stay within the group's timeout.
+
+An interval that is not ready, told with `reduce`, takes one collective: the all-gather of the
+scores carries rank 0's word that nothing is to be decided, so every rank returns Continue at
+once and rank 0 writes the report after. Should that write find the lease lost (or the store
+gone), the outcome reaches every rank at the group's next call.
 """
 
 from __future__ import annotations
@@ -25,10 +30,12 @@ from dataclasses import replace
 from typing import Any, Callable, Mapping
 
 from ..errors import PoptrainError
-from ..outcome import score_of, user
-from ..records import Decision, Exploit
+from ..outcome import MemberError, score_of, user
+from ..records import Continue, Decision, Exploit
 from ..spec import ExperimentSpec
-from .live import REDUCTIONS, Connection, Member, check_reduce
+from .live import REDUCTIONS, Connection, Member, check_reduce, log
+from .step import TRAIN_ON, next_move
+
 _KEEP_ALIVE = 1.0  # seconds between rank 0's broadcasts while it waits for a member
 _BUFFER = 4096  # bytes of a message's first broadcast: a decision and the member's fields fit
 _SYNCED = ("step", "steps", "hparams", "running", "pending", "record")  # what a call may change on a Member
@@ -62,6 +69,7 @@ class GroupConnection:
         self._apply: Callable[[Exploit], None] | None = None
         self._sent_state: Any = None  # the copied state an apply message already carried
         self._alive_at = 0.0  # when rank 0 last told the others it is still waiting for a member
+        self._pending: tuple[int, Any] | None = None  # rank 0: (member, Released or error) a quick tell's write met
         if self.rank == 0:
             spec = self._lead(lambda: self._open(open_connection))
         else:
@@ -98,6 +106,9 @@ class GroupConnection:
     def close(self) -> None:
         """Give back what rank 0 holds; every rank returns once all have seen it (a rank that left early would
         close its end of the group under one still receiving)."""
+        if self._pending is not None and isinstance(self._pending[1], BaseException):
+            log.warning("closing after a report rank 0 could not store: %s", self._pending[1])
+        self._pending = None
         self._call(lambda c: c.close())
         self.dist.barrier(group=self.group)
 
@@ -110,18 +121,21 @@ class GroupConnection:
         """As `Connection.tell`, on every rank: the score is rank 0's, or `reduce` ("mean", "min", "max") of every
         rank's; `state` callables run on every rank and rank 0's value is saved; `apply` runs on every rank."""
         check_reduce(reduce)
-        if reduce is not None:
-            result = self._reduced(result, reduce)
         if callable(state):
             self._states[member.id] = state
+        if reduce is not None:
+            trains_on = next_move(self.spec, member.step + 1, member.record.last_ready) == TRAIN_ON
+            result, quick = self._reduced(result, reduce, offer=trains_on)
+            if quick:
+                return self._train_on(member, result, state)
         return self._call(lambda c: c.tell(member, result, self._collective(member.id, state), self._applier(apply)),
-                          member, apply)
+                          member, apply, deliver=True)
 
     def decide(self, member: Member, state: Any = None, apply: Callable[[Exploit], None] | None = None) -> Decision:
         if callable(state):
             self._states[member.id] = state
         return self._call(lambda c: c.decide(member, self._collective(member.id, state), self._applier(apply)),
-                          member, apply)
+                          member, apply, deliver=True)
 
     def fail(self, member: Member, error: str) -> str:
         return self._call(lambda c: c.fail(member, error), member)
@@ -131,9 +145,10 @@ class GroupConnection:
 
     # the protocol
     def _call(self, run: Callable[[Connection], Any], member: Member | None = None,
-              apply: Callable[[Exploit], None] | None = None) -> Any:
+              apply: Callable[[Exploit], None] | None = None, deliver: bool = False) -> Any:
         if self.rank == 0:
             assert self.inner is not None
+            run = self._delivering(run, member, deliver)
             result = self._lead(lambda: run(self.inner), member)
         else:
             self._apply = apply
@@ -144,6 +159,45 @@ class GroupConnection:
         if isinstance(result, Member):
             result.connection = self  # type: ignore[assignment]
         return result
+
+    def _train_on(self, member: Member, result: Any, state: Any) -> Decision:
+        """A quick tell: every rank moves the member on and trains on; rank 0 then stores the report."""
+        score, _ = user(score_of, result, self.spec.metric)
+        told = member.record
+        if self.rank == 0:
+            assert self.inner is not None
+            try:
+                outcome: Any = self.inner.tell(member, result, self._collective(member.id, state))
+            except Exception as exc:  # noqa: BLE001 - a store gone for good: every rank raises it at the next call
+                outcome = exc
+            if isinstance(outcome, Continue):
+                return outcome
+            self._pending = (member.id, outcome)
+            member.record, member.running = told, True  # as the other ranks have it until the next call
+        member.advance(score)
+        return Continue()
+
+    def _delivering(self, run: Callable[[Connection], Any], member: Member | None,
+                    deliver: bool) -> Callable[[Connection], Any]:
+        """`run`, or instead what a quick tell's write met: its error, or (to a tell) the member's release."""
+        if self._pending is None:
+            return run
+        pending, self._pending = self._pending, None
+        lost_member, outcome = pending
+
+        def raise_it(_: Connection) -> Any:
+            raise outcome
+
+        def release(_: Connection) -> Any:
+            assert member is not None
+            member.running = False
+            return outcome
+
+        if isinstance(outcome, BaseException):
+            return raise_it
+        if deliver and member is not None and member.id == lost_member:
+            return release
+        return run  # a lost member that this call is not about: it already left rank 0's connection
 
     def _lead(self, run: Callable[[], Any], member: Member | None = None) -> Any:
         """Run the call on rank 0, then send its outcome (value and the member as it now is) to every rank."""
@@ -229,19 +283,34 @@ class GroupConnection:
             self._alive_at = now
             self._send(("wait",))
 
-    def _reduced(self, result: Any, reduce: str) -> Any:
-        """The result with its score reduced across the ranks (every rank takes part: one all-gather)."""
+    def _reduced(self, result: Any, reduce: str, offer: bool) -> tuple[Any, bool]:
+        """The result with its score reduced across the ranks, and whether rank 0 takes the quick tell (`offer`:
+        nothing is due at this interval). Every rank takes part in the one all-gather, a rank whose result is not
+        a score too: then every rank raises."""
         import torch
 
-        score, _ = user(score_of, result, self.spec.metric)
-        mine = torch.tensor([math.nan if score is None else score], dtype=torch.float64, device=self._device)
-        scores = [torch.empty_like(mine) for _ in range(self.size)]
-        self.dist.all_gather(scores, mine, group=self.group)
-        values = [float(s.item()) for s in scores]
+        try:
+            score, _ = user(score_of, result, self.spec.metric)
+            error: MemberError | None = None
+        except MemberError as exc:
+            score, error = None, exc
+        quick = offer and self.rank == 0 and self._pending is None
+        mine = torch.tensor([math.nan if score is None else score, error is not None, quick], dtype=torch.float64,
+                            device=self._device)
+        gathered = [torch.empty_like(mine) for _ in range(self.size)]
+        self.dist.all_gather(gathered, mine, group=self.group)
+        rows = torch.stack(gathered).cpu().tolist()
+        failed = [rank for rank, row in enumerate(rows) if row[1]]
+        if error is not None:
+            raise error
+        if failed:
+            raise MemberError(f"rank {failed[0]} of this member's group told a result that is not a score "
+                              f"(that rank raised why)")
+        values = [row[0] for row in rows]
         value = REDUCTIONS[reduce](values) if all(math.isfinite(v) for v in values) else math.nan
         if isinstance(result, dict):
-            return {**result, self.spec.metric: value}
-        return value
+            return {**result, self.spec.metric: value}, bool(rows[0][2])
+        return value, bool(rows[0][2])
 
     # One broadcast per message: a fixed buffer holds the length and most messages whole; a longer one
     # (a state to load) sends its remainder in a second broadcast.

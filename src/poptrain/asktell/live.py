@@ -65,6 +65,11 @@ class Member:
         """A counter of the member's changes: a live copy made at this version is current."""
         return self.record.version
 
+    def advance(self, score: float | None) -> None:
+        """Move the member one told interval on: its step, version and last score."""
+        self.step = self.record.step + 1
+        self.record = replace(self.record, step=self.step, version=self.record.version + 1, last_score=score)
+
 
 class Connection:
     """One process's connection to a stored population: `ask` for a member, `tell` after each interval.
@@ -218,13 +223,13 @@ class Connection:
         check_reduce(reduce)
         score, metrics = user(score_of, result, self.spec.metric)
         rec = member.record
-        step = rec.step + 1
         try:
-            self.store.report(self.name, rec.id, self.id, step, score, metrics, rec.hparams, time.time())
+            self.store.report(self.name, rec.id, self.id, rec.step + 1, score, metrics, rec.hparams, time.time())
         except LeaseLost as exc:
             return self._lost(member, exc)
-        rec = replace(rec, step=step, version=rec.version + 1, last_score=score)
-        member.record, member.step = rec, step
+        member.advance(score)
+        rec = member.record
+        step = rec.step
         self.live[rec.id] = (rec.version, state)
         try:
             move = next_move(self.spec, step, rec.last_ready)
