@@ -84,3 +84,18 @@ def test_distributed_benchmark_prints_its_ratio_and_the_cost_inside_tell(tmp_pat
     assert float(re.search(r"ratio poptrain/bare ([\d.]+)x", text).group(1)) > 0
     tell = re.search(r"inside tell per interval: rank 0 ([\d.]+) ms, rank 1 ([\d.]+) ms", text)
     assert tell and float(tell.group(1)) > 0 and float(tell.group(2)) > 0  # both ranks took part in every tell
+
+
+def test_scale_benchmark_smoke_measures_every_reader_on_both_stores(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "scale.py"), "--smoke"], capture_output=True,
+                         text=True, timeout=300, cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    for store in ("sqlite", "postgresql"):
+        section = text.split(f"{store}: ")[1]
+        assert section.startswith("20 members x 20 intervals = 400 reports")
+        for figure in (r"poptrain status: [\d.]+ s", r"exploit decision: median [\d.]+ ms, p99 [\d.]+ ms",
+                       r"poptrain report: [\d.]+ s .*, [\d.]+ MB", r"dashboard: experiments list [\d.]+ s",
+                       r"Result.frame\(\): [\d.]+ s, 400 rows", r"store: \d+ MB on disk, \d+ bytes a report"):
+            assert re.search(figure, section), (figure, section)

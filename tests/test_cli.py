@@ -377,3 +377,21 @@ def test_load_spec_errors_name_the_file(tmp_path: Path) -> None:
     bad.write_text('name = "x"\npaths = "examples"\n')
     with pytest.raises(SpecError, match=r"bad\.toml: paths must be a list"):
         load_spec(bad)
+
+
+def test_status_of_a_large_population_lists_its_best_and_all_of_them_when_asked(tmp_path: Path) -> None:
+    from poptrain.cli.show import SHOWN_MEMBERS
+
+    url = f"sqlite:///{tmp_path}/large.db"
+    store_members = SHOWN_MEMBERS + 5
+    poptrain.Experiment(name="large", trainable="scale:DriftPopulation", paths=[os.path.join(ROOT, "benchmarks")],
+                        metric="score", mode="max", population=store_members, steps=2,
+                        space={"target": poptrain.Uniform(0.0, 2.0)}, storage=url, seed=0).run(engine="vectorized")
+    best = [m.id for m in poptrain.load(url, "large").best_members()][:SHOWN_MEMBERS]
+    code, out, err = cli("status", "--storage", url, "--experiment", "large")
+    assert code == 0, err
+    rows = [int(line.split("│")[1]) for line in out.split("exploits so far")[0].splitlines() if line.startswith("│")]
+    assert rows == best and f"best of {store_members} members" in out  # best first, the rest left out
+    code, out, err = cli("status", "--storage", url, "--experiment", "large", "--all")
+    rows = [int(line.split("│")[1]) for line in out.split("exploits so far")[0].splitlines() if line.startswith("│")]
+    assert code == 0 and rows == list(range(store_members)), err

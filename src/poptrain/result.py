@@ -60,6 +60,9 @@ class BestMember:
                                                            allow_pickle=allow_pickle)
 
 
+STALL_WINDOW = 10  # the reports per member that tell its usual interval
+
+
 class Result:
     """Reads an experiment's store; never writes training state."""
 
@@ -157,8 +160,9 @@ class Result:
 
         from . import analysis
 
-        return analysis.stalled(self.store.reports(self.name), self.store.members(self.name), time.time(), factor,
-                                floor)
+        # a member's usual interval is read from its latest reports, never the whole history
+        return analysis.stalled(self.store.recent_reports(self.name, STALL_WINDOW), self.store.members(self.name),
+                                time.time(), factor, floor)
 
     def tree(self) -> pd.DataFrame:
         """The lineage tree: every member's segments between exploits and the source of each."""
@@ -171,7 +175,10 @@ class Result:
         from . import analysis
 
         member = self.best().id if member_id is None else self._known(member_id)
-        return analysis.winning_lineage(self.store.reports(self.name), self.store.events(self.name), member)
+        events = self.store.events(self.name)
+        chain = analysis.ancestry(events, member)
+        wanted = {member, *(e.member for e in chain), *(e.source for e in chain)}  # whose reports the curve reads
+        return analysis.winning_lineage(self.store.reports(self.name, members=wanted), events, member)
 
     def _known(self, member_id: int) -> int:
         """The member id, if the experiment has that member; else one line saying which it has."""

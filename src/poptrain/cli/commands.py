@@ -84,7 +84,7 @@ def cmd_status(args: argparse.Namespace, target: Target) -> None:
     else:
         from ..result import Result
 
-        print_members(Result(store, args.experiment))
+        print_members(Result(store, args.experiment), every=args.all)
 
 
 def cmd_best(args: argparse.Namespace, target: Target) -> None:

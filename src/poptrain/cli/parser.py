@@ -12,7 +12,7 @@ from .commands import (cmd_best, cmd_create, cmd_dashboard, cmd_export, cmd_repl
                        cmd_status, cmd_worker)
 from ..redact import STORAGE_ENV
 from .options import OPTION
-from .show import one_line
+from .show import SHOWN_MEMBERS, one_line
 
 
 CHECKPOINTS_HELP = ("checkpoint folder or fsspec URL, e.g. s3://bucket/run (default: the spec's, else "
@@ -122,6 +122,8 @@ def parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="the experiments in a store, or one experiment's members")
     storage_flag(status)
     status.add_argument("--experiment")
+    status.add_argument("--all", action="store_true",
+                        help=f"list every member (by default a population over {SHOWN_MEMBERS} lists its best)")
     status.set_defaults(func=cmd_status, quiet=False)
 
     best = sub.add_parser("best", help="the best member as JSON")

@@ -169,15 +169,23 @@ def print_experiments(store: Store) -> None:
     con.print(table)
 
 
-def print_members(result: Result) -> None:
-    """One row per member of an experiment, and the exploits so far."""
+SHOWN_MEMBERS = 40  # a larger population lists its best this many (a terminal, not a report)
+
+
+def print_members(result: Result, every: bool = False) -> None:
+    """One row per member of an experiment (its best only, for a large one unless `every`), and the exploits."""
     con = console()
     p = result.progress()
-    table = Table(title=escape(f"{result.name}: {p.steps_done}/{p.steps_total} member-intervals"))
+    members = result.store.members(result.name)
+    listed = members
+    title = f"{result.name}: {p.steps_done}/{p.steps_total} member-intervals"
+    if len(members) > SHOWN_MEMBERS and not every:
+        listed = best_members(members, result.spec["mode"])[:SHOWN_MEMBERS]
+        title += f" · its {len(listed)} best of {len(members)} members (--all lists every one)"
+    table = Table(title=escape(title))
     for column in ("member", "status", "step", "last score", "failures", "hyperparameters"):
         table.add_column(column, justify="left" if column in ("status", "hyperparameters") else "right")
-    members = result.store.members(result.name)
-    for m in members:
+    for m in listed:
         table.add_row(str(m.id), escape(m.status), str(m.step), fmt(m.last_score), str(m.failures),
                       escape(fmt_hparams(m.hparams)))
     con.print(table)
@@ -200,13 +208,16 @@ def print_lineage(result: Result, best: int | None) -> None:
         table = Table(title="lineage: who copied whom")
         for column in ("member", "copied from (times)"):
             table.add_column(column, justify="right" if column == "member" else "left")
-        for member, rows in copies.groupby("member"):
+        groups = list(copies.groupby("member"))
+        for member, rows in groups[:SHOWN_MEMBERS]:
             table.add_row(str(member), ", ".join(f"{s} ({n})" for s, n in zip(rows.source, rows.copies)))
+        if len(groups) > SHOWN_MEMBERS:
+            table.caption = f"the first {SHOWN_MEMBERS} of {len(groups)} members that copied (Result.copies() holds every one)"
         con.print(table)
     if best is None:
         return
     curve = result.winning_lineage(best)
-    names = [c for c in curve.columns if c not in ("age", "member", "step", "score")]
+    names = [c for c in curve.columns if c not in ("age", "member", "step", "score", "copies")]
     table = Table(title=f"schedule of the best member ({best}), through the members it descends from")
     for column in ("steps", "member", *names, "score at end"):
         table.add_column(escape(str(column)), justify="right")

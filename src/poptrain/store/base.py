@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 import numpy as np
 
@@ -263,8 +263,8 @@ class Store(ABC):
         return sorted(out, key=lambda r: (r.member, r.step))
 
     @abstractmethod
-    def reports(self, name: str) -> list[Report]:
-        """Every report of the experiment."""
+    def reports(self, name: str, members: Collection[int] | None = None) -> list[Report]:
+        """Every report of the experiment (only those of `members` if given), by member then step."""
 
     @abstractmethod
     def events(self, name: str, after: int | None = None) -> list[Event]:

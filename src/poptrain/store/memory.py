@@ -6,7 +6,7 @@ import json
 import threading
 from dataclasses import replace
 from types import SimpleNamespace
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 import numpy as np
 
@@ -261,9 +261,10 @@ class MemoryStore(Store):
                            if (m.id, s) in exp.reports)
             return out
 
-    def reports(self, name: str) -> list[Report]:
+    def reports(self, name: str, members: Collection[int] | None = None) -> list[Report]:
         with self._lock:
-            return [r for _, r in sorted(self._get(name).reports.items())]
+            return [r for (member, _), r in sorted(self._get(name).reports.items())
+                    if members is None or member in members]
 
     def events(self, name: str, after: int | None = None) -> list[Event]:
         with self._lock:

@@ -10,7 +10,7 @@ import random
 import sqlite3
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, NoReturn, Sequence, TypeVar
+from typing import Any, Callable, Collection, Iterator, NoReturn, Sequence, TypeVar
 from urllib.parse import quote
 
 try:
@@ -649,13 +649,19 @@ class SQLStore(Store):
             return [Report(member=x.member, step=x.step, score=x.score, metrics=json.loads(x.metrics),
                            hparams=json.loads(x.hparams), time=x.time) for x in c.execute(query)]
 
-    def reports(self, name: str) -> list[Report]:
+    def reports(self, name: str, members: Collection[int] | None = None) -> list[Report]:
         r = t.reports.c
         with self._read() as c:
             eid = self._eid(c, name)
-            rows = c.execute(select(t.reports).where(r.experiment_id == eid).order_by(r.member, r.step))
+            query = select(t.reports).where(r.experiment_id == eid)
+            if members is not None:
+                query = query.where(r.member.in_(sorted(members)))
+            # a member's hyperparameters change only at an exploit: each distinct text is decoded once
+            hparams: dict[str, Any] = {}
             return [Report(member=x.member, step=x.step, score=x.score, metrics=json.loads(x.metrics),
-                           hparams=json.loads(x.hparams), time=x.time) for x in rows]
+                           hparams=hparams[x.hparams] if x.hparams in hparams else
+                           hparams.setdefault(x.hparams, json.loads(x.hparams)), time=x.time)
+                    for x in c.execute(query.order_by(r.member, r.step))]
 
     def events(self, name: str, after: int | None = None) -> list[Event]:
         e = t.events.c

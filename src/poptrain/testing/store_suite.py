@@ -177,6 +177,9 @@ class StoreSuite:
         store.record_failure("e", 1, w(1), "boom", max_failures=0)
         assert {r.member for r in store.recent_reports("e", 5)} == {0}  # a failed member's reports are not read
         assert reports[2].score is None and math.isnan(reports[2].metrics["acc"])
+        assert [(r.member, r.step) for r in store.reports("e", members={1})] == [(1, 1)]  # only the members asked for
+        assert [r.member for r in store.reports("e", members=[1, 0])] == [0, 0, 0, 0, 1]
+        assert store.reports("e", members=set()) == []
 
 
     def test_report_many_records_a_step_of_every_member(self, storage):
