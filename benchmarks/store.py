@@ -7,9 +7,16 @@
    95th percentile while other workers keep reporting. A worker's first decision reads one row
    per member; later ones read only the members whose score changed since (never the history).
 
+3. With `--clients N` instead: N ask/tell client processes (an interval is a sleep and a score)
+   train one PostgreSQL population of 256 members to its budget; it prints lease claims per
+   second with N processes claiming, and the p50 / p99 milliseconds of a lease (`ask`), a tell
+   without a decision, a tell at a ready step, and the decision inside it (read the standings,
+   pick); then checks that every member reached its budget and no interval was recorded twice.
+
 PostgreSQL is a throw-away server started from `initdb`/`postgres` on the PATH (as the tests do).
 
     python benchmarks/store.py [--reports 400] [--claims 200] [--sizes 1000 10000]
+    python benchmarks/store.py --clients 64 [--members 256] [--steps 12] [--interval 0.05]
 """
 
 from __future__ import annotations
@@ -31,9 +38,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 import numpy as np  # noqa: E402
 import scipy.stats  # noqa: E402,F401  (the t-test imports it on first use; keep that out of the timings)
 
+from faults.helpers import audit  # noqa: E402
 from pg import Postgres  # noqa: E402
 from poptrain.standings import read_standings  # noqa: E402
-from poptrain import Experiment  # noqa: E402
+from poptrain import Every, Experiment, Exploit  # noqa: E402
+from poptrain.asktell import Connection  # noqa: E402
 from poptrain.policy import EXPLOIT_RNG, decision_rng  # noqa: E402
 from poptrain.store import MemberRecord, open_store  # noqa: E402
 
@@ -71,11 +80,11 @@ def _writer(url: str, name: str, worker: str, task: str, count: int, start: Any,
     store.close()
 
 
-def throughput(url: str, task: str, writers: int, count: int) -> float:
+def throughput(url: str, task: str, writers: int, count: int, start_method: str = "spawn") -> float:
     """Operations per second over all `writers` processes, from the first start to the last finish."""
     name = f"{task}-{writers}"
     experiment(url, name, 2 * writers)
-    ctx = mp.get_context("spawn")
+    ctx = mp.get_context(start_method)
     start, times = ctx.Barrier(writers + 1, timeout=120), ctx.Queue()
     procs = [ctx.Process(target=_writer, args=(url, name, f"w{i}", task, count, start, times)) for i in range(writers)]
     for p in procs:
@@ -130,16 +139,121 @@ def decision_times(url: str, members: int, exploit: str, history: int, samples: 
     return first, out
 
 
+class TimedConnection(Connection):
+    """An ask/tell connection that notes how many milliseconds each decision takes (read the standings, pick)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.decisions: list[float] = []
+
+    def _pick(self, rec: Any, at_step: int | None) -> Any:
+        began = time.perf_counter()
+        try:
+            return super()._pick(rec, at_step)
+        finally:
+            self.decisions.append(1000 * (time.perf_counter() - began))
+
+
+def _client(url: str, name: str, worker: str, interval: float, start: Any, out: mp.Queue) -> None:
+    """A user's own loop: ask for a member, train it to its budget (a sleep and a score per interval), ask again."""
+    pop = TimedConnection(open_store(url, create=False), name, worker)
+    leases: list[float] = []
+    tells: list[float] = []
+    ready: list[float] = []
+    start.wait()
+    while True:
+        began = time.perf_counter()
+        member = pop.ask()
+        if member is None:
+            break
+        leases.append(1000 * (time.perf_counter() - began))
+        x = member.state["x"] if member.state is not None else 0.0
+        while member.running:
+            time.sleep(interval)
+            x += member.hparams["lr"]
+            decided = len(pop.decisions)
+            began = time.perf_counter()
+            decision = pop.tell(member, x, state={"x": x})
+            (ready if len(pop.decisions) > decided else tells).append(1000 * (time.perf_counter() - began))
+            if isinstance(decision, Exploit):
+                x = decision.state["x"]
+    pop.close()
+    out.put((leases, tells, ready, pop.decisions))
+
+
+def clients(url: str, count: int, members: int, steps: int, interval: float, checkpoints: str,
+            name: str = "clients") -> tuple[dict[str, list[float]], float]:
+    """Train one population with `count` ask/tell client processes; each operation's milliseconds, and the seconds taken.
+
+    The clients are forked from this process (it must not hold threads or open store connections).
+    """
+    Experiment(name=name, trainable=None, space={"lr": {"type": "uniform", "low": 0.0, "high": 1.0}},
+               population=members, steps=steps, ready=Every(4), metric="score", mode="max", storage=url,
+               checkpoints=checkpoints, keep_checkpoints=2).create()
+    ctx = mp.get_context("fork")
+    start, out = ctx.Barrier(count + 1, timeout=120), ctx.Queue()
+    procs = [ctx.Process(target=_client, args=(url, name, f"client-{i}", interval, start, out)) for i in range(count)]
+    for p in procs:
+        p.start()
+    start.wait()
+    began = time.perf_counter()
+    times: dict[str, list[float]] = {"lease": [], "tell": [], "ready tell": [], "decision": []}
+    deadline = time.time() + 900
+    for _ in range(count):
+        while True:
+            try:
+                found = out.get(timeout=1)
+                break
+            except queue.Empty:
+                if time.time() > deadline or any(p.exitcode not in (None, 0) for p in procs):
+                    for p in procs:
+                        p.kill()
+                    raise SystemExit("an ask/tell client failed or hung") from None
+        for key, values in zip(times, found):
+            times[key].extend(values)
+    took = time.perf_counter() - began
+    for p in procs:
+        p.join(60)
+    return times, took
+
+
+def run_clients(server: Postgres, folder: str, count: int, members: int, steps: int, interval: float,
+                claims: int) -> None:
+    """Print the `--clients` figures, and fail if a member missed its budget or an interval was recorded twice."""
+    claimed = throughput(server.new_database(), "claims", count, claims, start_method="fork")
+    url = server.new_database()
+    times, took = clients(url, count, members, steps, interval, f"{folder}/checkpoints")
+    print(f"{count} ask/tell clients on one PostgreSQL population of {members} members x {steps} intervals "
+          f"(a {interval * 1000:g} ms sleep each; {os.cpu_count()} CPU cores here): {took:.1f} s")
+    print(f"  lease claims with {count} processes claiming: {claimed:.0f} claims/s")
+    for key, ms in times.items():
+        print(f"  {key:>10}: p50 {np.percentile(ms, 50):7.2f} ms  p99 {np.percentile(ms, 99):7.2f} ms  ({len(ms)} timed)")
+    store = open_store(url, create=False)
+    found = audit(store, "clients", steps, f"{folder}/checkpoints")
+    print(f"  members at their budget: {found.completed}/{found.members}; intervals lost {found.lost}, "
+          f"recorded twice {found.duplicated + found.unexpected}")
+    store.close()
+    if found.completed != found.members or found.lost or found.duplicated or found.unexpected:
+        raise SystemExit("the clients lost or duplicated work")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reports", type=int, default=400, help="reports per writer")
     parser.add_argument("--claims", type=int, default=200, help="claim-and-release rounds per writer")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--history", type=int, default=10, help="reports per member before deciding")
+    parser.add_argument("--clients", type=int, help="instead: this many ask/tell client processes on one population")
+    parser.add_argument("--members", type=int, default=256, help="with --clients: the population")
+    parser.add_argument("--steps", type=int, default=12, help="with --clients: intervals per member")
+    parser.add_argument("--interval", type=float, default=0.05, help="with --clients: seconds of sleep per interval")
     args = parser.parse_args()
     server = Postgres()
     try:
         with tempfile.TemporaryDirectory() as folder:
+            if args.clients:
+                run_clients(server, folder, args.clients, args.members, args.steps, args.interval, args.claims)
+                return
             urls = {"sqlite": lambda tag: f"sqlite:///{folder}/{tag}.db",
                     "postgresql": lambda tag: server.new_database()}
             print(f"store throughput (2 CPU cores here; {args.reports} reports / {args.claims} claims per writer)")
