@@ -11,7 +11,9 @@
    train one PostgreSQL population of 256 members to its budget; it prints lease claims per
    second with N processes claiming, and the p50 / p99 milliseconds of a lease (`ask`), a tell
    without a decision, a tell at a ready step, and the decision inside it (read the standings,
-   pick); then checks that every member reached its budget and no interval was recorded twice.
+   pick), each with its mean CPU time in the client and its SQL statements, and where the CPU
+   went (clients, their polls while the last members finish, the PostgreSQL server); then checks
+   that every member reached its budget and no interval was recorded twice.
 
 PostgreSQL is a throw-away server started from `initdb`/`postgres` on the PATH (as the tests do).
 
@@ -140,51 +142,84 @@ def decision_times(url: str, members: int, exploit: str, history: int, samples: 
 
 
 class TimedConnection(Connection):
-    """An ask/tell connection that notes how many milliseconds each decision takes (read the standings, pick)."""
+    """An ask/tell connection that notes the milliseconds and CPU milliseconds (this thread's) of each decision."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.decisions: list[float] = []
+        self.decisions: list[tuple[float, float, int]] = []
 
     def _pick(self, rec: Any, at_step: int | None) -> Any:
-        began = time.perf_counter()
-        try:
+        with Timing(self.decisions):
             return super()._pick(rec, at_step)
-        finally:
-            self.decisions.append(1000 * (time.perf_counter() - began))
+
+
+class Timing:
+    """Appends (milliseconds, CPU milliseconds of this thread, SQL statements) of the block to `into`."""
+
+    statements = 0  # SQL statements this process sent so far (BEGIN, COMMIT and the pool's pre-ping not counted)
+
+    def __init__(self, into: list[tuple[float, float, int]]) -> None:
+        self.into = into
+
+    def __enter__(self) -> "Timing":
+        self.began, self.cpu, self.statements_before = time.perf_counter(), time.thread_time(), Timing.statements
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.into.append((1000 * (time.perf_counter() - self.began), 1000 * (time.thread_time() - self.cpu),
+                          Timing.statements - self.statements_before))
+
+
+def _count_statements() -> None:
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    def count(*_: Any) -> None:
+        Timing.statements += 1
+
+    event.listen(Engine, "before_cursor_execute", count)
 
 
 def _client(url: str, name: str, worker: str, interval: float, start: Any, out: mp.Queue) -> None:
     """A user's own loop: ask for a member, train it to its budget (a sleep and a score per interval), ask again."""
+    _count_statements()
     pop = TimedConnection(open_store(url, create=False), name, worker)
-    leases: list[float] = []
-    tells: list[float] = []
-    ready: list[float] = []
+    times: dict[str, list[tuple[float, float, int]]] = {"lease": [], "tell": [], "ready tell": [], "waiting": []}
+    polls = 0
+
+    def waited() -> None:
+        nonlocal polls
+        polls += 1
+
     start.wait()
     while True:
-        began = time.perf_counter()
-        member = pop.ask()
-        if member is None:
+        with Timing(times["lease"]) as lease:
+            member = pop.ask(on_wait=waited)
+        if member is None:  # the wait for the last members to finish
+            times["waiting"].append(times["lease"].pop())
             break
-        leases.append(1000 * (time.perf_counter() - began))
         x = member.state["x"] if member.state is not None else 0.0
         while member.running:
             time.sleep(interval)
             x += member.hparams["lr"]
             decided = len(pop.decisions)
-            began = time.perf_counter()
-            decision = pop.tell(member, x, state={"x": x})
-            (ready if len(pop.decisions) > decided else tells).append(1000 * (time.perf_counter() - began))
+            tell = Timing([])
+            with tell:
+                decision = pop.tell(member, x, state={"x": x})
+            times["ready tell" if len(pop.decisions) > decided else "tell"].extend(tell.into)
             if isinstance(decision, Exploit):
                 x = decision.state["x"]
+    del lease
     pop.close()
-    out.put((leases, tells, ready, pop.decisions))
+    out.put(({**times, "decision": pop.decisions}, polls, time.process_time()))
 
 
 def clients(url: str, count: int, members: int, steps: int, interval: float, checkpoints: str,
-            name: str = "clients") -> tuple[dict[str, list[float]], float]:
-    """Train one population with `count` ask/tell client processes; each operation's milliseconds, and the seconds taken.
+            name: str = "clients", server_data: str = "") -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Train one population with `count` ask/tell client processes.
 
+    Returns each operation's (milliseconds, CPU milliseconds, SQL statements) as rows, and totals:
+    seconds taken, CPU seconds of the clients, of the database server, polls while waiting.
     The clients are forked from this process (it must not hold threads or open store connections).
     """
     Experiment(name=name, trainable=None, space={"lr": {"type": "uniform", "low": 0.0, "high": 1.0}},
@@ -196,25 +231,53 @@ def clients(url: str, count: int, members: int, steps: int, interval: float, che
     for p in procs:
         p.start()
     start.wait()
-    began = time.perf_counter()
-    times: dict[str, list[float]] = {"lease": [], "tell": [], "ready tell": [], "decision": []}
+    began, server_cpu = time.perf_counter(), _server_cpu(server_data)
+    rows: dict[str, list[tuple[float, float, int]]] = {}
+    totals = {"polls": 0.0, "client cpu": 0.0}
     deadline = time.time() + 900
     for _ in range(count):
         while True:
             try:
-                found = out.get(timeout=1)
+                found, polls, cpu = out.get(timeout=1)
                 break
             except queue.Empty:
                 if time.time() > deadline or any(p.exitcode not in (None, 0) for p in procs):
                     for p in procs:
                         p.kill()
                     raise SystemExit("an ask/tell client failed or hung") from None
-        for key, values in zip(times, found):
-            times[key].extend(values)
-    took = time.perf_counter() - began
+        for key, values in found.items():
+            rows.setdefault(key, []).extend(values)
+        totals["polls"] += polls
+        totals["client cpu"] += cpu
+    totals["seconds"] = time.perf_counter() - began
+    totals["server cpu"] = _server_cpu(server_data) - server_cpu
     for p in procs:
         p.join(60)
-    return times, took
+    return {key: np.array(values, dtype=float).reshape(-1, 3) for key, values in rows.items()}, totals
+
+
+def _server_cpu(data: str) -> float:
+    """CPU seconds the PostgreSQL server on folder `data` used so far: its postmaster's, its live backends', its ended
+    backends' (the postmaster's children's times); NaN where /proc does not tell."""
+    def times(pid: str) -> tuple[int, list[int]]:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[1]), [int(v) for v in fields[11:15]]  # the parent; utime, stime, cutime, cstime
+
+    try:
+        with open(os.path.join(data, "postmaster.pid")) as f:
+            postmaster = f.readline().strip()
+        total = sum(times(postmaster)[1])
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                parent, used = times(pid)
+            except OSError:  # it ended just now
+                continue
+            if str(parent) == postmaster:
+                total += used[0] + used[1]
+    except OSError:
+        return float("nan")
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def run_clients(server: Postgres, folder: str, count: int, members: int, steps: int, interval: float,
@@ -222,12 +285,17 @@ def run_clients(server: Postgres, folder: str, count: int, members: int, steps: 
     """Print the `--clients` figures, and fail if a member missed its budget or an interval was recorded twice."""
     claimed = throughput(server.new_database(), "claims", count, claims, start_method="fork")
     url = server.new_database()
-    times, took = clients(url, count, members, steps, interval, f"{folder}/checkpoints")
+    rows, totals = clients(url, count, members, steps, interval, f"{folder}/checkpoints", server_data=server.data)
     print(f"{count} ask/tell clients on one PostgreSQL population of {members} members x {steps} intervals "
-          f"(a {interval * 1000:g} ms sleep each; {os.cpu_count()} CPU cores here): {took:.1f} s")
+          f"(a {interval * 1000:g} ms sleep each; {os.cpu_count()} CPU cores here): {totals['seconds']:.1f} s")
     print(f"  lease claims with {count} processes claiming: {claimed:.0f} claims/s")
-    for key, ms in times.items():
-        print(f"  {key:>10}: p50 {np.percentile(ms, 50):7.2f} ms  p99 {np.percentile(ms, 99):7.2f} ms  ({len(ms)} timed)")
+    for key in ("lease", "tell", "ready tell", "decision"):
+        ms = rows[key]
+        print(f"  {key:>10}: p50 {np.percentile(ms[:, 0], 50):7.2f} ms  p99 {np.percentile(ms[:, 0], 99):7.2f} ms  "
+              f"({len(ms)} timed; mean {ms[:, 1].mean():5.2f} ms of the client's CPU, {ms[:, 2].mean():4.1f} statements)")
+    print(f"  CPU: clients {totals['client cpu']:.1f} s (of it {rows['waiting'][:, 1].sum() / 1000:.1f} s polling for "
+          f"a member while the last ones finish, {totals['polls']:.0f} polls), PostgreSQL {totals['server cpu']:.1f} s, "
+          f"over {totals['seconds']:.1f} s on {os.cpu_count()} cores")
     store = open_store(url, create=False)
     found = audit(store, "clients", steps, f"{folder}/checkpoints")
     print(f"  members at their budget: {found.completed}/{found.members}; intervals lost {found.lost}, "
