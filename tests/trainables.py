@@ -397,14 +397,14 @@ class NodeLog(StepLog):
 
 
 class HangsOnce(NodeLog):
-    """Hangs in its second interval once in the whole run: the member that first creates POPTRAIN_TEST_HANG."""
+    """Hangs in train() once in the whole run: the first interval to start after POPTRAIN_TEST_HANG's file appears."""
 
     def train(self) -> None:
         marker = os.environ.get("POPTRAIN_TEST_HANG")
-        if marker and self.step == 1:
+        if marker:
             try:
-                os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
-            except FileExistsError:
+                os.remove(marker)  # one process wins; no other interval hangs
+            except FileNotFoundError:
                 pass
             else:
                 time.sleep(3600)
