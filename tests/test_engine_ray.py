@@ -52,3 +52,16 @@ def test_a_stuck_interval_on_ray_is_ended_and_charged_to_its_member(tmp_path, mo
     assert members[0].status == "failed" and members[0].failures == 2
     assert "interval_timeout" in members[0].error
     assert all(members[i].status == "done" and members[i].step == 4 for i in (1, 2))
+
+
+def test_a_ray_worker_reports_how_long_its_interval_has_run_not_when_it_began():
+    """On a cluster the driver compares the age with its own clock: a time of day from another node could be skewed."""
+    import time
+
+    from poptrain.engines.ray import RayWorker
+
+    worker = RayWorker("sqlite:///unused.db", "e", "w", None, None)
+    worker.inside.value = 3
+    time.sleep(0.05)
+    member, running = worker.interval()
+    assert member == 3 and 0.05 <= running < 5

@@ -380,3 +380,32 @@ def ddp_function(member: Any) -> None:
         if decision.__class__.__name__ == "Exploit":
             model.load_state_dict(decision.state)
             model.set_hparams(dict(member.hparams))
+
+
+class NodeLog(StepLog):
+    """StepLog whose lines also name the Ray node that trained the interval ('seed step node')."""
+
+    def train(self) -> None:
+        log, self.log = self.log, None
+        super().train()
+        self.log = log
+        if log:
+            import ray
+
+            with open(log, "a") as f:
+                f.write(f"{self.seed} {self.step} {ray.get_runtime_context().get_node_id()}\n")
+
+
+class HangsOnce(NodeLog):
+    """Hangs in train() once in the whole run: the first interval to start after POPTRAIN_TEST_HANG's file appears."""
+
+    def train(self) -> None:
+        marker = os.environ.get("POPTRAIN_TEST_HANG")
+        if marker:
+            try:
+                os.remove(marker)  # one process wins; no other interval hangs
+            except FileNotFoundError:
+                pass
+            else:
+                time.sleep(3600)
+        super().train()

@@ -18,7 +18,8 @@ def summary() -> str | None:
     t = TALLY
     if not t["recorded"]:
         return None
-    return (f"faults: kills survived={t['kills']}, members completed={t['completed']}/{t['members']}, "
+    return (f"faults: kills survived={t['kills']}, nodes removed={t['nodes_removed']}, "
+            f"members completed={t['completed']}/{t['members']}, "
             f"rows checked={t['rows']}, rows lost={t['lost']}, duplicated={t['duplicated']}, "
             f"corrupt checkpoints detected={t['corrupt']}, db outages survived={t['outages']} "
             f"(store retries={t['retries']})")

@@ -35,10 +35,10 @@ def worker_resources(resources: Mapping[str, float] | None, device: str = "cpu")
 
 
 class Inside:
-    """Which member a worker is training (-1: none) and since when, as the worker loop sets it."""
+    """Which member a worker is training (-1: none) and since when (this process's monotonic clock)."""
 
     def __init__(self) -> None:
-        self.member, self.since = -1, time.time()
+        self.member, self.since = -1, time.monotonic()
 
     @property
     def value(self) -> int:
@@ -46,7 +46,7 @@ class Inside:
 
     @value.setter
     def value(self, member: int) -> None:
-        self.member, self.since = member, time.time()
+        self.member, self.since = member, time.monotonic()
 
 
 class RayWorker:
@@ -96,8 +96,11 @@ class RayWorker:
         return None
 
     def interval(self) -> tuple[int, float]:
-        """The member this worker is inside (-1: none) and when its interval began."""
-        return self.inside.member, self.inside.since
+        """The member this worker is inside (-1: none) and for how many seconds its interval has run.
+
+        A duration, not a time of day: on a cluster the driver's clock and this node's may differ.
+        """
+        return self.inside.member, time.monotonic() - self.inside.since
 
 
 @dataclass
@@ -183,6 +186,7 @@ class ActorPool:
         self.count = 0
         self.seen: dict[str, int] = {}  # worker id -> the member it was last seen inside
         self.reasons: dict[str, str] = {}  # worker id -> why the supervisor ended it
+        self.asked: dict[str, Any] = {}  # worker id -> its unanswered `interval` question
 
     def start(self) -> str:
         worker_id = f"ray-{os.getpid()}-{self.count}"
@@ -220,6 +224,7 @@ class ActorPool:
         for ref in done:
             worker_id, handle = self.pending.pop(ref)
             member, reason = self.seen.pop(worker_id, None), self.reasons.pop(worker_id, None)
+            self.asked.pop(worker_id, None)
             try:
                 failed = self.ray.get(ref)
                 ended.append(Exit(worker_id, 0) if failed is None else Exit(worker_id, 1, failed))
@@ -238,13 +243,22 @@ class ActorPool:
         self.ray.util.remove_placement_group(group)
 
     def intervals(self) -> dict[str, tuple[int, float]]:
-        asked = {worker_id: handle.interval.remote() for worker_id, handle in self.pending.values()}
+        for worker_id, handle in self.pending.values():  # one question out per actor: one not yet placed never answers
+            if worker_id not in self.asked:
+                self.asked[worker_id] = handle.interval.remote()
+        if not self.asked:
+            return {}
+        answered, _ = self.ray.wait(list(self.asked.values()), num_returns=len(self.asked), timeout=0.5)
         found = {}
-        for worker_id, ref in asked.items():
+        for worker_id, ref in list(self.asked.items()):
+            if ref not in answered:
+                continue
+            del self.asked[worker_id]
             try:
-                found[worker_id] = tuple(self.ray.get(ref, timeout=5))
+                member, running = self.ray.get(ref)
             except Exception:  # noqa: BLE001 - an actor that is ending or unreachable: its exit says the rest
                 continue
+            found[worker_id] = (member, time.time() - running)  # when it began, on the driver's clock
         self.seen.update({w: int(member) for w, (member, _) in found.items()})
         return found
 

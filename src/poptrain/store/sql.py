@@ -239,6 +239,10 @@ class SQLStore(Store):
                 readonly = {"execution_options": {"postgresql_readonly": True}} if read_only and backend == "postgresql" \
                     else {}
                 self._writer = self._reader = create_engine(url, pool_pre_ping=True, **readonly)
+                if backend == "postgresql" and not read_only:
+                    # reads without BEGIN and COMMIT: two round trips fewer each (a decision's standings: 5 become 3);
+                    # under READ COMMITTED each statement takes its own snapshot in a transaction too
+                    self._reader = self._writer.execution_options(isolation_level="AUTOCOMMIT")
             except ImportError as exc:
                 raise StorageError(f"storage {shown(url)!r} needs a database driver that is not installed ({exc.name}): "
                                    f"pip install it (PostgreSQL: psycopg)") from None

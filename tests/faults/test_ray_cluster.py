@@ -1,0 +1,93 @@
+"""A Ray cluster of a head and two worker nodes on this machine (PostgreSQL store, checkpoints on S3): a worker node
+removed mid-run, then an interval stuck on the other node past interval_timeout."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import defaultdict
+
+import pytest
+
+import poptrain
+from faults import tally
+from faults.helpers import ROOT, TESTS, Run, audit, experiment, steps_done, wait_until
+from poptrain.store import open_store
+from trainables import HangsOnce
+
+pytestmark = pytest.mark.slow
+
+POPULATION, STEPS, WORKERS = 8, 12, 4
+
+
+@pytest.fixture
+def cluster(s3, tmp_path, monkeypatch):
+    """A head node without CPUs (the driver only) and two worker nodes of 2 CPUs; its processes inherit this env."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([os.path.join(ROOT, "src"), TESTS]))
+    monkeypatch.setenv("POPTRAIN_TEST_SLEEP", "0.05")
+    monkeypatch.setenv("POPTRAIN_TEST_LOG", str(tmp_path / "trained.log"))
+    monkeypatch.setenv("POPTRAIN_TEST_HANG", str(tmp_path / "hang"))
+    small = {"object_store_memory": 80 * 2**20}
+    nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False, **small})
+    try:
+        workers = [nodes.add_node(num_cpus=2, **small) for _ in range(2)]
+        nodes.wait_for_nodes(timeout=60)
+        ray.init(address=nodes.address, logging_level="ERROR", log_to_driver=False)
+        yield nodes, workers
+    finally:
+        ray.shutdown()
+        for node in list(nodes.worker_nodes):  # no graceful stop needed: the test is over
+            nodes.remove_node(node, allow_graceful=False)
+        nodes.shutdown()
+
+
+def node_log(path: str) -> list[tuple[int, int, str]]:
+    """NodeLog's lines in the order they were written: (seed, step, node id)."""
+    with open(path) as f:
+        return [(int(seed), int(step), node) for seed, step, node in (line.split() for line in f)]
+
+
+def test_a_removed_worker_node_costs_no_interval_and_a_stuck_interval_is_ended(cluster, postgres, s3, tmp_path):
+    nodes, (removed, kept) = cluster
+    url = postgres.new_database()
+    exp = experiment(url, trainable=HangsOnce, population=POPULATION, steps=STEPS, checkpoints=f"{s3}/nodes",
+                     max_failures=3)
+    run = Run(lambda: exp.run(engine=poptrain.engines.Ray(workers=WORKERS, interval_timeout=2.0)))
+    store = open_store(url)
+    # a third of the intervals trained: each node's two actors hold members part-way through
+    wait_until(lambda: steps_done(url, "f") >= POPULATION * STEPS // 3 or not run.alive(), "a third of the intervals",
+               timeout=90)
+    assert run.alive(), "the run ended before the node could be removed"
+    at_removal = {m.id: m for m in store.members("f")}
+    nodes.remove_node(removed)
+    done = steps_done(url, "f")
+    wait_until(lambda: steps_done(url, "f") >= done + 8 or not run.alive(), "intervals after the removal", timeout=60)
+    open(os.environ["POPTRAIN_TEST_HANG"], "w").close()  # the next interval to start, on the kept node, hangs
+    result = run.finish(120)
+    found = audit(result.store, "f", STEPS, f"{s3}/nodes")
+    tally.add(nodes_removed=1, **found.tally())
+    found.assert_clean()  # every member at its budget, no interval recorded twice, every checkpoint verifies
+
+    members = {m.id: m for m in result.store.members("f")}
+    charged = [m for m in members.values() if m.failures]
+    assert len(charged) == 1 and charged[0].failures == 1, charged  # the node's removal charged nobody
+    assert "interval_timeout" in charged[0].error
+
+    seeds = {m.seed: m.id for m in members.values()}
+    lines: dict[int, list[tuple[int, str]]] = defaultdict(list)
+    for seed, step, node in node_log(os.environ["POPTRAIN_TEST_LOG"]):
+        lines[seeds[seed]].append((step, node))
+    gone = removed.node_id
+    moved = [i for i in lines if any(node == gone for _, node in lines[i]) and at_removal[i].step < STEPS]
+    assert moved, "no member was training on the removed node"
+    resumed_at = {}
+    for i in moved:
+        last = max(k for k, (_, node) in enumerate(lines[i]) if node == gone)
+        after = lines[i][last + 1:]
+        assert after and {node for _, node in after} == {kept.node_id}, (i, after)  # the other node took it over
+        resumed_at[i] = after[0][0] - 1  # the step of the checkpoint it restarted from, taken before the removal
+        assert resumed_at[i] in {c.step for c in result.store.checkpoints("f", i)} | {0}, (i, resumed_at[i])
+    assert max(resumed_at.values()) > 0, resumed_at  # not all from scratch
