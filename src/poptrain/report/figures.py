@@ -103,6 +103,33 @@ def schedules_figure(frame: pd.DataFrame, curve: pd.DataFrame, spec: dict[str, A
     return fig
 
 
+def hparams_figure(latest: pd.DataFrame, spec: dict[str, Any], metric: str) -> go.Figure:
+    """Each member's latest score against each hyperparameter it trained with: which settings score well."""
+    space = parse_space(spec["space"])
+    names = list(space)
+    cols = min(3, max(1, len(names)))
+    rows = max(1, -(-len(names) // cols))
+    fig = make_subplots(rows=rows, cols=cols, shared_yaxes=True, subplot_titles=[plot_text(n) for n in names],
+                        horizontal_spacing=0.06, vertical_spacing=0.3 / rows)
+    scored = latest.dropna(subset=["score"]) if len(latest) else latest
+    members = [int(m) for m in scored.member] if len(scored) else []
+    for i, name in enumerate(names):
+        values = _values(scored[name]) if name in scored else [None] * len(members)
+        fig.add_trace(go.Scatter(
+            x=values, y=list(scored.score) if len(scored) else [], mode="markers", name=plot_text(name),
+            customdata=members, showlegend=False,
+            marker={"size": 9, "color": [_colour(m) for m in members], "line": {"color": "black", "width": 0.5}},
+            unselected={"marker": {"opacity": 0.12}},
+            text=[f"member {m}" for m in members], hovertemplate="%{text}: %{x}<br>score %{y}<extra></extra>"),
+            row=i // cols + 1, col=i % cols + 1)
+        if isinstance(space[name], LogUniform):
+            fig.update_xaxes(type="log", row=i // cols + 1, col=i % cols + 1)
+    fig.update_yaxes(title_text=plot_text(metric), col=1)
+    fig.update_layout(title="Hyperparameters against score: each member's latest report (a point per member)",
+                      height=max(320, 300 * rows))
+    return fig
+
+
 def lineage_tree_figure(tree: pd.DataFrame, events: list[Event], best: int | None) -> go.Figure:
     """The lineage tree: each member a row, its segments along the steps, an edge for every copy."""
     fig = go.Figure()
@@ -164,6 +191,7 @@ class RunData:
     spec: dict[str, Any]
     objectives: tuple[tuple[str, str], ...] | None = None  # a multi-objective run's, with every member's fronts
     fronts: pd.DataFrame | None = None
+    latest: pd.DataFrame | None = None  # each member's latest report (members that failed left out)
 
 
 def run_data(result: "Result") -> RunData:
@@ -174,7 +202,15 @@ def run_data(result: "Result") -> RunData:
     objectives = result.objectives()
     fronts = result.pareto_front(all_fronts=True) if objectives else None
     return RunData(frame=frame, events=events, tree=result.tree(), curve=curve, best=best,
-                   metric=result.spec.get("metric") or "score", spec=result.spec, objectives=objectives, fronts=fronts)
+                   metric=result.spec.get("metric") or "score", spec=result.spec, objectives=objectives, fronts=fronts,
+                   latest=latest_frame(result))
+
+
+def latest_frame(result: "Result") -> pd.DataFrame:
+    """Each live member's latest report as a frame: one bounded read, the same for the report and each dashboard poll."""
+    from ..analysis import reports_frame
+
+    return reports_frame(result.store.recent_reports(result.name, 1))
 
 
 @dataclass(frozen=True)
@@ -183,7 +219,7 @@ class Chart:
 
     name: str
     title: str
-    draw: Callable[[RunData], go.Figure | None]  # None: nothing to draw yet (no member scored)
+    draw: Callable[[Any], go.Figure | None]  # from a RunData (CHARTS) or the compared experiments; None: nothing yet
     multi_objective: bool = False  # shown only for a run with several objectives
 
 
@@ -196,6 +232,7 @@ CHARTS: tuple[Chart, ...] = (
     Chart("lineage", "the winning lineage",
           lambda d: winning_lineage_figure(d.curve, d.metric) if d.best is not None else None),
     Chart("schedules", "hyperparameter schedules", lambda d: schedules_figure(d.frame, d.curve, d.spec)),
+    Chart("hparams", "hyperparameters against score", lambda d: hparams_figure(d.latest, d.spec, d.metric)),
     Chart("tree", "lineage tree", lambda d: lineage_tree_figure(d.tree, d.events, d.best)),
 )
 
