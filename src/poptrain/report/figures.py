@@ -7,11 +7,16 @@ Names and values a store holds reach Plotly through `plot_text`, which Plotly sh
 
 from __future__ import annotations
 
+import base64
+import json
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import plotly.io as pio
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
@@ -44,7 +49,7 @@ def scores_figure(frame: pd.DataFrame, events: list[Event], metric: str) -> go.F
         score = {(m, s): v for m, s, v in zip(frame.member, frame.step, frame.score)}
         fig.add_trace(go.Scatter(
             x=[e.step for e in events], y=[score.get((e.member, e.step)) for e in events], mode="markers",
-            name="exploit", marker={"symbol": "x", "size": 9, "color": "black"},
+            name="exploit", marker={"symbol": "x", "size": 9, "color": "black"}, customdata=[e.member for e in events],
             text=[f"member {e.member} copied member {e.source} (its step {e.source_step})" for e in events],
             hovertemplate="%{text}<extra></extra>"))
     fig.update_layout(title="Score of every member (× marks an exploit)", xaxis_title="step", yaxis_title=plot_text(metric))
@@ -252,3 +257,24 @@ def draw(data: RunData) -> dict[str, go.Figure]:
     """The figures of `charts` that have something to draw (the lineage once a member scored), in page order."""
     drawn = {c.name: c.draw(data) for c in charts(data.objectives)}
     return {name: figure for name, figure in drawn.items() if figure is not None}
+
+
+def figure_json(figure: go.Figure) -> dict[str, Any]:
+    """A figure as plain JSON data, the same on the report and the dashboard: arrays as lists (Plotly's base64
+    blocks cannot be extended in the page) and NaN as null."""
+    return _plain(json.loads(pio.to_json(figure)))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        if "bdata" in value and "dtype" in value:
+            array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+            if "shape" in value:
+                array = array.reshape([int(n) for n in str(value["shape"]).split(",")])
+            return _plain(array.tolist())
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import time
 from typing import TYPE_CHECKING, Any, Sequence
 
-import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
 from ..errors import PoptrainError
 from ..files import check_output_file, write_output
 from ..redact import shown as shown_url
 from .compare import COMPARISON, compare_figures, compared, summary_table
-from .figures import chart_div, charts, draw, run_data
+from .figures import chart_div, charts, draw, figure_json, run_data
 from .page import document, number, one_line, table, text
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ for (const chart of document.querySelectorAll("div.chart[data-figure]")) {
 
 def _json_block(figure: Any) -> str:
     """A figure's JSON, safe inside a script element (no `<`, `>` or `&` that could end it)."""
-    return pio.to_json(figure).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return json.dumps(figure_json(figure)).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def _hash(script: str) -> str:

@@ -671,8 +671,13 @@ class SQLStore(Store):
         r, m = t.reports.c, t.members.c
         with self._read() as c:
             eid = self._eid(c, name)
-            ids = c.execute(select(m.id).where(m.experiment_id == eid)).scalars().all()
-            lowest = min((steps.get(i, 0) for i in ids), default=0)  # members in step: only the newest rows are read
+            # only a member still training, or one past its step in `steps`, can have a report above it: the lowest
+            # of their steps bounds the read (a member that finished or failed no longer holds it back)
+            standing = c.execute(select(m.id, m.step, m.status).where(m.experiment_id == eid)).all()
+            lowest = min((steps.get(x.id, 0) for x in standing if x.status == ACTIVE or x.step > steps.get(x.id, 0)),
+                         default=None)
+            if lowest is None:
+                return []
             rows = c.execute(select(t.reports).where(r.experiment_id == eid, r.step > lowest)
                              .order_by(r.member, r.step))
             return [_report(x) for x in rows if x.step > steps.get(x.member, 0)]
