@@ -70,3 +70,27 @@ def test_the_report_and_the_dashboard_page_hold_the_same_places_for_figures(two_
     report = re.findall(places, report_html(poptrain.load(two_runs, name)))
     dashboard = re.findall(places, TestClient(create_app(two_runs)).get(f"/experiments/{name}").text)
     assert report == dashboard == shown
+
+
+def test_the_report_of_two_experiments_draws_the_comparison_and_each_ones_tables(two_runs: str, tmp_path: Path) -> None:
+    from poptrain.cli import main
+
+    path = tmp_path / "both.html"
+    assert main(["report", "--storage", two_runs, "--experiment", "single", "--experiment", PARETO, "-o", str(path)]) == 0
+    problems: list[str] = []
+    with sync_playwright() as p:
+        browser = chromium(p)
+        page = browser.new_page(viewport={"width": 1200, "height": 2400})
+        page.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        page.goto(path.as_uri())
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length == 2", timeout=30000)
+        curves = page.locator("#chart-compare-scores .scatterlayer .trace").count()
+        boxes = page.locator("#chart-compare-finals .boxlayer .trace").count()
+        headings = page.eval_on_selector_all("h2", "hs => hs.map(h => h.textContent)")
+        captions = page.eval_on_selector_all("caption", "cs => cs.map(c => c.textContent)")
+        finals = page.inner_text("table >> nth=0")
+        browser.close()
+    assert (curves, boxes) == (4, 2) and problems == []  # best and mean of each; every member's final score of each
+    assert headings == ["single", PARETO] and captions.count("best members by score (max)") == 1
+    assert "single" in finals and PARETO in finals and "24/24" in finals  # 4 members × 6 intervals
