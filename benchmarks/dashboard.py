@@ -72,17 +72,18 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke:
         args.members, args.intervals, args.repeat = 20, 10, 1
-    folder = tempfile.mkdtemp(prefix="poptrain-dashboard-bench-")
-    url = f"sqlite:///{folder}/d.db"
-    store = write_run(url, args.members, args.intervals)
-    client = TestClient(create_app(url))
-    whole_s, whole_bytes = timed(lambda: client.get(f"/api/experiments/{NAME}"), args.repeat)
-    cursor = client.get(f"/api/experiments/{NAME}").json()["cursor"]
-    report_step(store, args.members, args.intervals + 1)
-    poll_s, poll_bytes = timed(lambda: client.post(f"/api/experiments/{NAME}/updates", json=cursor), args.repeat)
-    news = client.post(f"/api/experiments/{NAME}/updates", json=cursor).json()
-    idle_s, idle_bytes = timed(lambda: client.post(f"/api/experiments/{NAME}/updates", json=news["cursor"]),
-                               args.repeat)
+    with tempfile.TemporaryDirectory(prefix="poptrain-dashboard-bench-") as folder:
+        url = f"sqlite:///{folder}/d.db"
+        store = write_run(url, args.members, args.intervals)
+        client = TestClient(create_app(url))
+        whole_s, whole_bytes = timed(lambda: client.get(f"/api/experiments/{NAME}"), args.repeat)
+        cursor = client.get(f"/api/experiments/{NAME}").json()["cursor"]
+        report_step(store, args.members, args.intervals + 1)
+        poll_s, poll_bytes = timed(lambda: client.post(f"/api/experiments/{NAME}/updates", json=cursor), args.repeat)
+        news = client.post(f"/api/experiments/{NAME}/updates", json=cursor).json()
+        idle_s, idle_bytes = timed(lambda: client.post(f"/api/experiments/{NAME}/updates", json=news["cursor"]),
+                                   args.repeat)
+        store.close()
     print(f"{args.members} members x {args.intervals} intervals, SQLite, median of {args.repeat}")
     print(f"whole run (page load): {whole_s:.3f} s, {whole_bytes / 1e6:.2f} MB")
     print(f"poll with one new interval of every member: {poll_s:.3f} s, {poll_bytes / 1e6:.3f} MB")
