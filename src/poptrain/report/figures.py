@@ -39,21 +39,32 @@ def _values(column: pd.Series) -> list[Any]:
     return [plot_text(v) if isinstance(v, str) else v for v in column]
 
 
-def scores_figure(frame: pd.DataFrame, events: list[Event], metric: str) -> go.Figure:
-    """Every member's score over steps, with a marker where it copied another member."""
-    fig = go.Figure()
-    for member, rows in frame.groupby("member"):
-        fig.add_trace(go.Scatter(x=rows.step, y=rows.score, mode="lines", name=f"member {member}",
-                                 line={"color": _colour(int(member)), "width": 1.5}, legendgroup=str(member)))
+def score_traces(frame: pd.DataFrame, events: list[Event]) -> list[dict[str, Any]]:
+    """The scores figure's traces as plain data: a line per member, the exploits as markers.
+
+    Plain dicts, not Plotly objects: building 1,000 validated traces takes seconds, and the
+    dashboard appends these to the figure it drew (by trace name) on every poll.
+    """
+    traces: list[dict[str, Any]] = [
+        {"type": "scatter", "x": rows.step.tolist(), "y": rows.score.tolist(), "mode": "lines",
+         "name": f"member {member}", "line": {"color": _colour(int(member)), "width": 1.5}, "legendgroup": str(member)}
+        for member, rows in frame.groupby("member")]
     if events:
         score = {(m, s): v for m, s, v in zip(frame.member, frame.step, frame.score)}
-        fig.add_trace(go.Scatter(
-            x=[e.step for e in events], y=[score.get((e.member, e.step)) for e in events], mode="markers",
-            name="exploit", marker={"symbol": "x", "size": 9, "color": "black"}, customdata=[e.member for e in events],
-            text=[f"member {e.member} copied member {e.source} (its step {e.source_step})" for e in events],
-            hovertemplate="%{text}<extra></extra>"))
-    fig.update_layout(title="Score of every member (× marks an exploit)", xaxis_title="step", yaxis_title=plot_text(metric))
-    return fig
+        traces.append({
+            "type": "scatter", "x": [e.step for e in events], "y": [score.get((e.member, e.step)) for e in events],
+            "mode": "markers", "name": "exploit", "marker": {"symbol": "x", "size": 9, "color": "black"},
+            "customdata": [e.member for e in events],
+            "text": [f"member {e.member} copied member {e.source} (its step {e.source_step})" for e in events],
+            "hovertemplate": "%{text}<extra></extra>"})
+    return traces
+
+
+def scores_figure(frame: pd.DataFrame, events: list[Event], metric: str) -> go.Figure:
+    """Every member's score over steps, with a marker where it copied another member."""
+    layout = go.Layout(title="Score of every member (× marks an exploit)", xaxis_title="step",
+                       yaxis_title=plot_text(metric))
+    return go.Figure(data=score_traces(frame, events), layout=layout, _validate=False)  # plain traces: not re-checked
 
 
 def winning_lineage_figure(curve: pd.DataFrame, metric: str) -> go.Figure:
@@ -85,27 +96,41 @@ def winning_lineage_figure(curve: pd.DataFrame, metric: str) -> go.Figure:
     return fig
 
 
+def schedule_traces(frame: pd.DataFrame, names: list[str]) -> list[dict[str, Any]]:
+    """The schedules figure's member traces as plain data: each hyperparameter (one subplot each) over steps."""
+    traces = []
+    for i, name in enumerate(names, start=1):
+        axis = "" if i == 1 else str(i)
+        traces += [{"type": "scatter", "x": rows.step.tolist(), "y": _values(rows[name]), "mode": "lines",
+                    "line": {"color": _colour(int(member)), "width": 1, "shape": "hv"}, "opacity": 0.5,
+                    "name": f"member {member}", "legendgroup": str(member), "showlegend": i == 1,
+                    "xaxis": f"x{axis}", "yaxis": f"y{axis}"} for member, rows in frame.groupby("member")]
+    return traces
+
+
 def schedules_figure(frame: pd.DataFrame, curve: pd.DataFrame, spec: dict[str, Any]) -> go.Figure:
     """Each hyperparameter over steps for every member, and the winning lineage's schedule in bold."""
     space = parse_space(spec["space"])
     names = list(space)
-    fig = make_subplots(rows=len(names), cols=1, shared_xaxes=True, subplot_titles=[plot_text(n) for n in names],
-                        vertical_spacing=0.12 / max(1, len(names) - 1) if len(names) > 1 else 0.0)
+    grid = make_subplots(rows=len(names), cols=1, shared_xaxes=True, subplot_titles=[plot_text(n) for n in names],
+                         vertical_spacing=0.12 / max(1, len(names) - 1) if len(names) > 1 else 0.0)
+    winner = []
     for i, name in enumerate(names, start=1):
-        for member, rows in frame.groupby("member"):
-            fig.add_trace(go.Scatter(x=rows.step, y=_values(rows[name]), mode="lines", line={"color": _colour(int(member)),
-                                     "width": 1, "shape": "hv"}, opacity=0.5, name=f"member {member}",
-                                     legendgroup=str(member), showlegend=i == 1), row=i, col=1)
         if len(curve):
-            fig.add_trace(go.Scatter(x=curve.age, y=_values(curve[name]), mode="lines", name="winning lineage",
-                                     line={"color": "black", "width": 3, "shape": "hv"}, legendgroup="winner",
-                                     showlegend=i == 1), row=i, col=1)
+            axis = "" if i == 1 else str(i)
+            winner.append({"type": "scatter", "x": curve.age.tolist(), "y": _values(curve[name]), "mode": "lines",
+                           "name": "winning lineage", "line": {"color": "black", "width": 3, "shape": "hv"},
+                           "legendgroup": "winner", "showlegend": i == 1, "xaxis": f"x{axis}", "yaxis": f"y{axis}"})
         if isinstance(space[name], LogUniform):
-            fig.update_yaxes(type="log", row=i, col=1)
-    fig.update_layout(title="Hyperparameter schedules (bold: the winning lineage, by age)",
-                      height=max(350, 260 * len(names)))
-    fig.update_xaxes(title_text="step", row=len(names), col=1)
-    return fig
+            grid.update_yaxes(type="log", row=i, col=1)
+    grid.update_layout(title="Hyperparameter schedules (bold: the winning lineage, by age)",
+                       height=max(350, 260 * len(names)))
+    grid.update_xaxes(title_text="step", row=len(names), col=1)
+    # the traces in subplot order (each member's, then the winning lineage's) as plain data: not re-checked
+    by_axis = schedule_traces(frame, names)
+    per = len(by_axis) // max(1, len(names))
+    traces = [t for i in range(len(names)) for t in by_axis[i * per:(i + 1) * per] + winner[i:i + 1]]
+    return go.Figure(data=traces, layout=grid.layout, _validate=False)
 
 
 def hparams_figure(latest: pd.DataFrame, spec: dict[str, Any], metric: str) -> go.Figure:
@@ -262,19 +287,20 @@ def draw(data: RunData) -> dict[str, go.Figure]:
 def figure_json(figure: go.Figure) -> dict[str, Any]:
     """A figure as plain JSON data, the same on the report and the dashboard: arrays as lists (Plotly's base64
     blocks cannot be extended in the page) and NaN as null."""
-    return _plain(json.loads(pio.to_json(figure)))
+    return plain(json.loads(pio.to_json(figure, validate=False)))
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """JSON data with Plotly's base64 arrays as lists and NaN as null."""
     if isinstance(value, dict):
         if "bdata" in value and "dtype" in value:
             array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
             if "shape" in value:
                 array = array.reshape([int(n) for n in str(value["shape"]).split(",")])
-            return _plain(array.tolist())
-        return {key: _plain(item) for key, item in value.items()}
+            return plain(array.tolist())
+        return {key: plain(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [_plain(item) for item in value]
+        return [plain(item) for item in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value

@@ -1,7 +1,7 @@
 """What the dashboard's experiment page is sent: the whole run once, then only what is new since its cursor.
 
 A cursor is each member's last step the page holds and the last exploit event's id. An update
-draws the same figures (`scores_figure`, `schedules_figure`) from the new reports and events only,
+draws the same traces (`score_traces`, `schedule_traces`) from the new reports and events only,
 and the page appends their traces to the ones it drew (by trace name); the hyperparameters-against-
 score figure, one point per member, is sent whole. Figures that need the whole run (the winning
 lineage, the tree, the Pareto front) come with a full read, which the page asks for now and then.
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..analysis import reports_frame
 from ..errors import PoptrainError
-from .figures import draw, figure_json, hparams_figure, latest_frame, run_data, schedules_figure, scores_figure
+from .figures import draw, figure_json, hparams_figure, latest_frame, plain, run_data, schedule_traces, score_traces
 from .page import Html, link, number, one_line, table, text
 
 if TYPE_CHECKING:
@@ -94,10 +94,8 @@ def updates(r: "Result", cursor: Cursor) -> dict[str, Any]:
     frame = reports_frame(r.store.reports_after(r.name, steps))
     events = r.store.events(r.name, after=cursor.event)
     metric = r.spec.get("metric") or "score"
-    appended = {"scores": scores_figure(frame, events, metric)}
-    if len(frame):
-        appended["schedules"] = schedules_figure(frame, frame.iloc[0:0], r.spec)
-    return {"append": {k: figure_json(f)["data"] for k, f in appended.items()}, "reset": reset,
+    appended = {"scores": score_traces(frame, events), "schedules": schedule_traces(frame, list(r.spec["space"]))}
+    return {"append": plain(appended), "reset": reset,
             "figures": {"hparams": figure_json(hparams_figure(latest_frame(r), r.spec, metric))},
             "new_events": len(events), "cursor": Cursor(steps, cursor.event).advanced(frame, events).to_json(),
             **_standing(r)}

@@ -3,7 +3,7 @@
 The list of experiments: the experiments ticked make the comparison page's address. An experiment
 page: the whole run once, then every few seconds only what is new (`live.updates`): its traces are
 appended to the ones drawn (Plotly.extendTraces, matched by trace name and axis), the figures sent
-whole are redrawn, and now and then, when exploits happened, everything is read again. The filters
+whole are redrawn, and now and then (at most every tenth poll) everything is read again. The filters
 (status, members) hide the other members' traces and rows and live in the address, as does the
 comparison's choice of experiments. HTML from the server (members_html, summary_html) is escaped there.
 """
@@ -51,7 +51,7 @@ if (compareLink) { picks.forEach(p => p.addEventListener("change", choose)); cho
 const params = new URLSearchParams(location.search);
 const statusFilter = document.getElementById("filter-status");
 const memberFilter = document.getElementById("filter-member");
-let memberStatus = {};
+let memberStatus = {}, wasFiltered = false;
 function wantedMembers() {
   const ids = (memberFilter ? memberFilter.value : "").split(/[\s,]+/).filter(Boolean).map(Number)
     .filter(Number.isInteger);
@@ -63,7 +63,8 @@ function isShown(member) {
 }
 function filtered() { return (statusFilter && statusFilter.value) || wantedMembers() !== null; }
 async function applyFilter() {
-  if (!statusFilter) { return; }
+  if (!statusFilter || !(filtered() || wasFiltered)) { return; }  // no filter: the legend's own toggles stay
+  wasFiltered = filtered();
   for (const chart of document.querySelectorAll("div.chart.js-plotly-plot")) {
     const grouped = [], visible = [], pointed = [], selected = [];
     chart.data.forEach((trace, i) => {
@@ -155,7 +156,8 @@ async function experimentPage() {
       } else {
         data = await getJSON(live.dataset.updates, {method: "POST", headers: {"Content-Type": "application/json"},
                                                     body: JSON.stringify(cursor)});
-        const wanted = (data.new_events > 0 || data.best !== best) && Date.now() >= wholeAfter;
+        const changed = data.new_events > 0 || data.best !== best || Object.values(data.append).some(t => t.length);
+        const wanted = changed && Date.now() >= wholeAfter;
         if (wanted || !data.live) {
           data = await readWhole();  // the winning lineage, the tree, the front: they need the whole run
         } else {
