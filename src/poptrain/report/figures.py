@@ -162,30 +162,32 @@ def hparams_figure(latest: pd.DataFrame, spec: dict[str, Any], metric: str) -> g
 
 def lineage_tree_figure(tree: pd.DataFrame, events: list[Event], best: int | None) -> go.Figure:
     """The lineage tree: each member a row, its segments along the steps, an edge for every copy."""
-    fig = go.Figure()
+    rows_of: list[dict[str, Any]] = []  # a member's row: plain data, as the scores' traces (1,000 of them)
     for member, rows in tree.groupby("member"):
         xs: list[float | None] = []
         ys: list[float | None] = []
-        for start, end in zip(rows.start, rows.end):
+        for start, end in zip(rows.start.tolist(), rows.end.tolist()):
             xs += [start, end, None]
-            ys += [member, member, None]
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"member {member}", showlegend=False,
-                                 line={"color": _colour(int(member)), "width": 6 if member == best else 3}))
+            ys += [int(member), int(member), None]
+        rows_of.append({"type": "scatter", "x": xs, "y": ys, "mode": "lines", "name": f"member {member}",
+                        "showlegend": False,
+                        "line": {"color": _colour(int(member)), "width": 6 if member == best else 3}})
     if events:
         xs, ys = [], []
         for e in events:
             xs += [e.source_step, e.step, None]
             ys += [e.source, e.member, None]
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="copied weights", line={"color": "grey", "width": 1}))
-        fig.add_trace(go.Scatter(
-            x=[e.step for e in events], y=[e.member for e in events], mode="markers", name="exploit",
-            marker={"symbol": "triangle-right", "size": 9, "color": "grey"},
-            text=[f"member {e.member} copied member {e.source} at its step {e.source_step}" for e in events],
-            hovertemplate="%{text}<extra></extra>"))
-    fig.update_layout(title="Lineage tree (an edge runs from the copied member to the one that copied it)",
-                      xaxis_title="step", yaxis_title="member", yaxis={"dtick": 1},
-                      height=max(300, 40 * (tree.member.nunique() + 2)))
-    return fig
+        rows_of.append({"type": "scatter", "x": xs, "y": ys, "mode": "lines", "name": "copied weights",
+                        "line": {"color": "grey", "width": 1}})
+        rows_of.append({
+            "type": "scatter", "x": [e.step for e in events], "y": [e.member for e in events], "mode": "markers",
+            "name": "exploit", "marker": {"symbol": "triangle-right", "size": 9, "color": "grey"},
+            "text": [f"member {e.member} copied member {e.source} at its step {e.source_step}" for e in events],
+            "hovertemplate": "%{text}<extra></extra>"})
+    layout = go.Layout(title="Lineage tree (an edge runs from the copied member to the one that copied it)",
+                       xaxis_title="step", yaxis_title="member", yaxis={"dtick": 1},
+                       height=max(300, 40 * (tree.member.nunique() + 2)))
+    return go.Figure(data=rows_of, layout=layout, _validate=False)  # plain traces poptrain built: not re-checked
 
 
 def pareto_figure(fronts: pd.DataFrame, objectives: tuple[tuple[str, str], ...]) -> go.Figure:
@@ -226,12 +228,15 @@ class RunData:
 
 def run_data(result: "Result") -> RunData:
     """The analysis data of a run: reports, exploits, the lineage tree and the best member's curve."""
-    frame, events = result.frame(), result.events()
+    from .. import analysis
+
+    reports, events = result.store.reports(result.name), result.events()  # read once for the frame, tree and curve
+    frame = analysis.reports_frame(reports)
     best = result.progress().best_member
-    curve = result.winning_lineage(best) if best is not None else frame.iloc[0:0]
+    curve = analysis.winning_lineage(reports, events, best) if best is not None else frame.iloc[0:0]
     objectives = result.objectives()
     fronts = result.pareto_front(all_fronts=True) if objectives else None
-    return RunData(frame=frame, events=events, tree=result.tree(), curve=curve, best=best,
+    return RunData(frame=frame, events=events, tree=analysis.segments(reports, events), curve=curve, best=best,
                    metric=result.spec.get("metric") or "score", spec=result.spec, objectives=objectives, fronts=fronts,
                    latest=latest_frame(result))
 
