@@ -122,8 +122,9 @@ def test_report_is_one_offline_file_with_every_figure(tmp_path):
     assert main(["report", "--storage", url, "--experiment", "r", "-o", str(tmp_path / "r.html")]) == 0
     page = (tmp_path / "r.html").read_text()
     assert "<script src=" not in page and "<link" not in page  # nothing fetched: plotly.js is inline
-    assert page.count("data-figure=") == 4 and "Plotly.newPlot" in page
-    for title in ("Score of every member", "The winning lineage", "Hyperparameter schedules", "Lineage tree"):
+    assert page.count("data-figure=") == 5 and "Plotly.newPlot" in page
+    for title in ("Score of every member", "The winning lineage", "Hyperparameter schedules",
+                  "Hyperparameters against score", "Lineage tree"):
         assert title in page
     assert "best members by score" in page and f"{len(result.events())} exploits" in page
     schedules = result.plot_schedules()

@@ -99,3 +99,14 @@ def test_scale_benchmark_smoke_measures_every_reader_on_both_stores(tmp_path):
                        r"poptrain report: [\d.]+ s .*, [\d.]+ MB", r"dashboard: experiments list [\d.]+ s",
                        r"Result.frame\(\): [\d.]+ s, 400 rows", r"store: \d+ MB on disk, \d+ bytes a report"):
             assert re.search(figure, section), (figure, section)
+
+
+def test_dashboard_benchmark_compares_a_poll_with_the_whole_run(monkeypatch, capsys):
+    import runpy
+
+    monkeypatch.setattr(sys, "argv", ["dashboard.py", "--smoke"])  # in this process: its imports are loaded already
+    runpy.run_path(str(ROOT / "benchmarks" / "dashboard.py"), run_name="__main__")
+    text = capsys.readouterr().out
+    sizes = [float(x) for x in re.findall(r": [\d.]+ s, ([\d.]+) MB", text)]
+    assert len(sizes) == 3 and sizes[1] < sizes[0] and sizes[2] < sizes[1]  # whole run > one new interval > nothing
+    assert re.search(r"poll / whole run: [\d.]+x the time, [\d.]+x the bytes", text)

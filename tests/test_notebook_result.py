@@ -64,7 +64,8 @@ def test_a_result_shows_its_table_and_figures_in_a_notebook(tmp_path: Path) -> N
     assert "24/24 intervals trained" in tables[0]
     assert [t.split(" (")[0] for t in titles(shown)] == ["Score of every member", "Hyperparameter schedules"]
     assert [t.split(":")[0].split(" (")[0] for t in titles(plotted)] == [
-        "Score of every member", "The winning lineage", "Hyperparameter schedules", "Lineage tree"]
+        "Score of every member", "The winning lineage", "Hyperparameter schedules", "Hyperparameters against score",
+        "Lineage tree"]
     assert titles(one)[0].startswith("The winning lineage")
     figure = next(o["data"][PLOTLY] for o in one if PLOTLY in o.get("data", {}))
     assert len(figure["data"]) == 2 and figure["data"][1]["name"] == "copy (exploit)"

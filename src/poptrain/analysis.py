@@ -262,3 +262,35 @@ def hypervolume(points: np.ndarray, reference: Sequence[float]) -> float:
             area += (x - ref[0]) * (y - best_y)
             best_y = y
     return float(area)
+
+
+def reports_frame(reports: Iterable[Report]) -> pd.DataFrame:
+    """Reports as a frame: member, step, score, the metrics (`metric.` prefixed), the hyperparameters, time."""
+    rows = [{"member": r.member, "step": r.step, "score": r.score, **{f"metric.{k}": v for k, v in r.metrics.items()},
+             **r.hparams, "time": r.time} for r in reports]
+    return pd.DataFrame(rows, columns=None if rows else ["member", "step", "score", "time"])
+
+
+def score_by_step(frame: pd.DataFrame, mode: str) -> pd.DataFrame:
+    """The population's best and mean score at each step, over the members that reported a score at it."""
+    scored = frame[["step", "score"]].dropna()
+    if not len(scored):
+        return pd.DataFrame({"step": [], "best": [], "mean": [], "members": []})
+    grouped = scored.groupby("step").score
+    out = pd.DataFrame({"best": grouped.max() if mode == "max" else grouped.min(), "mean": grouped.mean(),
+                        "members": grouped.count()})
+    return out.reset_index()
+
+
+def final_scores(members: Iterable[Any]) -> list[float]:
+    """Each member's latest score (its final one once the run is done): members that failed or never scored left out."""
+    return [float(m.last_score) for m in members
+            if m.status != "failed" and m.last_score is not None and math.isfinite(m.last_score)]
+
+
+def final_summary(finals: Sequence[float], mode: str) -> tuple[float | None, float | None, float | None]:
+    """The best, mean and median of final scores (None each when no member scored)."""
+    if not finals:
+        return None, None, None
+    best = max(finals) if mode == "max" else min(finals)
+    return best, float(np.mean(finals)), float(np.median(finals))

@@ -136,10 +136,9 @@ class Result:
 
     def frame(self) -> pd.DataFrame:
         """Every report: member, step, score, the metrics, and the hyperparameters it trained with."""
-        rows = [{"member": r.member, "step": r.step, "score": r.score,
-                 **{f"metric.{k}": v for k, v in r.metrics.items()}, **r.hparams, "time": r.time}
-                for r in self.store.reports(self.name)]
-        return _frame(rows, None if rows else ["member", "step", "score", "time"])
+        from . import analysis
+
+        return analysis.reports_frame(self.store.reports(self.name))
 
     def events(self) -> list[Event]:
         """Every exploit in the order it happened."""

@@ -46,6 +46,15 @@ def test_report_to_a_folder_instead_of_a_file(store_url: str, tmp_path: Path) ->
               str(tmp_path), "is a folder", str(tmp_path / "out.html"))
 
 
+def test_a_report_of_several_experiments_names_the_one_given_twice_or_missing(store_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "r.html"
+    one_error(*cli("report", "--storage", store_url, "--experiment", "payload", "--experiment", "payload", "-o", out),
+              "--experiment payload is given twice")
+    one_error(*cli("report", "--storage", store_url, "--experiment", "payload", "--experiment", "nope", "-o", out),
+              "no experiment 'nope'", "payload")
+    assert not out.exists()
+
+
 def test_replay_to_a_folder_that_does_not_exist(store_url: str, tmp_path: Path) -> None:
     missing = tmp_path / "nonexistent"
     one_error(*cli("replay", "--storage", store_url, "--experiment", "payload", "--no-run",

@@ -75,10 +75,28 @@ def test_the_json_fed_members_table_is_escaped(store_url: str) -> None:
     assert json.dumps(html.escape(METRIC, quote=False))[1:-1] in figures
 
 
+def test_the_comparison_and_the_updates_are_escaped(store_url: str) -> None:
+    client = TestClient(create_app(store_url))
+    page = client.get("/compare?experiment=payload")
+    assert page.status_code == 200 and html.escape("payload") in page.text
+    assert_escaped(page.text)
+    compare = client.get("/api/compare?experiment=payload").json()
+    assert_escaped(compare["summary_html"])
+    assert_escaped(json.dumps(compare["figures"]))
+    assert json.dumps(html.escape(METRIC, quote=False))[1:-1] in json.dumps(compare["figures"])
+    cursor = client.get("/api/experiments/payload").json()["cursor"]
+    news = client.post("/api/experiments/payload/updates", json={"steps": {}, "event": None}).json()
+    assert news["append"]["scores"] and news["cursor"] == cursor
+    assert_escaped(json.dumps(news))
+    assert all(p not in json.dumps(news) for p in PAYLOADS)
+    assert html.escape(FAILURE) in news["members_html"]
+
+
 def test_the_dashboard_sends_a_csp_that_allows_only_its_own_scripts(store_url: str) -> None:
     client = TestClient(create_app(store_url), raise_server_exceptions=False)
     for path in ("/", "/experiments/payload", "/api/experiments/payload", "/experiments/payload/members/0",
-                 "/experiments/nope", "/static/dashboard.js"):
+                 "/experiments/nope", "/static/dashboard.js", "/compare?experiment=payload",
+                 "/api/compare?experiment=payload"):
         response = client.get(path)
         policy = response.headers["content-security-policy"]
         script_src = re.search(r"script-src ([^;]*)", policy).group(1)
@@ -90,7 +108,8 @@ def test_the_dashboard_sends_a_csp_that_allows_only_its_own_scripts(store_url: s
     assert [t for t, attrs in tags.seen if t == "script" and "src" not in attrs] == []  # only files it serves run
     assert [(t, a) for t, attrs in tags.seen for a in attrs if a.startswith("on")] == []  # no event handler
     assert {t for t, _ in tags.seen} <= {"html", "head", "meta", "title", "link", "style", "body", "p", "a", "h1", "b",
-                                         "span", "div", "table", "tr", "th", "td", "script"}
+                                         "span", "div", "table", "tr", "th", "td", "script",
+                                         "label", "select", "option", "input"}  # the filters: no handler, no form
     script = client.get("/static/dashboard.js")
     assert script.status_code == 200 and "javascript" in script.headers["content-type"]
     assert "members_html" in script.text
@@ -138,7 +157,7 @@ def test_the_report_and_the_dashboard_draw_the_same_figures(store_url: str) -> N
     api = TestClient(create_app(store_url)).get("/api/experiments/payload").json()["figures"]
     page = report_html(poptrain.load(store_url, "payload"))
     blocks = dict(re.findall(r"<script type='application/json' id='figure-(\w+)'>(.*?)</script>", page))
-    assert list(blocks) == ["scores", "lineage", "schedules", "tree"] and set(api) == set(blocks)
+    assert list(blocks) == ["scores", "lineage", "schedules", "hparams", "tree"] and set(api) == set(blocks)
     for key, text in blocks.items():
         assert json.loads(text) == api[key], key
     assert all(p not in json.dumps(api) for p in PAYLOADS)

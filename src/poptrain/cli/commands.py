@@ -109,9 +109,17 @@ def cmd_report(args: argparse.Namespace, target: Target) -> None:
 
     from ..files import check_output_file
 
+    from ..report import write_report
+
     check_output_file(args.output, "the report")  # before the store is read: a wrong -o fails at once
-    Result(existing_store(args.storage), args.experiment).report(args.output)
-    say(console(), f"report written to {os.path.abspath(args.output)}")
+    twice = sorted({name for name in args.experiments if args.experiments.count(name) > 1})
+    if twice:
+        raise SpecError(f"--experiment {twice[0]} is given twice: name each experiment to compare once")
+    store = existing_store(args.storage)
+    results = [Result(store, name) for name in args.experiments]  # a name the store lacks fails here, naming those it has
+    write_report(results, args.output)
+    compared = f" comparing {', '.join(args.experiments)}" if len(results) > 1 else ""
+    say(console(), f"report{compared} written to {os.path.abspath(args.output)}")
 
 
 def cmd_dashboard(args: argparse.Namespace, target: Target) -> None:

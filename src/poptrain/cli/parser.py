@@ -139,9 +139,11 @@ def parser() -> argparse.ArgumentParser:
     engine_flags(resume)
     resume.set_defaults(func=cmd_resume)
 
-    report = sub.add_parser("report", help="write the experiment's HTML report (one file, works offline)")
+    report = sub.add_parser("report", help="write the experiment's HTML report (one file, works offline); of "
+                                           "several, a comparison")
     storage_flag(report)
-    report.add_argument("--experiment", required=True)
+    report.add_argument("--experiment", dest="experiments", action="append", required=True, metavar="NAME",
+                        help="the experiment to report; give it again to compare several (PBT and its -baseline)")
     report.add_argument("-o", "--output", required=True, metavar="REPORT.html")
     report.set_defaults(func=cmd_report, quiet=False)
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import math
 import os
-import statistics
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -121,12 +119,11 @@ def ensure_trained(result: Result) -> None:
 
 def comparison_row(label: str, result: Result) -> list[str]:
     """One row of the PBT-vs-baseline table: best, mean and median final score, exploits, compute."""
-    members = result.store.members(result.name)
-    scores = [m.last_score for m in members if m.last_score is not None and math.isfinite(m.last_score)]
-    top = best_members(members, result.spec["mode"])
+    from ..analysis import final_scores, final_summary
+
+    best, mean, median = final_summary(final_scores(result.store.members(result.name)), result.spec["mode"])
     progress = result.progress()
-    return [label, fmt(top[0].last_score) if top else "—", fmt(statistics.fmean(scores)) if scores else "—",
-            fmt(statistics.median(scores)) if scores else "—", str(progress.exploits), str(progress.steps_done)]
+    return [label, fmt(best), fmt(mean), fmt(median), str(progress.exploits), str(progress.steps_done)]
 
 
 def print_comparison(pbt: Result, baseline: Result) -> None:

@@ -17,7 +17,6 @@ import secrets
 from typing import Any, Awaitable, Callable, MutableMapping
 from urllib.parse import parse_qsl, quote, urlencode
 
-import plotly.io as pio
 from plotly.offline import get_plotlyjs
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -29,58 +28,22 @@ from ..errors import PoptrainError, SpecError, StorageError
 from ..redact import scrub, shown
 from ..result import Result
 from ..store import Store, open_store
-from .figures import chart_div, charts, draw, run_data
-from .page import Html, document, number, one_line, table, text
+from .compare import COMPARISON, compare_figures, compared, summary_table
+from .figures import chart_div, charts, figure_json
+from .live import Cursor, members_table, updates, whole
+from .page import Html, document, link, number, one_line, table, text
+from .script import SCRIPT
 
 # Only the dashboard's own scripts run: no inline script or event handler, nothing from elsewhere.
 # Styles may be inline (the page's own, and the ones Plotly sets on what it draws).
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
-# The experiment page's script: served at /static/dashboard.js, told its API URL by the page's
-# data-api attribute; members_html comes from the server with every store value escaped.
-LIVE_SCRIPT = """
-const live = document.getElementById("live");
-const source = live.dataset.api, every = parseInt(live.dataset.every, 10);
-const statusLine = document.getElementById("status");
-async function refresh() {
-  let data;
-  try {
-    const response = await fetch(source, {cache: "no-store"});
-    if (!response.ok) { statusLine.textContent = "the store did not answer"; return; }
-    data = await response.json();
-  } catch (err) {
-    statusLine.textContent = "waiting for the dashboard server";
-    setTimeout(refresh, every);
-    return;
-  }
-  const failed = [];
-  for (const [name, figure] of Object.entries(data.figures)) {
-    const chart = document.getElementById("chart-" + name);
-    try {
-      if (!chart) { throw new Error("the page has no place for it"); }
-      await Plotly.react(chart, figure.data, figure.layout, {displaylogo: false});
-    } catch (err) {
-      failed.push(name);
-      console.error(`poptrain dashboard: the figure ${name} could not be drawn: ${err}`);
-    }
-  }
-  document.getElementById("steps").textContent = data.steps_done;
-  document.getElementById("members").innerHTML = data.members_html;
-  statusLine.textContent = failed.length ? `${data.status} · could not draw: ${failed.join(", ")}` : data.status;
-  if (data.live) { setTimeout(refresh, every); }
-}
-refresh();
-"""
+SCRIPTS = "<script src='/static/plotly.min.js'></script><script src='/static/dashboard.js'></script>"
 
 
 def _page(title: str, body: str, scripts: str = "") -> str:
     return document(title, body + scripts, head="<link rel='icon' href='data:,'>")  # no request for a favicon
-
-
-def _link(*parts: Any) -> str:
-    """A path of the dashboard with each part URL-quoted (a name a store holds never shapes the URL)."""
-    return "/" + "/".join(quote(str(p), safe="") for p in parts)
 
 
 log = logging.getLogger("poptrain")
@@ -214,31 +177,64 @@ def create_app(storage: str, refresh_seconds: float = 2.0, token: str | None = N
 
     async def experiments(request: Request) -> Response:
         s = store()
-        rows = [_experiment_row(s, name) for name in s.experiments()]
-        listing = table(["experiment", "members", "intervals", "done", "failed", "exploits", "best"], rows,
-                        text_columns=["members"]) if rows else "<p>This store holds no experiments yet.</p>"
+        rows = [[Html(f"<input type='checkbox' class='pick' value='{text(name)}' aria-label='compare {text(name)}'>"),
+                 *_experiment_row(s, name)] for name in s.experiments()]
+        listing = (table(["compare", "experiment", "members", "intervals", "done", "failed", "exploits", "best"], rows,
+                         text_columns=["members"])
+                   + "<p><a id='compare' href='/compare' hidden>compare the experiments ticked</a> "
+                     "<span id='chosen'></span></p>") if rows else "<p>This store holds no experiments yet.</p>"
         body = f"<h1>poptrain dashboard</h1><p>store {text(shown(storage))}</p>{listing}"
-        return HTMLResponse(_page("poptrain dashboard", body))
+        return HTMLResponse(_page("poptrain dashboard", body, "<script src='/static/dashboard.js'></script>"))
+
+    async def comparison(request: Request) -> Response:
+        names = request.query_params.getlist("experiment")
+        if not names:
+            return _error_page(400, "tick the experiments to compare on the list of experiments (or open "
+                                    "/compare?experiment=A&experiment=B)")
+        s = store()
+        for name in names:
+            s.get_spec(name)  # a name the store lacks: one line naming the experiments it holds
+        query = urlencode([("experiment", name) for name in names])
+        live = (f"<div id='live' hidden data-page='compare' data-api='/api/compare?{text(query)}' "
+                f"data-every='{int(refresh_seconds * 1000)}'></div>")
+        links = " · ".join(f"<a href='{text(link('experiments', name))}'>{text(name)}</a>" for name in names)
+        body = (f"<p><a href='/'>experiments</a></p><h1>compared: {links}</h1>{live}"
+                f"<p><span id='status'>loading</span></p><div id='summary'></div>"
+                + "".join(chart_div(chart) for chart in COMPARISON))
+        return HTMLResponse(_page(f"poptrain: {', '.join(names)}", body, SCRIPTS))
+
+    async def comparison_data(request: Request) -> Response:
+        s = store()
+        items = [compared(Result(s, name)) for name in request.query_params.getlist("experiment")]
+        return JSONResponse({"figures": {k: figure_json(f) for k, f in compare_figures(items).items()},
+                             "summary_html": summary_table(items), "live": any(c.live for c in items)})
 
     async def experiment(request: Request) -> Response:
         r = result(request)
         divs = "".join(chart_div(chart) for chart in charts(r.objectives()))
-        live = (f"<div id='live' hidden data-api='{text(_link('api', 'experiments', r.name))}' "
-                f"data-every='{int(refresh_seconds * 1000)}'></div>")
+        api = link('api', 'experiments', r.name)
+        live = (f"<div id='live' hidden data-page='experiment' data-api='{text(api)}' "
+                f"data-updates='{text(api + '/updates')}' data-every='{int(refresh_seconds * 1000)}'></div>")
+        statuses = "".join(f"<option value='{s}'>{s}</option>" for s in ("active", "done", "failed"))
+        filters = (f"<p class='filters'><label>status <select id='filter-status'><option value=''>all</option>"
+                   f"{statuses}</select></label> <label>members <input id='filter-member' size='14' "
+                   f"placeholder='ids, e.g. 0, 3'></label> <span id='shown'></span></p>")
         body = (f"<p><a href='/'>experiments</a></p><h1>{text(r.name)}</h1>{live}"
-                f"<p>intervals trained: <b id='steps'>…</b> · <span id='status'>loading</span></p>{divs}"
-                f"<div id='members'>{_members_table(r)}</div>")
-        scripts = "<script src='/static/plotly.min.js'></script><script src='/static/dashboard.js'></script>"
-        return HTMLResponse(_page(f"poptrain: {r.name}", body, scripts))
+                f"<p>intervals trained: <b id='steps'>…</b> · <span id='status'>loading</span></p>{filters}{divs}"
+                f"<div id='members'>{members_table(r)}</div>")
+        return HTMLResponse(_page(f"poptrain: {r.name}", body, SCRIPTS))
 
     async def figures(request: Request) -> Response:
+        return JSONResponse(whole(result(request)))
+
+    async def new_since(request: Request) -> Response:
         r = result(request)
-        data, progress = run_data(r), r.progress()
-        status = (f"{progress.active} active, {progress.done} done, {progress.failed} failed · "
-                  f"{progress.exploits} exploits · best {number(progress.best_score)}")
-        return JSONResponse({"figures": {k: json.loads(pio.to_json(f)) for k, f in draw(data).items()},
-                             "steps_done": progress.steps_done, "live": progress.active > 0, "status": status,
-                             "members_html": _members_table(r)})
+        try:
+            cursor = Cursor.from_json(await request.json())
+        except (ValueError, PoptrainError) as exc:  # not JSON, or not a cursor
+            message = str(exc) if isinstance(exc, PoptrainError) else "the update request's body is not JSON"
+            return JSONResponse({"error": message}, status_code=400)
+        return JSONResponse(updates(r, cursor))
 
     async def member(request: Request) -> Response:
         r = result(request)
@@ -254,24 +250,30 @@ def create_app(storage: str, refresh_seconds: float = 2.0, token: str | None = N
         if len(schedule):
             schedule = schedule.drop_duplicates(subset=[c for c in schedule if c != "step"])
         lineage = r.lineage(member_id)
-        copies = table(["member", "step", "source", "source_step"],
-                       lineage[["member", "step", "source", "source_step"]].itertuples(index=False)) \
+        def to(m: Any) -> Html:  # a link to another member's page: the lineage is followed from page to page
+            return Html(f"<a class='member' href='{text(link('experiments', r.name, 'members', int(m)))}'>{int(m)}</a>")
+
+        copies = table(["member", "step", "copied member", "its step"],
+                       [[to(e.member), e.step, to(e.source), e.source_step] for e in lineage.itertuples()]) \
             if len(lineage) else "<p>none: it never copied another member</p>"
+        ancestors = r.ancestors(member_id)
+        descent = ("<p>its weights descend from members " + " ← ".join(to(m) for m in ancestors) + "</p>"
+                   if ancestors else "")
         record = r.store.member(r.name, member_id)
         error = f" · last error: {text(one_line(record.error))}" if record.error else ""
         changes = table(schedule.columns, schedule.itertuples(index=False)) if len(schedule) else \
             "<p>none yet: it has not reported</p>"
-        body = (f"<p><a href='{text(_link('experiments', r.name))}'>{text(r.name)}</a></p>"
+        body = (f"<p><a href='{text(link('experiments', r.name))}'>{text(r.name)}</a></p>"
                 f"<h1>member {member_id}</h1><p>{text(record.status)} at step {record.step}, "
                 f"{record.failures} failure(s){error}</p><h2>hyperparameters (where they changed)</h2>"
-                + changes + "<h2>exploits that made it</h2>" + copies)
+                + changes + "<h2>its lineage: the exploits that made it</h2>" + descent + copies)
         return HTMLResponse(_page(f"poptrain: member {member_id}", body))
 
     async def plotly_js(request: Request) -> Response:
         return Response(PLOTLY_JS, media_type="application/javascript", headers={"Cache-Control": "max-age=86400"})
 
     async def live_js(request: Request) -> Response:
-        return Response(LIVE_SCRIPT, media_type="application/javascript")
+        return Response(SCRIPT, media_type="application/javascript")
 
     async def storage_error(request: Request, exc: Exception) -> Response:
         return _error_page(404, str(exc))
@@ -290,6 +292,9 @@ def create_app(storage: str, refresh_seconds: float = 2.0, token: str | None = N
         Route("/experiments/{name}", experiment),
         Route("/experiments/{name}/members/{member}", member),
         Route("/api/experiments/{name}", figures),
+        Route("/api/experiments/{name}/updates", new_since, methods=["POST"]),
+        Route("/compare", comparison),
+        Route("/api/compare", comparison_data),
         Route("/static/plotly.min.js", plotly_js),
         Route("/static/dashboard.js", live_js),
     ]
@@ -300,25 +305,12 @@ def create_app(storage: str, refresh_seconds: float = 2.0, token: str | None = N
 
 def _experiment_row(s: Store, name: str) -> list[Any]:
     """One experiment's row of the list; a spec or progress it cannot read makes the row say so, not the page fail."""
-    link = Html(f"<a href='{text(_link('experiments', name))}'>{text(name)}</a>")
+    anchor = Html(f"<a href='{text(link('experiments', name))}'>{text(name)}</a>")
     try:
         p = s.progress(name, s.get_spec(name)["mode"])
     except Exception as exc:  # noqa: BLE001 - one unreadable experiment must not hide the others
-        return [link, f"unreadable: {one_line(scrub(f'{type(exc).__name__}: {exc}'), 200)}", "", "", "", "", ""]
-    return [link, p.members, f"{p.steps_done}/{p.steps_total}", p.done, p.failed, p.exploits, p.best_score]
-
-
-def _members_table(r: Result) -> str:
-    """The members with their status, score, hyperparameters and last error; every store value escaped."""
-    rows = []
-    stalled = {row.member: row.since for row in r.stalled().itertuples()}
-    for m in r.store.members(r.name):
-        link = Html(f"<a href='{text(_link('experiments', r.name, 'members', m.id))}'>{m.id}</a>")
-        hparams = ", ".join(f"{k}={number(v)}" for k, v in m.hparams.items())
-        status = f"{m.status} · may be stuck: no report for {stalled[m.id]:.0f} s" if m.id in stalled else m.status
-        rows.append([link, status, m.step, m.last_score, m.failures, hparams, one_line(m.error or "")])
-    return table(["member", "status", "step", "score", "failures", "hyperparameters", "last error"], rows,
-                 text_columns=["hyperparameters", "last error"])
+        return [anchor, f"unreadable: {one_line(scrub(f'{type(exc).__name__}: {exc}'), 200)}", "", "", "", "", ""]
+    return [anchor, p.members, f"{p.steps_done}/{p.steps_total}", p.done, p.failed, p.exploits, p.best_score]
 
 
 PLOTLY_JS = get_plotlyjs()

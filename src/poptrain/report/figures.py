@@ -7,11 +7,16 @@ Names and values a store holds reach Plotly through `plot_text`, which Plotly sh
 
 from __future__ import annotations
 
+import base64
+import json
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import plotly.io as pio
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
@@ -34,21 +39,32 @@ def _values(column: pd.Series) -> list[Any]:
     return [plot_text(v) if isinstance(v, str) else v for v in column]
 
 
-def scores_figure(frame: pd.DataFrame, events: list[Event], metric: str) -> go.Figure:
-    """Every member's score over steps, with a marker where it copied another member."""
-    fig = go.Figure()
-    for member, rows in frame.groupby("member"):
-        fig.add_trace(go.Scatter(x=rows.step, y=rows.score, mode="lines", name=f"member {member}",
-                                 line={"color": _colour(int(member)), "width": 1.5}, legendgroup=str(member)))
+def score_traces(frame: pd.DataFrame, events: list[Event]) -> list[dict[str, Any]]:
+    """The scores figure's traces as plain data: a line per member, the exploits as markers.
+
+    Plain dicts, not Plotly objects: building 1,000 validated traces takes seconds, and the
+    dashboard appends these to the figure it drew (by trace name) on every poll.
+    """
+    traces: list[dict[str, Any]] = [
+        {"type": "scatter", "x": rows.step.tolist(), "y": rows.score.tolist(), "mode": "lines",
+         "name": f"member {member}", "line": {"color": _colour(int(member)), "width": 1.5}, "legendgroup": str(member)}
+        for member, rows in frame.groupby("member")]
     if events:
         score = {(m, s): v for m, s, v in zip(frame.member, frame.step, frame.score)}
-        fig.add_trace(go.Scatter(
-            x=[e.step for e in events], y=[score.get((e.member, e.step)) for e in events], mode="markers",
-            name="exploit", marker={"symbol": "x", "size": 9, "color": "black"},
-            text=[f"member {e.member} copied member {e.source} (its step {e.source_step})" for e in events],
-            hovertemplate="%{text}<extra></extra>"))
-    fig.update_layout(title="Score of every member (× marks an exploit)", xaxis_title="step", yaxis_title=plot_text(metric))
-    return fig
+        traces.append({
+            "type": "scatter", "x": [e.step for e in events], "y": [score.get((e.member, e.step)) for e in events],
+            "mode": "markers", "name": "exploit", "marker": {"symbol": "x", "size": 9, "color": "black"},
+            "customdata": [e.member for e in events],
+            "text": [f"member {e.member} copied member {e.source} (its step {e.source_step})" for e in events],
+            "hovertemplate": "%{text}<extra></extra>"})
+    return traces
+
+
+def scores_figure(frame: pd.DataFrame, events: list[Event], metric: str) -> go.Figure:
+    """Every member's score over steps, with a marker where it copied another member."""
+    layout = go.Layout(title="Score of every member (× marks an exploit)", xaxis_title="step",
+                       yaxis_title=plot_text(metric))
+    return go.Figure(data=score_traces(frame, events), layout=layout, _validate=False)  # plain traces: not re-checked
 
 
 def winning_lineage_figure(curve: pd.DataFrame, metric: str) -> go.Figure:
@@ -80,55 +96,98 @@ def winning_lineage_figure(curve: pd.DataFrame, metric: str) -> go.Figure:
     return fig
 
 
+def schedule_traces(frame: pd.DataFrame, names: list[str]) -> list[dict[str, Any]]:
+    """The schedules figure's member traces as plain data: each hyperparameter (one subplot each) over steps."""
+    traces = []
+    for i, name in enumerate(names, start=1):
+        axis = "" if i == 1 else str(i)
+        traces += [{"type": "scatter", "x": rows.step.tolist(), "y": _values(rows[name]), "mode": "lines",
+                    "line": {"color": _colour(int(member)), "width": 1, "shape": "hv"}, "opacity": 0.5,
+                    "name": f"member {member}", "legendgroup": str(member), "showlegend": i == 1,
+                    "xaxis": f"x{axis}", "yaxis": f"y{axis}"} for member, rows in frame.groupby("member")]
+    return traces
+
+
 def schedules_figure(frame: pd.DataFrame, curve: pd.DataFrame, spec: dict[str, Any]) -> go.Figure:
     """Each hyperparameter over steps for every member, and the winning lineage's schedule in bold."""
     space = parse_space(spec["space"])
     names = list(space)
-    fig = make_subplots(rows=len(names), cols=1, shared_xaxes=True, subplot_titles=[plot_text(n) for n in names],
-                        vertical_spacing=0.12 / max(1, len(names) - 1) if len(names) > 1 else 0.0)
+    grid = make_subplots(rows=len(names), cols=1, shared_xaxes=True, subplot_titles=[plot_text(n) for n in names],
+                         vertical_spacing=0.12 / max(1, len(names) - 1) if len(names) > 1 else 0.0)
+    winner = []
     for i, name in enumerate(names, start=1):
-        for member, rows in frame.groupby("member"):
-            fig.add_trace(go.Scatter(x=rows.step, y=_values(rows[name]), mode="lines", line={"color": _colour(int(member)),
-                                     "width": 1, "shape": "hv"}, opacity=0.5, name=f"member {member}",
-                                     legendgroup=str(member), showlegend=i == 1), row=i, col=1)
         if len(curve):
-            fig.add_trace(go.Scatter(x=curve.age, y=_values(curve[name]), mode="lines", name="winning lineage",
-                                     line={"color": "black", "width": 3, "shape": "hv"}, legendgroup="winner",
-                                     showlegend=i == 1), row=i, col=1)
+            axis = "" if i == 1 else str(i)
+            winner.append({"type": "scatter", "x": curve.age.tolist(), "y": _values(curve[name]), "mode": "lines",
+                           "name": "winning lineage", "line": {"color": "black", "width": 3, "shape": "hv"},
+                           "legendgroup": "winner", "showlegend": i == 1, "xaxis": f"x{axis}", "yaxis": f"y{axis}"})
         if isinstance(space[name], LogUniform):
-            fig.update_yaxes(type="log", row=i, col=1)
-    fig.update_layout(title="Hyperparameter schedules (bold: the winning lineage, by age)",
-                      height=max(350, 260 * len(names)))
-    fig.update_xaxes(title_text="step", row=len(names), col=1)
+            grid.update_yaxes(type="log", row=i, col=1)
+    grid.update_layout(title="Hyperparameter schedules (bold: the winning lineage, by age)",
+                       height=max(350, 260 * len(names)))
+    grid.update_xaxes(title_text="step", row=len(names), col=1)
+    # the traces in subplot order (each member's, then the winning lineage's) as plain data: not re-checked
+    by_axis = schedule_traces(frame, names)
+    per = len(by_axis) // max(1, len(names))
+    traces = [t for i in range(len(names)) for t in by_axis[i * per:(i + 1) * per] + winner[i:i + 1]]
+    return go.Figure(data=traces, layout=grid.layout, _validate=False)
+
+
+def hparams_figure(latest: pd.DataFrame, spec: dict[str, Any], metric: str) -> go.Figure:
+    """Each member's latest score against each hyperparameter it trained with: which settings score well."""
+    space = parse_space(spec["space"])
+    names = list(space)
+    cols = min(3, max(1, len(names)))
+    rows = max(1, -(-len(names) // cols))
+    fig = make_subplots(rows=rows, cols=cols, shared_yaxes=True, subplot_titles=[plot_text(n) for n in names],
+                        horizontal_spacing=0.06, vertical_spacing=0.3 / rows)
+    scored = latest.dropna(subset=["score"]) if len(latest) else latest
+    members = [int(m) for m in scored.member] if len(scored) else []
+    for i, name in enumerate(names):
+        values = _values(scored[name]) if name in scored else [None] * len(members)
+        fig.add_trace(go.Scatter(
+            x=values, y=list(scored.score) if len(scored) else [], mode="markers", name=plot_text(name),
+            customdata=members, showlegend=False,
+            marker={"size": 9, "color": [_colour(m) for m in members], "line": {"color": "black", "width": 0.5}},
+            unselected={"marker": {"opacity": 0.12}},
+            text=[f"member {m}" for m in members], hovertemplate="%{text}: %{x}<br>score %{y}<extra></extra>"),
+            row=i // cols + 1, col=i % cols + 1)
+        if isinstance(space[name], LogUniform):
+            fig.update_xaxes(type="log", row=i // cols + 1, col=i % cols + 1)
+    fig.update_yaxes(title_text=plot_text(metric), col=1)
+    fig.update_layout(title="Hyperparameters against score: each member's latest report (a point per member)",
+                      height=max(320, 300 * rows))
     return fig
 
 
 def lineage_tree_figure(tree: pd.DataFrame, events: list[Event], best: int | None) -> go.Figure:
     """The lineage tree: each member a row, its segments along the steps, an edge for every copy."""
-    fig = go.Figure()
+    rows_of: list[dict[str, Any]] = []  # a member's row: plain data, as the scores' traces (1,000 of them)
     for member, rows in tree.groupby("member"):
         xs: list[float | None] = []
         ys: list[float | None] = []
-        for start, end in zip(rows.start, rows.end):
+        for start, end in zip(rows.start.tolist(), rows.end.tolist()):
             xs += [start, end, None]
-            ys += [member, member, None]
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"member {member}", showlegend=False,
-                                 line={"color": _colour(int(member)), "width": 6 if member == best else 3}))
+            ys += [int(member), int(member), None]
+        rows_of.append({"type": "scatter", "x": xs, "y": ys, "mode": "lines", "name": f"member {member}",
+                        "showlegend": False,
+                        "line": {"color": _colour(int(member)), "width": 6 if member == best else 3}})
     if events:
         xs, ys = [], []
         for e in events:
             xs += [e.source_step, e.step, None]
             ys += [e.source, e.member, None]
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="copied weights", line={"color": "grey", "width": 1}))
-        fig.add_trace(go.Scatter(
-            x=[e.step for e in events], y=[e.member for e in events], mode="markers", name="exploit",
-            marker={"symbol": "triangle-right", "size": 9, "color": "grey"},
-            text=[f"member {e.member} copied member {e.source} at its step {e.source_step}" for e in events],
-            hovertemplate="%{text}<extra></extra>"))
-    fig.update_layout(title="Lineage tree (an edge runs from the copied member to the one that copied it)",
-                      xaxis_title="step", yaxis_title="member", yaxis={"dtick": 1},
-                      height=max(300, 40 * (tree.member.nunique() + 2)))
-    return fig
+        rows_of.append({"type": "scatter", "x": xs, "y": ys, "mode": "lines", "name": "copied weights",
+                        "line": {"color": "grey", "width": 1}})
+        rows_of.append({
+            "type": "scatter", "x": [e.step for e in events], "y": [e.member for e in events], "mode": "markers",
+            "name": "exploit", "marker": {"symbol": "triangle-right", "size": 9, "color": "grey"},
+            "text": [f"member {e.member} copied member {e.source} at its step {e.source_step}" for e in events],
+            "hovertemplate": "%{text}<extra></extra>"})
+    layout = go.Layout(title="Lineage tree (an edge runs from the copied member to the one that copied it)",
+                       xaxis_title="step", yaxis_title="member", yaxis={"dtick": 1},
+                       height=max(300, 40 * (tree.member.nunique() + 2)))
+    return go.Figure(data=rows_of, layout=layout, _validate=False)  # plain traces poptrain built: not re-checked
 
 
 def pareto_figure(fronts: pd.DataFrame, objectives: tuple[tuple[str, str], ...]) -> go.Figure:
@@ -164,17 +223,29 @@ class RunData:
     spec: dict[str, Any]
     objectives: tuple[tuple[str, str], ...] | None = None  # a multi-objective run's, with every member's fronts
     fronts: pd.DataFrame | None = None
+    latest: pd.DataFrame | None = None  # each member's latest report (members that failed left out)
 
 
 def run_data(result: "Result") -> RunData:
     """The analysis data of a run: reports, exploits, the lineage tree and the best member's curve."""
-    frame, events = result.frame(), result.events()
+    from .. import analysis
+
+    reports, events = result.store.reports(result.name), result.events()  # read once for the frame, tree and curve
+    frame = analysis.reports_frame(reports)
     best = result.progress().best_member
-    curve = result.winning_lineage(best) if best is not None else frame.iloc[0:0]
+    curve = analysis.winning_lineage(reports, events, best) if best is not None else frame.iloc[0:0]
     objectives = result.objectives()
     fronts = result.pareto_front(all_fronts=True) if objectives else None
-    return RunData(frame=frame, events=events, tree=result.tree(), curve=curve, best=best,
-                   metric=result.spec.get("metric") or "score", spec=result.spec, objectives=objectives, fronts=fronts)
+    return RunData(frame=frame, events=events, tree=analysis.segments(reports, events), curve=curve, best=best,
+                   metric=result.spec.get("metric") or "score", spec=result.spec, objectives=objectives, fronts=fronts,
+                   latest=latest_frame(result))
+
+
+def latest_frame(result: "Result") -> pd.DataFrame:
+    """Each live member's latest report as a frame: one bounded read, the same for the report and each dashboard poll."""
+    from ..analysis import reports_frame
+
+    return reports_frame(result.store.recent_reports(result.name, 1))
 
 
 @dataclass(frozen=True)
@@ -183,7 +254,7 @@ class Chart:
 
     name: str
     title: str
-    draw: Callable[[RunData], go.Figure | None]  # None: nothing to draw yet (no member scored)
+    draw: Callable[[Any], go.Figure | None]  # from a RunData (CHARTS) or the compared experiments; None: nothing yet
     multi_objective: bool = False  # shown only for a run with several objectives
 
 
@@ -196,6 +267,7 @@ CHARTS: tuple[Chart, ...] = (
     Chart("lineage", "the winning lineage",
           lambda d: winning_lineage_figure(d.curve, d.metric) if d.best is not None else None),
     Chart("schedules", "hyperparameter schedules", lambda d: schedules_figure(d.frame, d.curve, d.spec)),
+    Chart("hparams", "hyperparameters against score", lambda d: hparams_figure(d.latest, d.spec, d.metric)),
     Chart("tree", "lineage tree", lambda d: lineage_tree_figure(d.tree, d.events, d.best)),
 )
 
@@ -215,3 +287,25 @@ def draw(data: RunData) -> dict[str, go.Figure]:
     """The figures of `charts` that have something to draw (the lineage once a member scored), in page order."""
     drawn = {c.name: c.draw(data) for c in charts(data.objectives)}
     return {name: figure for name, figure in drawn.items() if figure is not None}
+
+
+def figure_json(figure: go.Figure) -> dict[str, Any]:
+    """A figure as plain JSON data, the same on the report and the dashboard: arrays as lists (Plotly's base64
+    blocks cannot be extended in the page) and NaN as null."""
+    return plain(json.loads(pio.to_json(figure, validate=False)))
+
+
+def plain(value: Any) -> Any:
+    """JSON data with Plotly's base64 arrays as lists and NaN as null."""
+    if isinstance(value, dict):
+        if "bdata" in value and "dtype" in value:
+            array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+            if "shape" in value:
+                array = array.reshape([int(n) for n in str(value["shape"]).split(",")])
+            return plain(array.tolist())
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

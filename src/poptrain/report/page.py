@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import math
 from typing import Any, Iterable
+from urllib.parse import quote
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1150px; color: #222; }
@@ -70,6 +71,11 @@ def table(columns: Iterable[Any], rows: Iterable[Iterable[Any]], caption: str | 
                                     for i, v in enumerate(row)) + "</tr>" for row in rows)
     top = f"<caption>{text(caption)}</caption>" if caption else ""
     return Html(f"<table>{top}<tr>{head}</tr>{body}</table>")
+
+
+def link(*parts: Any) -> str:
+    """A path of the dashboard with each part URL-quoted (a name a store holds never shapes the URL)."""
+    return "/" + "/".join(quote(str(p), safe="") for p in parts)
 
 
 def document(title: str, body: str, head: str = "") -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Collection, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 import numpy as np
 
@@ -265,6 +265,14 @@ class Store(ABC):
     @abstractmethod
     def reports(self, name: str, members: Collection[int] | None = None) -> list[Report]:
         """Every report of the experiment (only those of `members` if given), by member then step."""
+
+    def reports_after(self, name: str, steps: Mapping[int, int]) -> list[Report]:
+        """Each member's reports with a step above `steps[member]` (all of a member not in `steps`), by member then step.
+
+        What a reader that polls asks for: pass each member's last step it holds, get only what is
+        new. This default reads every report; the SQL store reads from the lowest of `steps` up.
+        """
+        return [r for r in self.reports(name) if r.step > steps.get(r.member, 0)]
 
     @abstractmethod
     def events(self, name: str, after: int | None = None) -> list[Event]:

@@ -10,7 +10,7 @@ import random
 import sqlite3
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Collection, Iterator, NoReturn, Sequence, TypeVar
+from typing import Any, Callable, Collection, Iterator, Mapping, NoReturn, Sequence, TypeVar
 from urllib.parse import quote
 
 try:
@@ -114,6 +114,11 @@ def _member(row: Any) -> MemberRecord:
         pending=bool(row.pending), status=row.status, worker=row.worker, lease_until=row.lease_until,
         version=row.version, ckpt_version=row.ckpt_version, last_score=row.last_score,
         failures=row.failures, error=row.error)
+
+
+def _report(row: Any) -> Report:
+    return Report(member=row.member, step=row.step, score=row.score, metrics=json.loads(row.metrics),
+                  hparams=json.loads(row.hparams), time=row.time)
 
 
 def _ours(row: Any, params: dict[str, Any]) -> bool:
@@ -650,8 +655,7 @@ class SQLStore(Store):
                      .where(m.experiment_id == eid, m.status != FAILED, r.experiment_id == eid,
                             r.step <= newest, r.step > newest - window)
                      .order_by(r.member, r.step))
-            return [Report(member=x.member, step=x.step, score=x.score, metrics=json.loads(x.metrics),
-                           hparams=json.loads(x.hparams), time=x.time) for x in c.execute(query)]
+            return [_report(x) for x in c.execute(query)]
 
     def reports(self, name: str, members: Collection[int] | None = None) -> list[Report]:
         r = t.reports.c
@@ -666,6 +670,21 @@ class SQLStore(Store):
                            hparams=hparams[x.hparams] if x.hparams in hparams else
                            hparams.setdefault(x.hparams, json.loads(x.hparams)), time=x.time)
                     for x in c.execute(query.order_by(r.member, r.step))]
+
+    def reports_after(self, name: str, steps: Mapping[int, int]) -> list[Report]:
+        r, m = t.reports.c, t.members.c
+        with self._read() as c:
+            eid = self._eid(c, name)
+            # only a member still training, or one past its step in `steps`, can have a report above it: the lowest
+            # of their steps bounds the read (a member that finished or failed no longer holds it back)
+            standing = c.execute(select(m.id, m.step, m.status).where(m.experiment_id == eid)).all()
+            lowest = min((steps.get(x.id, 0) for x in standing if x.status == ACTIVE or x.step > steps.get(x.id, 0)),
+                         default=None)
+            if lowest is None:
+                return []
+            rows = c.execute(select(t.reports).where(r.experiment_id == eid, r.step > lowest)
+                             .order_by(r.member, r.step))
+            return [_report(x) for x in rows if x.step > steps.get(x.member, 0)]
 
     def events(self, name: str, after: int | None = None) -> list[Event]:
         e = t.events.c

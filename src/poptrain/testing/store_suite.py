@@ -182,6 +182,20 @@ class StoreSuite:
         assert store.reports("e", members=set()) == []
 
 
+    def test_reports_after_each_members_step_bring_only_the_newer_ones(self, storage):
+        store = self.make(storage)
+        now = time.time()
+        for step in (1, 2, 3):
+            store.report("e", 0, w(0), step, step / 10, {}, {"lr": 0.1}, now)
+        store.report("e", 1, w(1), 1, 0.5, {}, {"lr": 0.2}, now)
+        assert [(r.member, r.step) for r in store.reports_after("e", {})] == [(0, 1), (0, 2), (0, 3), (1, 1)]
+        assert [(r.member, r.step, r.score) for r in store.reports_after("e", {0: 2, 1: 1})] == [(0, 3, 0.3)]
+        store.report("e", 1, w(1), 2, 0.6, {}, {"lr": 0.2}, now)
+        store.report("e", 2, w(2), 1, 0.7, {}, {"lr": 0.3}, now)  # a member the reader never saw: all of it
+        newer = store.reports_after("e", {0: 3, 1: 1})
+        assert [(r.member, r.step, r.hparams) for r in newer] == [(1, 2, {"lr": 0.2}), (2, 1, {"lr": 0.3})]
+        assert store.reports_after("e", {0: 3, 1: 2, 2: 1}) == []
+
     def test_report_many_records_a_step_of_every_member(self, storage):
         store = self.make(storage)
         now = time.time()
