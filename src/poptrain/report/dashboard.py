@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import json
 import logging
 import secrets
 from typing import Any, Awaitable, Callable, MutableMapping
@@ -31,7 +30,7 @@ from ..store import Store, open_store
 from .compare import COMPARISON, compare_figures, compared, summary_table
 from .figures import chart_div, charts, figure_json
 from .live import Cursor, members_table, updates, whole
-from .page import Html, document, link, number, one_line, table, text
+from .page import Html, document, link, one_line, table, text
 from .script import SCRIPT
 
 # Only the dashboard's own scripts run: no inline script or event handler, nothing from elsewhere.
