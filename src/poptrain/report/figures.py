@@ -50,9 +50,8 @@ def score_traces(frame: pd.DataFrame, events: list[Event]) -> list[dict[str, Any
          "name": f"member {member}", "line": {"color": _colour(int(member)), "width": 1.5}, "legendgroup": str(member)}
         for member, rows in frame.groupby("member")]
     if events:
-        score = {(m, s): v for m, s, v in zip(frame.member, frame.step, frame.score)}
         traces.append({
-            "type": "scatter", "x": [e.step for e in events], "y": [score.get((e.member, e.step)) for e in events],
+            "type": "scatter", "x": [e.step for e in events], "y": _scores_at(frame, events),
             "mode": "markers", "name": "exploit", "marker": {"symbol": "x", "size": 9, "color": "black"},
             "customdata": [e.member for e in events],
             "text": [f"member {e.member} copied member {e.source} (its step {e.source_step})" for e in events],
@@ -60,9 +59,28 @@ def score_traces(frame: pd.DataFrame, events: list[Event]) -> list[dict[str, Any
     return traces
 
 
-def scores_figure(frame: pd.DataFrame, events: list[Event], metric: str) -> go.Figure:
+def _scores_at(frame: pd.DataFrame, events: list[Event]) -> list[Any]:
+    """Each exploit's member's score at its step, or at the latest step drawn before it (a thinned frame)."""
+    if not len(frame):
+        return [None] * len(events)
+    wanted = pd.DataFrame({"member": [e.member for e in events], "step": [e.step for e in events],
+                           "order": range(len(events))}).sort_values("step")
+    drawn = frame[["member", "step", "score"]].astype({"member": "int64", "step": "int64"}).sort_values("step")
+    found = pd.merge_asof(wanted.astype({"member": "int64", "step": "int64"}), drawn, on="step", by="member")
+    return [None if pd.isna(v) else float(v) for v in found.sort_values("order").score]
+
+
+def thinned_note(every: int) -> str:
+    """What a figure of a thinned read says under its title (nothing for a whole one)."""
+    if every <= 1:
+        return ""
+    return (f"<br><sup>one interval in {every} of each member drawn, and its first and newest: more would be more "
+            f"points than the eye can tell apart; the tables and the winning lineage hold every interval</sup>")
+
+
+def scores_figure(frame: pd.DataFrame, events: list[Event], metric: str, every: int = 1) -> go.Figure:
     """Every member's score over steps, with a marker where it copied another member."""
-    layout = go.Layout(title="Score of every member (× marks an exploit)", xaxis_title="step",
+    layout = go.Layout(title="Score of every member (× marks an exploit)" + thinned_note(every), xaxis_title="step",
                        yaxis_title=plot_text(metric))
     return go.Figure(data=score_traces(frame, events), layout=layout, _validate=False)  # plain traces: not re-checked
 
@@ -108,7 +126,7 @@ def schedule_traces(frame: pd.DataFrame, names: list[str]) -> list[dict[str, Any
     return traces
 
 
-def schedules_figure(frame: pd.DataFrame, curve: pd.DataFrame, spec: dict[str, Any]) -> go.Figure:
+def schedules_figure(frame: pd.DataFrame, curve: pd.DataFrame, spec: dict[str, Any], every: int = 1) -> go.Figure:
     """Each hyperparameter over steps for every member, and the winning lineage's schedule in bold."""
     space = parse_space(spec["space"])
     names = list(space)
@@ -123,7 +141,7 @@ def schedules_figure(frame: pd.DataFrame, curve: pd.DataFrame, spec: dict[str, A
                            "legendgroup": "winner", "showlegend": i == 1, "xaxis": f"x{axis}", "yaxis": f"y{axis}"})
         if isinstance(space[name], LogUniform):
             grid.update_yaxes(type="log", row=i, col=1)
-    grid.update_layout(title="Hyperparameter schedules (bold: the winning lineage, by age)",
+    grid.update_layout(title="Hyperparameter schedules (bold: the winning lineage, by age)" + thinned_note(every),
                        height=max(350, 260 * len(names)))
     grid.update_xaxes(title_text="step", row=len(names), col=1)
     # the traces in subplot order (each member's, then the winning lineage's) as plain data: not re-checked
@@ -224,21 +242,34 @@ class RunData:
     objectives: tuple[tuple[str, str], ...] | None = None  # a multi-objective run's, with every member's fronts
     fronts: pd.DataFrame | None = None
     latest: pd.DataFrame | None = None  # each member's latest report (members that failed left out)
+    every: int = 1  # the frame holds each member's every `every`-th step (its first and newest too)
+
+
+POINTS = 50_000  # reports a run's figures draw at most: a longer run's are thinned (each member's every n-th step)
 
 
 def run_data(result: "Result") -> RunData:
     """The analysis data of a run: reports, exploits, the lineage tree and the best member's curve."""
     from .. import analysis
 
-    reports, events = result.store.reports(result.name), result.events()  # read once for the frame, tree and curve
+    progress = result.progress()
+    every = -(-progress.steps_done // POINTS)  # 1 up to POINTS reports
+    # read once for the frame, the tree and (unless thinned) the curve; a thinned read keeps each member's first and
+    # newest steps, all the tree needs
+    reports, events = result.store.reports(result.name, every=every if every > 1 else None), result.events()
     frame = analysis.reports_frame(reports)
-    best = result.progress().best_member
-    curve = analysis.winning_lineage(reports, events, best) if best is not None else frame.iloc[0:0]
+    best = progress.best_member
+    if best is None:
+        curve = frame.iloc[0:0]
+    elif every > 1:
+        curve = result.winning_lineage(best)  # every interval: it reads only its ancestors' reports
+    else:
+        curve = analysis.winning_lineage(reports, events, best)
     objectives = result.objectives()
     fronts = result.pareto_front(all_fronts=True) if objectives else None
     return RunData(frame=frame, events=events, tree=analysis.segments(reports, events), curve=curve, best=best,
                    metric=result.spec.get("metric") or "score", spec=result.spec, objectives=objectives, fronts=fronts,
-                   latest=latest_frame(result))
+                   latest=latest_frame(result), every=every)
 
 
 def latest_frame(result: "Result") -> pd.DataFrame:
@@ -260,13 +291,13 @@ class Chart:
 
 # The one figure list, in page order: the report and the dashboard both render it.
 CHARTS: tuple[Chart, ...] = (
-    Chart("scores", "scores of every member", lambda d: scores_figure(d.frame, d.events, d.metric)),
+    Chart("scores", "scores of every member", lambda d: scores_figure(d.frame, d.events, d.metric, d.every)),
     Chart("pareto", "final Pareto front",
           lambda d: pareto_figure(d.fronts, d.objectives) if d.objectives and d.fronts is not None else None,
           multi_objective=True),
     Chart("lineage", "the winning lineage",
           lambda d: winning_lineage_figure(d.curve, d.metric) if d.best is not None else None),
-    Chart("schedules", "hyperparameter schedules", lambda d: schedules_figure(d.frame, d.curve, d.spec)),
+    Chart("schedules", "hyperparameter schedules", lambda d: schedules_figure(d.frame, d.curve, d.spec, d.every)),
     Chart("hparams", "hyperparameters against score", lambda d: hparams_figure(d.latest, d.spec, d.metric)),
     Chart("tree", "lineage tree", lambda d: lineage_tree_figure(d.tree, d.events, d.best)),
 )

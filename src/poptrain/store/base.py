@@ -263,8 +263,10 @@ class Store(ABC):
         return sorted(out, key=lambda r: (r.member, r.step))
 
     @abstractmethod
-    def reports(self, name: str, members: Collection[int] | None = None) -> list[Report]:
-        """Every report of the experiment (only those of `members` if given), by member then step."""
+    def reports(self, name: str, members: Collection[int] | None = None, every: int | None = None) -> list[Report]:
+        """Every report of the experiment, by member then step: only those of `members` if given, and with
+        `every`, only each member's steps that are multiples of it, its first step and its newest (a thinned read
+        for figures of a long run)."""
 
     def reports_after(self, name: str, steps: Mapping[int, int]) -> list[Report]:
         """Each member's reports with a step above `steps[member]` (all of a member not in `steps`), by member then step.

@@ -261,10 +261,12 @@ class MemoryStore(Store):
                            if (m.id, s) in exp.reports)
             return out
 
-    def reports(self, name: str, members: Collection[int] | None = None) -> list[Report]:
+    def reports(self, name: str, members: Collection[int] | None = None, every: int | None = None) -> list[Report]:
         with self._lock:
-            return [r for (member, _), r in sorted(self._get(name).reports.items())
-                    if members is None or member in members]
+            exp = self._get(name)
+            return [r for (member, step), r in sorted(exp.reports.items())
+                    if (members is None or member in members)
+                    and (not every or every <= 1 or step % every == 0 or step == 1 or step >= exp.members[member].step)]
 
     def events(self, name: str, after: int | None = None) -> list[Event]:
         with self._lock:

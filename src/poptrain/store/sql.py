@@ -116,9 +116,15 @@ def _member(row: Any) -> MemberRecord:
         failures=row.failures, error=row.error)
 
 
-def _report(row: Any) -> Report:
+def _report(row: Any, decoded: dict[str, Any] | None = None) -> Report:
+    """A report row as a Report; `decoded` caches hyperparameter texts (a member's change only at an exploit)."""
+    if decoded is None:
+        hparams = json.loads(row.hparams)
+    else:
+        hparams = decoded[row.hparams] if row.hparams in decoded else decoded.setdefault(row.hparams,
+                                                                                         json.loads(row.hparams))
     return Report(member=row.member, step=row.step, score=row.score, metrics=json.loads(row.metrics),
-                  hparams=json.loads(row.hparams), time=row.time)
+                  hparams=hparams, time=row.time)
 
 
 def _ours(row: Any, params: dict[str, Any]) -> bool:
@@ -657,19 +663,18 @@ class SQLStore(Store):
                      .order_by(r.member, r.step))
             return [_report(x) for x in c.execute(query)]
 
-    def reports(self, name: str, members: Collection[int] | None = None) -> list[Report]:
-        r = t.reports.c
+    def reports(self, name: str, members: Collection[int] | None = None, every: int | None = None) -> list[Report]:
+        r, m = t.reports.c, t.members.c
         with self._read() as c:
             eid = self._eid(c, name)
             query = select(t.reports).where(r.experiment_id == eid)
             if members is not None:
                 query = query.where(r.member.in_(sorted(members)))
-            # a member's hyperparameters change only at an exploit: each distinct text is decoded once
-            hparams: dict[str, Any] = {}
-            return [Report(member=x.member, step=x.step, score=x.score, metrics=json.loads(x.metrics),
-                           hparams=hparams[x.hparams] if x.hparams in hparams else
-                           hparams.setdefault(x.hparams, json.loads(x.hparams)), time=x.time)
-                    for x in c.execute(query.order_by(r.member, r.step))]
+            if every is not None and every > 1:  # each member's every `every`-th step, its first and its newest
+                newest = (select(m.step).where(m.experiment_id == eid, m.id == r.member).scalar_subquery())
+                query = query.where(or_(r.step % every == 0, r.step == 1, r.step >= newest))
+            decoded: dict[str, Any] = {}
+            return [_report(x, decoded) for x in c.execute(query.order_by(r.member, r.step))]
 
     def reports_after(self, name: str, steps: Mapping[int, int]) -> list[Report]:
         r, m = t.reports.c, t.members.c

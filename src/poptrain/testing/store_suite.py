@@ -180,6 +180,9 @@ class StoreSuite:
         assert [(r.member, r.step) for r in store.reports("e", members={1})] == [(1, 1)]  # only the members asked for
         assert [r.member for r in store.reports("e", members=[1, 0])] == [0, 0, 0, 0, 1]
         assert store.reports("e", members=set()) == []
+        # thinned: multiples of 3, each member's first step and its newest (member 0 is at step 4)
+        assert [(r.member, r.step) for r in store.reports("e", every=3)] == [(0, 1), (0, 3), (0, 4), (1, 1)]
+        assert [(r.member, r.step) for r in store.reports("e", members=[0], every=2)] == [(0, 1), (0, 2), (0, 4)]
 
 
     def test_reports_after_each_members_step_bring_only_the_newer_ones(self, storage):
