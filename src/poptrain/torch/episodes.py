@@ -8,6 +8,7 @@ inside any population.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Sequence
 
 import torch
@@ -15,6 +16,7 @@ import torch
 from .envs import BatchedEnv
 
 Tensor = torch.Tensor
+log = logging.getLogger("poptrain")
 
 
 class BatchedEpisodes:
@@ -40,6 +42,10 @@ class BatchedEpisodes:
         self.finished = torch.zeros(p, dtype=torch.long, device=self.device)  # episodes finished, ever
         self.env_steps = torch.zeros(p, dtype=torch.long, device=self.device)
         self.envs.reset(torch.ones(p * e, dtype=torch.bool, device=self.device), self._reset_uniforms(range(p)))
+
+    def compile(self, mode: str | None = None, backend: str | None = None) -> None:
+        """Not supported for RL populations: the step is many small ops around an environment; trains eagerly."""
+        log.warning("%s does not compile: training eagerly", type(self).__name__)
 
     def _reset_uniforms(self, members: Sequence[int]) -> Tensor:
         """Initial-state uniforms [len(members) * num_envs, state_size] from each member's generator."""

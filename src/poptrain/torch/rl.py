@@ -16,7 +16,6 @@ steps are spent on evaluation).
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import Any, Sequence
 
@@ -33,7 +32,6 @@ from .stacked import StackedModules
 from .vectorized import BatchedTrainable, upload
 
 Tensor = torch.Tensor
-log = logging.getLogger("poptrain")
 
 
 def build_network(inputs: int, outputs: int, generator: torch.Generator, hidden: int = 64,
@@ -234,10 +232,6 @@ class ActorCriticPopulation(BatchedEpisodes, BatchedTrainable):
         for d, state in zip(dsts, states):
             self.generators[d].set_state(state)
         self.restart_copies(dsts, srcs)
-
-    def compile(self, mode: str | None = None, backend: str | None = None) -> None:
-        """Not supported for RL populations: the step is many small ops around an environment; trains eagerly."""
-        log.warning("%s does not compile: training eagerly", type(self).__name__)
 
     def state_dict(self) -> dict[str, Any]:
         """The whole population: networks, Adam, generators, environments and episode statistics."""
