@@ -18,6 +18,7 @@ sys.path.insert(0, str(EXAMPLES))
 
 import rl_td3  # noqa: E402
 from test_host_syncs import counting_host_reads  # noqa: E402
+from test_rl import assert_same  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -52,12 +53,6 @@ def member_state(population: TD3Population, i: int) -> dict[str, torch.Tensor]:
 
 def buffer_of(population: TD3Population, i: int) -> dict[str, torch.Tensor]:
     return {k: v[i].clone() for k, v in population.buffer.data.items()}
-
-
-def assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
 
 
 def test_a_member_trains_the_same_alone_and_inside_a_population() -> None:
