@@ -14,7 +14,8 @@
    (copy_buffer=False), against random search at equal environment steps, seed by seed; best and
    mean final return.
 
-    python benchmarks/rl.py [--seeds 3] [--steps 20] [--members 8] [--td3-seeds 5] [--td3-steps 10] [--smoke]
+    python benchmarks/rl.py [--seeds 3] [--steps 20] [--members 8] [--td3-seeds 5] [--td3-steps 10]
+                            [--sections 1234] [--smoke]
 
 `--smoke` runs every section at toy sizes, the CUDA ones on the CPU (the test suite runs it).
 """
@@ -137,7 +138,7 @@ def offpolicy_vs_random(seeds: int, members: int, steps: int, folder: str) -> No
     for seed in range(seeds):
         finals = {}
         for setting, trainable in OFFPOLICY.items():
-            exp = load_spec(os.path.join(EXAMPLES, "rl_pendulum.toml"), name=f"rl_pendulum-{seed}-{setting[-4:]}",
+            exp = load_spec(os.path.join(EXAMPLES, "rl_pendulum.toml"), name=f"rl_pendulum-{seed}-{trainable[7:]}",
                             storage=f"sqlite:///{folder}/rl_pendulum.db", trainable=trainable, population=members,
                             steps=steps, seed=seed)
             finals[setting] = exp.run(engine=ENGINES["vectorized"]).members().score
@@ -171,9 +172,9 @@ def main() -> None:
     if args.smoke:
         args.seeds, args.steps, args.members = 1, 2, 2
         speed_sizes, cuda_sizes, speed_steps, repeats = [2, 4], [8], 1, 2
-        args.td3_seeds, args.td3_steps = 1, 2
-        # intervals of 200 steps, learning from the second: a few hundred batched updates in all
-        rl_td3.Pendulum.interval_steps = rl_td3.Pendulum.learning_starts = 200
+        args.td3_seeds, args.td3_steps = 1, 3  # one ready point (ready every 2 intervals)
+        # intervals of 100 steps, learning from the second: 200 batched updates a run
+        rl_td3.Pendulum.interval_steps = rl_td3.Pendulum.learning_starts = 100
         rl_td3.Pendulum.batch_size = 32
     print(f"cpus={os.cpu_count()} torch={torch.__version__} cuda={torch.cuda.is_available()}")
     start = time.perf_counter()
@@ -188,16 +189,16 @@ def main() -> None:
         if "2" in args.sections:
             print(f"2. env-steps/s, {speed_steps} intervals per member, whole runs:")
             speed("CartPole-v1", speed_sizes, speed_steps, folder, cuda_sizes, cuda)
+        if "3" in args.sections:
+            print("3. one batched update / one single-agent update:")
+            step_costs(speed_sizes, "cpu", repeats)
+            if cuda:
+                step_costs(cuda_sizes, cuda, repeats)
         if "4" in args.sections:
             print(f"4. TD3 on Pendulum-v1, PBT vs random search, {args.members} members x {args.td3_steps} intervals "
                   f"of {rl_td3.Pendulum.interval_steps} env steps, seeds 0-{args.td3_seeds - 1} (final return: the "
                   f"mean of each member's last {rl_td3.Pendulum.window} episodes):")
             offpolicy_vs_random(args.td3_seeds, args.members, args.td3_steps, folder)
-    if "3" in args.sections:
-        print("3. one batched update / one single-agent update:")
-        step_costs(speed_sizes, "cpu", repeats)
-        if cuda:
-            step_costs(cuda_sizes, cuda, repeats)
     print(f"total {time.perf_counter() - start:.0f} s")
 
 

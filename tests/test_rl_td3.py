@@ -126,7 +126,7 @@ def test_an_interval_reads_nothing_back_and_unknown_hparams_are_refused() -> Non
 
 
 def test_the_pendulum_example_runs_small_with_exploits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {"interval_steps": 100, "learning_starts": 100, "batch_size": 16, "hidden": 16}.items():
+    for name, value in {"interval_steps": 50, "learning_starts": 50, "batch_size": 16, "hidden": 16}.items():
         monkeypatch.setattr(rl_td3.Pendulum, name, value)
     exp = load_spec(EXAMPLES / "rl_pendulum.toml", storage=f"sqlite:///{tmp_path}/rl.db", population=2, steps=3)
     exp.ready = type(exp.ready)(intervals=1)
