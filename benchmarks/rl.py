@@ -9,8 +9,13 @@
    included); with CUDA, the vectorized engine with 1,024 members there.
 3. The time of one batched update (8 steps of 8 environments per member, then one A2C step) for
    P members over the same update for one member, and over one update of the gymnasium agent.
+4. The off-policy agent (examples/rl_td3.py, TD3 on Pendulum-v1, vectorized engine): PBT with
+   exploit copying the source's replay buffer (copy_buffer=True) and keeping the copy's own
+   (copy_buffer=False), against random search at equal environment steps, seed by seed; best and
+   mean final return.
 
-    python benchmarks/rl.py [--seeds 3] [--steps 20] [--members 8] [--smoke]
+    python benchmarks/rl.py [--seeds 3] [--steps 20] [--members 8] [--td3-seeds 5] [--td3-steps 10]
+                            [--sections 1234] [--smoke]
 
 `--smoke` runs every section at toy sizes, the CUDA ones on the CPU (the test suite runs it).
 """
@@ -31,6 +36,7 @@ sys.path.insert(0, EXAMPLES)
 import torch  # noqa: E402
 
 import rl_a2c  # noqa: E402
+import rl_td3  # noqa: E402
 from poptrain.engines import Local, Vectorized  # noqa: E402
 from poptrain.experiment import load_spec  # noqa: E402
 
@@ -123,11 +129,39 @@ def step_costs(sizes: list[int], device: str, repeats: int) -> None:
                   flush=True)
 
 
+OFFPOLICY = {"copy_buffer=True": "rl_td3:Pendulum", "copy_buffer=False": "rl_td3:PendulumOwnBuffer"}
+
+
+def offpolicy_vs_random(seeds: int, members: int, steps: int, folder: str) -> None:
+    """TD3 on Pendulum-v1: PBT copying buffers, PBT keeping the copy's own, random search; how often each PBT won."""
+    wins = dict.fromkeys(OFFPOLICY, 0)
+    for seed in range(seeds):
+        finals = {}
+        for setting, trainable in OFFPOLICY.items():
+            exp = load_spec(os.path.join(EXAMPLES, "rl_pendulum.toml"), name=f"rl_pendulum-{seed}-{trainable[7:]}",
+                            storage=f"sqlite:///{folder}/rl_pendulum.db", trainable=trainable, population=members,
+                            steps=steps, seed=seed)
+            finals[setting] = exp.run(engine=ENGINES["vectorized"]).members().score
+        # random search: no exploit, so where the buffer goes does not matter
+        random = exp.baseline().run(engine=ENGINES["vectorized"]).members().score
+        for setting, pbt in finals.items():
+            wins[setting] += pbt.mean() > random.mean()
+        print(f"    seed {seed}: " + " | ".join(f"PBT {k} best {v.max():7.1f} mean {v.mean():7.1f}"
+                                               for k, v in finals.items())
+              + f" | random search best {random.max():7.1f} mean {random.mean():7.1f}", flush=True)
+    for setting in OFFPOLICY:
+        print(f"  Pendulum-v1, TD3, PBT with {setting}: its mean final return beat random search's in "
+              f"{wins[setting]} of {seeds} seeds", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=20, help="intervals of 2,048 environment steps per member")
     parser.add_argument("--members", type=int, default=8)
+    parser.add_argument("--td3-seeds", type=int, default=5, help="seeds of the off-policy section (0, 1, ...)")
+    parser.add_argument("--td3-steps", type=int, default=10, help="intervals of 1,000 environment steps per member")
+    parser.add_argument("--sections", default="1234", help="which sections to run, by number (default: all)")
     parser.add_argument("--smoke", action="store_true", help="every section at toy sizes, the CUDA ones on the CPU")
     args = parser.parse_args()
     # one thread for the vectorized engine (each local worker gets one too): on this 2-core machine shared with
@@ -138,20 +172,33 @@ def main() -> None:
     if args.smoke:
         args.seeds, args.steps, args.members = 1, 2, 2
         speed_sizes, cuda_sizes, speed_steps, repeats = [2, 4], [8], 1, 2
+        args.td3_seeds, args.td3_steps = 1, 3  # one ready point (ready every 2 intervals)
+        # intervals of 100 steps, learning from the second: 200 batched updates a run
+        rl_td3.Pendulum.interval_steps = rl_td3.Pendulum.learning_starts = 100
+        rl_td3.Pendulum.batch_size = 32
     print(f"cpus={os.cpu_count()} torch={torch.__version__} cuda={torch.cuda.is_available()}")
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
-        print(f"1. PBT vs random search, {args.members} members x {args.steps} intervals of {rl_a2c.INTERVAL_STEPS} "
-              f"env steps, {args.seeds} seeds (final return: the mean of each member's last episodes):")
-        for task in TASKS:
-            for engine in ENGINES:
-                pbt_vs_random(task, engine, args.seeds, args.members, args.steps, folder)
-        print(f"2. env-steps/s, {speed_steps} intervals per member, whole runs:")
-        speed("CartPole-v1", speed_sizes, speed_steps, folder, cuda_sizes, cuda)
-    print("3. one batched update / one single-agent update:")
-    step_costs(speed_sizes, "cpu", repeats)
-    if cuda:
-        step_costs(cuda_sizes, cuda, repeats)
+        if "1" in args.sections:
+            print(f"1. PBT vs random search, {args.members} members x {args.steps} intervals of "
+                  f"{rl_a2c.INTERVAL_STEPS} env steps, {args.seeds} seeds (final return: the mean of each member's "
+                  f"last episodes):")
+            for task in TASKS:
+                for engine in ENGINES:
+                    pbt_vs_random(task, engine, args.seeds, args.members, args.steps, folder)
+        if "2" in args.sections:
+            print(f"2. env-steps/s, {speed_steps} intervals per member, whole runs:")
+            speed("CartPole-v1", speed_sizes, speed_steps, folder, cuda_sizes, cuda)
+        if "3" in args.sections:
+            print("3. one batched update / one single-agent update:")
+            step_costs(speed_sizes, "cpu", repeats)
+            if cuda:
+                step_costs(cuda_sizes, cuda, repeats)
+        if "4" in args.sections:
+            print(f"4. TD3 on Pendulum-v1, PBT vs random search, {args.members} members x {args.td3_steps} intervals "
+                  f"of {rl_td3.Pendulum.interval_steps} env steps, seeds 0-{args.td3_seeds - 1} (final return: the "
+                  f"mean of each member's last {rl_td3.Pendulum.window} episodes):")
+            offpolicy_vs_random(args.td3_seeds, args.members, args.td3_steps, folder)
     print(f"total {time.perf_counter() - start:.0f} s")
 
 

@@ -1,4 +1,4 @@
-"""benchmarks/rl.py runs end to end at toy sizes, its CUDA sections included (on the CPU)."""
+"""benchmarks/rl.py runs end to end at toy sizes, its CUDA sections (on the CPU) and the off-policy one included."""
 
 from __future__ import annotations
 
@@ -24,3 +24,7 @@ def test_rl_benchmark_smoke_prints_every_figure(tmp_path: Path) -> None:
     assert len(re.findall(r"local \(2 workers\) +[\d.]+ env-steps/s; vectorized \(1 thread\) +[\d.]+ = +[\d.]+x", text)) == 2
     assert re.search(r"8 members on (cuda|cpu): +[\d.]+ env-steps/s = [\d.]+x the local engine", text)
     assert len(re.findall(r"members in one batched update: .* faster than", text)) == 6
+    assert re.search(r"seed 0: PBT copy_buffer=True best +-?[\d.]+ mean +-?[\d.]+ \| PBT copy_buffer=False best +-?[\d.]+ "
+                     r"mean +-?[\d.]+ \| random search best", text)
+    for setting in ("True", "False"):
+        assert re.search(rf"Pendulum-v1, TD3, PBT with copy_buffer={setting}: .* beat random search's in \d of 1 seeds", text)

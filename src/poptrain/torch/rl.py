@@ -16,7 +16,6 @@ steps are spent on evaluation).
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import Any, Sequence
 
@@ -27,12 +26,12 @@ from torch.nn import functional as F
 
 from ..records import Hparams
 from .envs import BatchedEnv
+from .episodes import BatchedEpisodes
 from .optim import BatchedAdam, _along
 from .stacked import StackedModules
 from .vectorized import BatchedTrainable, upload
 
 Tensor = torch.Tensor
-log = logging.getLogger("poptrain")
 
 
 def build_network(inputs: int, outputs: int, generator: torch.Generator, hidden: int = 64,
@@ -88,7 +87,7 @@ def forward(population: StackedModules, params: dict[str, Tensor], x: Tensor) ->
     return x
 
 
-class ActorCriticPopulation(BatchedTrainable):
+class ActorCriticPopulation(BatchedEpisodes, BatchedTrainable):
     """A2C agents for every member at once on a batched environment; subclasses set `env` (a BatchedEnv class).
 
     Hyperparameters varied per member: `lr` (Adam), `ent_coef` (the entropy cost) and `gae_lambda`.
@@ -111,8 +110,6 @@ class ActorCriticPopulation(BatchedTrainable):
         per_update = self.num_envs * self.rollout
         if self.interval_steps % per_update:
             raise ValueError(f"interval_steps ({self.interval_steps}) must be a multiple of num_envs x rollout ({per_update})")
-        p, e = self.size, self.num_envs
-        self.envs = self.env(p * e, self.device)
         agents = [build_agent(self.env.observation_size, self.env.actions, g, self.hidden) for g in self.generators]
         self.actor = StackedModules([a for a, _ in agents], self.device)
         self.critic = StackedModules([c for _, c in agents], self.device)
@@ -122,19 +119,9 @@ class ActorCriticPopulation(BatchedTrainable):
         self.optimizer = BatchedAdam(params, lr=[h["lr"] for h in hparams], eps=1e-5)
         self.ent_coef = torch.tensor([float(h["ent_coef"]) for h in hparams], device=self.device)
         self.gae_lambda = torch.tensor([float(h["gae_lambda"]) for h in hparams], device=self.device)
-        self.window = max(self.window, e)  # several episodes of one member may end in one step
-        self.returns = torch.zeros(p, e, dtype=torch.float64, device=self.device)  # of the episodes under way
-        self.recent = torch.zeros(p, self.window + 1, device=self.device)  # the last column takes no-op writes
-        self.finished = torch.zeros(p, dtype=torch.long, device=self.device)  # episodes finished, ever
-        self.env_steps = torch.zeros(p, dtype=torch.long, device=self.device)
-        self.envs.reset(torch.ones(p * e, dtype=torch.bool, device=self.device), self._reset_uniforms(range(p)))
+        self.start_episodes()
 
     # --- randomness: each member draws only from its own generator ---------------------------------
-
-    def _reset_uniforms(self, members: Sequence[int]) -> Tensor:
-        """Initial-state uniforms [len(members) * num_envs, state_size] from each member's generator."""
-        draws = [torch.rand(self.num_envs, self.env.state_size, generator=self.generators[m]) for m in members]
-        return torch.cat(draws).to(self.device)
 
     def _interval_noise(self, updates: int) -> Tensor:
         """Every uniform this interval needs [P, updates, rollout, num_envs, 1 + state_size]: one for the
@@ -143,10 +130,6 @@ class ActorCriticPopulation(BatchedTrainable):
         return upload(torch.stack([torch.rand(shape, generator=g) for g in self.generators]), self.device)
 
     # --- training -------------------------------------------------------------------------------------
-
-    def observe(self) -> Tensor:
-        """Every member's current observations [P, num_envs, observation_size]."""
-        return self.envs.observe().view(self.size, self.num_envs, -1)
 
     def train(self) -> None:
         """`interval_steps` environment steps and their updates for every member."""
@@ -188,14 +171,6 @@ class ActorCriticPopulation(BatchedTrainable):
         return (torch.stack(obs_buf, 1), torch.stack(act_buf, 1), rewards, torch.stack(end_buf, 1),
                 values.reshape(p, t_max, e), next_value)
 
-    def _record(self, ended: Tensor) -> None:
-        """Move the returns of episodes that ended into each member's last `window` returns."""
-        position = (self.finished.unsqueeze(1) + ended.long().cumsum(1) - 1) % self.window
-        slot = torch.where(ended, position, self.window)  # an episode under way writes to the spare column
-        self.recent.scatter_(1, slot, self.returns.to(torch.float32))
-        self.finished += ended.sum(1)
-        self.returns = torch.where(ended, 0.0, self.returns)
-
     def advantages(self, rewards: Tensor, ends: Tensor, values: Tensor, next_value: Tensor) -> Tensor:
         """GAE over the rollout, every member with its own lambda (all tensors [P, T, E], next_value [P, E])."""
         lam = self.gae_lambda.view(-1, 1)
@@ -236,14 +211,6 @@ class ActorCriticPopulation(BatchedTrainable):
 
     # --- scores, hyperparameters, exploit, checkpoints ------------------------------------------------
 
-    def evaluate(self) -> list[dict[str, float]]:
-        """Each member's mean return over its last `window` finished episodes (under-way ones before any ends)."""
-        count = self.finished.clamp(max=self.window)
-        mean = self.recent[:, :self.window].sum(1) / count.clamp(min=1)
-        score = torch.where(count > 0, mean, self.returns.mean(1).to(torch.float32))
-        return [{"return": s, "episodes": float(n), "env_steps": float(k)}
-                for s, n, k in zip(score.tolist(), self.finished.tolist(), self.env_steps.tolist())]
-
     def set_hparams(self, member: int, hparams: Hparams) -> None:
         """Write a member's lr, entropy cost and GAE lambda."""
         unknown = sorted(set(hparams) - set(self.hparams))
@@ -256,11 +223,7 @@ class ActorCriticPopulation(BatchedTrainable):
             self.gae_lambda[member] = float(hparams["gae_lambda"])
 
     def copy_members(self, dsts: Sequence[int], srcs: Sequence[int]) -> None:
-        """Exploit: networks, Adam state, generator and recent returns copied; the copy's environments restart.
-
-        Its episodes under way are dropped (their returns belong to no policy), and its new
-        episodes start from states drawn from its (copied) generator.
-        """
+        """Exploit: networks, Adam state, generator and recent returns copied; the copy's environments restart."""
         dsts, srcs = list(dsts), list(srcs)
         self.actor.copy_members(dsts, srcs)
         self.critic.copy_members(dsts, srcs)
@@ -268,25 +231,13 @@ class ActorCriticPopulation(BatchedTrainable):
         states = [self.generators[s].get_state() for s in srcs]
         for d, state in zip(dsts, states):
             self.generators[d].set_state(state)
-        self.recent[dsts] = self.recent[srcs]
-        self.finished[dsts] = self.finished[srcs]
-        self.returns[dsts] = 0.0
-        mask = torch.zeros(self.size, self.num_envs, dtype=torch.bool, device=self.device)
-        mask[dsts] = True
-        uniforms = torch.zeros(self.size, self.num_envs, self.env.state_size, device=self.device)
-        uniforms[dsts] = self._reset_uniforms(dsts).view(len(dsts), self.num_envs, -1)
-        self.envs.reset(mask.view(-1), uniforms.view(self.size * self.num_envs, -1))
-
-    def compile(self, mode: str | None = None, backend: str | None = None) -> None:
-        """Not supported for RL populations: the step is many small ops around an environment; trains eagerly."""
-        log.warning("%s does not compile: training eagerly", type(self).__name__)
+        self.restart_copies(dsts, srcs)
 
     def state_dict(self) -> dict[str, Any]:
         """The whole population: networks, Adam, generators, environments and episode statistics."""
         return {"size": self.size, "actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "rng": [g.get_state() for g in self.generators],
-                "envs": self.envs.state_dict(),
-                "episodes": {k: getattr(self, k).clone() for k in ("returns", "recent", "finished", "env_steps")},
+                **self.episodes_state(),
                 "hparams": {"ent_coef": self.ent_coef.clone(), "gae_lambda": self.gae_lambda.clone()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -295,8 +246,6 @@ class ActorCriticPopulation(BatchedTrainable):
         self.optimizer.load_state_dict(state["optimizer"])
         for g, rng in zip(self.generators, state["rng"]):
             g.set_state(rng)
-        self.envs.load_state_dict(state["envs"])
-        for k, v in state["episodes"].items():
-            setattr(self, k, v.to(self.device).clone())
+        self.load_episodes_state(state)
         for k, v in state["hparams"].items():
             setattr(self, k, v.to(self.device).clone())
