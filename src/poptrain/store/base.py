@@ -33,7 +33,7 @@ class MemberRecord:
     error: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a long run's readers hold a million of these
 class Report:
     """One evaluation of one member after `step` intervals."""
 
