@@ -28,7 +28,6 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from typing import Any, Sequence
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
@@ -44,38 +43,9 @@ from poptrain.store import open_store  # noqa: E402
 POPTRAIN = [sys.executable, "-m", "poptrain"]
 
 
-class DriftPopulation:
-    """Every member as one numpy array: its score drifts towards its `target` hyperparameter, with noise."""
-
-    hparams = ("target",)
-
-    def __init__(self, hparams: Sequence[dict[str, Any]], seeds: Sequence[int], device: str = "cpu") -> None:
-        self.target = np.array([h["target"] for h in hparams], dtype=float)
-        self.x = np.zeros(len(seeds))
-        self.rng = np.random.default_rng(int(seeds[0]) if len(seeds) else 0)
-
-    def train(self) -> None:
-        self.x += 0.05 * (self.target - self.x) + self.rng.normal(0.0, 0.01, self.x.shape)
-
-    def evaluate(self) -> list[float]:
-        return (-(self.x - 1.0) ** 2).tolist()
-
-    def set_hparams(self, member: int, hparams: dict[str, Any]) -> None:
-        self.target[member] = hparams["target"]
-
-    def copy_members(self, dsts: Sequence[int], srcs: Sequence[int]) -> None:
-        self.x[list(dsts)] = self.x[list(srcs)]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"x": self.x.tolist(), "target": self.target.tolist()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.x, self.target = np.array(state["x"]), np.array(state["target"])
-
-
 def train(url: str, folder: str, members: int, steps: int) -> float:
     """Create and run the synthetic experiment; seconds it took."""
-    exp = poptrain.Experiment(name="scale", trainable="scale:DriftPopulation", paths=[HERE], metric="score", mode="max", population=members,
+    exp = poptrain.Experiment(name="scale", trainable="drift_population:DriftPopulation", paths=[HERE], metric="score", mode="max", population=members,
                               steps=steps, space={"target": poptrain.Uniform(0.0, 2.0)}, ready=poptrain.Every(10),
                               exploit=poptrain.Truncation(0.2), storage=url, checkpoints=os.path.join(folder, "ckpt"),
                               keep_checkpoints=1, seed=0)

@@ -384,7 +384,7 @@ def test_status_of_a_large_population_lists_its_best_and_all_of_them_when_asked(
 
     url = f"sqlite:///{tmp_path}/large.db"
     store_members = SHOWN_MEMBERS + 5
-    poptrain.Experiment(name="large", trainable="scale:DriftPopulation", paths=[os.path.join(ROOT, "benchmarks")],
+    poptrain.Experiment(name="large", trainable="drift_population:DriftPopulation", paths=[os.path.join(ROOT, "benchmarks")],
                         metric="score", mode="max", population=store_members, steps=2,
                         space={"target": poptrain.Uniform(0.0, 2.0)}, storage=url, seed=0).run(engine="vectorized")
     best = [m.id for m in poptrain.load(url, "large").best_members()][:SHOWN_MEMBERS]

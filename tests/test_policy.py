@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import warnings
 from dataclasses import dataclass
 from typing import ClassVar
@@ -641,3 +642,17 @@ def test_strategies_declare_what_they_read():
 def test_explore_function_accepts_a_function_or_its_path():
     path = f"{__name__}:module_level_explore"
     assert ExploreFunction(path) == ExploreFunction(module_level_explore) and ExploreFunction(path).fn is module_level_explore
+
+
+def test_a_strategy_module_shadowed_by_one_imported_earlier_names_both_files(tmp_path, monkeypatch):
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder, name in ((first, "Earlier"), (second, "Later")):
+        folder.mkdir()
+        (folder / "shadowed_strategies_xyz.py").write_text(f"class {name}:\n    pass\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(first))
+    monkeypatch.delitem(sys.modules, "shadowed_strategies_xyz", raising=False)
+    import shadowed_strategies_xyz  # noqa: F401  (what an earlier experiment of this process imported)
+    with pytest.raises(SpecError, match=r"has no attribute 'Later'.*already imported .*first.*"
+                                        r"shadowed_strategies_xyz\.py.*rename one of the two modules"):
+        build_explore({"type": "shadowed_strategies_xyz:Later"}, paths=[str(second)])
+    monkeypatch.delitem(sys.modules, "shadowed_strategies_xyz")

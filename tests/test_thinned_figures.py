@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_a_run_over_the_point_budget_draws_one_interval_in_n_and_says_so(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path}/long.db"
-    poptrain.Experiment(name="long", trainable="scale:DriftPopulation", paths=[str(ROOT / "benchmarks")],
+    poptrain.Experiment(name="long", trainable="drift_population:DriftPopulation", paths=[str(ROOT / "benchmarks")],
                         metric="score", mode="max", population=6, steps=20, ready=poptrain.Every(5),
                         space={"target": poptrain.Uniform(0.0, 2.0)}, storage=url, seed=0).run(engine="vectorized")
     result = poptrain.load(url, "long")

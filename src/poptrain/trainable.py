@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import sys
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -81,8 +82,21 @@ def import_object(path: str, search_paths: list[str] | tuple[str, ...] = ()) -> 
                 raise SpecError(f"trainable {path} was defined in the script or notebook that started the experiment, "
                                 f"which this process cannot import: move it into a module (and name it "
                                 f"'module:{attr}'), or continue the run from that script or notebook") from None
-            raise SpecError(f"module {module_name!r} has no attribute {attr!r} (from {path!r})") from None
+            raise SpecError(f"module {module_name!r} has no attribute {attr!r} (from {path!r})"
+                            f"{_shadowed(module, module_name, search_paths)}") from None
     return obj
+
+
+def _shadowed(module: Any, module_name: str, search_paths: list[str] | tuple[str, ...]) -> str:
+    """A note when this process imported another file under the same module name before the spec's folder held it."""
+    loaded = os.path.abspath(getattr(module, "__file__", None) or "")
+    relative = module_name.replace(".", os.sep)
+    for folder in search_paths:
+        for candidate in (os.path.join(folder, relative + ".py"), os.path.join(folder, relative, "__init__.py")):
+            if os.path.exists(candidate) and os.path.abspath(candidate) != loaded:
+                return (f"; this process had already imported {loaded} under the name {module_name!r}, not "
+                        f"{candidate}: rename one of the two modules")
+    return ""
 
 
 def object_path(obj: Any) -> str:

@@ -60,7 +60,7 @@ def test_a_removed_worker_node_costs_no_interval_and_a_stuck_interval_is_ended(c
     # a third of the intervals trained: each node's two actors hold members part-way through
     wait_until(lambda: steps_done(url, "f") >= POPULATION * STEPS // 3 or not run.alive(), "a third of the intervals",
                timeout=90)
-    assert run.alive(), "the run ended before the node could be removed"
+    assert run.alive(), f"the run ended before the node could be removed: {run.error!r}"
     at_removal = {m.id: m for m in store.members("f")}
     nodes.remove_node(removed)
     done = steps_done(url, "f")
