@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -114,7 +115,10 @@ class Store(ABC):
     """The single source of truth of a PBT run: experiments, members, scores, lineage.
 
     Every write that changes a member's training state names the worker that holds it and
-    raises LeaseLost, changing nothing, if another worker holds it now.
+    raises LeaseLost, changing nothing, if another worker holds it now. Leases (a member's, a
+    run's hold) are measured on the store's own clock (`clock`), never on the caller's: the `now`
+    the lease methods take is not used to decide them, so a client whose clock is off can
+    neither take a live lease nor keep one past its end.
     """
 
     url: str
@@ -133,6 +137,10 @@ class Store(ABC):
         """Names of the experiments in this store."""
 
     # members and leases
+    def clock(self) -> float:
+        """The store's time now (seconds since the epoch), on which every lease starts and ends."""
+        return time.time()
+
     @abstractmethod
     def members(self, name: str) -> list[MemberRecord]:
         """Every member of the experiment, by id."""

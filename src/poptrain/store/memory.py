@@ -78,6 +78,7 @@ class MemoryStore(Store):
     def claim(self, name: str, worker: str, lease: float, now: float, barrier: bool,
               take_new: bool = True) -> MemberRecord | None:
         with self._lock:
+            now = self.clock()
             active = [m for m in self._get(name).members.values() if m.status == ACTIVE]
             lowest = min((m.step for m in active), default=0)
             due = [m for m in active
@@ -93,7 +94,7 @@ class MemoryStore(Store):
 
     def claim_all(self, name: str, worker: str, lease: float, now: float) -> list[MemberRecord]:
         with self._lock:
-            held = []
+            held, now = [], self.clock()
             for m in list(self._get(name).members.values()):
                 if m.status == ACTIVE and (m.worker is None or m.worker == worker or m.lease_until < now):
                     held.append(self._set(name, m.id, worker=worker, lease_until=now + lease))
@@ -103,7 +104,7 @@ class MemoryStore(Store):
         with self._lock:
             for m in list(self._get(name).members.values()):
                 if m.worker == worker:
-                    self._set(name, m.id, lease_until=now + lease)
+                    self._set(name, m.id, lease_until=self.clock() + lease)
 
     def release(self, name: str, member: int, worker: str) -> None:
         with self._lock:
@@ -119,7 +120,7 @@ class MemoryStore(Store):
 
     def hold_run(self, name: str, runner: str, lease: float, now: float, force: bool = False) -> str | None:
         with self._lock:
-            exp = self._get(name)
+            exp, now = self._get(name), self.clock()
             holder, until = exp.run_hold
             if holder not in (None, runner) and until >= now and not force:
                 return holder

@@ -35,6 +35,10 @@ take = (update(t.members).where(THIS_MEMBER, CLAIMABLE)
         .values(worker=bindparam("claimant"), lease_until=bindparam("until")))
 renew = (update(t.members).where(m.experiment_id == bindparam("eid"), m.worker == bindparam("wid"))
          .values(lease_until=bindparam("until")))
+# the database's time now, in seconds since the epoch: leases are measured on it, never on a client's clock
+# (SQLite's 'now' has millisecond precision; julianday's double keeps it)
+clock = {"postgresql": text("SELECT extract(epoch FROM clock_timestamp())::float8"),
+         "sqlite": text("SELECT (julianday('now') - 2440587.5) * 86400.0")}
 release = (update(t.members).where(THIS_MEMBER, m.worker == bindparam("wid"))
            .values(worker=None, lease_until=0.0))
 

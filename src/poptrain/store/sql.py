@@ -279,7 +279,7 @@ class SQLStore(Store):
                 elif int(found) < t.SCHEMA_VERSION:
                     m = t.members.c
                     leased = c.execute(select(func.count()).select_from(t.members)
-                                       .where(m.worker.is_not(None), m.lease_until > time.time())).scalar()
+                                       .where(m.worker.is_not(None), m.lease_until > self._now(c))).scalar()
                     if leased:  # their older code would keep writing rows the new schema reads differently
                         raise StorageError(
                             f"store {shown(self.url)} (schema version {found}) is being trained: {leased} member(s) are "
@@ -318,6 +318,15 @@ class SQLStore(Store):
     def _read(self) -> Iterator[Connection]:
         with self._reader.begin() as c:
             yield c
+
+    def _now(self, c: Connection) -> float:
+        """The database's time, which every lease is measured on (a dialect without a known query: this host's)."""
+        query = q.clock.get(self._kind)
+        return time.time() if query is None else float(c.execute(query).scalar_one())
+
+    def clock(self) -> float:
+        with self._read() as c:
+            return self._now(c)
 
     def _eid(self, c: Connection, name: str) -> int:
         if name not in self._ids:
@@ -384,7 +393,7 @@ class SQLStore(Store):
             return self._claim_skip_locked(name, worker, lease, now, barrier, take_new)
         for _ in range(16):  # SQLite: read, then compare-and-set; a lost race reads again
             with self._read() as c:
-                params = {"eid": self._eid(c, name), "wid": worker, "now": now}
+                params = {"eid": self._eid(c, name), "wid": worker, "now": self._now(c)}
                 row = self._most_due(c, params, barrier, take_new, locked=False)
             if row is None:
                 return None
@@ -421,7 +430,7 @@ class SQLStore(Store):
         Concurrent workers each get a different row at once instead of racing for the same one.
         """
         with self._tx() as c:
-            params = {"eid": self._eid(c, name), "wid": worker, "now": now}
+            params = {"eid": self._eid(c, name), "wid": worker, "now": self._now(c)}
             row = self._most_due(c, params, barrier, take_new, locked=True)
             if row is None:
                 return None
@@ -432,7 +441,7 @@ class SQLStore(Store):
     def claim_all(self, name: str, worker: str, lease: float, now: float) -> list[MemberRecord]:
         m = t.members.c
         with self._tx() as c:
-            eid = self._eid(c, name)
+            eid, now = self._eid(c, name), self._now(c)
             c.execute(update(t.members).where(m.experiment_id == eid, m.status == ACTIVE,
                                               or_(m.worker.is_(None), m.worker == worker, m.lease_until < now))
                       .values(worker=worker, lease_until=now + lease))
@@ -441,7 +450,7 @@ class SQLStore(Store):
 
     def renew(self, name: str, worker: str, lease: float, now: float) -> None:
         with self._tx() as c:
-            c.execute(q.renew, {"eid": self._eid(c, name), "wid": worker, "until": now + lease})
+            c.execute(q.renew, {"eid": self._eid(c, name), "wid": worker, "until": self._now(c) + lease})
 
     def release(self, name: str, member: int, worker: str) -> None:
         with self._tx() as c:
@@ -456,11 +465,11 @@ class SQLStore(Store):
     def hold_run(self, name: str, runner: str, lease: float, now: float, force: bool = False) -> str | None:
         # A key of the meta table per experiment, taken by compare-and-set on its value: two runs
         # started at the same instant cannot both see it free (no schema change needed).
-        mine = json.dumps({"runner": runner, "until": now + lease})
         for _ in range(16):
             try:
                 with self._tx() as c:
-                    key = f"run:{self._eid(c, name)}"
+                    key, now = f"run:{self._eid(c, name)}", self._now(c)
+                    mine = json.dumps({"runner": runner, "until": now + lease})
                     found = c.execute(select(t.meta.c.value).where(t.meta.c.key == key)).scalar()
                     if found is None:
                         c.execute(insert(t.meta).values(key=key, value=mine))
