@@ -195,7 +195,10 @@ class Store(ABC):
     @abstractmethod
     def report(self, name: str, member: int, worker: str, step: int, score: float | None,
                metrics: dict[str, Any], hparams: Hparams, now: float) -> None:
-        """Record an evaluation of the interval trained with `hparams`, and advance the member to `step`."""
+        """Record an evaluation of the interval trained with `hparams`, and advance the member to `step`.
+
+        The same call again (same member, step and `now`: a retry after its commit's answer was lost) changes nothing.
+        """
 
     @abstractmethod
     def report_many(self, name: str, worker: str, step: int, rows: list[tuple[int, float | None, dict[str, Any], Hparams]],
@@ -222,6 +225,7 @@ class Store(ABC):
 
         The checkpoint becomes current if the member is still at `version`; the member takes the
         checkpoint's ready markers (last_ready, pending). Returns the keys whose files to delete.
+        A key already recorded (the same call again) is not recorded twice.
         """
 
     def add_checkpoints(self, name: str, records: list[tuple[CheckpointRecord, int]], keep: int, now: float,
@@ -231,7 +235,7 @@ class Store(ABC):
 
     @abstractmethod
     def finish(self, name: str, member: int, worker: str) -> None:
-        """Mark the member done (its budget reached) and release it."""
+        """Mark the member done (its budget reached) and release it; a member already done stays done."""
 
     @abstractmethod
     def record_failure(self, name: str, member: int, worker: str, error: str, max_failures: int) -> str:

@@ -147,18 +147,26 @@ class MemoryStore(Store):
     def report(self, name: str, member: int, worker: str, step: int, score: float | None,
                metrics: dict[str, Any], hparams: dict[str, Any], now: float) -> None:
         with self._lock:
-            m = self._held(name, member, worker)
-            score = clean_score(score)
-            self._get(name).reports[(member, step)] = Report(member, step, score, _json(metrics), _json(hparams), now)
-            self._set(name, member, step=step, last_score=score, hparams=_json(hparams), version=m.version + 1)
+            self._held(name, member, worker)
+            if getattr(self._get(name).reports.get((member, step)), "time", None) != now:  # else this very report again
+                self._report(name, member, step, score, metrics, hparams, now)
+
+    def _report(self, name: str, member: int, step: int, score: float | None, metrics: dict[str, Any],
+                hparams: dict[str, Any], now: float) -> None:
+        score = clean_score(score)
+        self._get(name).reports[(member, step)] = Report(member, step, score, _json(metrics), _json(hparams), now)
+        self._set(name, member, step=step, last_score=score, hparams=_json(hparams),
+                  version=self._get(name).members[member].version + 1)
 
     def report_many(self, name: str, worker: str, step: int, rows: list[tuple[int, float | None, dict[str, Any], Any]],
                     now: float) -> None:
         with self._lock:
             for member, _, _, _ in rows:  # all or nothing, as in one transaction
                 self._held(name, member, worker)
+            if all(getattr(self._get(name).reports.get((member, step)), "time", None) == now for member, *_ in rows):
+                return  # these very reports again
             for member, score, metrics, hparams in rows:
-                self.report(name, member, worker, step, score, metrics, hparams, now)
+                self._report(name, member, step, score, metrics, hparams, now)
 
     def record_exploits(self, name: str, events: list[Event], worker: str) -> None:
         with self._lock:
@@ -187,6 +195,8 @@ class MemoryStore(Store):
 
     def finish(self, name: str, member: int, worker: str) -> None:
         with self._lock:
+            if self._get(name).members[member].status == DONE:
+                return
             self._held(name, member, worker)
             self._set(name, member, status=DONE, worker=None, lease_until=0.0)
 
@@ -290,6 +300,8 @@ class MemoryStore(Store):
             exp = self._get(name)
             m = self._held(name, ckpt.member, worker)
             held = exp.checkpoints[ckpt.member]
+            if any(c.key == ckpt.key for c in held):
+                return []  # this very checkpoint again
             seq = max((c.seq for c in held), default=0) + 1
             held.insert(0, replace(ckpt, seq=seq, hparams=_json(ckpt.hparams)))
             self._set(name, ckpt.member, last_ready=ckpt.last_ready, pending=ckpt.pending,

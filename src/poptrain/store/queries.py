@@ -46,6 +46,9 @@ drop_report = delete(t.reports).where(r.experiment_id == bindparam("eid"), r.mem
                                       r.step == bindparam("at_step"))
 add_report = insert(t.reports)
 HELD_BY_ME = and_(THIS_MEMBER, m.worker == bindparam("wid"))
+# reports already there from this very call (its time is its own): a retry after a commit whose answer was lost
+reported = select(r.member).where(r.experiment_id == bindparam("eid"), r.member.in_(bindparam("mids", expanding=True)),
+                                  r.step == bindparam("at_step"), r.time == bindparam("at"))
 
 
 def revision(dialect: str, eid: object = None) -> ColumnElement:
@@ -88,6 +91,7 @@ scores_at = (select(r.member, r.score)
              .order_by(r.member))
 
 THESE_MEMBERS_CHECKPOINTS = and_(k.experiment_id == bindparam("eid"), k.member.in_(bindparam("mids", expanding=True)))
+recorded_keys = select(k.key).where(THESE_MEMBERS_CHECKPOINTS, k.key.in_(bindparam("keys", expanding=True)))
 last_seqs = select(k.member, func.max(k.seq)).where(THESE_MEMBERS_CHECKPOINTS).group_by(k.member)
 add_checkpoint = insert(t.checkpoints)
 mark_current = update(t.members).where(THIS_MEMBER, m.version == bindparam("ver")).values(ckpt_version=bindparam("ver"))

@@ -71,7 +71,8 @@ def _retrying(method: _F) -> _F:
     Each method is one transaction (or a few, each safe to repeat), so a retry never resumes a
     half-done one. After `retry_for` seconds of failures it raises StorageError naming the URL.
     A connection lost during COMMIT leaves it unknown whether the commit happened; the retry
-    then repeats it, which every method tolerates (an exploit event is recorded once).
+    then repeats it, which every method tolerates: a report (known by its member, step and
+    time), an exploit event and a checkpoint (by its key) are recorded once, a finish is done once.
     """
     @functools.wraps(method)
     def retried(self: "SQLStore", *args: Any, **kwargs: Any) -> Any:
@@ -507,6 +508,8 @@ class SQLStore(Store):
         score = clean_score(score)
         with self._tx() as c:
             keys = {"eid": self._eid(c, name), "mid": member, "at_step": step}
+            if self._repeated(c, keys["eid"], [member], step, now):
+                return
             if not c.execute(q.advance[self._kind], {**keys, "wid": worker, "score": score,
                                          "trained_with": _dumps(hparams)}).rowcount:
                 raise LeaseLost(f"member {member} is no longer held by worker {worker}")
@@ -518,7 +521,7 @@ class SQLStore(Store):
                     now: float) -> None:
         with self._tx() as c:
             eid = self._eid(c, name)
-            if not rows:
+            if not rows or self._repeated(c, eid, [member for member, *_ in rows], step, now):
                 return
             keys: list[dict[str, Any]] = []
             advances: list[dict[str, Any]] = []
@@ -535,6 +538,12 @@ class SQLStore(Store):
                 self._lease_lost(c, eid, [member for member, *_ in rows], worker)
             c.execute(q.drop_report, keys)
             c.execute(q.add_report, list(reports.values()))
+
+    @staticmethod
+    def _repeated(c: Connection, eid: int, members: list[int], step: int, now: float) -> bool:
+        """Whether these reports are there already from this very call: a retry after its commit's answer was lost."""
+        found = c.execute(q.reported, {"eid": eid, "mids": members, "at_step": step, "at": now}).scalars().all()
+        return len(set(found)) == len(set(members))
 
     @staticmethod
     def _lease_lost(c: Connection, eid: int, members: list[int], worker: str) -> NoReturn:
@@ -577,8 +586,12 @@ class SQLStore(Store):
             self._held(c, self._eid(c, name), member, worker, last_ready=step, pending=False)
 
     def finish(self, name: str, member: int, worker: str) -> None:
+        m = t.members.c
         with self._tx() as c:
-            self._held(c, self._eid(c, name), member, worker, status=DONE, worker=None, lease_until=0.0)
+            eid = self._eid(c, name)
+            if c.execute(select(m.status).where(self._where(eid, member))).scalar_one() == DONE:
+                return  # finished already (a retry after the commit's answer was lost)
+            self._held(c, eid, member, worker, status=DONE, worker=None, lease_until=0.0)
 
     def record_failure(self, name: str, member: int, worker: str, error: str, max_failures: int) -> str:
         m = t.members.c
@@ -696,6 +709,12 @@ class SQLStore(Store):
                         worker: str) -> list[str]:
         with self._tx() as c:
             eid = self._eid(c, name)
+            if not records:
+                return []
+            # a retry after the commit's answer was lost finds its records there (each key is new per write)
+            there = set(c.execute(q.recorded_keys, {"eid": eid, "mids": [ckpt.member for ckpt, _ in records],
+                                                    "keys": [ckpt.key for ckpt, _ in records]}).scalars())
+            records = [(ckpt, version) for ckpt, version in records if ckpt.key not in there]
             if not records:
                 return []
             members = [ckpt.member for ckpt, _ in records]

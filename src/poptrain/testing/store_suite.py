@@ -67,8 +67,8 @@ def w(member: int) -> str:
 
 def ckpt(member: int, step: int, created: float | None = None, hparams: dict[str, Any] | None = None,
          pending: bool = False) -> CheckpointRecord:
-    """A checkpoint record of `member` at `step` (key 'k{member}-{step}')."""
-    return CheckpointRecord(member=member, seq=0, step=step, key=f"k{member}-{step}", checksum="x",
+    """A checkpoint record of `member` at `step` (key 'k{member}-{step}', 'k{member}-{step}p' if pending)."""
+    return CheckpointRecord(member=member, seq=0, step=step, key=f"k{member}-{step}{'p' if pending else ''}", checksum="x",
                             hparams=hparams or {"lr": 0.5}, last_ready=step, pending=pending,
                             created=created if created is not None else time.time())
 
@@ -141,6 +141,23 @@ class StoreSuite:
         assert store.member("e", 0).lease_until > store.clock()
         assert store.claim("e", "a", 5, time.time(), barrier=False) is None
 
+
+    def test_a_write_repeated_after_its_answer_was_lost_is_recorded_once(self, storage):
+        """A connection cut during COMMIT leaves the writer unsure whether it happened: it writes again."""
+        store = self.make(storage)
+        now = time.time()
+        for _ in range(2):
+            store.report("e", 0, w(0), 1, 0.5, {}, {"lr": 0.1}, now)
+            assert add(store, ckpt(0, 1), version=1) == []
+        assert [(r.step, r.score) for r in store.reports("e")] == [(1, 0.5)]
+        m = store.member("e", 0)
+        assert (m.step, m.version, m.ckpt_version) == (1, 1, 1)  # the checkpoint is current: one change, not two
+        assert [c.seq for c in store.checkpoints("e", 0)] == [1]
+        store.report("e", 0, w(0), 1, 0.7, {}, {"lr": 0.1}, now + 1)  # a new report of the step replaces it
+        assert [(r.step, r.score) for r in store.reports("e")] == [(1, 0.7)]
+        for _ in range(2):
+            store.finish("e", 0, w(0))
+        assert store.member("e", 0).status == "done"
 
     def test_writes_by_a_worker_that_lost_its_lease_change_nothing(self, storage):
         store = self.make(storage, n=1, held=False)
