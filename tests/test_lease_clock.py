@@ -8,7 +8,7 @@ import time
 import pytest
 
 import poptrain
-from poptrain.store import open_store
+from poptrain.store import CheckpointRecord, open_store
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 HOUR, LEASE = 3600.0, 1.5
@@ -46,12 +46,17 @@ def check(url: str, honest, mine, skewed, right_clock, ahead: bool) -> None:
     assert theirs is not None and theirs.id == 1  # member 0's lease is live on the database's clock
     skewed.tell(theirs, {"score": 0.5}, {"x": 0.0, "trained": 1})
     assert skewed.ask(wait=False).id == 1  # its own again, never the honest worker's
+    skewed.store.add_checkpoint("k", CheckpointRecord(member=1, seq=0, step=1, key="k/m1.ckpt", checksum="x", hparams={},
+                                                      last_ready=1, pending=False, created=time.time()), 0, 3,
+                                time.time(), "skewed")
+    pin = skewed.store.pin_checkpoint("k", 1, time.time() + LEASE)  # a copy's pin on its source, while it reads it
     right_clock()
     store = open_store(url)
     rows, now = store.members("k"), store.clock()
     assert abs(now - time.time()) < 5  # the database and this host agree: the offset alone was wrong
     assert [r.worker for r in rows] == ["honest", "skewed"]
     assert now < rows[1].lease_until <= now + LEASE + 0.5  # neither over at once nor an hour long
+    assert now < pin.pinned_until <= now + LEASE + 0.5  # a pin too
     assert store.claim("k", "other", LEASE, time.time(), barrier=False) is None  # both leases live: nothing to take
     assert not isinstance(honest.tell(mine, {"score": 0.1}), poptrain.Released)  # it still holds its member
     assert [(r.member, r.step) for r in store.reports("k")] == [(0, 1), (1, 1)]

@@ -299,15 +299,20 @@ class Store(ABC):
     def pin_checkpoint(self, name: str, member: int, until: float, at_step: int | None = None,
                        skip: tuple[int, ...] = (), pending: bool | None = None) -> CheckpointRecord | None:
         """Protect the member's newest checkpoint (at or before `at_step`; only pending or
-        non-pending ones if `pending` is given) from deletion until `until`."""
+        non-pending ones if `pending` is given) from deletion until `until` (the caller's clock).
+
+        The pin lasts as long as `until` is away on the caller's clock, measured on the store's;
+        the record returned carries its end in `pinned_until`, which `unpin_checkpoint` takes.
+        """
 
     @abstractmethod
     def unpin_checkpoint(self, name: str, member: int, seq: int, until: float) -> None:
-        """End the pin `pin_checkpoint(..., until)` set, unless another reader has extended it."""
+        """End the pin whose `pinned_until` `pin_checkpoint` returned, unless another reader has extended it."""
 
     @abstractmethod
     def delete_checkpoint(self, name: str, member: int, seq: int, now: float) -> bool:
-        """Forget a checkpoint record unless pinned past `now`; True if it was forgotten (delete its file)."""
+        """Forget a checkpoint record unless pinned past `now` (or the store's clock, if earlier); True if it was
+        forgotten (delete its file)."""
 
     def close(self) -> None:
         """Release connections."""

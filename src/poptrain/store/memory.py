@@ -306,7 +306,7 @@ class MemoryStore(Store):
             held.insert(0, replace(ckpt, seq=seq, hparams=_json(ckpt.hparams)))
             self._set(name, ckpt.member, last_ready=ckpt.last_ready, pending=ckpt.pending,
                       ckpt_version=version if m.version == version else m.ckpt_version)
-            old = [c for c in held[keep:] if c.pinned_until < now]
+            old = [c for c in held[keep:] if c.pinned_until < self.clock()]
             exp.checkpoints[ckpt.member] = [c for c in held if c not in old]
             return [c.key for c in old]
 
@@ -322,7 +322,7 @@ class MemoryStore(Store):
                 if ((at_step is None or c.step <= at_step) and c.seq not in skip
                         and (pending is None or c.pending == pending)):
                     held[i] = replace(c, pinned_until=max(c.pinned_until, until))
-                    return c
+                    return replace(c, pinned_until=until)
             return None
 
     def unpin_checkpoint(self, name: str, member: int, seq: int, until: float) -> None:
@@ -335,7 +335,7 @@ class MemoryStore(Store):
     def delete_checkpoint(self, name: str, member: int, seq: int, now: float) -> bool:
         with self._lock:
             exp = self._get(name)
-            kept = [c for c in exp.checkpoints[member] if c.seq != seq or c.pinned_until >= now]
+            kept = [c for c in exp.checkpoints[member] if c.seq != seq or c.pinned_until >= min(now, self.clock())]
             removed = len(kept) < len(exp.checkpoints[member])
             exp.checkpoints[member] = kept
             return removed

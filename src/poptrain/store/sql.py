@@ -10,6 +10,7 @@ import random
 import sqlite3
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, Callable, Iterator, NoReturn, Sequence, TypeVar
 from urllib.parse import quote
 
@@ -736,6 +737,7 @@ class SQLStore(Store):
             kept: dict[int, list[Any]] = {member: [] for member in members}
             for row in c.execute(q.newest_first, {"eid": eid, "mids": members}):
                 kept[row.member].append(row)
+            now = self._now(c)  # pins end on the database's clock
             old = [row for rows in kept.values() for row in rows[keep:] if row.pinned_until < now]
             if old:
                 c.execute(q.drop_checkpoint, [{"eid": eid, "mid": row.member, "at_seq": row.seq} for row in old])
@@ -763,10 +765,11 @@ class SQLStore(Store):
             row = c.execute(select(t.checkpoints).where(cond).order_by(k.seq.desc()).limit(1)).first()
             if row is None:
                 return None
+            until = self._now(c) + (until - time.time())  # the caller's span, on the database's clock
             c.execute(update(t.checkpoints).where(k.experiment_id == eid, k.member == member, k.seq == row.seq)
                       .values(pinned_until=func.max(k.pinned_until, until) if self._kind == "sqlite"
                               else func.greatest(k.pinned_until, until)))
-            return _checkpoint(row)
+            return replace(_checkpoint(row), pinned_until=until)
 
     def unpin_checkpoint(self, name: str, member: int, seq: int, until: float) -> None:
         k = t.checkpoints.c
@@ -779,4 +782,4 @@ class SQLStore(Store):
         with self._tx() as c:
             eid = self._eid(c, name)
             return c.execute(delete(t.checkpoints).where(k.experiment_id == eid, k.member == member, k.seq == seq,
-                                                         k.pinned_until < now)).rowcount == 1
+                                                         k.pinned_until < min(now, self._now(c)))).rowcount == 1

@@ -397,13 +397,17 @@ class StoreSuite:
 
     def test_old_checkpoints_are_collected_unless_pinned(self, storage):
         store = self.make(storage)
-        now = time.time()
         for step in (1, 2, 3):
-            assert add(store, ckpt(0, step), keep=2, now=now) == (["k0-1"] if step == 3 else [])
-        store.pin_checkpoint("e", 0, until=now + 60, at_step=2)
-        assert add(store, ckpt(0, 4), keep=2, now=now) == []  # step 2 is pinned
+            assert add(store, ckpt(0, step), keep=2) == (["k0-1"] if step == 3 else [])
+        store.pin_checkpoint("e", 0, until=time.time() + 60, at_step=2)
+        assert add(store, ckpt(0, 4), keep=2, now=time.time() + HOUR) == []  # step 2 is pinned, whatever the caller's clock
         assert [c.step for c in store.checkpoints("e", 0)] == [4, 3, 2]
-        assert sorted(add(store, ckpt(0, 5), keep=2, now=now + 61)) == ["k0-2", "k0-3"]
+        store.pin_checkpoint("e", 0, until=time.time() + ENDED, at_step=3)  # a pin that has ended
+        assert add(store, ckpt(0, 5), keep=2) == ["k0-3"]
+        pinned = store.pin_checkpoint("e", 0, until=time.time() + 60, at_step=2)
+        assert pinned.step == 2 and 0 < pinned.pinned_until - store.clock() <= 60  # its end, on the store's clock
+        store.unpin_checkpoint("e", 0, pinned.seq, pinned.pinned_until)  # the newest pin's end: it ends now
+        assert sorted(add(store, ckpt(0, 6), keep=2)) == ["k0-2", "k0-4"]
 
 
     def test_pinned_checkpoint_is_never_deleted(self, storage):
@@ -414,12 +418,12 @@ class StoreSuite:
         add(store, ckpt(0, 2))
         pinned = store.pin_checkpoint("e", 0, until=now + 60, at_step=1)
         assert (pinned.step, pinned.pending) == (1, False)
-        assert store.delete_checkpoint("e", 0, pinned.seq, now) is False
+        assert store.delete_checkpoint("e", 0, pinned.seq, math.inf) is False
         later = store.pin_checkpoint("e", 0, until=now + 90, at_step=1)  # a second reader extends the pin
-        store.unpin_checkpoint("e", 0, pinned.seq, now + 60)  # the first reader's unpin leaves it pinned
-        assert store.delete_checkpoint("e", 0, pinned.seq, now + 61) is False
-        store.unpin_checkpoint("e", 0, later.seq, now + 90)
-        assert store.delete_checkpoint("e", 0, pinned.seq, now + 1) is True
+        store.unpin_checkpoint("e", 0, pinned.seq, pinned.pinned_until)  # the first reader's unpin leaves it pinned
+        assert store.delete_checkpoint("e", 0, pinned.seq, math.inf) is False
+        store.unpin_checkpoint("e", 0, later.seq, later.pinned_until)
+        assert store.delete_checkpoint("e", 0, pinned.seq, math.inf) is True
         assert [c.step for c in store.checkpoints("e", 0)] == [2, 1]
         assert store.pin_checkpoint("e", 0, now, pending=True).seq == 1
         assert store.pin_checkpoint("e", 0, now, skip=(1, 3)) is None
