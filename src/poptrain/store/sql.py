@@ -118,9 +118,9 @@ def _member(row: Any) -> MemberRecord:
         failures=row.failures, error=row.error)
 
 
-def _ours(row: Any, params: dict[str, Any]) -> bool:
-    """Whether the claimant already holds this member row with a live lease."""
-    return row.worker == params["wid"] and row.lease_until >= params["now"]
+def _ours(row: Any, worker: str) -> bool:
+    """Whether `worker` already holds this member row (read with the database's time) with a live lease."""
+    return row.worker == worker and row.lease_until >= row.db_now
 
 
 def _checkpoint(row: Any) -> CheckpointRecord:
@@ -323,8 +323,7 @@ class SQLStore(Store):
 
     def _now(self, c: Connection) -> float:
         """The database's time, which every lease is measured on (a dialect without a known query: this host's)."""
-        query = q.clock.get(self._kind)
-        return time.time() if query is None else float(c.execute(query).scalar_one())
+        return time.time() if self._kind == "other" else float(c.execute(q.clock[self._kind]).scalar_one())
 
     def clock(self) -> float:
         with self._read() as c:
@@ -395,11 +394,11 @@ class SQLStore(Store):
             return self._claim_skip_locked(name, worker, lease, now, barrier, take_new)
         for _ in range(16):  # SQLite: read, then compare-and-set; a lost race reads again
             with self._read() as c:
-                params = {"eid": self._eid(c, name), "wid": worker, "now": self._now(c)}
+                params = {"eid": self._eid(c, name), "wid": worker, "now": time.time()}  # `now`: only where no clock query
                 row = self._most_due(c, params, barrier, take_new, locked=False)
             if row is None:
                 return None
-            if _ours(row, params):
+            if _ours(row, worker):
                 return _member(row)  # no write: the heartbeat keeps the lease
             with self._tx() as c:
                 taken = self._take(c, params, row.id, lease)
@@ -407,23 +406,18 @@ class SQLStore(Store):
                 return taken
         return None  # lost every race this round; the caller polls again
 
-    @staticmethod
-    def _take(c: Connection, params: dict[str, Any], member: int, lease: float) -> MemberRecord | None:
+    def _take(self, c: Connection, params: dict[str, Any], member: int, lease: float) -> MemberRecord | None:
         """Lease `member` to the claimant if it is still free (compare-and-set); None if another got it first."""
-        if not c.execute(q.take, {**params, "mid": member, "claimant": params["wid"],
-                                  "until": params["now"] + lease}).rowcount:
+        if not c.execute(q.take[self._kind], {**params, "mid": member, "claimant": params["wid"],
+                                              "lease": lease}).rowcount:
             return None
         return _member(c.execute(q.member, {"eid": params["eid"], "mid": member}).one())
 
-    @staticmethod
-    def _most_due(c: Connection, params: dict[str, Any], barrier: bool, take_new: bool, locked: bool) -> Any:
-        """The member a claim should take: least trained first, past the barrier in synchronous mode."""
+    def _most_due(self, c: Connection, params: dict[str, Any], barrier: bool, take_new: bool, locked: bool) -> Any:
+        """The member a claim should take (least trained first, past the barrier in synchronous mode), with `db_now`."""
         if barrier:
-            query = q.due_past_barrier if take_new else q.due_mine_past_barrier
             params = {**params, "lowest": c.execute(q.lowest_active_step, params).scalar() or 0}
-        else:
-            query = q.due if take_new else q.due_mine
-        return c.execute(q.locked[query] if locked else query, params).first()
+        return c.execute((q.LOCKED if locked else q.DUE[self._kind])[(barrier, not take_new)], params).first()
 
     def _claim_skip_locked(self, name: str, worker: str, lease: float, now: float, barrier: bool,
                            take_new: bool) -> MemberRecord | None:
@@ -432,11 +426,11 @@ class SQLStore(Store):
         Concurrent workers each get a different row at once instead of racing for the same one.
         """
         with self._tx() as c:
-            params = {"eid": self._eid(c, name), "wid": worker, "now": self._now(c)}
+            params = {"eid": self._eid(c, name), "wid": worker}
             row = self._most_due(c, params, barrier, take_new, locked=True)
             if row is None:
                 return None
-            if _ours(row, params):
+            if _ours(row, worker):
                 return _member(row)
             return self._take(c, params, row.id, lease)  # the row is locked: the compare-and-set cannot lose
 
@@ -452,7 +446,7 @@ class SQLStore(Store):
 
     def renew(self, name: str, worker: str, lease: float, now: float) -> None:
         with self._tx() as c:
-            c.execute(q.renew, {"eid": self._eid(c, name), "wid": worker, "until": self._now(c) + lease})
+            c.execute(q.renew[self._kind], {"eid": self._eid(c, name), "wid": worker, "lease": lease, "now": time.time()})
 
     def release(self, name: str, member: int, worker: str) -> None:
         with self._tx() as c:
@@ -509,10 +503,10 @@ class SQLStore(Store):
         score = clean_score(score)
         with self._tx() as c:
             keys = {"eid": self._eid(c, name), "mid": member, "at_step": step}
-            if self._repeated(c, keys["eid"], [member], step, now):
-                return
-            if not c.execute(q.advance[self._kind], {**keys, "wid": worker, "score": score,
-                                         "trained_with": _dumps(hparams)}).rowcount:
+            if not c.execute(q.advance[self._kind], {**keys, "wid": worker, "score": score, "at": now,
+                                                     "trained_with": _dumps(hparams)}).rowcount:
+                if self._repeated(c, keys["eid"], [member], step, now):
+                    return
                 raise LeaseLost(f"member {member} is no longer held by worker {worker}")
             c.execute(q.drop_report, keys)
             c.execute(q.add_report, {"experiment_id": keys["eid"], "member": member, "step": step, "score": score,
@@ -522,7 +516,7 @@ class SQLStore(Store):
                     now: float) -> None:
         with self._tx() as c:
             eid = self._eid(c, name)
-            if not rows or self._repeated(c, eid, [member for member, *_ in rows], step, now):
+            if not rows:
                 return
             keys: list[dict[str, Any]] = []
             advances: list[dict[str, Any]] = []
@@ -531,11 +525,13 @@ class SQLStore(Store):
                 score, trained_with = clean_score(score), _dumps(hparams)
                 key = {"eid": eid, "mid": member, "at_step": step}
                 keys.append(key)
-                advances.append({**key, "wid": worker, "score": score, "trained_with": trained_with})
+                advances.append({**key, "wid": worker, "score": score, "trained_with": trained_with, "at": now})
                 reports[member] = {"experiment_id": eid, "member": member, "step": step, "score": score,
                                    "metrics": _dumps(metrics), "hparams": trained_with, "time": now}
             # one statement each, run with every row's parameters; rowcount sums over them (sqlite3, psycopg)
             if c.execute(q.advance[self._kind], advances).rowcount < len(rows):
+                if self._repeated(c, eid, [member for member, *_ in rows], step, now):
+                    return
                 self._lease_lost(c, eid, [member for member, *_ in rows], worker)
             c.execute(q.drop_report, keys)
             c.execute(q.add_report, list(reports.values()))
