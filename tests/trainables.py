@@ -409,3 +409,16 @@ class HangsOnce(NodeLog):
             else:
                 time.sleep(3600)
         super().train()
+
+
+class Timed(StepLog):
+    """StepLog that also records who trained each interval and when: 'seed step pid start end' lines in
+    the file POPTRAIN_TEST_INTERVALS names, so a test can tell whether two processes trained one member at once."""
+
+    def train(self) -> None:
+        start = time.time()
+        super().train()
+        path = os.environ.get("POPTRAIN_TEST_INTERVALS")
+        if path:
+            with open(path, "a") as f:
+                f.write(f"{self.seed} {self.step} {os.getpid()} {start!r} {time.time()!r}\n")

@@ -67,7 +67,7 @@ def check_stored(store: Store, spec: ExperimentSpec) -> None:
 def check_not_running(storage: str, name: str, force: bool) -> None:
     """Refuse to start workers on an experiment that live workers hold, unless forced."""
     store = open_store(storage)
-    now = time.time()
+    now = store.clock()  # leases end on the store's clock, not this host's
     live = [m for m in store.members(name) if m.status == "active" and m.worker and m.lease_until > now]
     if not live:
         return

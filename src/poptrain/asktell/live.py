@@ -358,7 +358,7 @@ class Connection:
                 log.warning("member %d: checkpoint %s cannot be read (%s); not copying it", source, ckpt.key, exc)
                 return None
             finally:
-                self.store.unpin_checkpoint(self.name, source, ckpt.seq, until)
+                self.store.unpin_checkpoint(self.name, source, ckpt.seq, ckpt.pinned_until)
 
     # state
     def _checkpoint(self, rec: MemberRecord, state: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Collection, Mapping, Sequence
@@ -114,7 +115,10 @@ class Store(ABC):
     """The single source of truth of a PBT run: experiments, members, scores, lineage.
 
     Every write that changes a member's training state names the worker that holds it and
-    raises LeaseLost, changing nothing, if another worker holds it now.
+    raises LeaseLost, changing nothing, if another worker holds it now. Leases (a member's, a
+    run's hold) are measured on the store's own clock (`clock`), never on the caller's: the `now`
+    the lease methods take is not used to decide them, so a client whose clock is off can
+    neither take a live lease nor keep one past its end.
     """
 
     url: str
@@ -133,6 +137,10 @@ class Store(ABC):
         """Names of the experiments in this store."""
 
     # members and leases
+    def clock(self) -> float:
+        """The store's time now (seconds since the epoch), on which every lease starts and ends."""
+        return time.time()
+
     @abstractmethod
     def members(self, name: str) -> list[MemberRecord]:
         """Every member of the experiment, by id."""
@@ -187,7 +195,10 @@ class Store(ABC):
     @abstractmethod
     def report(self, name: str, member: int, worker: str, step: int, score: float | None,
                metrics: dict[str, Any], hparams: Hparams, now: float) -> None:
-        """Record an evaluation of the interval trained with `hparams`, and advance the member to `step`."""
+        """Record an evaluation of the interval trained with `hparams`, and advance the member to `step`.
+
+        The same call again (same member, step and `now`: a retry after its commit's answer was lost) changes nothing.
+        """
 
     @abstractmethod
     def report_many(self, name: str, worker: str, step: int, rows: list[tuple[int, float | None, dict[str, Any], Hparams]],
@@ -214,6 +225,7 @@ class Store(ABC):
 
         The checkpoint becomes current if the member is still at `version`; the member takes the
         checkpoint's ready markers (last_ready, pending). Returns the keys whose files to delete.
+        A key already recorded (the same call again) is not recorded twice.
         """
 
     def add_checkpoints(self, name: str, records: list[tuple[CheckpointRecord, int]], keep: int, now: float,
@@ -223,7 +235,7 @@ class Store(ABC):
 
     @abstractmethod
     def finish(self, name: str, member: int, worker: str) -> None:
-        """Mark the member done (its budget reached) and release it."""
+        """Mark the member done (its budget reached) and release it; a member already done stays done."""
 
     @abstractmethod
     def record_failure(self, name: str, member: int, worker: str, error: str, max_failures: int) -> str:
@@ -297,15 +309,20 @@ class Store(ABC):
     def pin_checkpoint(self, name: str, member: int, until: float, at_step: int | None = None,
                        skip: tuple[int, ...] = (), pending: bool | None = None) -> CheckpointRecord | None:
         """Protect the member's newest checkpoint (at or before `at_step`; only pending or
-        non-pending ones if `pending` is given) from deletion until `until`."""
+        non-pending ones if `pending` is given) from deletion until `until` (the caller's clock).
+
+        The pin lasts as long as `until` is away on the caller's clock, measured on the store's;
+        the record returned carries its end in `pinned_until`, which `unpin_checkpoint` takes.
+        """
 
     @abstractmethod
     def unpin_checkpoint(self, name: str, member: int, seq: int, until: float) -> None:
-        """End the pin `pin_checkpoint(..., until)` set, unless another reader has extended it."""
+        """End the pin whose `pinned_until` `pin_checkpoint` returned, unless another reader has extended it."""
 
     @abstractmethod
     def delete_checkpoint(self, name: str, member: int, seq: int, now: float) -> bool:
-        """Forget a checkpoint record unless pinned past `now`; True if it was forgotten (delete its file)."""
+        """Forget a checkpoint record unless pinned past `now` (or the store's clock, if earlier); True if it was
+        forgotten (delete its file)."""
 
     def close(self) -> None:
         """Release connections."""

@@ -78,6 +78,7 @@ class MemoryStore(Store):
     def claim(self, name: str, worker: str, lease: float, now: float, barrier: bool,
               take_new: bool = True) -> MemberRecord | None:
         with self._lock:
+            now = self.clock()
             active = [m for m in self._get(name).members.values() if m.status == ACTIVE]
             lowest = min((m.step for m in active), default=0)
             due = [m for m in active
@@ -93,7 +94,7 @@ class MemoryStore(Store):
 
     def claim_all(self, name: str, worker: str, lease: float, now: float) -> list[MemberRecord]:
         with self._lock:
-            held = []
+            held, now = [], self.clock()
             for m in list(self._get(name).members.values()):
                 if m.status == ACTIVE and (m.worker is None or m.worker == worker or m.lease_until < now):
                     held.append(self._set(name, m.id, worker=worker, lease_until=now + lease))
@@ -103,7 +104,7 @@ class MemoryStore(Store):
         with self._lock:
             for m in list(self._get(name).members.values()):
                 if m.worker == worker:
-                    self._set(name, m.id, lease_until=now + lease)
+                    self._set(name, m.id, lease_until=self.clock() + lease)
 
     def release(self, name: str, member: int, worker: str) -> None:
         with self._lock:
@@ -119,7 +120,7 @@ class MemoryStore(Store):
 
     def hold_run(self, name: str, runner: str, lease: float, now: float, force: bool = False) -> str | None:
         with self._lock:
-            exp = self._get(name)
+            exp, now = self._get(name), self.clock()
             holder, until = exp.run_hold
             if holder not in (None, runner) and until >= now and not force:
                 return holder
@@ -146,18 +147,26 @@ class MemoryStore(Store):
     def report(self, name: str, member: int, worker: str, step: int, score: float | None,
                metrics: dict[str, Any], hparams: dict[str, Any], now: float) -> None:
         with self._lock:
-            m = self._held(name, member, worker)
-            score = clean_score(score)
-            self._get(name).reports[(member, step)] = Report(member, step, score, _json(metrics), _json(hparams), now)
-            self._set(name, member, step=step, last_score=score, hparams=_json(hparams), version=m.version + 1)
+            self._held(name, member, worker)
+            if getattr(self._get(name).reports.get((member, step)), "time", None) != now:  # else this very report again
+                self._report(name, member, step, score, metrics, hparams, now)
+
+    def _report(self, name: str, member: int, step: int, score: float | None, metrics: dict[str, Any],
+                hparams: dict[str, Any], now: float) -> None:
+        score = clean_score(score)
+        self._get(name).reports[(member, step)] = Report(member, step, score, _json(metrics), _json(hparams), now)
+        self._set(name, member, step=step, last_score=score, hparams=_json(hparams),
+                  version=self._get(name).members[member].version + 1)
 
     def report_many(self, name: str, worker: str, step: int, rows: list[tuple[int, float | None, dict[str, Any], Any]],
                     now: float) -> None:
         with self._lock:
             for member, _, _, _ in rows:  # all or nothing, as in one transaction
                 self._held(name, member, worker)
+            if all(getattr(self._get(name).reports.get((member, step)), "time", None) == now for member, *_ in rows):
+                return  # these very reports again
             for member, score, metrics, hparams in rows:
-                self.report(name, member, worker, step, score, metrics, hparams, now)
+                self._report(name, member, step, score, metrics, hparams, now)
 
     def record_exploits(self, name: str, events: list[Event], worker: str) -> None:
         with self._lock:
@@ -186,6 +195,8 @@ class MemoryStore(Store):
 
     def finish(self, name: str, member: int, worker: str) -> None:
         with self._lock:
+            if self._get(name).members[member].status == DONE:
+                return
             self._held(name, member, worker)
             self._set(name, member, status=DONE, worker=None, lease_until=0.0)
 
@@ -292,11 +303,13 @@ class MemoryStore(Store):
             exp = self._get(name)
             m = self._held(name, ckpt.member, worker)
             held = exp.checkpoints[ckpt.member]
+            if any(c.key == ckpt.key for c in held):
+                return []  # this very checkpoint again
             seq = max((c.seq for c in held), default=0) + 1
             held.insert(0, replace(ckpt, seq=seq, hparams=_json(ckpt.hparams)))
             self._set(name, ckpt.member, last_ready=ckpt.last_ready, pending=ckpt.pending,
                       ckpt_version=version if m.version == version else m.ckpt_version)
-            old = [c for c in held[keep:] if c.pinned_until < now]
+            old = [c for c in held[keep:] if c.pinned_until < self.clock()]
             exp.checkpoints[ckpt.member] = [c for c in held if c not in old]
             return [c.key for c in old]
 
@@ -312,7 +325,7 @@ class MemoryStore(Store):
                 if ((at_step is None or c.step <= at_step) and c.seq not in skip
                         and (pending is None or c.pending == pending)):
                     held[i] = replace(c, pinned_until=max(c.pinned_until, until))
-                    return c
+                    return replace(c, pinned_until=until)
             return None
 
     def unpin_checkpoint(self, name: str, member: int, seq: int, until: float) -> None:
@@ -325,7 +338,7 @@ class MemoryStore(Store):
     def delete_checkpoint(self, name: str, member: int, seq: int, now: float) -> bool:
         with self._lock:
             exp = self._get(name)
-            kept = [c for c in exp.checkpoints[member] if c.seq != seq or c.pinned_until >= now]
+            kept = [c for c in exp.checkpoints[member] if c.seq != seq or c.pinned_until >= min(now, self.clock())]
             removed = len(kept) < len(exp.checkpoints[member])
             exp.checkpoints[member] = kept
             return removed

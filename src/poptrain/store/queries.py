@@ -6,7 +6,8 @@ these every interval, so they are constructed at import and only executed with n
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, and_, bindparam, case, delete, false, func, insert, literal, or_, select, text, update
+from sqlalchemy import (ColumnElement, Float, and_, bindparam, case, cast, delete, exists, false, func, insert, literal, or_,
+                        select, text, update)
 
 from ..records import ACTIVE
 from . import schema as t
@@ -14,27 +15,38 @@ from . import schema as t
 m, r, k, e = t.members.c, t.reports.c, t.checkpoints.c, t.events.c
 
 THIS_MEMBER = and_(m.experiment_id == bindparam("eid"), m.id == bindparam("mid"))
-CLAIMABLE = and_(m.experiment_id == bindparam("eid"), m.status == ACTIVE,
-                 or_(m.worker.is_(None), m.worker == bindparam("wid"), m.lease_until < bindparam("now")))
+# the database's time now, in seconds since the epoch: leases are measured on it, never on a client's clock
+# (SQLite's 'now' has millisecond precision; julianday's double keeps it); elsewhere the caller's `now`
+NOW = {"postgresql": cast(func.extract("epoch", func.statement_timestamp()), Float),
+       "sqlite": (func.julianday("now") - 2440587.5) * 86400.0, "other": bindparam("now")}
+clock = {dialect: select(now) for dialect, now in NOW.items()}
 MOST_DUE = (m.step, case((m.worker == bindparam("wid"), 0), else_=1), m.id)
+
+
+def claimable(now: ColumnElement) -> ColumnElement:
+    """Active members free, or held by the claimant, or whose lease ended before `now`."""
+    return and_(m.experiment_id == bindparam("eid"), m.status == ACTIVE,
+                or_(m.worker.is_(None), m.worker == bindparam("wid"), m.lease_until < now))
+
 
 member = select(t.members).where(THIS_MEMBER)
 MINE = m.worker == bindparam("wid")
 PAST_BARRIER = or_(m.pending == false(), m.step <= bindparam("lowest"))
-due = select(t.members).where(CLAIMABLE).order_by(*MOST_DUE).limit(1)
-due_mine = select(t.members).where(CLAIMABLE, MINE).order_by(*MOST_DUE).limit(1)
-due_past_barrier = select(t.members).where(CLAIMABLE, PAST_BARRIER).order_by(*MOST_DUE).limit(1)
-due_mine_past_barrier = select(t.members).where(CLAIMABLE, MINE, PAST_BARRIER).order_by(*MOST_DUE).limit(1)
+# a claim's choice by (past a barrier, only its own), with the database's time as `db_now`; the lease it then takes
+DUE = {dialect: {(barrier, mine): select(t.members, now.label("db_now"))
+                 .where(claimable(now), *([PAST_BARRIER] if barrier else []), *([MINE] if mine else []))
+                 .order_by(*MOST_DUE).limit(1)
+                 for barrier in (False, True) for mine in (False, True)}
+       for dialect, now in NOW.items()}
 # PostgreSQL's claims: the same choices, each row locked, rows other claims hold locked skipped
-locked = {query: query.with_for_update(skip_locked=True)
-          for query in (due, due_mine, due_past_barrier, due_mine_past_barrier)}
+LOCKED = {key: query.with_for_update(skip_locked=True) for key, query in DUE["postgresql"].items()}
+take = {dialect: update(t.members).where(THIS_MEMBER, claimable(now))
+        .values(worker=bindparam("claimant"), lease_until=now + bindparam("lease")) for dialect, now in NOW.items()}
 lowest_active_step = select(func.min(m.step)).where(m.experiment_id == bindparam("eid"), m.status == ACTIVE)
 held = select(func.count()).where(m.experiment_id == bindparam("eid"), m.worker == bindparam("wid"),
                                   m.status == ACTIVE)
-take = (update(t.members).where(THIS_MEMBER, CLAIMABLE)
-        .values(worker=bindparam("claimant"), lease_until=bindparam("until")))
-renew = (update(t.members).where(m.experiment_id == bindparam("eid"), m.worker == bindparam("wid"))
-         .values(lease_until=bindparam("until")))
+renew = {dialect: update(t.members).where(m.experiment_id == bindparam("eid"), m.worker == bindparam("wid"))
+         .values(lease_until=now + bindparam("lease")) for dialect, now in NOW.items()}
 release = (update(t.members).where(THIS_MEMBER, m.worker == bindparam("wid"))
            .values(worker=None, lease_until=0.0))
 
@@ -42,6 +54,11 @@ drop_report = delete(t.reports).where(r.experiment_id == bindparam("eid"), r.mem
                                       r.step == bindparam("at_step"))
 add_report = insert(t.reports)
 HELD_BY_ME = and_(THIS_MEMBER, m.worker == bindparam("wid"))
+# a report already there from this very call (its time is its own): a retry after its commit's answer was lost
+REPORTED = exists().where(r.experiment_id == bindparam("eid"), r.member == bindparam("mid"),
+                          r.step == bindparam("at_step"), r.time == bindparam("at"))
+reported = select(r.member).where(r.experiment_id == bindparam("eid"), r.member.in_(bindparam("mids", expanding=True)),
+                                  r.step == bindparam("at_step"), r.time == bindparam("at"))
 
 
 def revision(dialect: str, eid: object = None) -> ColumnElement:
@@ -61,7 +78,7 @@ def revision(dialect: str, eid: object = None) -> ColumnElement:
     return literal(0)
 
 
-advance = {dialect: update(t.members).where(HELD_BY_ME)
+advance = {dialect: update(t.members).where(HELD_BY_ME, ~REPORTED)
            .values(step=bindparam("at_step"), last_score=bindparam("score"), hparams=bindparam("trained_with"),
                    version=m.version + 1, revision=revision(dialect))
            for dialect in ("postgresql", "sqlite", "other")}
@@ -84,6 +101,7 @@ scores_at = (select(r.member, r.score)
              .order_by(r.member))
 
 THESE_MEMBERS_CHECKPOINTS = and_(k.experiment_id == bindparam("eid"), k.member.in_(bindparam("mids", expanding=True)))
+recorded_keys = select(k.key).where(THESE_MEMBERS_CHECKPOINTS, k.key.in_(bindparam("keys", expanding=True)))
 last_seqs = select(k.member, func.max(k.seq)).where(THESE_MEMBERS_CHECKPOINTS).group_by(k.member)
 add_checkpoint = insert(t.checkpoints)
 mark_current = update(t.members).where(THIS_MEMBER, m.version == bindparam("ver")).values(ckpt_version=bindparam("ver"))

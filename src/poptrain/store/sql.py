@@ -10,6 +10,7 @@ import random
 import sqlite3
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, Callable, Collection, Iterator, Mapping, NoReturn, Sequence, TypeVar
 from urllib.parse import quote
 
@@ -71,7 +72,8 @@ def _retrying(method: _F) -> _F:
     Each method is one transaction (or a few, each safe to repeat), so a retry never resumes a
     half-done one. After `retry_for` seconds of failures it raises StorageError naming the URL.
     A connection lost during COMMIT leaves it unknown whether the commit happened; the retry
-    then repeats it, which every method tolerates (an exploit event is recorded once).
+    then repeats it, which every method tolerates: a report (known by its member, step and
+    time), an exploit event and a checkpoint (by its key) are recorded once, a finish is done once.
     """
     @functools.wraps(method)
     def retried(self: "SQLStore", *args: Any, **kwargs: Any) -> Any:
@@ -127,9 +129,9 @@ def _report(row: Any, decoded: dict[str, Any] | None = None) -> Report:
                   hparams=hparams, time=row.time)
 
 
-def _ours(row: Any, params: dict[str, Any]) -> bool:
-    """Whether the claimant already holds this member row with a live lease."""
-    return row.worker == params["wid"] and row.lease_until >= params["now"]
+def _ours(row: Any, worker: str) -> bool:
+    """Whether `worker` already holds this member row (read with the database's time) with a live lease."""
+    return row.worker == worker and row.lease_until >= row.db_now
 
 
 def _checkpoint(row: Any) -> CheckpointRecord:
@@ -294,7 +296,7 @@ class SQLStore(Store):
                 elif int(found) < t.SCHEMA_VERSION:
                     m = t.members.c
                     leased = c.execute(select(func.count()).select_from(t.members)
-                                       .where(m.worker.is_not(None), m.lease_until > time.time())).scalar()
+                                       .where(m.worker.is_not(None), m.lease_until > self._now(c))).scalar()
                     if leased:  # their older code would keep writing rows the new schema reads differently
                         raise StorageError(
                             f"store {shown(self.url)} (schema version {found}) is being trained: {leased} member(s) are "
@@ -333,6 +335,14 @@ class SQLStore(Store):
     def _read(self) -> Iterator[Connection]:
         with self._reader.begin() as c:
             yield c
+
+    def _now(self, c: Connection) -> float:
+        """The database's time, which every lease is measured on (a dialect without a known query: this host's)."""
+        return time.time() if self._kind == "other" else float(c.execute(q.clock[self._kind]).scalar_one())
+
+    def clock(self) -> float:
+        with self._read() as c:
+            return self._now(c)
 
     def _eid(self, c: Connection, name: str) -> int:
         if name not in self._ids:
@@ -399,11 +409,11 @@ class SQLStore(Store):
             return self._claim_skip_locked(name, worker, lease, now, barrier, take_new)
         for _ in range(16):  # SQLite: read, then compare-and-set; a lost race reads again
             with self._read() as c:
-                params = {"eid": self._eid(c, name), "wid": worker, "now": now}
+                params = {"eid": self._eid(c, name), "wid": worker, "now": time.time()}  # `now`: only where no clock query
                 row = self._most_due(c, params, barrier, take_new, locked=False)
             if row is None:
                 return None
-            if _ours(row, params):
+            if _ours(row, worker):
                 return _member(row)  # no write: the heartbeat keeps the lease
             with self._tx() as c:
                 taken = self._take(c, params, row.id, lease)
@@ -411,23 +421,18 @@ class SQLStore(Store):
                 return taken
         return None  # lost every race this round; the caller polls again
 
-    @staticmethod
-    def _take(c: Connection, params: dict[str, Any], member: int, lease: float) -> MemberRecord | None:
+    def _take(self, c: Connection, params: dict[str, Any], member: int, lease: float) -> MemberRecord | None:
         """Lease `member` to the claimant if it is still free (compare-and-set); None if another got it first."""
-        if not c.execute(q.take, {**params, "mid": member, "claimant": params["wid"],
-                                  "until": params["now"] + lease}).rowcount:
+        if not c.execute(q.take[self._kind], {**params, "mid": member, "claimant": params["wid"],
+                                              "lease": lease}).rowcount:
             return None
         return _member(c.execute(q.member, {"eid": params["eid"], "mid": member}).one())
 
-    @staticmethod
-    def _most_due(c: Connection, params: dict[str, Any], barrier: bool, take_new: bool, locked: bool) -> Any:
-        """The member a claim should take: least trained first, past the barrier in synchronous mode."""
+    def _most_due(self, c: Connection, params: dict[str, Any], barrier: bool, take_new: bool, locked: bool) -> Any:
+        """The member a claim should take (least trained first, past the barrier in synchronous mode), with `db_now`."""
         if barrier:
-            query = q.due_past_barrier if take_new else q.due_mine_past_barrier
             params = {**params, "lowest": c.execute(q.lowest_active_step, params).scalar() or 0}
-        else:
-            query = q.due if take_new else q.due_mine
-        return c.execute(q.locked[query] if locked else query, params).first()
+        return c.execute((q.LOCKED if locked else q.DUE[self._kind])[(barrier, not take_new)], params).first()
 
     def _claim_skip_locked(self, name: str, worker: str, lease: float, now: float, barrier: bool,
                            take_new: bool) -> MemberRecord | None:
@@ -436,18 +441,18 @@ class SQLStore(Store):
         Concurrent workers each get a different row at once instead of racing for the same one.
         """
         with self._tx() as c:
-            params = {"eid": self._eid(c, name), "wid": worker, "now": now}
+            params = {"eid": self._eid(c, name), "wid": worker}
             row = self._most_due(c, params, barrier, take_new, locked=True)
             if row is None:
                 return None
-            if _ours(row, params):
+            if _ours(row, worker):
                 return _member(row)
             return self._take(c, params, row.id, lease)  # the row is locked: the compare-and-set cannot lose
 
     def claim_all(self, name: str, worker: str, lease: float, now: float) -> list[MemberRecord]:
         m = t.members.c
         with self._tx() as c:
-            eid = self._eid(c, name)
+            eid, now = self._eid(c, name), self._now(c)
             c.execute(update(t.members).where(m.experiment_id == eid, m.status == ACTIVE,
                                               or_(m.worker.is_(None), m.worker == worker, m.lease_until < now))
                       .values(worker=worker, lease_until=now + lease))
@@ -456,7 +461,7 @@ class SQLStore(Store):
 
     def renew(self, name: str, worker: str, lease: float, now: float) -> None:
         with self._tx() as c:
-            c.execute(q.renew, {"eid": self._eid(c, name), "wid": worker, "until": now + lease})
+            c.execute(q.renew[self._kind], {"eid": self._eid(c, name), "wid": worker, "lease": lease, "now": time.time()})
 
     def release(self, name: str, member: int, worker: str) -> None:
         with self._tx() as c:
@@ -471,11 +476,11 @@ class SQLStore(Store):
     def hold_run(self, name: str, runner: str, lease: float, now: float, force: bool = False) -> str | None:
         # A key of the meta table per experiment, taken by compare-and-set on its value: two runs
         # started at the same instant cannot both see it free (no schema change needed).
-        mine = json.dumps({"runner": runner, "until": now + lease})
         for _ in range(16):
             try:
                 with self._tx() as c:
-                    key = f"run:{self._eid(c, name)}"
+                    key, now = f"run:{self._eid(c, name)}", self._now(c)
+                    mine = json.dumps({"runner": runner, "until": now + lease})
                     found = c.execute(select(t.meta.c.value).where(t.meta.c.key == key)).scalar()
                     if found is None:
                         c.execute(insert(t.meta).values(key=key, value=mine))
@@ -513,8 +518,10 @@ class SQLStore(Store):
         score = clean_score(score)
         with self._tx() as c:
             keys = {"eid": self._eid(c, name), "mid": member, "at_step": step}
-            if not c.execute(q.advance[self._kind], {**keys, "wid": worker, "score": score,
-                                         "trained_with": _dumps(hparams)}).rowcount:
+            if not c.execute(q.advance[self._kind], {**keys, "wid": worker, "score": score, "at": now,
+                                                     "trained_with": _dumps(hparams)}).rowcount:
+                if self._repeated(c, keys["eid"], [member], step, now):
+                    return
                 raise LeaseLost(f"member {member} is no longer held by worker {worker}")
             c.execute(q.drop_report, keys)
             c.execute(q.add_report, {"experiment_id": keys["eid"], "member": member, "step": step, "score": score,
@@ -533,14 +540,22 @@ class SQLStore(Store):
                 score, trained_with = clean_score(score), _dumps(hparams)
                 key = {"eid": eid, "mid": member, "at_step": step}
                 keys.append(key)
-                advances.append({**key, "wid": worker, "score": score, "trained_with": trained_with})
+                advances.append({**key, "wid": worker, "score": score, "trained_with": trained_with, "at": now})
                 reports[member] = {"experiment_id": eid, "member": member, "step": step, "score": score,
                                    "metrics": _dumps(metrics), "hparams": trained_with, "time": now}
             # one statement each, run with every row's parameters; rowcount sums over them (sqlite3, psycopg)
             if c.execute(q.advance[self._kind], advances).rowcount < len(rows):
+                if self._repeated(c, eid, [member for member, *_ in rows], step, now):
+                    return
                 self._lease_lost(c, eid, [member for member, *_ in rows], worker)
             c.execute(q.drop_report, keys)
             c.execute(q.add_report, list(reports.values()))
+
+    @staticmethod
+    def _repeated(c: Connection, eid: int, members: list[int], step: int, now: float) -> bool:
+        """Whether these reports are there already from this very call: a retry after its commit's answer was lost."""
+        found = c.execute(q.reported, {"eid": eid, "mids": members, "at_step": step, "at": now}).scalars().all()
+        return len(set(found)) == len(set(members))
 
     @staticmethod
     def _lease_lost(c: Connection, eid: int, members: list[int], worker: str) -> NoReturn:
@@ -583,8 +598,12 @@ class SQLStore(Store):
             self._held(c, self._eid(c, name), member, worker, last_ready=step, pending=False)
 
     def finish(self, name: str, member: int, worker: str) -> None:
+        m = t.members.c
         with self._tx() as c:
-            self._held(c, self._eid(c, name), member, worker, status=DONE, worker=None, lease_until=0.0)
+            eid = self._eid(c, name)
+            if c.execute(select(m.status).where(self._where(eid, member))).scalar_one() == DONE:
+                return  # finished already (a retry after the commit's answer was lost)
+            self._held(c, eid, member, worker, status=DONE, worker=None, lease_until=0.0)
 
     def record_failure(self, name: str, member: int, worker: str, error: str, max_failures: int) -> str:
         m = t.members.c
@@ -723,6 +742,12 @@ class SQLStore(Store):
             eid = self._eid(c, name)
             if not records:
                 return []
+            # a retry after the commit's answer was lost finds its records there (each key is new per write)
+            there = set(c.execute(q.recorded_keys, {"eid": eid, "mids": [ckpt.member for ckpt, _ in records],
+                                                    "keys": [ckpt.key for ckpt, _ in records]}).scalars())
+            records = [(ckpt, version) for ckpt, version in records if ckpt.key not in there]
+            if not records:
+                return []
             members = [ckpt.member for ckpt, _ in records]
             ready = [{"eid": eid, "mid": ckpt.member, "wid": worker, "ready_step": ckpt.last_ready,
                       "is_pending": ckpt.pending} for ckpt, _ in records]
@@ -742,6 +767,7 @@ class SQLStore(Store):
             kept: dict[int, list[Any]] = {member: [] for member in members}
             for row in c.execute(q.newest_first, {"eid": eid, "mids": members}):
                 kept[row.member].append(row)
+            now = self._now(c)  # pins end on the database's clock
             old = [row for rows in kept.values() for row in rows[keep:] if row.pinned_until < now]
             if old:
                 c.execute(q.drop_checkpoint, [{"eid": eid, "mid": row.member, "at_seq": row.seq} for row in old])
@@ -769,10 +795,11 @@ class SQLStore(Store):
             row = c.execute(select(t.checkpoints).where(cond).order_by(k.seq.desc()).limit(1)).first()
             if row is None:
                 return None
+            until = self._now(c) + (until - time.time())  # the caller's span, on the database's clock
             c.execute(update(t.checkpoints).where(k.experiment_id == eid, k.member == member, k.seq == row.seq)
                       .values(pinned_until=func.max(k.pinned_until, until) if self._kind == "sqlite"
                               else func.greatest(k.pinned_until, until)))
-            return _checkpoint(row)
+            return replace(_checkpoint(row), pinned_until=until)
 
     def unpin_checkpoint(self, name: str, member: int, seq: int, until: float) -> None:
         k = t.checkpoints.c
@@ -785,4 +812,4 @@ class SQLStore(Store):
         with self._tx() as c:
             eid = self._eid(c, name)
             return c.execute(delete(t.checkpoints).where(k.experiment_id == eid, k.member == member, k.seq == seq,
-                                                         k.pinned_until < now)).rowcount == 1
+                                                         k.pinned_until < min(now, self._now(c)))).rowcount == 1

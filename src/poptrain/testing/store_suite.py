@@ -31,6 +31,8 @@ from ..errors import StorageError
 from ..store import CheckpointRecord, Event, LeaseLost, MemberRecord, Store, open_store
 
 SPEC = {"name": "e", "steps": 10, "mode": "max"}
+ENDED = -1.0  # a lease that ended a second ago on the store's clock: expiry without waiting for it
+HOUR = 3600.0
 
 
 def make_experiment(store: Store, n: int = 3, held: bool = True) -> Store:
@@ -42,6 +44,14 @@ def make_experiment(store: Store, n: int = 3, held: bool = True) -> Store:
             claimed = store.claim("e", w(i), 60, time.time(), barrier=False)
             assert claimed is not None and claimed.id == i
     return store
+
+
+def take_over(store: Store, worker: str = "batch") -> list[MemberRecord]:
+    """Lease every member to `worker`, as when the leases of the workers holding them have ended."""
+    for m in store.members("e"):
+        if m.worker is not None:
+            store.expire_worker("e", m.worker)
+    return store.claim_all("e", worker, 60, time.time())
 
 
 def scores(store: Store, at_step: int | None = None) -> tuple[list[int], list[float | None]]:
@@ -57,8 +67,8 @@ def w(member: int) -> str:
 
 def ckpt(member: int, step: int, created: float | None = None, hparams: dict[str, Any] | None = None,
          pending: bool = False) -> CheckpointRecord:
-    """A checkpoint record of `member` at `step` (key 'k{member}-{step}')."""
-    return CheckpointRecord(member=member, seq=0, step=step, key=f"k{member}-{step}", checksum="x",
+    """A checkpoint record of `member` at `step` (key 'k{member}-{step}', 'k{member}-{step}p' if pending)."""
+    return CheckpointRecord(member=member, seq=0, step=step, key=f"k{member}-{step}{'p' if pending else ''}", checksum="x",
                             hparams=hparams or {"lr": 0.5}, last_ready=step, pending=pending,
                             created=created if created is not None else time.time())
 
@@ -108,19 +118,52 @@ class StoreSuite:
         store = self.make(storage, n=1, held=False)
         now = time.time()
         assert store.claim("e", "a", 5, now, barrier=False).id == 0
-        assert store.claim("e", "b", 5, now + 1, barrier=False) is None
-        store.renew("e", "a", 5, now + 4)
-        assert store.claim("e", "b", 5, now + 6, barrier=False) is None
-        assert store.claim("e", "b", 5, now + 10, barrier=False).id == 0  # a's lease expired
+        assert store.claim("e", "b", 5, now, barrier=False) is None
+        store.renew("e", "a", ENDED, now)
+        store.renew("e", "a", 5, now)  # renewed before another worker took it
+        assert store.claim("e", "b", 5, now, barrier=False) is None
+        store.renew("e", "a", ENDED, now)
+        assert store.claim("e", "b", 5, now, barrier=False).id == 0  # a's lease expired
         assert store.expire_worker("e", "b") == 1
-        assert store.claim("e", "c", 5, now + 10.5, barrier=False).worker == "c"  # b's lease ended at once
+        assert store.claim("e", "c", 5, now, barrier=False).worker == "c"  # b's lease ended at once
 
+    def test_leases_are_measured_on_the_stores_clock_not_the_callers(self, storage):
+        store = self.make(storage, n=2, held=False)
+        assert store.claim("e", "a", 5, time.time(), barrier=False).id == 0
+        # a caller whose clock is an hour ahead neither takes a's live lease nor keeps its own past its end
+        assert store.claim("e", "ahead", 5, time.time() + HOUR, barrier=False).id == 1
+        store.renew("e", "ahead", 5, time.time() + HOUR)
+        assert store.member("e", 1).lease_until <= store.clock() + 5
+        assert store.claim("e", "ahead", 5, time.time() + HOUR, barrier=False).id == 1  # its own, not a's
+        # one an hour behind does not see an ended lease as live, and its own lease is not over at once
+        store.renew("e", "a", ENDED, time.time())
+        assert store.claim("e", "behind", 5, time.time() - HOUR, barrier=False).id == 0
+        assert store.member("e", 0).lease_until > store.clock()
+        assert store.claim("e", "a", 5, time.time(), barrier=False) is None
+
+
+    def test_a_write_repeated_after_its_answer_was_lost_is_recorded_once(self, storage):
+        """A connection cut during COMMIT leaves the writer unsure whether it happened: it writes again."""
+        store = self.make(storage)
+        now = time.time()
+        for _ in range(2):
+            store.report("e", 0, w(0), 1, 0.5, {}, {"lr": 0.1}, now)
+            assert add(store, ckpt(0, 1), version=1) == []
+        assert [(r.step, r.score) for r in store.reports("e")] == [(1, 0.5)]
+        m = store.member("e", 0)
+        assert (m.step, m.version, m.ckpt_version) == (1, 1, 1)  # the checkpoint is current: one change, not two
+        assert [c.seq for c in store.checkpoints("e", 0)] == [1]
+        store.report("e", 0, w(0), 1, 0.7, {}, {"lr": 0.1}, now + 1)  # a new report of the step replaces it
+        assert [(r.step, r.score) for r in store.reports("e")] == [(1, 0.7)]
+        for _ in range(2):
+            store.finish("e", 0, w(0))
+        assert store.member("e", 0).status == "done"
 
     def test_writes_by_a_worker_that_lost_its_lease_change_nothing(self, storage):
         store = self.make(storage, n=1, held=False)
         now = time.time()
-        store.claim("e", "a", 5, now, barrier=False)
-        store.claim("e", "b", 5, now + 10, barrier=False)  # a's lease expired; b took the member
+        store.claim("e", "a", ENDED, now, barrier=False)
+        store.claim("e", "b", 5, now, barrier=False)  # a's lease expired; b took the member
         before = store.member("e", 0)
         with pytest.raises(LeaseLost):
             store.report("e", 0, "a", 1, 0.9, {}, {}, now + 11)
@@ -202,7 +245,7 @@ class StoreSuite:
     def test_report_many_records_a_step_of_every_member(self, storage):
         store = self.make(storage)
         now = time.time()
-        store.claim_all("e", "batch", 60, now + 120)
+        take_over(store)
         store.report_many("e", "batch", 1, [(0, 0.1, {"acc": 0.1}, {"lr": 0.1}), (1, float("nan"), {}, {"lr": 0.2}),
                                             (2, 0.3, {}, {"lr": 0.3})], now)
         store.report_many("e", "batch", 1, [(m, 0.5 + m, {}, {"lr": 0.9}) for m in range(3)], now + 1)  # a retry replaces
@@ -217,7 +260,7 @@ class StoreSuite:
     def test_report_many_keeps_the_last_row_of_a_member_given_twice(self, storage):
         store = self.make(storage)
         now = time.time()
-        store.claim_all("e", "batch", 60, now + 120)
+        take_over(store)
         store.report_many("e", "batch", 1, [(0, 0.1, {}, {"lr": 0.1}), (0, 0.2, {}, {"lr": 0.2})], now)  # as report() twice
         assert [(r.member, r.score, r.hparams) for r in store.reports("e")] == [(0, 0.2, {"lr": 0.2})]
         assert (store.member("e", 0).last_score, store.member("e", 0).version) == (0.2, 2)
@@ -226,7 +269,7 @@ class StoreSuite:
     def test_report_many_writes_nothing_unless_every_member_is_held(self, storage):
         store = self.make(storage)
         now = time.time()
-        store.claim_all("e", "batch", 60, now + 120)
+        take_over(store)
         store.release("e", 1, "batch")
         before = store.members("e")
         with pytest.raises(LeaseLost, match="member 1 "):
@@ -309,7 +352,7 @@ class StoreSuite:
         with pytest.raises(LeaseLost, match="member 1 "):
             store.record_exploits("e", [both[0], replace(both[1], member=1, time=now + 1)], w(0))  # w0 does not hold 1
         assert store.events("e") == [] and store.member("e", 0).hparams == {"lr": 0.1}
-        store.claim_all("e", "batch", 60, now + 120)
+        take_over(store)
         store.record_exploits("e", [both[0], *both], "batch")  # an event twice in one batch counts once
         store.record_exploits("e", both, "batch")  # a retried write records nothing more
         assert store.events("e") == both
@@ -353,7 +396,7 @@ class StoreSuite:
         with pytest.raises(LeaseLost, match="member 1 "):
             store.add_checkpoints("e", records, 3, time.time(), w(0))  # w0 does not hold member 1
         assert store.checkpoints("e", 0) == [] and store.checkpoints("e", 1) == []
-        store.claim_all("e", "batch", 60, time.time() + 120)
+        take_over(store)
         for step in range(1, 4):
             dropped = store.add_checkpoints("e", [(ckpt(m, step), 0) for m in (0, 1)], 2, time.time(), "batch")
             assert dropped == ([] if step < 3 else ["k0-1", "k1-1"])
@@ -374,13 +417,17 @@ class StoreSuite:
 
     def test_old_checkpoints_are_collected_unless_pinned(self, storage):
         store = self.make(storage)
-        now = time.time()
         for step in (1, 2, 3):
-            assert add(store, ckpt(0, step), keep=2, now=now) == (["k0-1"] if step == 3 else [])
-        store.pin_checkpoint("e", 0, until=now + 60, at_step=2)
-        assert add(store, ckpt(0, 4), keep=2, now=now) == []  # step 2 is pinned
+            assert add(store, ckpt(0, step), keep=2) == (["k0-1"] if step == 3 else [])
+        store.pin_checkpoint("e", 0, until=time.time() + 60, at_step=2)
+        assert add(store, ckpt(0, 4), keep=2, now=time.time() + HOUR) == []  # step 2 is pinned, whatever the caller's clock
         assert [c.step for c in store.checkpoints("e", 0)] == [4, 3, 2]
-        assert sorted(add(store, ckpt(0, 5), keep=2, now=now + 61)) == ["k0-2", "k0-3"]
+        store.pin_checkpoint("e", 0, until=time.time() + ENDED, at_step=3)  # a pin that has ended
+        assert add(store, ckpt(0, 5), keep=2) == ["k0-3"]
+        pinned = store.pin_checkpoint("e", 0, until=time.time() + 60, at_step=2)
+        assert pinned.step == 2 and 0 < pinned.pinned_until - store.clock() <= 60  # its end, on the store's clock
+        store.unpin_checkpoint("e", 0, pinned.seq, pinned.pinned_until)  # the newest pin's end: it ends now
+        assert sorted(add(store, ckpt(0, 6), keep=2)) == ["k0-2", "k0-4"]
 
 
     def test_pinned_checkpoint_is_never_deleted(self, storage):
@@ -391,12 +438,12 @@ class StoreSuite:
         add(store, ckpt(0, 2))
         pinned = store.pin_checkpoint("e", 0, until=now + 60, at_step=1)
         assert (pinned.step, pinned.pending) == (1, False)
-        assert store.delete_checkpoint("e", 0, pinned.seq, now) is False
+        assert store.delete_checkpoint("e", 0, pinned.seq, math.inf) is False
         later = store.pin_checkpoint("e", 0, until=now + 90, at_step=1)  # a second reader extends the pin
-        store.unpin_checkpoint("e", 0, pinned.seq, now + 60)  # the first reader's unpin leaves it pinned
-        assert store.delete_checkpoint("e", 0, pinned.seq, now + 61) is False
-        store.unpin_checkpoint("e", 0, later.seq, now + 90)
-        assert store.delete_checkpoint("e", 0, pinned.seq, now + 1) is True
+        store.unpin_checkpoint("e", 0, pinned.seq, pinned.pinned_until)  # the first reader's unpin leaves it pinned
+        assert store.delete_checkpoint("e", 0, pinned.seq, math.inf) is False
+        store.unpin_checkpoint("e", 0, later.seq, later.pinned_until)
+        assert store.delete_checkpoint("e", 0, pinned.seq, math.inf) is True
         assert [c.step for c in store.checkpoints("e", 0)] == [2, 1]
         assert store.pin_checkpoint("e", 0, now, pending=True).seq == 1
         assert store.pin_checkpoint("e", 0, now, skip=(1, 3)) is None
@@ -415,15 +462,17 @@ class StoreSuite:
 
     def test_one_run_holds_an_experiment_at_a_time(self, storage):
         store = self.make(storage, held=False)
-        assert store.hold_run("e", "a", 10.0, now=100.0) is None
-        assert store.hold_run("e", "a", 10.0, now=105.0) is None  # a renewal
-        assert store.hold_run("e", "b", 10.0, now=110.0) == "a"  # held until 115
-        assert store.hold_run("e", "b", 10.0, now=110.0, force=True) is None
+        now = time.time()
+        assert store.hold_run("e", "a", 10.0, now) is None
+        assert store.hold_run("e", "a", 10.0, now) is None  # a renewal
+        assert store.hold_run("e", "b", 10.0, now) == "a"
+        assert store.hold_run("e", "b", 10.0, now, force=True) is None
         store.release_run("e", "a")  # no longer a's: nothing happens
-        assert store.hold_run("e", "c", 10.0, now=111.0) == "b"
+        assert store.hold_run("e", "c", 10.0, now) == "b"
         store.release_run("e", "b")
-        assert store.hold_run("e", "c", 10.0, now=111.0) is None
-        assert store.hold_run("e", "d", 10.0, now=200.0) is None  # c's hold expired at 121
+        assert store.hold_run("e", "c", ENDED, now) is None
+        assert store.hold_run("e", "d", 10.0, now) is None  # c's hold has expired
+        assert store.hold_run("e", "c", 10.0, now + HOUR) == "d"  # a clock an hour ahead does not end d's hold
 
     def test_finish_and_progress(self, storage):
         store = self.make(storage)
