@@ -103,8 +103,8 @@ def update_time(make, repeats: int) -> float:
 def batched_update(cls: type, size: int, device: str):
     """A population of `size` whose update() draws its uniforms first, as one step of train() does."""
     population = cls([HPARAMS] * size, list(range(size)), device=device)
-    noise = population._interval_noise(1)[:, 0]
-    population.update = lambda: cls.update(population, noise)
+    noise = [n[:, 0] for n in population._interval_noise(1)]
+    population.update = lambda: cls.update(population, *noise)
     return population
 
 
