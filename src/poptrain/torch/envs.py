@@ -165,12 +165,11 @@ class BatchedAcrobot(BatchedEnv):
 
 
 class BatchedContinuousEnv(BatchedEnv):
-    """An environment whose actions are real vectors [n, action_size], clipped to [action_low, action_high]."""
+    """An environment whose actions are real vectors [n, action_size], clipped to [-max_action, max_action]."""
 
     actions = 0  # no discrete actions
     action_size: int
-    action_low: float
-    action_high: float
+    max_action: float
 
 
 def _f32(x: Tensor) -> Tensor:
@@ -186,13 +185,13 @@ class BatchedPendulum(BatchedContinuousEnv):
 
     observation_size, action_size, state_size, max_steps = 3, 1, 2, 200
     reset_low, reset_high = (-math.pi, -1.0), (math.pi, 1.0)
-    action_low, action_high = -2.0, 2.0
+    max_action = 2.0
     max_speed, dt, g = 8.0, 0.05, 10.0
 
     def dynamics(self, state: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Semi-implicit Euler; the torque is float32 as gymnasium's action space is, its terms rounded there too."""
         th, thdot = state.unbind(1)
-        u = actions.reshape(-1).to(torch.float32).clamp(self.action_low, self.action_high)
+        u = actions.reshape(-1).to(torch.float32).clamp(-self.max_action, self.max_action)
         normalized = torch.remainder(th + math.pi, 2 * math.pi) - math.pi
         u = u.to(torch.float64)  # float32 values: each product below rounded to float32, as numpy does
         costs = normalized.square() + 0.1 * thdot.square() + _f32(_f32(torch.tensor(0.001)) * _f32(u.square()))
@@ -215,7 +214,7 @@ class BatchedMountainCarContinuous(BatchedContinuousEnv):
 
     observation_size, action_size, state_size, max_steps = 2, 1, 2, 999
     reset_low, reset_high = (-0.6, 0.0), (-0.4, 0.0)
-    action_low, action_high = -1.0, 1.0
+    max_action = 1.0
     min_position, max_position, max_speed, goal_position, power = -1.2, 0.6, 0.07, 0.45, 0.0015
 
     def dynamics(self, state: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -223,11 +222,11 @@ class BatchedMountainCarContinuous(BatchedContinuousEnv):
         in_dtype = lambda x: torch.where(first, x, _f32(x))  # noqa: E731 (an operation in the state's dtype)
         position, velocity = state.unbind(1)
         action = actions.reshape(-1).to(torch.float32)
-        force = action.clamp(self.action_low, self.action_high).to(torch.float64)
+        force = action.clamp(-self.max_action, self.max_action).to(torch.float64)
         slope = 0.0025 * torch.cos(in_dtype(3 * position))
         # a force inside the bounds stays float32, and so does its term; a clipped one is a Python float
         inside = _f32(_f32(force * _f32(torch.tensor(self.power, dtype=torch.float64))) - _f32(slope))
-        clipped = (action < self.action_low) | (action > self.action_high)
+        clipped = action.abs() > self.max_action
         term = torch.where(clipped, in_dtype(force * self.power - slope), inside)
         velocity = in_dtype(velocity + term).clamp(-self.max_speed, self.max_speed)
         position = torch.where(first, position + velocity, _f32(position + _f32(velocity)))

@@ -234,7 +234,7 @@ class ActorCriticPopulation(BatchedTrainable):
     def _env_actions(self, action: Tensor) -> Tensor:
         """Actions as the batched environment takes them: a flat index, or a vector clipped to the bounds."""
         if self.continuous:
-            return action.reshape(-1, self.env.action_size).clamp(self.env.action_low, self.env.action_high)
+            return action.reshape(-1, self.env.action_size).clamp(-self.env.max_action, self.env.max_action)
         return action.reshape(-1)
 
     @torch.no_grad()
