@@ -3,13 +3,17 @@ the Gaussian policy's spread; the single agents and the examples run."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+import poptrain
 from poptrain.engines import Vectorized
+from poptrain.experiment import load_spec
 from poptrain.torch.envs import BatchedCartPole, BatchedPendulum
 from poptrain.torch.ppo import PPOPopulation, clipped_surrogate, normalise, value_error
 
@@ -95,18 +99,18 @@ def test_the_clipped_surrogate_stops_pushing_past_the_clip_range() -> None:
     assert rows.mean(1).abs().max() < 1e-6 and torch.allclose(rows.std(1), torch.ones(2))
 
 
-def test_the_single_pendulum_agent_copies_its_spread_and_learns(monkeypatch) -> None:
-    monkeypatch.setattr(rl_ppo, "INTERVAL_STEPS", 1024)
+def test_the_single_pendulum_agent_copies_its_spread_and_trains_on(monkeypatch) -> None:
+    monkeypatch.setattr(rl_ppo, "INTERVAL_STEPS", 512)
     monkeypatch.setattr(rl_ppo.Pendulum, "epochs", 2)
     a, b = rl_ppo.Pendulum(HPARAMS[0], 1), rl_ppo.Pendulum(HPARAMS[1], 2)
     before = a.model.log_std.detach().clone()
     a.train()
-    assert a.evaluate()["env_steps"] == 1024 and not torch.equal(a.model.log_std.detach(), before)
+    assert a.evaluate()["env_steps"] == 512 and not torch.equal(a.model.log_std.detach(), before)
     b.load_state_dict(a.state_dict())
     b.set_hparams({**HPARAMS[1], "lr": 2e-4})
     assert torch.equal(b.model.log_std, a.model.log_std) and b.optimizer.param_groups[0]["lr"] == 2e-4
     b.train()
-    assert b.evaluate()["env_steps"] == 2048
+    assert b.evaluate()["env_steps"] == 1024 and not torch.equal(b.model.log_std, a.model.log_std)
 
 
 def test_the_vectorized_pendulum_example_runs_small(tmp_path: Path, monkeypatch) -> None:
@@ -118,3 +122,26 @@ def test_the_vectorized_pendulum_example_runs_small(tmp_path: Path, monkeypatch)
     assert {"lr", "clip_range", "ent_coef", "gae_lambda"} <= set(members.columns)
     assert len(result.events()) >= 1
 
+
+
+def test_two_processes_of_the_own_ppo_script_train_one_population(tmp_path: Path) -> None:
+    """examples/ppo_own_loop.py, run as two processes, at toy size: every member done, exploits applied."""
+    url = f"sqlite:///{tmp_path}/ppo.db"
+    exp = load_spec(EXAMPLES / "ppo_own_loop.toml", storage=url, population=3, steps=4)
+    exp.ready = type(exp.ready)(intervals=2)
+    exp.create()
+    env = {**os.environ, "PYTHONPATH": str(EXAMPLES.parent / "src")}
+    sizes = ["--num-envs", "2", "--num-steps", "64", "--interval-steps", "256", "--update-epochs", "2"]
+    procs = [subprocess.Popen([sys.executable, str(EXAMPLES / "ppo_own_loop.py"), url, *sizes], env=env,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for p in procs:
+        try:
+            assert p.wait(120) == 0, p.stderr.read()
+        finally:
+            p.kill()
+    result = poptrain.load(url, "ppo")
+    members = result.members()
+    assert set(members.status) == {"done"} and set(members.step) == {4} and (members.score > 5).all()
+    assert len(result.frame()) == 3 * 4 and len(result.events()) >= 1  # the bottom member copied at step 2
+    for event in result.events():  # the copy trained on with the explored values, reported with its next score
+        assert event.source != event.member and event.new_hparams != event.old_hparams
