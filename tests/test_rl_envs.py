@@ -84,9 +84,8 @@ def torque(rng, obs) -> np.ndarray:
     return rng.uniform(-2.5, 2.5, size=1).astype(np.float32)
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_pendulum_matches_gymnasium_and_truncates_at_200_steps(seed: int) -> None:
-    terminations, truncations = follow("Pendulum-v1", BatchedPendulum, seed, torque)
+def test_pendulum_matches_gymnasium_and_truncates_at_200_steps() -> None:
+    terminations, truncations = follow("Pendulum-v1", BatchedPendulum, 0, torque)
     assert terminations == 0 and truncations == 6
 
 
