@@ -279,8 +279,8 @@ def rl_population(bench: Bench, task: str, members: int, mode: str,
     if mode == "compiled":
         torch._dynamo.reset()
         population._act = torch.compile(population._act, backend=bench.backend, mode=compile_mode, dynamic=False)
-    noise = population._interval_noise(1)[:, 0]
-    return population, lambda: cls.update(population, noise)
+    noise = [n[:, 0] for n in population._interval_noise(1)]
+    return population, lambda: cls.update(population, *noise)
 
 
 def rl_update(bench: Bench, task: str, members: int, mode: str, compile_mode: str | None = None) -> dict[str, Any]:

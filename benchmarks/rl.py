@@ -13,9 +13,13 @@
    exploit copying the source's replay buffer (copy_buffer=True) and keeping the copy's own
    (copy_buffer=False), against random search at equal environment steps, seed by seed; best and
    mean final return.
+5. PPO (examples/rl_ppo.py) on CartPole-v1 and Pendulum-v1, vectorized engine: PBT against random
+   search at equal environment steps, seeds 0-4; best and mean final return.
+6. PPO's environment steps per second, vectorized engine (one thread) against the local engine
+   (2 workers), at 128 members on CartPole-v1, each run whole.
 
     python benchmarks/rl.py [--seeds 3] [--steps 20] [--members 8] [--td3-seeds 5] [--td3-steps 10]
-                            [--sections 1234] [--smoke]
+                            [--ppo-seeds 5] [--sections 123456] [--smoke]
 
 `--smoke` runs every section at toy sizes, the CUDA ones on the CPU (the test suite runs it).
 """
@@ -37,38 +41,43 @@ import torch  # noqa: E402
 
 import rl_a2c  # noqa: E402
 import rl_td3  # noqa: E402
+import rl_ppo  # noqa: E402
 from poptrain.engines import Local, Vectorized  # noqa: E402
 from poptrain.experiment import load_spec  # noqa: E402
 
 TASKS = {"CartPole-v1": "rl_cartpole", "Acrobot-v1": "rl_acrobot"}
 ENGINES = {"local": Local(workers=2), "vectorized": Vectorized(threads=1)}  # one thread each: see main()
 HPARAMS = {"lr": 1e-3, "ent_coef": 0.01, "gae_lambda": 0.95}
+PPO_TASKS = {"CartPole-v1": "rl_ppo_cartpole", "Pendulum-v1": "rl_ppo_pendulum"}
+PPO_STEPS = {"CartPole-v1": 20, "Pendulum-v1": 30}  # intervals per member, as in the examples
 
 
-def spec(task: str, folder: str, tag: str, **sizes: int):
+def spec(task: str, folder: str, tag: str, examples: dict[str, str] = TASKS, **sizes: int):
     """The task's example spec stored under `folder`, with the given population, steps and seed."""
-    return load_spec(os.path.join(EXAMPLES, f"{TASKS[task]}.toml"), name=f"{TASKS[task]}-{tag}",
-                     storage=f"sqlite:///{folder}/{TASKS[task]}-{tag}.db", **sizes)
+    return load_spec(os.path.join(EXAMPLES, f"{examples[task]}.toml"), name=f"{examples[task]}-{tag}",
+                     storage=f"sqlite:///{folder}/{examples[task]}-{tag}.db", **sizes)
 
 
-def pbt_vs_random(task: str, engine: str, seeds: int, members: int, steps: int, folder: str) -> None:
+def pbt_vs_random(task: str, engine: str, seeds: int, members: int, steps: int, folder: str,
+                  examples: dict[str, str] = TASKS, label: str | None = None) -> None:
     """PBT and random search on one task and engine, seed by seed; how often PBT's mean final return won."""
     wins = 0
     for seed in range(seeds):
-        exp = spec(task, folder, f"{engine}-{seed}", population=members, steps=steps, seed=seed)
+        exp = spec(task, folder, f"{engine}-{seed}", examples, population=members, steps=steps, seed=seed)
         pbt = exp.run(engine=ENGINES[engine]).members().score
         random = exp.baseline().run(engine=ENGINES[engine]).members().score
         wins += pbt.mean() > random.mean()
         print(f"    seed {seed}: PBT best {pbt.max():7.1f} mean {pbt.mean():7.1f} | "
               f"random search best {random.max():7.1f} mean {random.mean():7.1f}", flush=True)
-    print(f"  {task} on the {engine} engine: PBT's mean final return beat random search's in {wins} of {seeds} seeds",
-          flush=True)
+    print(f"  {label or task} on the {engine} engine: PBT's mean final return beat random search's in {wins} of {seeds} "
+          f"seeds", flush=True)
 
 
-def env_steps_per_second(task: str, engine: str, members: int, steps: int, folder: str, device: str = "cpu") -> float:
+def env_steps_per_second(task: str, engine: str, members: int, steps: int, folder: str, device: str = "cpu",
+                         examples: dict[str, str] = TASKS) -> float:
     """One whole run's environment steps per second (start-up, store and checkpoints included)."""
     tag = f"speed-{engine}-{device}-{members}-{torch.get_num_threads()}"
-    exp = spec(task, folder, tag, population=members, steps=steps)
+    exp = spec(task, folder, tag, examples, population=members, steps=steps)
     chosen = Vectorized(device=device, threads=1) if engine == "vectorized" else ENGINES[engine]
     start = time.perf_counter()
     exp.run(engine=chosen)
@@ -109,8 +118,8 @@ def update_time(make, repeats: int) -> float:
 def batched_update(cls: type, size: int, device: str):
     """A population of `size` whose update() draws its uniforms first, as one step of train() does."""
     population = cls([HPARAMS] * size, list(range(size)), device=device)
-    noise = population._interval_noise(1)[:, 0]
-    population.update = lambda: cls.update(population, noise)
+    noise = [n[:, 0] for n in population._interval_noise(1)]
+    population.update = lambda: cls.update(population, *noise)
     return population
 
 
@@ -154,6 +163,21 @@ def offpolicy_vs_random(seeds: int, members: int, steps: int, folder: str) -> No
               f"{wins[setting]} of {seeds} seeds", flush=True)
 
 
+def ppo_vs_random(seeds: int, members: int, steps: dict[str, int], folder: str) -> None:
+    """Section 5: PBT against random search for PPO on CartPole and Pendulum, vectorized engine, seed by seed."""
+    for task in PPO_TASKS:
+        print(f"  PPO on {task}, {members} members x {steps[task]} intervals of {rl_ppo.INTERVAL_STEPS} env steps:")
+        pbt_vs_random(task, "vectorized", seeds, members, steps[task], folder, PPO_TASKS, f"PPO on {task}")
+
+
+def ppo_speed(members: int, steps: int, folder: str) -> None:
+    """Section 6: PPO's environment steps per second, vectorized engine against local engine, whole runs."""
+    local = env_steps_per_second("CartPole-v1", "local", members, steps, folder, examples=PPO_TASKS)
+    rate = env_steps_per_second("CartPole-v1", "vectorized", members, steps, folder, examples=PPO_TASKS)
+    print(f"  PPO on CartPole-v1, {members:4d} members: local (2 workers) {local:9.0f} env-steps/s; vectorized "
+          f"(1 thread) {rate:9.0f} = {rate / local:5.1f}x", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
@@ -161,7 +185,8 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=8)
     parser.add_argument("--td3-seeds", type=int, default=5, help="seeds of the off-policy section (0, 1, ...)")
     parser.add_argument("--td3-steps", type=int, default=10, help="intervals of 1,000 environment steps per member")
-    parser.add_argument("--sections", default="1234", help="which sections to run, by number (default: all)")
+    parser.add_argument("--sections", default="123456", help="which sections to run, by number (default: all)")
+    parser.add_argument("--ppo-seeds", type=int, default=5, help="seeds of the PPO section (0, 1, ...)")
     parser.add_argument("--smoke", action="store_true", help="every section at toy sizes, the CUDA ones on the CPU")
     args = parser.parse_args()
     # one thread for the vectorized engine (each local worker gets one too): on this 2-core machine shared with
@@ -169,6 +194,7 @@ def main() -> None:
     torch.set_num_threads(1)
     cuda = "cuda" if torch.cuda.is_available() else "cpu" if args.smoke else None
     speed_sizes, cuda_sizes, speed_steps, repeats = [32, 128], [1024], 2, 20
+    ppo_steps, ppo_members = dict(PPO_STEPS), 128
     if args.smoke:
         args.seeds, args.steps, args.members = 1, 2, 2
         speed_sizes, cuda_sizes, speed_steps, repeats = [2, 4], [8], 1, 2
@@ -176,13 +202,15 @@ def main() -> None:
         # intervals of 100 steps, learning from the second: 200 batched updates a run
         rl_td3.Pendulum.interval_steps = rl_td3.Pendulum.learning_starts = 100
         rl_td3.Pendulum.batch_size = 32
+        args.ppo_seeds, ppo_steps, ppo_members = 1, {task: 2 for task in PPO_TASKS}, 2
+        for cls in (rl_ppo.CartPolePopulation, rl_ppo.PendulumPopulation):
+            cls.epochs = 1
     print(f"cpus={os.cpu_count()} torch={torch.__version__} cuda={torch.cuda.is_available()}")
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
         if "1" in args.sections:
-            print(f"1. PBT vs random search, {args.members} members x {args.steps} intervals of "
-                  f"{rl_a2c.INTERVAL_STEPS} env steps, {args.seeds} seeds (final return: the mean of each member's "
-                  f"last episodes):")
+            print(f"1. PBT vs random search, {args.members} members x {args.steps} intervals of {rl_a2c.INTERVAL_STEPS} "
+                  f"env steps, {args.seeds} seeds (final return: the mean of each member's last episodes):")
             for task in TASKS:
                 for engine in ENGINES:
                     pbt_vs_random(task, engine, args.seeds, args.members, args.steps, folder)
@@ -199,6 +227,13 @@ def main() -> None:
                   f"of {rl_td3.Pendulum.interval_steps} env steps, seeds 0-{args.td3_seeds - 1} (final return: the "
                   f"mean of each member's last {rl_td3.Pendulum.window} episodes):")
             offpolicy_vs_random(args.td3_seeds, args.members, args.td3_steps, folder)
+        if "5" in args.sections:
+            print(f"5. PPO, PBT vs random search, vectorized engine, seeds 0-{args.ppo_seeds - 1} (final return: the mean "
+                  f"of each member's last {rl_ppo.WINDOW} episodes):")
+            ppo_vs_random(args.ppo_seeds, args.members, ppo_steps, folder)
+        if "6" in args.sections:
+            print(f"6. PPO env-steps/s, {speed_steps} intervals per member, whole runs:")
+            ppo_speed(ppo_members, speed_steps, folder)
     print(f"total {time.perf_counter() - start:.0f} s")
 
 

@@ -26,7 +26,7 @@ from torch.nn import functional as F
 from poptrain.records import Hparams
 from poptrain.torch import TorchTrainable
 from poptrain.torch.envs import BatchedAcrobot, BatchedCartPole
-from poptrain.torch.rl import ActorCriticPopulation, build_agent
+from poptrain.torch.rl import ActorCriticPopulation, build_agent, gae, gaussian_entropy, gaussian_log_prob
 
 NUM_ENVS = 8  # environments per agent
 ROLLOUT = 8  # steps per environment between updates
@@ -38,10 +38,17 @@ WINDOW = 16  # finished episodes the score averages
 
 
 class A2C(TorchTrainable):
-    """One A2C agent on NUM_ENVS copies of a gymnasium environment; PBT explores lr, ent_coef and gae_lambda."""
+    """One A2C agent on NUM_ENVS copies of a gymnasium environment; PBT explores lr, ent_coef and gae_lambda.
+
+    With continuous actions (a Box action space) the policy is Gaussian: the actor gives the means,
+    `log_std` (one per action dimension, not a function of the state) the spreads; the actions sent
+    to the environment are clipped to its bounds.
+    """
 
     env_id = "CartPole-v1"
     optimizer_hparams = ("lr",)
+    gamma = GAMMA
+    reward_scale = 1.0  # rewards are multiplied by it for learning (the returns recorded are the environment's)
 
     def __init__(self, hparams: Hparams, seed: int) -> None:
         super().__init__(hparams, seed)
@@ -49,8 +56,14 @@ class A2C(TorchTrainable):
         self.envs = gym.vector.SyncVectorEnv([partial(gym.make, self.env_id) for _ in range(NUM_ENVS)],
                                              autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
         observations = self.envs.single_observation_space.shape[0]
-        self.actor, self.critic = build_agent(observations, int(self.envs.single_action_space.n), self.generator)
+        space = self.envs.single_action_space
+        self.continuous = isinstance(space, gym.spaces.Box)
+        outputs = space.shape[0] if self.continuous else int(space.n)
+        self.actor, self.critic = build_agent(observations, outputs, self.generator)
         self.model = torch.nn.ModuleDict({"actor": self.actor, "critic": self.critic})
+        if self.continuous:
+            self.model.log_std = torch.nn.Parameter(torch.zeros(outputs))
+            self.low, self.high = torch.as_tensor(space.low), torch.as_tensor(space.high)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=hparams["lr"], eps=1e-5)
         self.recent: deque[float] = deque(maxlen=WINDOW)  # returns of the last finished episodes
         self.env_steps = 0
@@ -68,46 +81,57 @@ class A2C(TorchTrainable):
         for _ in range(INTERVAL_STEPS // (NUM_ENVS * ROLLOUT)):
             self.update()
 
-    def update(self) -> None:
-        """Collect ROLLOUT steps from every environment, then one gradient step on the A2C loss."""
+    def sample(self, obs: torch.Tensor) -> torch.Tensor:
+        """Actions for `obs`, drawn from the member's generator."""
+        if self.continuous:
+            noise = torch.randn(obs.shape[0], len(self.low), generator=self.generator)
+            return self.actor(obs) + self.model.log_std.exp() * noise
+        return torch.multinomial(F.softmax(self.actor(obs), dim=-1), 1, generator=self.generator).squeeze(1)
+
+    def policy(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probabilities of `actions` at `obs`, and the policy's entropies there."""
+        out = self.actor(obs)
+        if self.continuous:
+            log_std = self.model.log_std
+            return gaussian_log_prob(out, log_std, actions), gaussian_entropy(log_std).expand(out.shape[:-1])
+        logp_all = F.log_softmax(out, dim=-1)
+        logp = logp_all.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+        return logp, -(logp_all.exp() * logp_all).sum(-1)
+
+    def rollout(self, steps: int) -> tuple[torch.Tensor, ...]:
+        """`steps` steps of every environment: observations, actions, advantages and value targets [steps, NUM_ENVS, ...]."""
         observations, actions, rewards, ends = [], [], [], []
         with torch.no_grad():
-            for _ in range(ROLLOUT):
-                probs = F.softmax(self.actor(self.obs), dim=-1)
-                action = torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
-                obs, reward, terminated, truncated, info = self.envs.step(action.numpy())
+            for _ in range(steps):
+                action = self.sample(self.obs)
+                sent = action.clamp(self.low, self.high) if self.continuous else action
+                obs, reward, terminated, truncated, info = self.envs.step(sent.numpy())
                 self.returns += reward
                 ended = terminated | truncated
                 for i in np.flatnonzero(ended):
                     self.recent.append(float(self.returns[i]))
                     self.returns[i] = 0.0
-                reward = torch.as_tensor(reward, dtype=torch.float32)
+                reward = torch.as_tensor(reward, dtype=torch.float32) * self.reward_scale
                 cut = truncated & ~terminated  # a time limit is not a terminal state: bootstrap from the last observation
                 if cut.any():
                     last = torch.as_tensor(np.stack(info["final_obs"][cut]), dtype=torch.float32)
-                    reward[cut] += GAMMA * self.critic(last).squeeze(1)
+                    reward[cut] += self.gamma * self.critic(last).squeeze(1)
                 observations.append(self.obs)
                 actions.append(action)
                 rewards.append(reward)
                 ends.append(torch.as_tensor(ended, dtype=torch.float32))
                 self.obs = torch.as_tensor(obs)
-            self.env_steps += NUM_ENVS * ROLLOUT
-            obs = torch.stack(observations)  # [ROLLOUT, NUM_ENVS, observations]
+            self.env_steps += NUM_ENVS * steps
+            obs = torch.stack(observations)  # [steps, NUM_ENVS, observations]
             values = self.critic(obs).squeeze(-1)
-            following = self.critic(self.obs).squeeze(-1)
-            # generalised advantage estimation, backwards through the rollout
-            advantages = torch.zeros(ROLLOUT, NUM_ENVS)
-            last = torch.zeros(NUM_ENVS)
-            for t in reversed(range(ROLLOUT)):
-                alive = 1.0 - ends[t]
-                delta = rewards[t] + GAMMA * following * alive - values[t]
-                last = delta + GAMMA * self.hparams["gae_lambda"] * alive * last
-                advantages[t] = last
-                following = values[t]
-            targets = advantages + values
-        logp_all = F.log_softmax(self.actor(obs), dim=-1)
-        logp = logp_all.gather(-1, torch.stack(actions).unsqueeze(-1)).squeeze(-1)
-        entropy = -(logp_all.exp() * logp_all).sum(-1)
+            advantages = gae(torch.stack(rewards), torch.stack(ends), values, self.critic(self.obs).squeeze(-1),
+                             self.gamma, self.hparams["gae_lambda"])
+        return obs, torch.stack(actions), advantages, advantages + values, values
+
+    def update(self) -> None:
+        """Collect ROLLOUT steps from every environment, then one gradient step on the A2C loss."""
+        obs, actions, advantages, targets, _ = self.rollout(ROLLOUT)
+        logp, entropy = self.policy(obs, actions)
         value = self.critic(obs).squeeze(-1)
         loss = (-(advantages * logp).mean() - self.hparams["ent_coef"] * entropy.mean()
                 + VF_COEF * 0.5 * (targets - value).square().mean())

@@ -1,7 +1,7 @@
 """PBT for TD3 agents on Pendulum-v1: an off-policy agent, whose replay buffer an exploit copies with its weights.
 
 The whole population is one batched model (`poptrain.torch.td3.TD3Population`) on Pendulum-v1
-written in torch (`poptrain.torch.pendulum`), for the vectorized engine. PBT explores the
+written in torch (`poptrain.torch.envs.BatchedPendulum`), for the vectorized engine. PBT explores the
 learning rate `lr`, the target networks' step `tau` and the exploration and target-smoothing
 noise (`expl_noise`, `policy_noise`). One interval is 1,000 environment steps of one agent (five
 200-step episodes); the score is the mean return of its last five finished episodes.
@@ -14,7 +14,7 @@ noise (`expl_noise`, `policy_noise`). One interval is 1,000 environment steps of
 
 from __future__ import annotations
 
-from poptrain.torch.pendulum import BatchedPendulum
+from poptrain.torch.envs import BatchedPendulum
 from poptrain.torch.td3 import TD3Population
 
 

@@ -17,7 +17,8 @@ from typing import Any, Callable, Iterator
 import pytest
 import torch
 
-from poptrain.torch.envs import BatchedAcrobot, BatchedCartPole
+from poptrain.torch.envs import BatchedAcrobot, BatchedCartPole, BatchedPendulum
+from poptrain.torch.ppo import PPOPopulation
 from poptrain.torch.rl import ActorCriticPopulation
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -147,4 +148,27 @@ def test_the_batched_rl_interval_reads_nothing_back(cls: type[ActorCriticPopulat
     population = cls(hparams, [1, 2], device=device)
     population.envs.elapsed.fill_(cls.env.max_steps - 10)  # episodes are cut by the time limit inside the interval
     assert exploit_between_intervals(population, 3, {"lr": 1e-2, "ent_coef": 0.0, "gae_lambda": 0.9}) == {}
+    assert population.finished.min() > 0
+
+
+class ShortPPOCartPole(PPOPopulation):
+    env = BatchedCartPole
+    num_envs, rollout, interval_steps, window, hidden, epochs, minibatches, clip_value = 4, 4, 64, 8, 16, 2, 2, True
+
+
+class ShortPPOPendulum(ShortPPOCartPole):
+    env = BatchedPendulum
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("cls", [ShortPPOCartPole, ShortPPOPendulum])
+def test_the_batched_ppo_interval_reads_nothing_back(cls: type[PPOPopulation], device: str) -> None:
+    """Minibatches shuffled per member by sorting random keys, gathered by index: no mask, no read."""
+    hparams = [{"lr": 3e-3, "ent_coef": 0.01, "gae_lambda": 0.95, "clip_range": 0.2},
+               {"lr": 1e-3, "ent_coef": 0.1, "gae_lambda": 0.8, "clip_range": 0.1}]
+    population = cls(hparams, [1, 2], device=device)
+    population.envs.elapsed.fill_(cls.env.max_steps - 10)
+    assert exploit_between_intervals(population, 3, {"lr": 1e-2, "ent_coef": 0.0, "gae_lambda": 0.9,
+                                                     "clip_range": 0.3}) == {}
     assert population.finished.min() > 0

@@ -10,7 +10,7 @@ import torch
 
 from poptrain.engines import Vectorized
 from poptrain.experiment import load_spec
-from poptrain.torch.pendulum import BatchedPendulum
+from poptrain.torch.envs import BatchedPendulum
 from poptrain.torch.td3 import TD3Population
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

@@ -1,8 +1,9 @@
 """Classic-control environments written in torch tensors, so that thousands step as one batch.
 
 `BatchedCartPole` and `BatchedAcrobot` follow gymnasium's CartPole-v1 and Acrobot-v1 step by step
-(the same states, rewards, terminations and the same 500-step time limit; tests/test_rl_envs.py
-checks them against gymnasium). Unlike gymnasium they take their randomness as arguments: `reset`
+(the same states, rewards, terminations and the same 500-step time limit), and the continuous
+`BatchedPendulum` and `BatchedMountainCarContinuous` its Pendulum-v1 and MountainCarContinuous-v0
+(200 and 999 steps); tests/test_rl_envs.py checks them against gymnasium. Unlike gymnasium they take their randomness as arguments: `reset`
 turns uniforms in [0, 1) into initial states, so the caller decides which generator each
 environment draws from (a population draws each member's from that member's own generator).
 
@@ -25,8 +26,8 @@ class BatchedEnv:
     actions: int
     state_size: int
     max_steps: int
-    reset_low: float
-    reset_high: float
+    reset_low: float | tuple[float, ...]  # a bound for every state variable, or one per variable
+    reset_high: float | tuple[float, ...]
 
     def __init__(self, n: int, device: str | torch.device = "cpu") -> None:
         self.n, self.device = n, torch.device(device)
@@ -35,7 +36,9 @@ class BatchedEnv:
 
     def reset(self, mask: Tensor, uniforms: Tensor) -> None:
         """Start a new episode where `mask` [n] is true, from `uniforms` [n, state_size] in [0, 1)."""
-        fresh = self.reset_low + (self.reset_high - self.reset_low) * uniforms.to(torch.float64)
+        low = torch.as_tensor(self.reset_low, dtype=torch.float64, device=self.device)
+        high = torch.as_tensor(self.reset_high, dtype=torch.float64, device=self.device)
+        fresh = low + (high - low) * uniforms.to(torch.float64)
         fresh = self.initial(fresh)
         self.state = torch.where(mask.unsqueeze(1), fresh, self.state)
         self.elapsed = torch.where(mask, torch.zeros_like(self.elapsed), self.elapsed)
@@ -161,4 +164,79 @@ class BatchedAcrobot(BatchedEnv):
                             s[:, 2], s[:, 3]), 1).to(torch.float32)
 
 
-ENVIRONMENTS: dict[str, type[BatchedEnv]] = {"CartPole-v1": BatchedCartPole, "Acrobot-v1": BatchedAcrobot}
+class BatchedContinuousEnv(BatchedEnv):
+    """An environment whose actions are real vectors [n, action_size], clipped to [-max_action, max_action]."""
+
+    actions = 0  # no discrete actions
+    action_size: int
+    max_action: float
+
+
+def _f32(x: Tensor) -> Tensor:
+    """`x` rounded to float32 and kept in float64: where gymnasium computes in float32."""
+    return x.to(torch.float32).to(torch.float64)
+
+
+class BatchedPendulum(BatchedContinuousEnv):
+    """gymnasium's Pendulum-v1: swing a pendulum up and hold it with a torque in [-2, 2]; 200 steps, no termination.
+
+    The reward is -(angle² + 0.1 velocity² + 0.001 torque²), between about -16.3 and 0 a step.
+    """
+
+    observation_size, action_size, state_size, max_steps = 3, 1, 2, 200
+    reset_low, reset_high = (-math.pi, -1.0), (math.pi, 1.0)
+    max_action = 2.0
+    max_speed, dt, g = 8.0, 0.05, 10.0
+
+    def dynamics(self, state: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Semi-implicit Euler; the torque is float32 as gymnasium's action space is, its terms rounded there too."""
+        th, thdot = state.unbind(1)
+        u = actions.reshape(-1).to(torch.float32).clamp(-self.max_action, self.max_action)
+        normalized = torch.remainder(th + math.pi, 2 * math.pi) - math.pi
+        u = u.to(torch.float64)  # float32 values: each product below rounded to float32, as numpy does
+        costs = normalized.square() + 0.1 * thdot.square() + _f32(_f32(torch.tensor(0.001)) * _f32(u.square()))
+        thdot = thdot + (3 * self.g / 2 * torch.sin(th) + _f32(3.0 * u)) * self.dt
+        thdot = thdot.clamp(-self.max_speed, self.max_speed)
+        th = th + thdot * self.dt
+        return torch.stack((th, thdot), 1), -costs, torch.zeros_like(th, dtype=torch.bool)
+
+    def observe(self) -> Tensor:
+        th, thdot = self.state.unbind(1)
+        return torch.stack((torch.cos(th), torch.sin(th), thdot), 1).to(torch.float32)
+
+
+class BatchedMountainCarContinuous(BatchedContinuousEnv):
+    """gymnasium's MountainCarContinuous-v0: drive an underpowered car up a hill; +100 at the flag, -0.1 force² a step.
+
+    999 steps at most. gymnasium keeps the state in float32 after the first step (float64 before,
+    from its reset), so each operation here rounds where gymnasium's would.
+    """
+
+    observation_size, action_size, state_size, max_steps = 2, 1, 2, 999
+    reset_low, reset_high = (-0.6, 0.0), (-0.4, 0.0)
+    max_action = 1.0
+    min_position, max_position, max_speed, goal_position, power = -1.2, 0.6, 0.07, 0.45, 0.0015
+
+    def dynamics(self, state: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        first = self.elapsed == 0  # the state is still gymnasium's float64 reset
+        in_dtype = lambda x: torch.where(first, x, _f32(x))  # noqa: E731 (an operation in the state's dtype)
+        position, velocity = state.unbind(1)
+        action = actions.reshape(-1).to(torch.float32)
+        force = action.clamp(-self.max_action, self.max_action).to(torch.float64)
+        slope = 0.0025 * torch.cos(in_dtype(3 * position))
+        # a force inside the bounds stays float32, and so does its term; a clipped one is a Python float
+        inside = _f32(_f32(force * _f32(torch.tensor(self.power, dtype=torch.float64))) - _f32(slope))
+        clipped = action.abs() > self.max_action
+        term = torch.where(clipped, in_dtype(force * self.power - slope), inside)
+        velocity = in_dtype(velocity + term).clamp(-self.max_speed, self.max_speed)
+        position = torch.where(first, position + velocity, _f32(position + _f32(velocity)))
+        position = position.clamp(self.min_position, self.max_position)
+        velocity = torch.where((position == self.min_position) & (velocity < 0), 0.0, velocity)
+        terminated = (position >= self.goal_position) & (velocity >= 0)
+        reward = torch.where(terminated, 100.0, 0.0) - action.to(torch.float64).square() * 0.1
+        return _f32(torch.stack((position, velocity), 1)), reward, terminated
+
+
+ENVIRONMENTS: dict[str, type[BatchedEnv]] = {
+    "CartPole-v1": BatchedCartPole, "Acrobot-v1": BatchedAcrobot, "Pendulum-v1": BatchedPendulum,
+    "MountainCarContinuous-v0": BatchedMountainCarContinuous}

@@ -24,7 +24,7 @@ from torch import nn
 
 from ..records import Hparams
 from .episodes import BatchedEpisodes
-from .envs import BatchedEnv
+from .envs import BatchedContinuousEnv
 from .optim import BatchedAdam, _along, _along_each
 from .replay import ReplayBuffers
 from .rl import build_network, forward
@@ -35,7 +35,7 @@ Tensor = torch.Tensor
 
 
 class TD3Population(BatchedEpisodes, BatchedTrainable):
-    """TD3 agents for every member at once; subclasses set `env` (a continuous-action BatchedEnv class).
+    """TD3 agents for every member at once; subclasses set `env` (a BatchedContinuousEnv class).
 
     Hyperparameters varied per member: `lr` (both Adams), `tau` (the target networks' step),
     `expl_noise` and `policy_noise` (the exploration and target-smoothing noise, as fractions
@@ -45,7 +45,7 @@ class TD3Population(BatchedEpisodes, BatchedTrainable):
     """
 
     hparams = ("lr", "tau", "expl_noise", "policy_noise")
-    env: type[BatchedEnv]
+    env: type[BatchedContinuousEnv]
     num_envs = 1  # environments per member
     interval_steps = 1000  # environment steps per member in one train(); a multiple of num_envs
     buffer_size = 50_000  # transitions each member's replay buffer holds; a multiple of num_envs
