@@ -16,7 +16,7 @@ install: $(VENV)/.installed
 demo: install
 	rm -rf runs/demo
 	mkdir -p runs/demo
-	$(VENV)/bin/poptrain run examples/mlp_digits.toml --storage sqlite:///runs/demo/mlp_digits.db --baseline
+	$(VENV)/bin/poptrain run examples/noisy_digits.toml --name mlp_digits --storage sqlite:///runs/demo/mlp_digits.db --baseline
 	$(VENV)/bin/poptrain report --storage sqlite:///runs/demo/mlp_digits.db --experiment mlp_digits -o runs/demo/report.html
 
 # A failed run ends by naming each failing test with the tail of its output (.ci/failed_tests.py).

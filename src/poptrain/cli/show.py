@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import statistics
 import sys
@@ -120,13 +119,11 @@ def ensure_trained(result: Result) -> None:
 
 
 def comparison_row(label: str, result: Result) -> list[str]:
-    """One row of the PBT-vs-baseline table: best, mean and median final score, exploits, compute."""
-    members = result.store.members(result.name)
-    scores = [m.last_score for m in members if m.last_score is not None and math.isfinite(m.last_score)]
-    top = best_members(members, result.spec["mode"])
+    """One row of the PBT-vs-baseline table: best, mean and worst final score, exploits, compute."""
+    ranked = [m.last_score for m in best_members(result.store.members(result.name), result.spec["mode"])]
     progress = result.progress()
-    return [label, fmt(top[0].last_score) if top else "—", fmt(statistics.fmean(scores)) if scores else "—",
-            fmt(statistics.median(scores)) if scores else "—", str(progress.exploits), str(progress.steps_done)]
+    scores = [fmt(ranked[0]), fmt(statistics.fmean(ranked)), fmt(ranked[-1])] if ranked else ["—"] * 3
+    return [label, *scores, str(progress.exploits), str(progress.steps_done)]
 
 
 def print_comparison(pbt: Result, baseline: Result) -> None:
@@ -134,9 +131,9 @@ def print_comparison(pbt: Result, baseline: Result) -> None:
     con = console()
     metric = pbt.spec.get("metric") or "score"
     better = "higher" if pbt.spec["mode"] == "max" else "lower"
-    table = Table(title=escape(f"PBT vs random search at equal compute ({metric}: {better} is better)"))
+    table = Table(title=escape(f"PBT vs random search at equal compute (final {metric}: {better} is better)"))
     table.add_column("run", no_wrap=True)
-    for column in (escape(f"best\n{metric}"), "mean\nfinal", "median\nfinal", "exploits", "member-\nintervals"):
+    for column in ("best", "mean", "worst", "exploits", "member-\nintervals"):
         table.add_column(column, justify="right")
     table.add_row(*comparison_row("PBT", pbt))
     table.add_row(*comparison_row("random search (no exploit)", baseline))
