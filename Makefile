@@ -16,8 +16,8 @@ install: $(VENV)/.installed
 demo: install
 	rm -rf runs/demo
 	mkdir -p runs/demo
-	$(VENV)/bin/poptrain run examples/mlp_digits.toml --storage sqlite:///runs/demo/mlp_digits.db --baseline
-	$(VENV)/bin/poptrain report --storage sqlite:///runs/demo/mlp_digits.db --experiment mlp_digits --experiment mlp_digits-baseline -o runs/demo/report.html
+	$(VENV)/bin/poptrain run examples/noisy_digits.toml --storage sqlite:///runs/demo/demo.db --baseline
+	$(VENV)/bin/poptrain report --storage sqlite:///runs/demo/demo.db --experiment noisy_digits --experiment noisy_digits-baseline -o runs/demo/report.html
 
 # A failed run ends by naming each failing test with the tail of its output (.ci/failed_tests.py).
 test: install browser docs

@@ -81,18 +81,14 @@ def initialised(model: nn.Sequential, generator: torch.Generator) -> nn.Sequenti
 class MLPDigits(TorchTrainable):
     """One member: an MLP trained by SGD whose lr, momentum and weight_decay PBT explores."""
 
-    optimizer_hparams = ("lr", "momentum", "weight_decay")
+    optimizer_hparams = ("lr", "momentum", "weight_decay")  # SGD's; one left out stays at SGD's default (0)
+    split = staticmethod(load_split)  # the data: (x_train, y_train, x_val, y_val)
 
     def __init__(self, hparams: Hparams, seed: int) -> None:
         super().__init__(hparams, seed)
-        self.data = load_split()
+        self.data = self.split()
         self.model = build_mlp(self.generator)
-        self.optimizer = torch.optim.SGD(
-            self.model.parameters(),
-            lr=hparams["lr"],
-            momentum=hparams["momentum"],
-            weight_decay=hparams["weight_decay"],
-        )
+        self.optimizer = torch.optim.SGD(self.model.parameters(), **{n: hparams[n] for n in self.optimizer_hparams})
 
     def train(self) -> None:
         """One epoch of minibatches in an order drawn from the member's generator."""
@@ -119,14 +115,13 @@ class MLPDigitsPopulation(BatchedTrainable):
     """Every MLPDigits member as one batched model: the same init, data order and SGD per member."""
 
     hparams = ("lr", "momentum", "weight_decay")
+    split = staticmethod(load_split)
 
     def __init__(self, hparams: list[Hparams], seeds: list[int], device: str = "cpu") -> None:
         super().__init__(hparams, seeds, device)
-        self.data = tuple(t.to(self.device) for t in load_split())
+        self.data = tuple(t.to(self.device) for t in self.split())
         self.population = StackedModules([build_mlp(g) for g in self.generators], self.device)
-        self.optimizer = BatchedSGD(self.population.params, lr=[h["lr"] for h in hparams],
-                                    momentum=[h["momentum"] for h in hparams],
-                                    weight_decay=[h["weight_decay"] for h in hparams])
+        self.optimizer = BatchedSGD(self.population.params, **{n: [h[n] for h in hparams] for n in self.hparams})
 
     def train(self) -> None:
         """One epoch for every member, each in the order its own generator draws."""

@@ -96,6 +96,9 @@ def test_run_baseline_compares_pbt_with_random_search() -> None:
     assert set(rows) == {"PBT", "random search (no exploit)"}
     pbt, random_search = rows["PBT"], rows["random search (no exploit)"]
     assert float(pbt[0]) > 1.1 and float(random_search[0]) == pytest.approx(0.3897, abs=1e-4)  # the paper's plateau
+    assert "best" in out and "mean" in out and "worst" in out  # the columns lead with best, mean, worst
+    assert float(pbt[0]) >= float(pbt[1]) >= float(pbt[2]) > float(random_search[0])  # PBT's worst beats both plateaus
+    assert float(random_search[1]) == float(random_search[2]) == pytest.approx(0.3897, abs=1e-4)
     assert int(pbt[3]) > 0 and random_search[3] == "0"  # exploits
     assert pbt[4] == random_search[4] == "400"  # equal compute: 2 members x 200 intervals
     assert poptrain.load(url, "toy_quadratic-baseline").events() == []

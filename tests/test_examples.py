@@ -139,3 +139,38 @@ def test_digits_are_scikit_learns_data_and_split_without_importing_it(mlp: tuple
     x_train, x_val, y_train, y_val = train_test_split(x / 16.0, y, test_size=0.25, stratify=y, random_state=0)
     for ours, theirs in zip(example.load_split(), (x_train, y_train, x_val, y_val)):
         np.testing.assert_array_equal(ours.numpy(), np.asarray(theirs, dtype=ours.numpy().dtype))
+
+
+@pytest.fixture(scope="module")
+def noisy() -> tuple[dict, type]:
+    return example("noisy_digits")
+
+
+def test_demo_job_has_half_its_training_labels_wrong_and_true_validation_labels(noisy, mlp) -> None:
+    spec, cls = noisy
+    assert spec["trainable"] == "noisy_digits:NoisyDigits" and set(spec["space"]) == {"lr"}
+    x, y, x_val, y_val = cls.split()
+    clean = sys.modules[mlp[1].__module__].load_split()
+    wrong = (y != clean[1]).float().mean().item()
+    assert 0.45 < wrong < 0.55  # NOISE = 0.5 of the labels moved to another class (never to their own)
+    assert x.equal(clean[0]) and x_val.equal(clean[2]) and y_val.equal(clean[3])
+    member = cls({"lr": 0.1}, 0)
+    group = member.optimizer.param_groups[0]
+    assert (group["lr"], group["momentum"], group["weight_decay"]) == (0.1, 0, 0)  # plain SGD: PBT explores lr only
+    member.set_hparams({"lr": 0.05})
+    assert member.optimizer.param_groups[0]["lr"] == 0.05
+
+
+def test_demo_job_runs_with_its_random_search_baseline(tmp_path) -> None:
+    from checks import cli
+
+    url = f"sqlite:///{tmp_path}/demo.db"
+    code, out, err = cli("run", EXAMPLES / "noisy_digits.toml", "--storage", url, "--engine", "serial", "--quiet",
+                         "--population", "4", "--steps", "4", "--baseline")
+    assert code == 0, err
+    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]]
+            for line in out.splitlines() if line.startswith("│") and ("PBT" in line or "random search" in line)}
+    assert set(rows) == {"PBT", "random search (no exploit)"}
+    for best, mean, worst, _, intervals in rows.values():
+        assert 0 < float(worst) <= float(mean) <= float(best) <= 1 and intervals == "16"
+    assert int(rows["PBT"][3]) > 0 and rows["random search (no exploit)"][3] == "0"

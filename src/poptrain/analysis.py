@@ -301,8 +301,8 @@ def final_scores(members: Iterable[Any]) -> list[float]:
 
 
 def final_summary(finals: Sequence[float], mode: str) -> tuple[float | None, float | None, float | None]:
-    """The best, mean and median of final scores (None each when no member scored)."""
+    """The best, mean and worst of final scores (None each when no member scored)."""
     if not finals:
         return None, None, None
-    best = max(finals) if mode == "max" else min(finals)
-    return best, float(np.mean(finals)), float(np.median(finals))
+    best, worst = (max(finals), min(finals)) if mode == "max" else (min(finals), max(finals))
+    return best, float(np.mean(finals)), worst

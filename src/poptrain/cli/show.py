@@ -118,12 +118,12 @@ def ensure_trained(result: Result) -> None:
 
 
 def comparison_row(label: str, result: Result) -> list[str]:
-    """One row of the PBT-vs-baseline table: best, mean and median final score, exploits, compute."""
+    """One row of the PBT-vs-baseline table: best, mean and worst final score, exploits, compute."""
     from ..analysis import final_scores, final_summary
 
-    best, mean, median = final_summary(final_scores(result.store.members(result.name)), result.spec["mode"])
+    best, mean, worst = final_summary(final_scores(result.store.members(result.name)), result.spec["mode"])
     progress = result.progress()
-    return [label, fmt(best), fmt(mean), fmt(median), str(progress.exploits), str(progress.steps_done)]
+    return [label, fmt(best), fmt(mean), fmt(worst), str(progress.exploits), str(progress.steps_done)]
 
 
 def print_comparison(pbt: Result, baseline: Result) -> None:
@@ -131,9 +131,9 @@ def print_comparison(pbt: Result, baseline: Result) -> None:
     con = console()
     metric = pbt.spec.get("metric") or "score"
     better = "higher" if pbt.spec["mode"] == "max" else "lower"
-    table = Table(title=escape(f"PBT vs random search at equal compute ({metric}: {better} is better)"))
+    table = Table(title=escape(f"PBT vs random search at equal compute (final {metric}: {better} is better)"))
     table.add_column("run", no_wrap=True)
-    for column in (escape(f"best\n{metric}"), "mean\nfinal", "median\nfinal", "exploits", "member-\nintervals"):
+    for column in ("best", "mean", "worst", "exploits", "member-\nintervals"):
         table.add_column(column, justify="right")
     table.add_row(*comparison_row("PBT", pbt))
     table.add_row(*comparison_row("random search (no exploit)", baseline))

@@ -92,10 +92,10 @@ def compare_figures(items: Sequence[Compared]) -> dict[str, go.Figure]:
 
 
 def summary_table(items: Sequence[Compared]) -> Html:
-    """One row per experiment: members, intervals trained, exploits, best, mean and median final score."""
+    """One row per experiment: members, intervals trained, exploits, best, mean and worst final score."""
     rows = []
     for c in items:
         rows.append([c.name, c.members, f"{c.steps_done}/{c.steps_total}", c.exploits, *final_summary(c.finals, c.mode)])
     metrics = sorted({f"{c.metric} ({c.mode})" for c in items})
-    return table(["experiment", "members", "intervals", "exploits", "best final", "mean final", "median final"], rows,
+    return table(["experiment", "members", "intervals", "exploits", "best final", "mean final", "worst final"], rows,
                  caption=f"experiments compared by {', '.join(metrics)}")
