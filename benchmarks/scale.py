@@ -15,7 +15,7 @@ lineage of every exploit. Then, on that store:
 
 PostgreSQL is a throw-away server started from `initdb`/`postgres` on the PATH (as the tests do).
 
-    python benchmarks/scale.py [--members 1000] [--steps 1000] [--stores sqlite postgresql] [--smoke]
+    python benchmarks/scale.py [--members 1000] [--steps 1000] [--stores sqlite postgresql] [--keep FOLDER] [--smoke]
 """
 
 from __future__ import annotations
@@ -147,11 +147,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--stores", nargs="+", default=["sqlite", "postgresql"], choices=["sqlite", "postgresql"])
     parser.add_argument("--smoke", action="store_true", help="20 members x 20 intervals")
+    parser.add_argument("--keep", metavar="FOLDER", help="keep the SQLite store there (to look at it after)")
     args = parser.parse_args()
     if args.smoke:
         args.members, args.steps = 20, 20
     for kind in args.stores:
         with tempfile.TemporaryDirectory() as folder:
+            if kind == "sqlite" and args.keep:
+                os.makedirs(args.keep, exist_ok=True)
+                folder = args.keep
             if kind == "sqlite":
                 measure(kind, f"sqlite:///{folder}/scale.db", folder, args.members, args.steps)
                 continue
