@@ -69,7 +69,7 @@ def rank_main(rank: int, port: int, mode: str, url: str, population: int, steps:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2,
                             timeout=datetime.timedelta(seconds=TIMEOUT))
     train_x, train_y, val_x, val_y = data(rank, 2)
-    in_tell, in_ask, asks, intervals = 0.0, 0.0, 0, 0
+    in_tell, in_ask, asks, intervals, in_connect, in_close = 0.0, 0.0, 0, 0, 0.0, 0.0
     at_ready = [0.0, 0]  # time inside tell at ready steps (a checkpoint and a decision), and how many
     # warm up outside the timer: the first DDP model and optimiser step import and set up for seconds
     model = DistributedDataParallel(build(0))
@@ -90,7 +90,9 @@ def rank_main(rank: int, port: int, mode: str, url: str, population: int, steps:
                     torch.nn.functional.mse_loss(model.module(val_x), val_y).item()
                 intervals += 1
     else:
+        connected = time.perf_counter()
         pop = poptrain.connect(url, "ddp")
+        in_connect = time.perf_counter() - connected
         while True:
             asked = time.perf_counter()
             member = pop.ask()
@@ -119,12 +121,14 @@ def rank_main(rank: int, port: int, mode: str, url: str, population: int, steps:
                 for group in opt.param_groups:
                     group["lr"] = member.hparams["lr"]
                 intervals += 1
+        closing = time.perf_counter()
         pop.close()
+        in_close = time.perf_counter() - closing
     dist.barrier()
     seconds = time.perf_counter() - start
     with open(os.path.join(out, f"{mode}.{rank}.json"), "w") as f:
         json.dump({"seconds": seconds, "in_tell": in_tell, "in_ask": in_ask, "asks": asks, "intervals": intervals,
-                   "at_ready": at_ready}, f)
+                   "at_ready": at_ready, "in_connect": in_connect, "in_close": in_close}, f)
     dist.destroy_process_group()
 
 
@@ -183,7 +187,7 @@ def main() -> None:
     if args.smoke:
         args.repeats, args.population, args.steps, args.batches = 1, 2, 4, 2
     intervals = args.population * args.steps
-    bare, pbt, tell, ask, ready, other = [], [], ([], []), [], [], []
+    bare, pbt, tell, ask, ready, other, ends = [], [], ([], []), [], [], [], []
     with tempfile.TemporaryDirectory() as folder:
         batches = args.batches or calibrate(folder, args.interval)
         print(f"2 ranks (gloo, CPU), {args.population} members x {args.steps} intervals of {batches} DDP batches, "
@@ -196,6 +200,7 @@ def main() -> None:
             for rank, r in enumerate(ranks):
                 tell[rank].append(r["in_tell"] / r["intervals"])
             ask.append(ranks[0]["in_ask"] / ranks[0]["asks"])
+            ends.append((ranks[0]["in_connect"], ranks[0]["in_close"], ranks[0]["asks"]))
             seconds, count = ranks[0]["at_ready"]
             ready.append(seconds / count)
             other.append((ranks[0]["in_tell"] - seconds) / (ranks[0]["intervals"] - count))
@@ -208,6 +213,8 @@ def main() -> None:
           f"per call on rank 0")
     print(f"inside tell on rank 0: {statistics.median(ready) * 1000:.1f} ms at a ready step (a checkpoint and a "
           f"decision), {statistics.median(other) * 1000:.1f} ms at the others (a report)")
+    print(f"connect {statistics.median(e[0] for e in ends) * 1000:.1f} ms, close "
+          f"{statistics.median(e[1] for e in ends) * 1000:.1f} ms, {ends[0][2]} asks (rank 0, once a run)")
     print(f"ratio of each alternating pair: {', '.join(f'{q / c:.2f}x' for c, q in zip(bare, pbt))}")
 
 
