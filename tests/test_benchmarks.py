@@ -12,11 +12,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_vectorized_benchmark_prints_every_figure(tmp_path):
+def smoke(tmp_path: Path, script: str, *flags: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """benchmarks/SCRIPT --smoke run in a fresh process from `tmp_path`; it must succeed."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "vectorized.py"), "--smoke"], capture_output=True,
-                         text=True, timeout=600, cwd=tmp_path, env=env)
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--smoke", *flags], capture_output=True,
+                         text=True, timeout=timeout, cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr
+    return out
+
+
+def test_vectorized_benchmark_prints_every_figure(tmp_path):
+    out = smoke(tmp_path, "vectorized.py")
     text = out.stdout
     assert float(re.search(r"vectorized / local: ([\d.]+)x", text).group(1)) > 0
     assert re.search(r"8 members on (cuda|cpu): +[\d.]+ member-intervals/s = [\d.]+x the local engine", text)
@@ -26,10 +32,7 @@ def test_vectorized_benchmark_prints_every_figure(tmp_path):
 
 
 def test_variants_benchmark_prints_every_section(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "variants.py"), "--smoke"], capture_output=True,
-                         text=True, timeout=600, cwd=tmp_path, env=env)
-    assert out.returncode == 0, out.stderr
+    out = smoke(tmp_path, "variants.py")
     text = out.stdout
     assert re.search(r"PB2 decision at 64 members and 1,024 recorded intervals: \d+ ms", text)
     assert re.search(r"PB2 beat PBT in [01] of 1 seeds", text)
@@ -41,10 +44,7 @@ def test_variants_benchmark_prints_every_section(tmp_path):
 
 
 def run_gpu_benchmark(tmp_path: Path, *flags: str) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--smoke", "--out", "gpu", *flags],
-                         capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
-    assert out.returncode == 0, out.stderr
+    out = smoke(tmp_path, "gpu.py", "--out", "gpu", *flags)
     assert (tmp_path / "gpu" / "results.md").read_text().count("\n| ") == len(re.findall(r"members (eager|bf16|compiled)", out.stdout)) + 1
     return json.loads((tmp_path / "gpu" / "results.json").read_text())
 
@@ -75,10 +75,7 @@ def test_gpu_benchmark_skips_what_its_budget_does_not_reach(tmp_path):
     assert len(rows) > 10 and all(r["skipped"] == "time budget" for r in rows)
 
 def test_distributed_benchmark_prints_its_ratio_and_the_cost_inside_tell(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "distributed.py"), "--smoke"], capture_output=True,
-                         text=True, timeout=300, cwd=tmp_path, env=env)
-    assert out.returncode == 0, out.stderr
+    out = smoke(tmp_path, "distributed.py", timeout=300)
     text = out.stdout
     assert "2 members x 4 intervals of 2 DDP batches" in text
     assert float(re.search(r"ratio poptrain/bare ([\d.]+)x", text).group(1)) > 0
@@ -87,10 +84,7 @@ def test_distributed_benchmark_prints_its_ratio_and_the_cost_inside_tell(tmp_pat
 
 
 def test_scale_benchmark_smoke_measures_every_reader_on_both_stores(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "scale.py"), "--smoke"], capture_output=True,
-                         text=True, timeout=300, cwd=tmp_path, env=env)
-    assert out.returncode == 0, out.stderr
+    out = smoke(tmp_path, "scale.py", timeout=300)
     text = out.stdout
     for store in ("sqlite", "postgresql"):
         section = text.split(f"{store}: ")[1]

@@ -1,17 +1,23 @@
 """A Ray cluster of a head and two worker nodes on this machine (PostgreSQL store, checkpoints on S3): a worker node
-removed mid-run, then an interval stuck on the other node past interval_timeout."""
+removed mid-run, then an interval stuck on the other node past interval_timeout.
+
+The run's driver is `poptrain resume --engine ray --address ...` in a process of its own, as on a
+real cluster: a driver that this test process had connected after an earlier local Ray session
+(the engine suite's) saw every actor cancelled at once ("all references to the actor were removed").
+"""
 
 from __future__ import annotations
 
 import os
-import threading
+import subprocess
+import sys
 from collections import defaultdict
 
 import pytest
 
 import poptrain
 from faults import tally
-from faults.helpers import ROOT, TESTS, Run, audit, experiment, steps_done, wait_until
+from faults.helpers import ROOT, TESTS, audit, experiment, steps_done, wait_until
 from poptrain.store import open_store
 from trainables import HangsOnce
 
@@ -23,7 +29,6 @@ POPULATION, STEPS, WORKERS = 8, 12, 4
 @pytest.fixture
 def cluster(s3, tmp_path, monkeypatch):
     """A head node without CPUs (the driver only) and two worker nodes of 2 CPUs; its processes inherit this env."""
-    import ray
     from ray.cluster_utils import Cluster
 
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([os.path.join(ROOT, "src"), TESTS]))
@@ -35,13 +40,16 @@ def cluster(s3, tmp_path, monkeypatch):
     try:
         workers = [nodes.add_node(num_cpus=2, **small) for _ in range(2)]
         nodes.wait_for_nodes(timeout=60)
-        ray.init(address=nodes.address, logging_level="ERROR", log_to_driver=False)
         yield nodes, workers
     finally:
-        ray.shutdown()
         for node in list(nodes.worker_nodes):  # no graceful stop needed: the test is over
             nodes.remove_node(node, allow_graceful=False)
         nodes.shutdown()
+
+
+def driver_log(folder) -> str:
+    """What the run's driver printed (its last 4,000 characters)."""
+    return (folder / "driver.log").read_text()[-4000:]
 
 
 def node_log(path: str) -> list[tuple[int, int, str]]:
@@ -53,21 +61,33 @@ def node_log(path: str) -> list[tuple[int, int, str]]:
 def test_a_removed_worker_node_costs_no_interval_and_a_stuck_interval_is_ended(cluster, postgres, s3, tmp_path):
     nodes, (removed, kept) = cluster
     url = postgres.new_database()
-    exp = experiment(url, trainable=HangsOnce, population=POPULATION, steps=STEPS, checkpoints=f"{s3}/nodes",
-                     max_failures=3)
+    experiment(url, trainable=HangsOnce, population=POPULATION, steps=STEPS, checkpoints=f"{s3}/nodes",
+               max_failures=3).create()
     # the limit sits well above an interval with its S3 save on a loaded 2-core machine (2 s ended healthy ones in CI)
-    run = Run(lambda: exp.run(engine=poptrain.engines.Ray(workers=WORKERS, interval_timeout=8.0)))
-    store = open_store(url)
-    # a third of the intervals trained: each node's two actors hold members part-way through
-    wait_until(lambda: steps_done(url, "f") >= POPULATION * STEPS // 3 or not run.alive(), "a third of the intervals",
-               timeout=90)
-    assert run.alive(), f"the run ended before the node could be removed: {run.error!r}"
-    at_removal = {m.id: m for m in store.members("f")}
-    nodes.remove_node(removed)
-    done = steps_done(url, "f")
-    wait_until(lambda: steps_done(url, "f") >= done + 8 or not run.alive(), "intervals after the removal", timeout=60)
-    open(os.environ["POPTRAIN_TEST_HANG"], "w").close()  # the next interval to start, on the kept node, hangs
-    result = run.finish(120)
+    log = open(tmp_path / "driver.log", "w")
+    driver = subprocess.Popen([sys.executable, "-m", "poptrain", "resume", "--storage", url, "--experiment", "f",
+                               "--engine", "ray", "--address", nodes.address, "--workers", str(WORKERS),
+                               "--interval-timeout", "8", "--quiet"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        store = open_store(url)
+        # a third of the intervals trained: each node's two actors hold members part-way through
+        wait_until(lambda: steps_done(url, "f") >= POPULATION * STEPS // 3 or driver.poll() is not None,
+                   "a third of the intervals", timeout=90)
+        assert driver.poll() is None, f"the run ended before the node could be removed:\n{driver_log(tmp_path)}"
+        at_removal = {m.id: m for m in store.members("f")}
+        nodes.remove_node(removed)
+        done = steps_done(url, "f")
+        wait_until(lambda: steps_done(url, "f") >= done + 8 or driver.poll() is not None, "intervals after the removal",
+                   timeout=60)
+        open(os.environ["POPTRAIN_TEST_HANG"], "w").close()  # the next interval to start, on the kept node, hangs
+        driver.wait(timeout=120)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        log.close()
+    assert driver.returncode == 0, driver_log(tmp_path)
+    result = poptrain.load(url, "f")
     found = audit(result.store, "f", STEPS, f"{s3}/nodes")
     tally.add(nodes_removed=1, **found.tally())
     found.assert_clean()  # every member at its budget, no interval recorded twice, every checkpoint verifies

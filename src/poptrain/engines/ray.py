@@ -7,6 +7,7 @@ single machine), and checkpoints a folder or bucket every node reaches.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from ..store import Store, open_store
 from .base import Engine, check_not_batched, check_workers
 from .ranks import check_ranks, join_group
 from .supervisor import Exit, check_interval_timeout, supervise
+
+log = logging.getLogger("poptrain")
 
 
 def worker_resources(resources: Mapping[str, float] | None, device: str = "cpu") -> dict[str, float]:
@@ -228,7 +231,9 @@ class ActorPool:
             try:
                 failed = self.ray.get(ref)
                 ended.append(Exit(worker_id, 0) if failed is None else Exit(worker_id, 1, failed))
-            except self.ray.exceptions.RayActorError:  # the actor's process died (or was ended)
+            except self.ray.exceptions.RayActorError as exc:  # the actor's process died (or was ended)
+                if reason is None:  # not ended by the supervisor: say why Ray thinks it died
+                    log.warning("Ray worker %s died: %s", worker_id, " ".join(str(exc).split())[:600])
                 ended.append(Exit(worker_id, -9, member if reason else None, reason))
             self._end_group(worker_id, handle)
         return ended
