@@ -47,6 +47,8 @@ from poptrain.experiment import load_spec  # noqa: E402
 
 TASKS = {"CartPole-v1": "rl_cartpole", "Acrobot-v1": "rl_acrobot"}
 ENGINES = {"local": Local(workers=2), "vectorized": Vectorized(threads=1)}  # one thread each: see main()
+SHARDS = 2  # the sharded population of the speed sections: one shard per core of the 2-core machine
+SPEED_ENGINES = {**ENGINES, "sharded": Vectorized(shards=SHARDS, threads=1)}
 HPARAMS = {"lr": 1e-3, "ent_coef": 0.01, "gae_lambda": 0.95}
 PPO_TASKS = {"CartPole-v1": "rl_ppo_cartpole", "Pendulum-v1": "rl_ppo_pendulum"}
 PPO_STEPS = {"CartPole-v1": 20, "Pendulum-v1": 30}  # intervals per member, as in the examples
@@ -78,7 +80,7 @@ def env_steps_per_second(task: str, engine: str, members: int, steps: int, folde
     """One whole run's environment steps per second (start-up, store and checkpoints included)."""
     tag = f"speed-{engine}-{device}-{members}-{torch.get_num_threads()}"
     exp = spec(task, folder, tag, examples, population=members, steps=steps)
-    chosen = Vectorized(device=device, threads=1) if engine == "vectorized" else ENGINES[engine]
+    chosen = SPEED_ENGINES[engine] if device == "cpu" else Vectorized(device=device, threads=1)
     start = time.perf_counter()
     exp.run(engine=chosen)
     return members * steps * rl_a2c.INTERVAL_STEPS / (time.perf_counter() - start)
@@ -90,8 +92,10 @@ def speed(task: str, sizes: list[int], steps: int, folder: str, cuda_sizes: list
     for size in sizes:
         local = env_steps_per_second(task, "local", size, steps, folder)
         rate = env_steps_per_second(task, "vectorized", size, steps, folder)
+        sharded = env_steps_per_second(task, "sharded", size, steps, folder)
         print(f"  {task}, {size:4d} members: local (2 workers) {local:9.0f} env-steps/s; vectorized (1 thread) "
-              f"{rate:9.0f} = {rate / local:5.1f}x", flush=True)
+              f"{rate:9.0f} = {rate / local:5.1f}x; vectorized, {SHARDS} shards {sharded:9.0f} = {sharded / local:5.1f}x",
+              flush=True)
     if cuda:
         for size in cuda_sizes:
             rate = env_steps_per_second(task, "vectorized", size, steps, folder, device=cuda)
@@ -174,8 +178,10 @@ def ppo_speed(members: int, steps: int, folder: str) -> None:
     """Section 6: PPO's environment steps per second, vectorized engine against local engine, whole runs."""
     local = env_steps_per_second("CartPole-v1", "local", members, steps, folder, examples=PPO_TASKS)
     rate = env_steps_per_second("CartPole-v1", "vectorized", members, steps, folder, examples=PPO_TASKS)
+    sharded = env_steps_per_second("CartPole-v1", "sharded", members, steps, folder, examples=PPO_TASKS)
     print(f"  PPO on CartPole-v1, {members:4d} members: local (2 workers) {local:9.0f} env-steps/s; vectorized "
-          f"(1 thread) {rate:9.0f} = {rate / local:5.1f}x", flush=True)
+          f"(1 thread) {rate:9.0f} = {rate / local:5.1f}x; vectorized, {SHARDS} shards {sharded:9.0f} = "
+          f"{sharded / local:5.1f}x", flush=True)
 
 
 def main() -> None:

@@ -1,8 +1,9 @@
 """The vectorized engine against the local engine, and a population step against a single-model step.
 
 1. mlp_digits with 32 members (same seeds, hyperparameters, intervals and policy) on the local
-   engine with 2 workers and on the vectorized engine, in this run, alternately: member-intervals
-   per second of each (median of the repeats) and their ratio. Each run includes starting up
+   engine with 2 workers, on the vectorized engine and on the vectorized engine in 2 shards (a
+   process each), in this run, alternately: member-intervals per second of each (median of the
+   repeats) and their ratios to the local engine. Each run includes starting up
    (worker processes, imports, reading the data) and every store write and checkpoint.
    On a CUDA GPU, also the vectorized engine there with 256 and 1024 members, against the local
    engine's rate (which its two workers bound, whatever the population).
@@ -42,11 +43,14 @@ from poptrain.experiment import load_spec  # noqa: E402
 from poptrain.engines import Local, Vectorized  # noqa: E402
 
 
-ENGINES = {"local": Local(workers=2), "vectorized": Vectorized()}  # the two engines compared, with their options
+SHARDS = 2  # one shard per core of the 2-core machine
+# the engines compared, with their options: the population in one process, and in SHARDS processes
+ENGINES = {"local": Local(workers=2), "vectorized": Vectorized(), "sharded": Vectorized(shards=SHARDS)}
+
 
 def engines(members: int, steps: int, repeats: int, folder: str) -> float:
-    """Both engines in turn, `repeats` times each; the median rate of each and their ratio (the machine is noisy)."""
-    rates: dict[str, list[float]] = {"local": [], "vectorized": []}
+    """Each engine in turn, `repeats` times; the median rate of each and its ratio to local (the machine is noisy)."""
+    rates: dict[str, list[float]] = {engine: [] for engine in ENGINES}
     for repeat in range(repeats):
         for engine in rates:
             exp = load_spec(os.path.join(EXAMPLES, "mlp_digits.toml"), name=f"mlp_digits-{repeat}",
@@ -54,12 +58,14 @@ def engines(members: int, steps: int, repeats: int, folder: str) -> float:
             start = time.perf_counter()
             exp.run(engine=ENGINES[engine])
             rates[engine].append(members * steps / (time.perf_counter() - start))
-        print(f"  run {repeat + 1}: local {rates['local'][-1]:6.1f}, vectorized {rates['vectorized'][-1]:6.1f} "
-              f"member-intervals/s = {rates['vectorized'][-1] / rates['local'][-1]:.1f}x")
-    local, vectorized = statistics.median(rates["local"]), statistics.median(rates["vectorized"])
-    print(f"  median: local {local:.1f}, vectorized {vectorized:.1f} member-intervals/s; "
-          f"vectorized / local: {vectorized / local:.1f}x")
-    return local
+        print(f"  run {repeat + 1}: " + ", ".join(f"{e} {r[-1]:6.1f}" for e, r in rates.items())
+              + " member-intervals/s = " + ", ".join(f"{e} {r[-1] / rates['local'][-1]:.1f}x"
+                                                     for e, r in rates.items() if e != "local"))
+    median = {engine: statistics.median(r) for engine, r in rates.items()}
+    print("  median: " + ", ".join(f"{e} {r:.1f}" for e, r in median.items()) + " member-intervals/s; "
+          f"vectorized / local: {median['vectorized'] / median['local']:.1f}x; vectorized in {SHARDS} shards / local: "
+          f"{median['sharded'] / median['local']:.1f}x")
+    return median["local"]
 
 
 def threads(members: int, steps: int, repeats: int, folder: str) -> None:

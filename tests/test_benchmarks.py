@@ -25,6 +25,7 @@ def test_vectorized_benchmark_prints_every_figure(tmp_path):
     out = smoke(tmp_path, "vectorized.py")
     text = out.stdout
     assert float(re.search(r"vectorized / local: ([\d.]+)x", text).group(1)) > 0
+    assert float(re.search(r"vectorized in 2 shards / local: ([\d.]+)x", text).group(1)) > 0
     assert re.search(r"8 members on (cuda|cpu): +[\d.]+ member-intervals/s = [\d.]+x the local engine", text)
     assert re.search(r"mean best accuracy: local 0\.\d+, vectorized 0\.\d+", text)
     assert len(re.findall(r"members in one batched epoch: .* faster than", text)) == 3

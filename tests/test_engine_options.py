@@ -17,7 +17,8 @@ SPACE = {"lr": poptrain.LogUniform(0.01, 0.3)}
 
 def test_engines_are_built_from_names_tables_and_objects():
     assert make_engine("local", {"workers": 2}) == Local(workers=2)
-    assert make_engine({"type": "vectorized", "device": "cpu", "compile": True}) == Vectorized(compile=True)
+    assert make_engine({"type": "vectorized", "device": "cpu", "compile": True}) == Vectorized(device="cpu", compile=True)
+    assert make_engine({"type": "vectorized", "shards": 2}) == Vectorized(shards=2)
     assert make_engine(Local(workers=2), {"workers": 3}) == Local(workers=3)
     assert make_engine("serial") == Serial()
     assert make_engine("ray", {"resources": {"cpu": 2}}).per_worker == {"cpu": 2.0, "gpu": 0.0}
@@ -25,7 +26,7 @@ def test_engines_are_built_from_names_tables_and_objects():
 
 
 @pytest.mark.parametrize("engine, options, message", [
-    ("vectorized", {"workers": 2}, "engine vectorized has no option 'workers' (its options: device, compile, threads, memory_limit)"),
+    ("vectorized", {"workers": 2}, "engine vectorized has no option 'workers' (its options: device, compile, threads, memory_limit, shards, devices)"),
     ("vectorized", {"threads": 0}, "engine vectorized: threads must be a positive integer, not 0"),
     ("ray", {"interval_timeout": -1}, "engine ray: interval_timeout must be a positive number"),
     ("serial", {"device": "cuda"}, "engine serial has no option 'device'"),
@@ -60,7 +61,7 @@ def test_cli_flags_are_engine_options(tmp_path, capsys):
     code = main(["run", f"{EXAMPLES}/toy_quadratic.toml", "--storage", storage, "--engine", "vectorized",
                  "--workers", "2", "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and err == ["error: engine vectorized has no option 'workers' (its options: device, compile, threads, memory_limit)"]
+    assert code == 2 and err == ["error: engine vectorized has no option 'workers' (its options: device, compile, threads, memory_limit, shards, devices)"]
 
 
 def test_a_stuck_interval_is_ended_and_charged_to_its_member(tmp_path):

@@ -21,7 +21,8 @@ def test_rl_benchmark_smoke_prints_every_figure(tmp_path: Path) -> None:
     for task in ("CartPole-v1", "Acrobot-v1"):
         for engine in ("local", "vectorized"):
             assert re.search(rf"{task} on the {engine} engine: PBT's mean final return beat random search's in \d of 1", text)
-    assert len(re.findall(r"local \(2 workers\) +[\d.]+ env-steps/s; vectorized \(1 thread\) +[\d.]+ = +[\d.]+x", text)) == 2 + 1  # A2C, PPO
+    assert len(re.findall(r"local \(2 workers\) +[\d.]+ env-steps/s; vectorized \(1 thread\) +[\d.]+ = +[\d.]+x; "
+                          r"vectorized, 2 shards +[\d.]+ = +[\d.]+x", text)) == 2 + 1  # A2C, PPO
     assert re.search(r"8 members on (cuda|cpu): +[\d.]+ env-steps/s = [\d.]+x the local engine", text)
     assert len(re.findall(r"members in one batched update: .* faster than", text)) == 6
     assert re.search(r"seed 0: PBT copy_buffer=True best +-?[\d.]+ mean +-?[\d.]+ \| PBT copy_buffer=False best +-?[\d.]+ "

@@ -248,9 +248,14 @@ class TracedPopulation:
         self.hp[member] = dict(hparams)
 
     def copy_members(self, dsts: list[int], srcs: list[int]) -> None:
-        x, trained = list(self.x), list(self.trained)  # every copy reads the state from before any copy
-        for d, s in zip(dsts, srcs):
-            self.x[d], self.trained[d] = x[s], trained[s]  # a member's own step stays, as StepLog's does
+        self.import_members(dsts, self.export_members(srcs))  # every copy reads the state from before any copy
+
+    def export_members(self, srcs: list[int]) -> list[tuple[float, int]]:
+        return [(self.x[s], self.trained[s]) for s in srcs]
+
+    def import_members(self, dsts: list[int], exported: list[tuple[float, int]]) -> None:
+        for d, (x, trained) in zip(dsts, exported):
+            self.x[d], self.trained[d] = x, trained  # a member's own step stays, as StepLog's does
 
     def state_dict(self) -> dict:
         return {"x": list(self.x), "trained": list(self.trained), "step": list(self.step)}

@@ -6,7 +6,7 @@ import math
 import traceback
 from typing import Any, Callable
 
-from .errors import StorageError
+from .errors import SpecError, StorageError
 
 
 class MemberError(Exception):
@@ -22,7 +22,7 @@ def user(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run the user's code; whatever it raises becomes a MemberError (the member's failure)."""
     try:
         return call(*args, **kwargs)
-    except StorageError:
+    except (StorageError, SpecError):
         raise  # from poptrain's own calls inside the user's code (a function trainable's report): not the member's
     except Exception as exc:
         raise MemberError.of(exc) from exc

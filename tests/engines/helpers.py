@@ -15,7 +15,10 @@ import pytest
 import poptrain
 from faults.helpers import experiment
 
-ENGINES = ("serial", "local", "vectorized", "ray")  # every engine poptrain ships; a new one is added here
+ENGINES = ("serial", "local", "vectorized", "sharded", "ray")  # every engine poptrain ships; a new one is added here
+# cases that are an engine with options: the vectorized engine's population in 3 shards (of 2, 1 and 1 members, so
+# that exploits copy both within a shard and across shards)
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {"sharded": ("vectorized", {"shards": 3})}
 WORKERS = 2  # worker processes, for the engines that run them
 POPULATION, STEPS, READY = 4, 12, 3
 SLEEP = 0.03  # seconds per member-interval: long enough to interrupt a run or kill a worker mid-way
@@ -26,6 +29,8 @@ NOT_APPLICABLE: dict[tuple[str, str], str] = {
     ("worker_killed", "serial"): "the serial engine trains every member in this process: no worker process to kill",
     ("worker_killed", "vectorized"): "the vectorized engine trains the population as one model in this process: "
                                      "no worker process to kill",
+    ("worker_killed", "sharded"): "a shard holds several members, so its death costs each of them a failure "
+                                  "(test_engine_vectorized.py kills one)",
 }
 # Cases an engine fails today because of a defect in the engine: expected to fail until it is fixed.
 KNOWN_DEFECTS: dict[tuple[str, str], str] = {}
@@ -50,17 +55,23 @@ def has_workers(engine: str) -> bool:
 
     from poptrain.engines import engine_class
 
-    return "workers" in {f.name for f in dataclasses.fields(engine_class(engine))}
+    return "workers" in {f.name for f in dataclasses.fields(engine_class(VARIANTS.get(engine, (engine,))[0]))}
+
+
+def options(engine: str) -> dict[str, Any]:
+    """The engine (by name) and its options for the case `engine`, with WORKERS workers where it has them."""
+    name, extra = VARIANTS.get(engine, (engine, {}))
+    return {"engine": name, "workers": WORKERS if has_workers(engine) else None, **extra}
 
 
 def run_on(exp: poptrain.Experiment, engine: str) -> poptrain.Result:
-    """Run `exp` on `engine` through the public API, with WORKERS workers where the engine has them."""
-    return exp.run(engine=engine, workers=WORKERS if has_workers(engine) else None)
+    """Run `exp` on `engine` through the public API."""
+    return exp.run(**options(engine))
 
 
 def resume_on(url: str, name: str, engine: str) -> poptrain.Result:
     """`poptrain.resume` on `engine`; forced, since an interrupted run's leases are still live."""
-    return poptrain.resume(url, name, engine=engine, workers=WORKERS if has_workers(engine) else None, force=True)
+    return poptrain.resume(url, name, **options(engine), force=True)
 
 
 def spec(url: str, **kw: Any) -> poptrain.Experiment:

@@ -14,12 +14,13 @@ import uuid
 from collections import Counter
 from typing import Any, Protocol, Sequence
 
-from ..errors import PoptrainError
+from ..errors import PoptrainError, SpecError
 from ..spec import ExperimentSpec
 from ..outcome import score_of, user
 from ..records import ACTIVE, Exploit, Hparams
 from ..standings import read_standings
 from ..store import CheckpointRecord, CheckpointStore, MemberRecord, Store
+from ..store.checkpoints import SHARDS
 from .step import DECIDE, FINISH, TRAIN_ON, exploit_event, next_move
 
 log = logging.getLogger("poptrain")
@@ -37,6 +38,20 @@ class BatchedMembers(Protocol):
     def state_dict(self) -> Any: ...
 
     def load_state_dict(self, state: Any) -> None: ...
+
+
+def check_layout(state: Any, sizes: Sequence[int] | None) -> None:
+    """Refuse, in one line, a population file written in another layout: other shard sizes, or (None) unsharded."""
+    saved = state.get(SHARDS) if isinstance(state, dict) else None
+    if saved == (list(sizes) if sizes else None):
+        return
+
+    def named(layout: Any) -> str:
+        return f"in {len(layout)} shards of {', '.join(map(str, layout))} members" if layout else "unsharded"
+
+    fix = f"Vectorized(shards={len(saved)})" if saved else "the vectorized engine without shards"
+    raise SpecError(f"experiment's population checkpoint was written {named(saved)}, not {named(sizes)}: "
+                    f"resume it with {fix}")
 
 
 class LiveBatch:
@@ -164,7 +179,9 @@ class LiveBatch:
             return [self.store.rollback(self.name, m.id, self.id, None) for m in members]
         newest = max(shared, key=lambda f: (by_file[0][f].step, by_file[0][f].created))
         ckpt = by_file[0][newest]
-        user(batch.load_state_dict, self.checkpoints.load(newest, ckpt.checksum))
+        state = self.checkpoints.load(newest, ckpt.checksum)
+        check_layout(state, getattr(batch, "shard_sizes", None))
+        user(batch.load_state_dict, state)
         for i, files in enumerate(by_file):
             user(batch.set_hparams, i, files[newest].hparams)
         return [self.store.rollback(self.name, m.id, self.id, files[newest]) for m, files in zip(members, by_file)]

@@ -57,11 +57,15 @@ def parser() -> argparse.ArgumentParser:
         cmd.add_argument("--engine", choices=ENGINES, help="how members run (default: the spec's engine, else local)")
         # an engine option is one flag whose dest is OPTION + the option's name; engine_options collects them
         cmd.add_argument("--device", dest=OPTION + "device", metavar="DEVICE",
-                         help="torch device of the vectorized engine (cpu, cuda, ...; default cpu)")
+                         help="torch device of the vectorized engine (cpu, cuda, ...; default cuda when present, else cpu)")
         cmd.add_argument("--compile", dest=OPTION + "compile", action="store_true", default=None,
                          help="torch.compile the vectorized engine's batched step (pays off on long runs only)")
         cmd.add_argument("--threads", dest=OPTION + "threads", type=positive_int, metavar="THREADS",
-                         help="CPU threads torch uses in the vectorized engine (default: one per core)")
+                         help="CPU threads torch uses in the vectorized engine (default: one per core; one per shard)")
+        cmd.add_argument("--shards", dest=OPTION + "shards", type=positive_int, metavar="SHARDS",
+                         help="vectorized engine: split the population into SHARDS batched parts, a process each")
+        cmd.add_argument("--devices", dest=OPTION + "devices", type=lambda text: text.split(","), metavar="DEVICES",
+                         help="vectorized engine: one shard on each of these torch devices (e.g. cuda:0,cuda:1)")
         cmd.add_argument("--memory-limit", dest=OPTION + "memory_limit", type=positive_int, metavar="BYTES",
                          help="bytes the vectorized engine's population may take (default: what the device has free)")
         cmd.add_argument("--address", dest=OPTION + "address", metavar="ADDRESS",

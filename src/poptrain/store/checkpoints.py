@@ -235,9 +235,19 @@ def refuse_pickled(store: Any, name: str, url: str, sample: int = 16) -> None:
             raise _pickled(files.path(newest[0].key.partition("#member=")[0]))
 
 
+SHARDS = "poptrain.shards"  # a sharded population's state: the shards' sizes, in order, beside their "states"
+
+
 def member_part(state: Any, member: int, size: int | None = None) -> Any:
     """One member's slice of a population state: leaves with one entry per member are indexed at
-    `member`; other leaves (counters, shared settings) are kept whole."""
+    `member`; other leaves (counters, shared settings) are kept whole. A sharded population's
+    state is first narrowed to the shard holding the member."""
+    if isinstance(state, dict) and SHARDS in state:
+        for shard_size, part in zip(state[SHARDS], state["states"]):
+            if member < shard_size:
+                return member_part(part, member)
+            member -= shard_size
+        raise CorruptCheckpoint(f"a sharded population checkpoint has no member {member}")
     if isinstance(state, dict):
         size = state.get("size", size)
         return {k: member_part(v, member, size) for k, v in state.items() if k != "size"}

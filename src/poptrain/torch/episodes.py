@@ -72,14 +72,18 @@ class BatchedEpisodes:
         return [{"return": s, "episodes": float(n), "env_steps": float(k)}
                 for s, n, k in zip(score.tolist(), self.finished.tolist(), self.env_steps.tolist())]
 
-    def restart_copies(self, dsts: list[int], srcs: list[int]) -> None:
-        """After an exploit: the copies take their sources' recent returns, and their environments restart.
+    def episodes_of(self, srcs: list[int]) -> dict[str, Tensor]:
+        """The recent returns an exploit copies from `srcs` (gathered), for `restart_copies`."""
+        return {"recent": self.recent[srcs], "finished": self.finished[srcs]}
+
+    def restart_copies(self, dsts: list[int], episodes: dict[str, Tensor]) -> None:
+        """After an exploit: the copies take their sources' recent returns (`episodes_of`), and their environments restart.
 
         Their episodes under way are dropped (their returns belong to no policy), and their new
         episodes start from states drawn from their (copied) generators.
         """
-        self.recent[dsts] = self.recent[srcs]
-        self.finished[dsts] = self.finished[srcs]
+        self.recent[dsts] = episodes["recent"].to(self.device)
+        self.finished[dsts] = episodes["finished"].to(self.device)
         self.returns[dsts] = 0.0
         mask = torch.zeros(self.size, self.num_envs, dtype=torch.bool, device=self.device)
         mask[dsts] = True

@@ -6,7 +6,7 @@ exploit and explore are index copies and tensor writes instead of new optimiser 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -106,9 +106,18 @@ class BatchedOptimizer:
     @torch.no_grad()
     def copy_members(self, dsts: list[int], srcs: list[int]) -> None:
         """Give each `dsts[i]` the optimiser state of `srcs[i]` (hyperparameters are set apart)."""
-        for slots in self.state.values():
-            for t in slots.values():
-                t[list(dsts)] = t[list(srcs)]
+        self.import_members(dsts, self.export_members(srcs))
+
+    def export_members(self, srcs: Sequence[int]) -> dict[str, dict[str, Tensor]]:
+        """The optimiser state of `srcs` (gathered copies), for `import_members` here or in another shard."""
+        return {n: {k: t[list(srcs)] for k, t in slots.items()} for n, slots in self.state.items()}
+
+    @torch.no_grad()
+    def import_members(self, dsts: Sequence[int], exported: dict[str, dict[str, Tensor]]) -> None:
+        """Write `export_members`' state into `dsts`, in order."""
+        for n, slots in self.state.items():
+            for k, t in slots.items():
+                t[list(dsts)] = exported[n][k].to(t.device)
 
     def state_dict(self) -> dict[str, Any]:
         return {"values": {k: v.clone() for k, v in self.values.items()},

@@ -44,8 +44,16 @@ class ReplayBuffers:
     @torch.no_grad()
     def copy_members(self, dsts: Sequence[int], srcs: Sequence[int]) -> None:
         """Each `dsts[i]` takes `srcs[i]`'s whole buffer, as it was before any copy."""
-        for t in self.data.values():
-            t[list(dsts)] = t[list(srcs)]
+        self.import_members(dsts, self.export_members(srcs))
+
+    def export_members(self, srcs: Sequence[int]) -> dict[str, Tensor]:
+        """The buffers of `srcs` (gathered copies), for `import_members` here or in another shard."""
+        return {k: t[list(srcs)] for k, t in self.data.items()}
+
+    @torch.no_grad()
+    def import_members(self, dsts: Sequence[int], exported: dict[str, Tensor]) -> None:
+        for k, t in self.data.items():
+            t[list(dsts)] = exported[k].to(t.device)
 
     def state_dict(self) -> dict[str, Any]:
         return {"stored": self.stored, "data": {k: v.clone() for k, v in self.data.items()}}

@@ -305,18 +305,20 @@ class ActorCriticPopulation(BatchedEpisodes, BatchedTrainable):
         if "gae_lambda" in hparams:
             self.gae_lambda[member] = float(hparams["gae_lambda"])
 
-    def copy_members(self, dsts: Sequence[int], srcs: Sequence[int]) -> None:
-        """Exploit: networks, Adam state, generator and recent returns copied; the copy's environments restart."""
-        dsts, srcs = list(dsts), list(srcs)
-        self.actor.copy_members(dsts, srcs)
-        self.critic.copy_members(dsts, srcs)
+    def export_members(self, srcs: Sequence[int]) -> dict[str, Any]:
+        """Exploit: networks, Adam state, generator and recent returns are copied (the actor is `population`)."""
+        srcs = list(srcs)
+        return {**super().export_members(srcs), "critic": self.critic.export_members(srcs),
+                "episodes": self.episodes_of(srcs), **({"log_std": self.log_std[srcs]} if self.continuous else {})}
+
+    def import_members(self, dsts: Sequence[int], exported: dict[str, Any]) -> None:
+        """The copies take what `export_members` gathered, then their environments restart."""
+        dsts = list(dsts)
+        super().import_members(dsts, exported)
+        self.critic.import_members(dsts, exported["critic"])
         if self.continuous:
-            self.log_std[dsts] = self.log_std[srcs]
-        self.optimizer.copy_members(dsts, srcs)
-        states = [self.generators[s].get_state() for s in srcs]
-        for d, state in zip(dsts, states):
-            self.generators[d].set_state(state)
-        self.restart_copies(dsts, srcs)
+            self.log_std[dsts] = exported["log_std"].to(self.device)
+        self.restart_copies(dsts, exported["episodes"])
 
     def state_dict(self) -> dict[str, Any]:
         """The whole population: networks, Adam, generators, environments and episode statistics."""

@@ -152,8 +152,17 @@ class StackedModules:
     @torch.no_grad()
     def copy_members(self, dsts: Sequence[int], srcs: Sequence[int]) -> None:
         """Exploit: each `dsts[i]` takes `srcs[i]`'s weights and buffers as they were before any copy."""
-        for t in (*self.params.values(), *self.buffers.values()):
-            t[list(dsts)] = t[list(srcs)]  # the right side is gathered (a copy) before anything is written
+        self.import_members(dsts, self.export_members(srcs))
+
+    def export_members(self, srcs: Sequence[int]) -> dict[str, Tensor]:
+        """The weights and buffers of `srcs` (gathered copies), for `import_members` here or in another shard."""
+        return {k: t[list(srcs)] for k, t in {**self.params, **self.buffers}.items()}
+
+    @torch.no_grad()
+    def import_members(self, dsts: Sequence[int], exported: dict[str, Tensor]) -> None:
+        """Write `export_members`' weights and buffers into `dsts`, in order."""
+        for k, t in {**self.params, **self.buffers}.items():
+            t[list(dsts)] = exported[k].to(t.device)
 
     def member_state_dict(self, member: int) -> dict[str, Tensor]:
         """One member's ordinary `state_dict` (loadable into `factory()`'s model)."""

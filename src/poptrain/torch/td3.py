@@ -185,19 +185,29 @@ class TD3Population(BatchedEpisodes, BatchedTrainable):
             if name in hparams:
                 getattr(self, name)[member] = float(hparams[name])
 
-    def copy_members(self, dsts: Sequence[int], srcs: Sequence[int]) -> None:
+    def export_members(self, srcs: Sequence[int]) -> dict[str, Any]:
         """Exploit: networks, targets, Adam states, generator, recent returns and (with `copy_buffer`) the replay buffer."""
-        dsts, srcs = list(dsts), list(srcs)
-        super().copy_members(dsts, srcs)  # the actor, the critics' Adam, the generator
-        self.critic1.copy_members(dsts, srcs)
-        self.critic2.copy_members(dsts, srcs)
+        srcs = list(srcs)
+        return {**super().export_members(srcs),  # the actor, the critics' Adam, the generator
+                "critic1": self.critic1.export_members(srcs), "critic2": self.critic2.export_members(srcs),
+                "targets": {n: {k: t[srcs] for k, t in target.items()} for n, target in self.targets.items()},
+                "actor_optimizer": self.actor_optimizer.export_members(srcs), "episodes": self.episodes_of(srcs),
+                **({"buffer": self.buffer.export_members(srcs)} if self.copy_buffer else {})}
+
+    def import_members(self, dsts: Sequence[int], exported: dict[str, Any]) -> None:
+        """The copies take what `export_members` gathered, then their environments restart."""
+        dsts = list(dsts)
+        super().import_members(dsts, exported)
+        self.critic1.import_members(dsts, exported["critic1"])
+        self.critic2.import_members(dsts, exported["critic2"])
         with torch.no_grad():
-            for t in (t for target in self.targets.values() for t in target.values()):
-                t[dsts] = t[srcs]
-        self.actor_optimizer.copy_members(dsts, srcs)
+            for n, target in self.targets.items():
+                for k, t in target.items():
+                    t[dsts] = exported["targets"][n][k].to(t.device)
+        self.actor_optimizer.import_members(dsts, exported["actor_optimizer"])
         if self.copy_buffer:
-            self.buffer.copy_members(dsts, srcs)
-        self.restart_copies(dsts, srcs)
+            self.buffer.import_members(dsts, exported["buffer"])
+        self.restart_copies(dsts, exported["episodes"])
 
     def state_dict(self) -> dict[str, Any]:
         """The whole population: networks, targets, both Adams, generators, buffers, environments and episodes."""

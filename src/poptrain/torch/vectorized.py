@@ -87,11 +87,23 @@ class BatchedTrainable:
         self.optimizer.set_hparams(member, hparams)
 
     def copy_members(self, dsts: Sequence[int], srcs: Sequence[int]) -> None:
-        """Exploit for several members at once: weights, optimiser state and data order, as index copies."""
-        self.population.copy_members(dsts, srcs)
-        self.optimizer.copy_members(list(dsts), list(srcs))
-        states = [self.generators[s].get_state() for s in srcs]
-        for d, state in zip(dsts, states):
+        """Exploit for several members at once: each `dsts[i]` takes what `srcs[i]` had before any copy."""
+        self.import_members(dsts, self.export_members(srcs))
+
+    def export_members(self, srcs: Sequence[int]) -> dict[str, Any]:
+        """What an exploit copies from `srcs` (weights, optimiser state, data order), gathered: the sharded engine
+        sends it to the shard holding the copies. A subclass with more per-member state adds it here and in
+        `import_members`."""
+        srcs = list(srcs)
+        return {"model": self.population.export_members(srcs), "optimizer": self.optimizer.export_members(srcs),
+                "rng": [self.generators[s].get_state() for s in srcs]}
+
+    def import_members(self, dsts: Sequence[int], exported: dict[str, Any]) -> None:
+        """Make `dsts` copies of the members `export_members` gathered (here or in another shard), in order."""
+        dsts = list(dsts)
+        self.population.import_members(dsts, exported["model"])
+        self.optimizer.import_members(dsts, exported["optimizer"])
+        for d, state in zip(dsts, exported["rng"]):
             self.generators[d].set_state(state)
 
     def state_dict(self) -> dict[str, Any]:
