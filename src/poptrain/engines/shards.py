@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import multiprocessing
 import pickle
+import signal
 from typing import Any, Sequence
 
 from ..errors import SpecError
@@ -178,6 +179,7 @@ def serve(pipe: Any, setup: tuple[Any, ...]) -> None:
     import torch
 
     batched, hparams, seeds, device, threads, compile, memory_limit = setup
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the driver ends us
     torch.set_num_threads(threads)
     model: Any = None
 
