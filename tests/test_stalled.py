@@ -42,3 +42,12 @@ def test_the_dashboard_flags_it_too(tmp_path):
     url = stuck_store(tmp_path)
     page = TestClient(create_app(url)).get("/api/experiments/s").json()["members_html"]
     assert "may be stuck: no report for 20" in page and page.count("may be stuck") == 1
+
+
+def test_a_reader_whose_clock_is_an_hour_ahead_sees_what_the_store_sees(tmp_path, monkeypatch):
+    """Leases are held on the store's clock, so the stuck check reads that clock, not the reader's."""
+    url = stuck_store(tmp_path)
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 3600)
+    stalled = poptrain.load(url, "s").stalled()
+    assert list(stalled.member) == [0] and 195 < stalled.since.iloc[0] < 300  # not member 1, not an hour late

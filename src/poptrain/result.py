@@ -161,7 +161,7 @@ class Result:
 
         # a member's usual interval is read from its latest reports, never the whole history
         return analysis.stalled(self.store.recent_reports(self.name, STALL_WINDOW), self.store.members(self.name),
-                                time.time(), factor, floor)
+                                self.store.clock(), factor, floor)  # leases end on the store's clock
 
     def tree(self) -> pd.DataFrame:
         """The lineage tree: every member's segments between exploits and the source of each."""
