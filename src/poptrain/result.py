@@ -155,8 +155,6 @@ class Result:
 
     def stalled(self, factor: float = 5.0, floor: float = 30.0) -> pd.DataFrame:
         """Members a live worker holds whose last report is over `factor` times their usual interval old."""
-        import time
-
         from . import analysis
 
         # a member's usual interval is read from its latest reports, never the whole history
