@@ -103,3 +103,20 @@ def test_the_cli_runs_a_population_in_shards(tmp_path):
     assert set(result.members().step) == {30}
     newest = result.store.checkpoints("mlp_digits", 0)[0]
     assert CheckpointStore(result.spec["checkpoints"]).load(newest.key.partition("#")[0], newest.checksum)[SHARDS] == [4, 4]
+
+
+def test_a_reply_a_shard_cannot_send_is_the_batched_steps_failure_not_a_hang(tmp_path):
+    from trainables import Traced, TracedPopulation
+
+    class Unsendable(TracedPopulation):
+        def evaluate(self) -> list:
+            return [{"score": lambda: 0.0} for _ in self.x]  # what pickle cannot carry to the driver
+
+    class Twin(Traced):
+        vectorized = Unsendable
+
+    exp = poptrain.Experiment(name="u", trainable=Twin, space={"lr": poptrain.LogUniform(0.01, 0.3)}, metric="score",
+                              population=2, steps=3, storage=f"sqlite:///{tmp_path}/u.db", max_failures=0)
+    result = exp.run(engine=Vectorized(shards=2))
+    members = result.store.members("u")
+    assert {m.status for m in members} == {"failed"} and "reply cannot be sent" in members[0].error

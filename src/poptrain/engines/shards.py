@@ -112,7 +112,7 @@ class ShardedPopulation:
         self._collect(range(len(self.shard_sizes)))
 
     def close(self) -> None:
-        """End every shard (a shard still training is killed) and wait for it."""
+        """End every shard and wait for it (one still busy after 5 s, training say, is killed)."""
         for pipe in self.pipes:
             try:
                 pipe.send_bytes(pickle.dumps(None))
@@ -207,7 +207,11 @@ def serve(pipe: Any, setup: tuple[Any, ...]) -> None:
             reply = (True, call(*command))
         except Exception as exc:  # noqa: BLE001 - the driver raises it: the batched step's failure
             reply = (False, exc if isinstance(exc, SpecError) else ShardError(f"{type(exc).__name__}: {exc}"))
-        pipe.send_bytes(pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
+        try:
+            message = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # noqa: BLE001 - e.g. evaluate() returned what pickle cannot carry
+            message = pickle.dumps((False, ShardError(f"its reply cannot be sent: {type(exc).__name__}: {exc}")))
+        pipe.send_bytes(message)
         try:
             command = pickle.loads(pipe.recv_bytes())
         except (EOFError, OSError):
