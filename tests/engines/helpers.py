@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import _thread
 import os
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -145,6 +146,8 @@ def interrupt(start: Callable[[], Any], when: Callable[[], bool], timeout: float
                     return
             time.sleep(0.01)
 
+    # interrupt_main does nothing while SIGINT is ignored, as it is for a command a shell put in the background
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     try:
@@ -156,3 +159,4 @@ def interrupt(start: Callable[[], Any], when: Callable[[], bool], timeout: float
                     running[0] = False
     finally:
         watcher.join()
+        signal.signal(signal.SIGINT, previous)
