@@ -4,7 +4,8 @@ Every member trains each interval in one call, so the members move in step: the 
 ask/tell (`poptrain.asktell.LiveBatch`) reports them in one transaction, takes the decisions at
 the ready points as in synchronous mode, by the same policy functions and generators, and
 exploit is an index copy inside the stacked tensors; checkpoints hold the whole population in
-one file.
+one file. With `shards`, the batched model is a `ShardedPopulation`: the same loop drives
+sub-populations in processes of their own (`engines.shards`).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def population_class(exp: ExperimentSpec, trainable: Any = None) -> type:
 
 
 class VectorizedRun:
-    """One process that holds every member and trains them as one batched model."""
+    """One process that holds every member and trains them as one batched model (or drives the shards that do)."""
 
     def __init__(self, store: Store, name: str, trainable: Any = None, device: str = "cpu",
                  compile: bool = False, memory_limit: int | None = None, shards: Sequence[str] = (),
@@ -65,7 +66,8 @@ class VectorizedRun:
         them, and the population restarts from its newest checkpoint, up to `max_failures` times.
         A torch population (a `BatchedTrainable`) that would not fit on an accelerator, or in the
         `memory_limit` given, is refused before any member is leased (on the CPU without a limit
-        the estimate's two trial steps would only slow every run's start).
+        the estimate's two trial steps would only slow every run's start); in shards, each shard
+        checks its own part as it starts.
         """
         from ..torch.memory import check_fits
         from ..torch.vectorized import BatchedTrainable
