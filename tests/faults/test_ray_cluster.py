@@ -58,8 +58,22 @@ def node_log(path: str) -> list[tuple[int, int, str]]:
         return [(int(seed), int(step), node) for seed, step, node in (line.split() for line in f)]
 
 
+def node_with_progress(store, workers) -> tuple | None:
+    """(the worker node to remove, the one to keep) once a member part-way through, with a checkpoint past step 0,
+    has trained on a node: removing that node must then resume it from that checkpoint, not from scratch."""
+    members = {m.seed: m for m in store.members("f")}
+    for seed, _, node in reversed(node_log(os.environ["POPTRAIN_TEST_LOG"])):
+        member = members.get(seed)
+        # an interval (3 steps) still to go, so it cannot finish between the choice and the removal
+        if member is not None and member.step <= STEPS - 3 and any(c.step for c in store.checkpoints("f", member.id)):
+            for i, worker in enumerate(workers):
+                if worker.node_id == node:
+                    return worker, workers[1 - i]
+    return None
+
+
 def test_a_removed_worker_node_costs_no_interval_and_a_stuck_interval_is_ended(cluster, postgres, s3, tmp_path):
-    nodes, (removed, kept) = cluster
+    nodes, workers = cluster
     url = postgres.new_database()
     experiment(url, trainable=HangsOnce, population=POPULATION, steps=STEPS, checkpoints=f"{s3}/nodes",
                max_failures=3).create()
@@ -73,7 +87,18 @@ def test_a_removed_worker_node_costs_no_interval_and_a_stuck_interval_is_ended(c
         # a third of the intervals trained: each node's two actors hold members part-way through
         wait_until(lambda: steps_done(url, "f") >= POPULATION * STEPS // 3 or driver.poll() is not None,
                    "a third of the intervals", timeout=90)
+        # the node removed is one that trained a member now past its first checkpoint and short of its budget
+        # (which node that is, and whether the first members to start are past it yet, is up to the scheduler)
+        chosen = None
+
+        def chose() -> bool:
+            nonlocal chosen
+            chosen = node_with_progress(store, workers)
+            return chosen is not None or driver.poll() is not None
+
+        wait_until(chose, "a member past its first checkpoint", timeout=60)
         assert driver.poll() is None, f"the run ended before the node could be removed:\n{driver_log(tmp_path)}"
+        removed, kept = chosen
         at_removal = {m.id: m for m in store.members("f")}
         nodes.remove_node(removed)
         done = steps_done(url, "f")
