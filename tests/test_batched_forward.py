@@ -162,3 +162,61 @@ def test_a_layer_the_user_put_in_eval_mode_stays_there():
     x = torch.randn(1, 10, 6).expand(2, 10, 6)
     _, losses = pop.gradients(F.cross_entropy, x, torch.zeros(2, 10, dtype=torch.long))
     assert losses[0] == losses[1]  # no mask drawn in training either
+
+
+def test_backward_by_hand_equals_autograds_for_every_activation_it_knows():
+    def known() -> nn.Module:
+        return nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 8, bias=False), nn.Tanh(),
+                             nn.Sequential(nn.Linear(8, 8), nn.Sigmoid(), nn.Identity()), nn.Linear(8, 3))
+
+    pop = StackedModules.from_factory(known, SEEDS)
+    twin = StackedModules.from_factory(known, SEEDS)
+    assert pop.direct and twin.direct
+    twin.direct = False  # autograd through the same batched products
+    x, y = batch(9)
+    y[0, :4] = -100  # F.cross_entropy's ignore_index: no loss, no gradient, counted in the member's mean
+    grads, losses = pop.gradients(F.cross_entropy, x, y)
+    expected, expected_losses = twin.gradients(F.cross_entropy, x, y)
+    assert list(grads) == list(expected) == list(pop.params)
+    for k in grads:
+        torch.testing.assert_close(grads[k], expected[k], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(losses, expected_losses)
+    assert losses[0] < losses[1:].min()  # the ignored targets lowered member 0's mean
+
+
+def test_backward_by_hand_is_used_only_where_it_applies():
+    assert StackedModules.from_factory(dropout_mlp, SEEDS).direct is False  # a mask to draw: autograd
+    assert StackedModules.from_factory(mlp, SEEDS).direct is False  # GELU: autograd
+
+    def tied() -> nn.Module:
+        layer = nn.Linear(6, 6)
+        return nn.Sequential(layer, nn.ReLU(), layer, nn.Linear(6, 3))
+
+    assert StackedModules.from_factory(tied, SEEDS).direct is False  # one weight's gradient from two places
+
+    def hooked() -> nn.Module:
+        model = nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 3))
+        model[1].register_forward_hook(lambda module, args, out: out * 2)
+        return model
+
+    assert StackedModules.from_factory(hooked, SEEDS).direct is False
+    pop = StackedModules.from_factory(lambda: nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 3)), SEEDS)
+    assert pop.direct
+    x, y = batch(5)
+    grads, _ = pop.gradients(lambda out, t: F.cross_entropy(out, t), x, y)  # another loss function: autograd
+    twin = StackedModules.from_factory(lambda: nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 3)), SEEDS)
+    for k, g in twin.gradients(F.cross_entropy, x, y)[0].items():
+        torch.testing.assert_close(grads[k], g, rtol=1e-5, atol=1e-6)
+
+
+
+def test_scoring_leaves_the_inputs_as_they_were():
+    def leading_activation() -> nn.Module:  # the first ReLU sees the caller's tensor: never overwritten
+        return nn.Sequential(nn.ReLU(), nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 3))
+
+    x, y = batch(5)
+    before = x.clone()
+    pop = _members_agree(leading_activation, x, y)
+    assert pop.layers is not None
+    pop.forward(x)
+    assert torch.equal(x, before)

@@ -26,6 +26,19 @@ ELEMENTWISE = (nn.Identity, nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.
                nn.Softplus, nn.Dropout)
 
 
+# Activations whose gradient the direct backward takes from the layer's output: (grad, output) -> grad of the input.
+OUTPUT_DERIVATIVES: dict[type, Callable[[Tensor, Tensor], Tensor]] = {
+    nn.ReLU: lambda grad, out: torch.ops.aten.threshold_backward(grad, out, 0),
+    nn.Tanh: torch.ops.aten.tanh_backward,
+    nn.Sigmoid: torch.ops.aten.sigmoid_backward,
+    nn.Identity: lambda grad, out: grad,
+}
+# The same activations in place, for scoring, where nothing keeps their inputs.
+IN_PLACE: dict[type, Callable[[Tensor], Tensor]] = {nn.ReLU: torch.relu_, nn.Tanh: torch.tanh_,
+                                                   nn.Sigmoid: torch.sigmoid_, nn.Identity: lambda x: x}
+IGNORE_INDEX = -100  # F.cross_entropy's default: such a target adds no loss and no gradient
+
+
 class NotVectorizable(ValueError):
     """The model has a layer the batched population cannot run."""
 
@@ -68,6 +81,17 @@ def linear_stack(model: nn.Module, names: dict[int, str] | None = None) -> list[
     return layers
 
 
+def direct_backward(layers: list[str | nn.Module] | None, params: Sequence[str]) -> bool:
+    """Whether `gradients` can run backward by hand: every parameter in one Linear used once, activations known."""
+    if layers is None:
+        return False
+    linears = [layer for layer in layers if isinstance(layer, str)]
+    covered = {name + part for name in linears for part in ("weight", "bias")}
+    return (len(set(linears)) == len(linears) and set(params) <= covered
+            and all(isinstance(layer, str) or (type(layer) in OUTPUT_DERIVATIVES and not _hooked(layer))
+                    for layer in layers))
+
+
 def member_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
     """Each member's mean cross-entropy, all at once: logits [P, B, classes], targets [P, B] -> [P]."""
     return F.cross_entropy(logits.transpose(1, 2), targets, reduction="none").mean(1)
@@ -85,6 +109,7 @@ class StackedModules:
         self.template = copy.deepcopy(modules[0]).to("meta")
         self.evaluator = copy.deepcopy(self.template).eval()  # dropout off when scoring
         self.layers = linear_stack(self.template)
+        self.direct = direct_backward(self.layers, list(self.params))
 
     @classmethod
     def from_factory(cls, factory: Callable[[], nn.Module], seeds: Sequence[int],
@@ -108,16 +133,18 @@ class StackedModules:
         assert self.layers is not None
         if x.shape[0] != self.size:  # reshaping below would silently mix members' rows
             raise ValueError(f"expected inputs with {self.size} members on the first axis, got shape {tuple(x.shape)}")
+        made = False  # whether x is a tensor this call made, which an activation may then overwrite when scoring
         for layer in self.layers:
             if isinstance(layer, str):
-                weight, bias = params[layer + "weight"], params.get(layer + "bias")
+                weight, bias = params[layer + "weight"].transpose(1, 2), params.get(layer + "bias")
                 flat = x.reshape(self.size, -1, x.shape[-1])  # Linear acts on the last axis, whatever comes before
-                out = torch.bmm(flat, weight.transpose(1, 2))
-                if bias is not None:
-                    out = out + bias.unsqueeze(1)
-                x = out.reshape(*x.shape[:-1], out.shape[-1])
+                # the bias in the product: a separate add of a large output cost as much as the product
+                out = torch.bmm(flat, weight) if bias is None else torch.baddbmm(bias.unsqueeze(1), flat, weight)
+                x, made = out.reshape(*x.shape[:-1], out.shape[-1]), True
+            elif not training and made and type(layer) in IN_PLACE and not _hooked(layer):
+                x = IN_PLACE[type(layer)](x)  # no fresh pages for a large scoring batch
             elif training or not isinstance(layer, nn.Dropout):  # dropout is the identity when scoring
-                x = layer(x)
+                x, made = layer(x), False
         return x
 
     def forward(self, x: Tensor) -> Tensor:
@@ -134,6 +161,9 @@ class StackedModules:
                 return loss_fn(self._call(params, buffers, xb), yb)
 
             return vmap(grad_and_value(loss), randomness="different")(self.params, self.buffers, x, y)
+        if (self.direct and self.layers is not None and loss_fn is F.cross_entropy and x.dim() == 3
+                and y.dim() == 2 and y.dtype == torch.long and not torch.is_autocast_enabled(x.device.type)):
+            return self._direct_gradients(x, y)
         params = {k: v.detach().requires_grad_(True) for k, v in self.params.items()}
         with torch.enable_grad():
             if self.layers is not None:
@@ -148,6 +178,43 @@ class StackedModules:
             # in eager mode one plain backward costs less than vmap(grad(...)), whose batching rules wrap every op
             grads = torch.autograd.grad(losses.sum(), list(params.values()))
         return dict(zip(params, grads)), losses.detach()
+
+    @torch.no_grad()
+    def _direct_gradients(self, x: Tensor, y: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+        """`gradients` of a linear stack under each member's mean cross-entropy, backward written out: autograd's
+        numbers from fewer kernels (no engine, bias folded into the product, the ReLU mask from its output)."""
+        if x.shape[0] != self.size:
+            raise ValueError(f"expected inputs with {self.size} members on the first axis, got shape {tuple(x.shape)}")
+        saved = []  # per layer: a Linear's input, an activation's output
+        for layer in self.layers:
+            if isinstance(layer, str):
+                saved.append(x)
+                weight, bias = self.params[layer + "weight"].transpose(1, 2), self.params.get(layer + "bias")
+                x = torch.bmm(x, weight) if bias is None else torch.baddbmm(bias.unsqueeze(1), x, weight)
+            else:
+                x = layer(x)
+                saved.append(x)
+        # softmax by hand: over a few classes, log_softmax's kernel costs three times these five
+        shifted = x - x.amax(2, keepdim=True)
+        exp = shifted.exp()
+        total = exp.sum(2, keepdim=True)
+        # per target: 1/B, or 0 where it is ignored (F.cross_entropy's ignore_index; the mean still counts it)
+        scale = (y != IGNORE_INDEX).unsqueeze(2).to(x.dtype).div_(y.shape[1])
+        target = y.clamp(min=0).unsqueeze(2)
+        losses = (total.log() - shifted.gather(2, target)).mul_(scale).sum((1, 2))
+        grad = exp.mul_(scale / total).scatter_add_(2, target, scale.neg())  # (softmax - one-hot) / B
+        grads: dict[str, Tensor] = {}
+        for i in range(len(self.layers) - 1, -1, -1):
+            layer = self.layers[i]
+            if isinstance(layer, str):
+                grads[layer + "weight"] = torch.bmm(grad.transpose(1, 2), saved[i])
+                if layer + "bias" in self.params:
+                    grads[layer + "bias"] = grad.sum(1)
+                if i:  # the inputs need no gradient
+                    grad = torch.bmm(grad, self.params[layer + "weight"])
+            else:
+                grad = OUTPUT_DERIVATIVES[type(layer)](grad, saved[i])
+        return {k: grads[k] for k in self.params}, losses
 
     @torch.no_grad()
     def copy_members(self, dsts: Sequence[int], srcs: Sequence[int]) -> None:
