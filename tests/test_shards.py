@@ -9,7 +9,7 @@ import poptrain
 from conftest import EXAMPLES
 from mlp_digits import MLPDigits, MLPDigitsPopulation
 from poptrain.engines import Vectorized
-from poptrain.engines.shards import split
+from poptrain.engines.shards import dumps, split
 from poptrain.experiment import load_spec
 from poptrain.store import CheckpointStore
 from poptrain.store.checkpoints import SHARDS
@@ -120,3 +120,18 @@ def test_a_reply_a_shard_cannot_send_is_the_batched_steps_failure_not_a_hang(tmp
     result = exp.run(engine=Vectorized(shards=2))
     members = result.store.members("u")
     assert {m.status for m in members} == {"failed"} and "reply cannot be sent" in members[0].error
+
+
+def test_the_pipe_carries_tensors_exactly_whatever_their_type_and_layout():
+    import pickle
+
+    g = torch.Generator().manual_seed(3)
+    message = {"weights": torch.randn(4, 3, 2), "rng": [g.get_state()], "view": torch.arange(12.0).view(3, 4).t(),
+               "scalar": torch.tensor(2.5, dtype=torch.float64), "mask": torch.tensor([True, False]),
+               "bf16": torch.ones(3, dtype=torch.bfloat16), "neg": torch.randn(3, dtype=torch.complex64).conj()}
+    back = pickle.loads(dumps(message))
+    for key, sent in message.items():
+        for a, b in zip(sent if isinstance(sent, list) else [sent], back[key] if isinstance(sent, list) else [back[key]]):
+            assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a.resolve_conj(), b), key
+    back["weights"].add_(1)  # writable: a shard trains on what it was sent
+    assert not torch.equal(back["weights"], message["weights"])

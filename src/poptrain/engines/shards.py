@@ -16,6 +16,7 @@ is noticed within a second of its death.
 
 from __future__ import annotations
 
+import io
 import multiprocessing
 import pickle
 import signal
@@ -26,6 +27,39 @@ from ..records import Hparams
 from ..store.checkpoints import SHARDS
 
 _POLL = 1.0  # seconds between checks that a shard the driver waits for is alive
+
+
+class _Wire(pickle.Pickler):
+    """pickle, with host tensors sent as numpy arrays: one copy of their bytes, where torch's own reduction writes
+    a small archive per tensor (a generator's 5 KB state cost as much as a whole layer's weights)."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        import torch
+
+        if type(obj) is torch.Tensor and obj.device.type == "cpu" and not obj.requires_grad and obj.dtype in _NUMPY:
+            return _from_numpy, (obj.resolve_conj().resolve_neg().numpy(),)
+        return NotImplemented
+
+
+_NUMPY: set[Any] = set()  # the torch dtypes numpy holds, filled on first use (this module does not import torch)
+
+
+def _from_numpy(array: Any) -> Any:
+    import torch
+
+    return torch.from_numpy(array)
+
+
+def dumps(obj: Any) -> bytes:
+    """`obj` pickled for a pipe between the driver and its shards."""
+    if not _NUMPY:
+        import torch
+
+        _NUMPY.update({torch.float16, torch.float32, torch.float64, torch.int8, torch.int16, torch.int32,
+                       torch.int64, torch.uint8, torch.bool, torch.complex64, torch.complex128})
+    buffer = io.BytesIO()
+    _Wire(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    return buffer.getvalue()
 
 
 def split(size: int, shards: int) -> list[int]:
@@ -137,7 +171,7 @@ class ShardedPopulation:
 
     def _send(self, k: int, command: tuple[Any, ...]) -> None:
         try:
-            self.pipes[k].send_bytes(pickle.dumps(command, protocol=pickle.HIGHEST_PROTOCOL))
+            self.pipes[k].send_bytes(dumps(command))
         except OSError:
             raise self._death(k) from None
 
@@ -208,7 +242,7 @@ def serve(pipe: Any, setup: tuple[Any, ...]) -> None:
         except Exception as exc:  # noqa: BLE001 - the driver raises it: the batched step's failure
             reply = (False, exc if isinstance(exc, SpecError) else ShardError(f"{type(exc).__name__}: {exc}"))
         try:
-            message = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
+            message = dumps(reply)
         except Exception as exc:  # noqa: BLE001 - e.g. evaluate() returned what pickle cannot carry
             message = pickle.dumps((False, ShardError(f"its reply cannot be sent: {type(exc).__name__}: {exc}")))
         pipe.send_bytes(message)
