@@ -35,6 +35,13 @@ CASES = {
     "sgd": (lambda p, h: BatchedSGD(p, **h), lambda ps, h: torch.optim.SGD(ps, **h),
             [dict(lr=0.1, momentum=0.9, weight_decay=1e-3), dict(lr=0.05, momentum=0.0, weight_decay=0.0),
              dict(lr=0.2, momentum=0.5, weight_decay=1e-2)]),
+    # every member moving: the step that keeps the gradient as the new buffer, and (with dampening) the one that does not
+    "sgd-moving": (lambda p, h: BatchedSGD(p, **h), lambda ps, h: torch.optim.SGD(ps, **h),
+                   [dict(lr=0.1, momentum=0.9, weight_decay=1e-3), dict(lr=0.05, momentum=0.3, weight_decay=0.0),
+                    dict(lr=0.2, momentum=0.5, weight_decay=1e-2)]),
+    "sgd-damped": (lambda p, h: BatchedSGD(p, **h), lambda ps, h: torch.optim.SGD(ps, **h),
+                   [dict(lr=0.1, momentum=0.9, dampening=0.1), dict(lr=0.05, momentum=0.3, dampening=0.0),
+                    dict(lr=0.2, momentum=0.5, dampening=0.5)]),
     "sgd-nesterov": (lambda p, h: BatchedSGD(p, nesterov=True, **h), lambda ps, h: torch.optim.SGD(ps, nesterov=True, **h),
                      [dict(lr=0.1, momentum=0.9), dict(lr=0.05, momentum=0.8), dict(lr=0.2, momentum=0.5)]),
     "adam": (lambda p, h: BatchedAdam(p, **h), lambda ps, h: torch.optim.Adam(ps, lr=h["lr"], betas=(h["beta1"], h["beta2"]),

@@ -36,7 +36,8 @@ def _along_each(values: Tensor, dims: list[int]) -> list[Tensor]:
 class BatchedOptimizer:
     """Shared bookkeeping: per-member hyperparameters and state, exploit as an index copy.
 
-    `step(grads)` may write into the gradients it is given: they are the step's to use up.
+    `step(grads)` uses up the gradients it is given: it may write into them and keep them as its own state
+    (SGD's momentum buffers), so pass tensors that nothing reads or writes afterwards.
     """
 
     hparams: tuple[str, ...] = ()
@@ -144,6 +145,7 @@ class BatchedSGD(BatchedOptimizer):
         self.nesterov = nesterov
         self._all_moving = False  # every member's momentum is nonzero
         self._decays = True  # some member's weight decay is nonzero
+        self._damps = True  # some member's dampening is nonzero
         self._all_started = False  # every member's buffer has started, for every parameter (copies cannot undo it)
 
     def initial_state(self) -> dict[str, dict[str, Tensor]]:
@@ -158,6 +160,7 @@ class BatchedSGD(BatchedOptimizer):
     def read_flags(self) -> None:
         self._all_moving = all(m != 0 for m in self.host["momentum"])
         self._decays = any(w != 0 for w in self.host["weight_decay"])
+        self._damps = any(d != 0 for d in self.host["dampening"])
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
@@ -183,6 +186,15 @@ class BatchedSGD(BatchedOptimizer):
         g = [grads[name] for name in self.params]
         if self._decays:  # in place: a new tensor per parameter per step cost 3x the write (fresh pages each time)
             torch._foreach_addcmul_(g, params, views["weight_decay"])
+        if not self.nesterov and not self._damps and all(
+                t.is_contiguous() and t.shape == b.shape and t.dtype == b.dtype and t.data_ptr() != b.data_ptr()
+                for t, b in zip(g, bufs)):
+            # the gradient becomes the new buffer (gradient + momentum * buffer): a pass over the weights fewer
+            torch._foreach_addcmul_(g, bufs, views["momentum"])
+            torch._foreach_addcmul_(params, g, views["lr"], value=-1)
+            for name, buffer in zip(self.params, g):
+                self.state[name]["momentum_buffer"] = buffer
+            return
         torch._foreach_mul_(bufs, views["momentum"])
         torch._foreach_addcmul_(bufs, g, views["1-dampening"])
         step = torch._foreach_addcmul(g, bufs, views["momentum"]) if self.nesterov else bufs
