@@ -200,14 +200,16 @@ def test_backward_by_hand_is_used_only_where_it_applies():
         return model
 
     assert StackedModules.from_factory(hooked, SEEDS).direct is False
-    pop = StackedModules.from_factory(lambda: nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 3)), SEEDS)
+
+    def relu_mlp() -> nn.Module:
+        return nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 3))
+
+    pop, twin = StackedModules.from_factory(relu_mlp, SEEDS), StackedModules.from_factory(relu_mlp, SEEDS)
     assert pop.direct
     x, y = batch(5)
     grads, _ = pop.gradients(lambda out, t: F.cross_entropy(out, t), x, y)  # another loss function: autograd
-    twin = StackedModules.from_factory(lambda: nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 3)), SEEDS)
     for k, g in twin.gradients(F.cross_entropy, x, y)[0].items():
         torch.testing.assert_close(grads[k], g, rtol=1e-5, atol=1e-6)
-
 
 
 def test_scoring_leaves_the_inputs_as_they_were():

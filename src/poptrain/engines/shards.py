@@ -33,15 +33,17 @@ class _Wire(pickle.Pickler):
     """pickle, with host tensors sent as numpy arrays: one copy of their bytes, where torch's own reduction writes
     a small archive per tensor (a generator's 5 KB state cost as much as a whole layer's weights)."""
 
+    def __init__(self, file: io.BytesIO, tensor: type) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.tensor = tensor  # torch.Tensor, passed in: this module does not import torch
+
     def reducer_override(self, obj: Any) -> Any:
-        import torch
-
-        if type(obj) is torch.Tensor and obj.device.type == "cpu" and not obj.requires_grad and obj.dtype in _NUMPY:
-            return _from_numpy, (obj.resolve_conj().resolve_neg().numpy(),)
+        if type(obj) is self.tensor and obj.device.type == "cpu" and not obj.requires_grad:
+            try:
+                return _from_numpy, (obj.resolve_conj().resolve_neg().numpy(),)
+            except TypeError:  # a dtype numpy lacks (bfloat16): torch's own reduction
+                pass
         return NotImplemented
-
-
-_NUMPY: set[Any] = set()  # the torch dtypes numpy holds, filled on first use (this module does not import torch)
 
 
 def _from_numpy(array: Any) -> Any:
@@ -52,13 +54,10 @@ def _from_numpy(array: Any) -> Any:
 
 def dumps(obj: Any) -> bytes:
     """`obj` pickled for a pipe between the driver and its shards."""
-    if not _NUMPY:
-        import torch
+    import torch
 
-        _NUMPY.update({torch.float16, torch.float32, torch.float64, torch.int8, torch.int16, torch.int32,
-                       torch.int64, torch.uint8, torch.bool, torch.complex64, torch.complex128})
     buffer = io.BytesIO()
-    _Wire(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    _Wire(buffer, torch.Tensor).dump(obj)
     return buffer.getvalue()
 
 

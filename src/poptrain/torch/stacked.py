@@ -128,14 +128,19 @@ class StackedModules:
     def _evaluate(self, params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Tensor:
         return functional_call(self.evaluator, (params, buffers), (x,))
 
-    def _stacked(self, params: dict[str, Tensor], x: Tensor, training: bool) -> Tensor:
-        """The linear stack's outputs for every member at once, without vmap's per-op batching rules."""
+    def _stacked(self, params: dict[str, Tensor], x: Tensor, training: bool, saved: list[Tensor] | None = None) -> Tensor:
+        """The linear stack's outputs for every member at once, without vmap's per-op batching rules.
+
+        `saved`, if given, receives what a backward by hand needs, per layer: a Linear's input, an activation's output.
+        """
         assert self.layers is not None
         if x.shape[0] != self.size:  # reshaping below would silently mix members' rows
             raise ValueError(f"expected inputs with {self.size} members on the first axis, got shape {tuple(x.shape)}")
         made = False  # whether x is a tensor this call made, which an activation may then overwrite when scoring
         for layer in self.layers:
             if isinstance(layer, str):
+                if saved is not None:
+                    saved.append(x)
                 weight, bias = params[layer + "weight"].transpose(1, 2), params.get(layer + "bias")
                 flat = x.reshape(self.size, -1, x.shape[-1])  # Linear acts on the last axis, whatever comes before
                 # the bias in the product: a separate add of a large output cost as much as the product
@@ -145,6 +150,8 @@ class StackedModules:
                 x = IN_PLACE[type(layer)](x)  # no fresh pages for a large scoring batch
             elif training or not isinstance(layer, nn.Dropout):  # dropout is the identity when scoring
                 x, made = layer(x), False
+                if saved is not None:
+                    saved.append(x)
         return x
 
     def forward(self, x: Tensor) -> Tensor:
@@ -183,17 +190,8 @@ class StackedModules:
     def _direct_gradients(self, x: Tensor, y: Tensor) -> tuple[dict[str, Tensor], Tensor]:
         """`gradients` of a linear stack under each member's mean cross-entropy, backward written out: autograd's
         numbers from fewer kernels (no engine, bias folded into the product, the ReLU mask from its output)."""
-        if x.shape[0] != self.size:
-            raise ValueError(f"expected inputs with {self.size} members on the first axis, got shape {tuple(x.shape)}")
-        saved = []  # per layer: a Linear's input, an activation's output
-        for layer in self.layers:
-            if isinstance(layer, str):
-                saved.append(x)
-                weight, bias = self.params[layer + "weight"].transpose(1, 2), self.params.get(layer + "bias")
-                x = torch.bmm(x, weight) if bias is None else torch.baddbmm(bias.unsqueeze(1), x, weight)
-            else:
-                x = layer(x)
-                saved.append(x)
+        saved: list[Tensor] = []
+        x = self._stacked(self.params, x, training=True, saved=saved)
         # softmax by hand: over a few classes, log_softmax's kernel costs three times these five
         shifted = x - x.amax(2, keepdim=True)
         exp = shifted.exp()
