@@ -5,7 +5,8 @@ about 50 ms of DDP training each, an evaluation after each) in 2 processes this 
 in alternation. The poptrain side is an own loop: `connect`, `ask`, `tell(state=..., reduce=
 "mean")` over the process group, the population in SQLite under a temporary folder, ready every
 2 intervals, truncation. The timer runs on each rank from a barrier after the group starts to a
-barrier after the last interval (connect and close inside it, process start-up and a warm-up step outside). The
+barrier after the last interval (connect and close inside it, process start-up and a warm-up step outside;
+the objects start-up made are frozen out of garbage collection on both sides). The
 ratio is poptrain's time / bare time; the collective cost is the time each rank spends inside
 `tell`, per interval.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import json
 import multiprocessing as mp
 import os
@@ -75,6 +77,10 @@ def rank_main(rank: int, port: int, mode: str, url: str, population: int, steps:
     model = DistributedDataParallel(build(0))
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     interval(model, opt, train_x, train_y, 0, 5)
+    # torch's objects from start-up, frozen on both sides: otherwise a few full garbage collections of 80 ms each
+    # (as long as an interval and a half) land at random in every run, the same cost on each side, and blur the ratio
+    gc.collect()
+    gc.freeze()
     dist.barrier()
     start = time.perf_counter()
     if mode == "calibrate":  # one interval of the warmed-up model, timed

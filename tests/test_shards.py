@@ -9,7 +9,8 @@ import poptrain
 from conftest import EXAMPLES
 from mlp_digits import MLPDigits, MLPDigitsPopulation
 from poptrain.engines import Vectorized
-from poptrain.engines.shards import dumps, split
+from poptrain.engines.shards import split
+from poptrain.wire import dumps
 from poptrain.experiment import load_spec
 from poptrain.store import CheckpointStore
 from poptrain.store.checkpoints import SHARDS

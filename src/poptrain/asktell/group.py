@@ -33,6 +33,7 @@ from ..errors import PoptrainError
 from ..outcome import MemberError, score_of, user
 from ..records import Continue, Decision, Exploit
 from ..spec import ExperimentSpec
+from ..wire import dumps
 from .live import REDUCTIONS, Connection, Member, check_reduce, log
 from .step import TRAIN_ON, next_move
 
@@ -317,7 +318,7 @@ class GroupConnection:
     def _send(self, message: tuple[Any, ...]) -> None:
         import torch
 
-        data = pickle.dumps(message)
+        data = dumps(message)  # a copied state's tensors as numpy arrays: one copy of their bytes
         head = torch.zeros(_BUFFER, dtype=torch.uint8)
         first = data[:_BUFFER - 8]
         head[:8] = torch.frombuffer(bytearray(len(data).to_bytes(8, "little")), dtype=torch.uint8)

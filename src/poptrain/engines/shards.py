@@ -16,7 +16,6 @@ is noticed within a second of its death.
 
 from __future__ import annotations
 
-import io
 import multiprocessing
 import pickle
 import signal
@@ -25,40 +24,9 @@ from typing import Any, Sequence
 from ..errors import SpecError
 from ..records import Hparams
 from ..store.checkpoints import SHARDS
+from ..wire import dumps
 
 _POLL = 1.0  # seconds between checks that a shard the driver waits for is alive
-
-
-class _Wire(pickle.Pickler):
-    """pickle, with host tensors sent as numpy arrays: one copy of their bytes, where torch's own reduction writes
-    a small archive per tensor (a generator's 5 KB state cost as much as a whole layer's weights)."""
-
-    def __init__(self, file: io.BytesIO, tensor: type) -> None:
-        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
-        self.tensor = tensor  # torch.Tensor, passed in: this module does not import torch
-
-    def reducer_override(self, obj: Any) -> Any:
-        if type(obj) is self.tensor and obj.device.type == "cpu" and not obj.requires_grad:
-            try:
-                return _from_numpy, (obj.resolve_conj().resolve_neg().numpy(),)
-            except TypeError:  # a dtype numpy lacks (bfloat16): torch's own reduction
-                pass
-        return NotImplemented
-
-
-def _from_numpy(array: Any) -> Any:
-    import torch
-
-    return torch.from_numpy(array)
-
-
-def dumps(obj: Any) -> bytes:
-    """`obj` pickled for a pipe between the driver and its shards."""
-    import torch
-
-    buffer = io.BytesIO()
-    _Wire(buffer, torch.Tensor).dump(obj)
-    return buffer.getvalue()
 
 
 def split(size: int, shards: int) -> list[int]:

@@ -132,7 +132,8 @@ class CheckpointStore:
         try:
             self.fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
             with self.fs.open(temporary, "wb") as f:
-                f.write(magic + checksum.encode() + b"\n" + payload)
+                f.write(magic + checksum.encode() + b"\n")
+                f.write(payload)
             self.fs.mv(temporary, final)
         except OSError as exc:
             self._remove(temporary)
