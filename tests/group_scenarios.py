@@ -65,22 +65,33 @@ try:
                              for _ in range(3)]
         seen["record"] = [member.step, member.record.step, member.record.version, member.record.last_score,
                           member.record.last_ready]
-    elif scenario == "lost_quick":  # the lease is taken over before a quick tell: both ranks learn at the next call
+    elif scenario == "lost_quick":  # the lease is taken over before a quick tell: rank 0's report of it (at the
+        # next call) finds the lease lost, its next gather says so, and both ranks get Released at the call after
         if rank == 0:
             pop.inner._heartbeat.stop()
             time.sleep(2.5)
             taken = Connection(pop.inner.store, "group", "thief").ask(wait=False)
             seen["taken_by_thief"] = taken.id if taken else None
         dist.barrier()
-        seen["decisions"] = [type(pop.tell(member, 1.0, reduce="max")).__name__]
-        seen["running_after_first"] = member.running
-        seen["decisions"].append(type(pop.tell(member, 1.0, reduce="max")).__name__)
+        seen["decisions"], seen["running_before"] = [], []
+        for _ in range(3):
+            seen["running_before"].append(member.running)
+            seen["decisions"].append(type(pop.tell(member, 1.0, reduce="max")).__name__)
         seen["running"] = member.running
-    elif scenario == "bad_score":  # rank 1 tells a result that is not a score: both ranks raise, nobody hangs
+    elif scenario in ("bad_score", "bad_score_rank0"):  # a result that is not a score at a quick tell: both ranks
+        # return Continue, then both raise at the next tell, nobody hangs
+        if scenario == "bad_score":  # rank 1's, under reduce: it counts
+            told, reduce = ("oops" if rank == 1 else 1.0), "mean"
+        else:  # rank 0's, without reduce (rank 1's result is not read then)
+            told, reduce = ("oops" if rank == 0 else None), None
+        seen["decisions"] = [type(pop.tell(member, told, reduce=reduce)).__name__]
         try:
-            pop.tell(member, "oops" if rank == 1 else 1.0, reduce="mean")
+            pop.tell(member, 1.0, reduce=reduce)
         except Exception as exc:  # noqa: BLE001 - what each rank sees is the point
             seen["error"] = f"{type(exc).__name__}: {exc}"
+    elif scenario == "quick_rank0":  # without reduce: quick tells store rank 0's score; rank 1 may tell anything
+        seen["decisions"] = [type(pop.tell(member, 2.0 if rank == 0 else None)).__name__ for _ in range(3)]
+        seen["record"] = [member.step, member.record.last_score]
     seen["calls"] = calls
     pop.close()
     seen["group"] = isinstance(pop, GroupConnection)

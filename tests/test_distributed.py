@@ -156,16 +156,35 @@ def test_an_interval_not_ready_takes_the_quick_tell_and_both_ranks_hold_the_same
     assert store.member("group", 0).step == 3 and store.checkpoints("group", 0)[0].step == 3
 
 
-def test_a_lease_lost_under_a_quick_tell_releases_the_member_on_every_rank_at_the_next_call(tmp_path):
-    seen = scenario(tmp_path, "lost_quick", lease=1.0, ready=3)
+def test_quick_tells_without_reduce_store_rank_zeros_score_and_read_nothing_of_the_other_ranks(tmp_path):
+    seen = scenario(tmp_path, "quick_rank0", ready=3)
+    assert seen[0]["decisions"] == seen[1]["decisions"] == ["Continue"] * 3
+    assert seen[0]["record"] == seen[1]["record"] == [3, 2.0]
+    assert [(r.step, r.score) for r in open_store(f"sqlite:///{tmp_path}/quick_rank0.db").reports("group")] == [
+        (1, 2.0), (2, 2.0), (3, 2.0)]
+
+
+def test_a_lease_lost_under_a_quick_tell_releases_the_member_on_every_rank_two_calls_later(tmp_path):
+    seen = scenario(tmp_path, "lost_quick", lease=1.0, ready=5)
     assert seen[0]["taken_by_thief"] == 0
-    assert seen[0]["decisions"] == seen[1]["decisions"] == ["Continue", "Released"]
-    assert seen[0]["running_after_first"] and seen[1]["running_after_first"]
+    # tell 1 is quick; tell 2 reads its gather, and rank 0's report of it finds the lease lost; tell 2's gather
+    # carries that word, so tell 3 is a full call on both ranks and delivers the release
+    assert seen[0]["decisions"] == seen[1]["decisions"] == ["Continue", "Continue", "Released"]
+    assert seen[0]["running_before"] == seen[1]["running_before"] == [True, True, True]
     assert not seen[0]["running"] and not seen[1]["running"]
     assert open_store(f"sqlite:///{tmp_path}/lost_quick.db").reports("group") == []  # the thief's lease held
 
 
-def test_a_result_that_is_not_a_score_on_one_rank_raises_on_every_rank(tmp_path):
+def test_a_result_that_is_not_a_score_on_one_rank_raises_on_every_rank_at_the_next_tell(tmp_path):
     seen = scenario(tmp_path, "bad_score", ready=3)
+    assert seen[0]["decisions"] == seen[1]["decisions"] == ["Continue"]
     assert seen[1]["error"] == "MemberError: ValueError: evaluate()'s metric 'score' is 'oops', not a number"
     assert seen[0]["error"].startswith("MemberError: rank 1 of this member's group told a result that is not a score")
+    assert open_store(f"sqlite:///{tmp_path}/bad_score.db").reports("group") == []  # nothing stored for it
+
+
+def test_rank_zeros_result_that_is_not_a_score_raises_on_every_rank_at_the_next_tell(tmp_path):
+    seen = scenario(tmp_path, "bad_score_rank0", ready=3)
+    assert seen[0]["decisions"] == seen[1]["decisions"] == ["Continue"]
+    assert seen[0]["error"] == "MemberError: ValueError: evaluate()'s metric 'score' is 'oops', not a number"
+    assert seen[1]["error"].startswith("MemberError: rank 0 of this member's group told a result that is not a score")

@@ -14,10 +14,15 @@ first tells the others to call theirs, and rank 0's value is the one saved. An e
 collective the others skipped. While rank 0 waits for a member to become due it broadcasts a
 keep-alive every second, so the other ranks' waits stay within the group's timeout.
 
-An interval that is not ready, told with `reduce`, takes one collective: the all-gather of the
-scores carries rank 0's word that nothing is to be decided, so every rank returns Continue at
-once and rank 0 writes the report after. Should that write find the lease lost (or the store
-gone), the outcome reaches every rank at the group's next call.
+An interval that is not ready (nothing to decide or save) waits for no other rank: every rank
+starts an all-gather of its score (and of rank 0's word that it has nothing to deliver) without
+waiting for it and returns Continue; the gather completes while the ranks train on, and at the
+group's next call every rank reads it first: rank 0 then writes that interval's report (with the
+score `reduce` asked for), and every rank learns the score (`member.record.last_score` is None
+until then). A result that is not a score, on any rank `reduce` counts, is raised on every rank
+at that next call (a `tell`; `ask`, `fail`, `release` and `close` log it). Should the report's
+write find the lease lost (or the store gone), rank 0 says so in the following gather, and every
+rank gets the outcome at the call after: one interval later than a single process would.
 """
 
 from __future__ import annotations
@@ -26,12 +31,13 @@ import math
 import pickle
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping
 
 from ..errors import PoptrainError
 from ..outcome import MemberError, score_of, user
 from ..records import Continue, Decision, Exploit
+from ..store import MemberRecord
 from ..spec import ExperimentSpec
 from ..wire import dumps
 from .live import REDUCTIONS, Connection, Member, check_reduce, log
@@ -60,9 +66,10 @@ class GroupConnection:
     same order, and gets the same result."""
 
     def __init__(self, group: Any, open_connection: Callable[[], Connection], trainable: Any = None) -> None:
+        import torch
         import torch.distributed as dist
 
-        self.dist, self.group = dist, group
+        self._torch, self.dist, self.group = torch, dist, group
         self.rank, self.size = dist.get_rank(group), dist.get_world_size(group)
         self._device = _collective_device(dist, group)
         self.inner: Connection | None = None
@@ -71,6 +78,8 @@ class GroupConnection:
         self._sent_state: Any = None  # the copied state an apply message already carried
         self._alive_at = 0.0  # when rank 0 last told the others it is still waiting for a member
         self._pending: tuple[int, Any] | None = None  # rank 0: (member, Released or error) a quick tell's write met
+        self._gathering: _Gathering | None = None  # a quick tell's all-gather, read at the group's next call
+        self._clear = True  # every rank: rank 0's word, in the last gather read, that it has nothing to deliver
         if self.rank == 0:
             spec = self._lead(lambda: self._open(open_connection))
         else:
@@ -107,6 +116,7 @@ class GroupConnection:
     def close(self) -> None:
         """Give back what rank 0 holds; every rank returns once all have seen it (a rank that left early would
         close its end of the group under one still receiving)."""
+        self._settle(raise_errors=False)
         if self._pending is not None and isinstance(self._pending[1], BaseException):
             log.warning("closing after a report rank 0 could not store: %s", self._pending[1])
         self._pending = None
@@ -115,6 +125,7 @@ class GroupConnection:
 
     def ask(self, wait: bool = True, live: Mapping[int, int] | None = None, decide: bool = True) -> Member | None:
         """As `Connection.ask`, on every rank; the member (and its state to load) is rank 0's."""
+        self._settle(raise_errors=False)
         return self._call(lambda c: c.ask(wait, live, decide, on_wait=self._keep_alive))
 
     def tell(self, member: Member, result: Any, state: Any = None, apply: Callable[[Exploit], None] | None = None,
@@ -122,26 +133,29 @@ class GroupConnection:
         """As `Connection.tell`, on every rank: the score is rank 0's, or `reduce` ("mean", "min", "max") of every
         rank's; `state` callables run on every rank and rank 0's value is saved; `apply` runs on every rank."""
         check_reduce(reduce)
+        self._settle()
         if callable(state):
             self._states[member.id] = state
+        if self._clear and next_move(self.spec, member.step + 1, member.record.last_ready) == TRAIN_ON:
+            return self._train_on(member, result, state, reduce)
         if reduce is not None:
-            trains_on = next_move(self.spec, member.step + 1, member.record.last_ready) == TRAIN_ON
-            result, quick = self._reduced(result, reduce, offer=trains_on)
-            if quick:
-                return self._train_on(member, result, state)
+            result = self._reduced(result, reduce)
         return self._call(lambda c: c.tell(member, result, self._collective(member.id, state), self._applier(apply)),
                           member, apply, deliver=True)
 
     def decide(self, member: Member, state: Any = None, apply: Callable[[Exploit], None] | None = None) -> Decision:
+        self._settle()
         if callable(state):
             self._states[member.id] = state
         return self._call(lambda c: c.decide(member, self._collective(member.id, state), self._applier(apply)),
                           member, apply, deliver=True)
 
     def fail(self, member: Member, error: str) -> str:
+        self._settle(raise_errors=False)
         return self._call(lambda c: c.fail(member, error), member)
 
     def release(self, member: Member) -> None:
+        self._settle(raise_errors=False)
         self._call(lambda c: c.release(member), member)
 
     # the protocol
@@ -157,26 +171,54 @@ class GroupConnection:
                 result = self._follow(member)
             finally:
                 self._apply = None
+        self._clear = True  # rank 0 delivered whatever it held in this call (its pending outcome is gone)
         if isinstance(result, Member):
             result.connection = self  # type: ignore[assignment]
         return result
 
-    def _train_on(self, member: Member, result: Any, state: Any) -> Decision:
-        """A quick tell: every rank moves the member on and trains on; rank 0 then stores the report."""
-        score, _ = user(score_of, result, self.spec.metric)
-        told = member.record
-        if self.rank == 0:
-            assert self.inner is not None
-            try:
-                outcome: Any = self.inner.tell(member, result, self._collective(member.id, state))
-            except Exception as exc:  # noqa: BLE001 - a store gone for good: every rank raises it at the next call
-                outcome = exc
-            if isinstance(outcome, Continue):
-                return outcome
-            self._pending = (member.id, outcome)
-            member.record, member.running = told, True  # as the other ranks have it until the next call
-        member.advance(score)
+    def _train_on(self, member: Member, result: Any, state: Any, reduce: str | None) -> Decision:
+        """A quick tell: every rank starts the all-gather of its score, moves the member on and trains on; the
+        gather is read (and rank 0 stores the report) at the group's next call."""
+        mine, error = self._row(result, reduce)
+        gathered = [self._torch.empty_like(mine) for _ in range(self.size)]
+        work = self.dist.all_gather(gathered, mine, group=self.group, async_op=True)
+        self._gathering = _Gathering(work, gathered, mine, error, member, member.record, result, state, reduce)
+        member.advance(None)  # its score is known once the gather is read
         return Continue()
+
+    def _settle(self, raise_errors: bool = True) -> None:
+        """Read the last quick tell's gather (it completed while the ranks trained): its score on every rank, its
+        report on rank 0, and whether rank 0 has an outcome to deliver. Every rank reads the same rows, so every
+        rank raises (or logs) alike."""
+        gathering, self._gathering = self._gathering, None
+        if gathering is None:
+            return
+        gathering.work.wait()
+        rows = self._torch.stack(gathering.gathered).cpu().tolist()
+        self._clear = bool(rows[0][2])
+        try:
+            value = self._combine(rows, gathering.reduce, gathering.error)
+        except MemberError as exc:
+            if raise_errors:
+                raise
+            log.warning("member %d: the last interval told was not stored: %s", gathering.member.id, exc)
+            return
+        member, told = gathering.member, gathering.told
+        if member.record.step == told.step + 1:  # (always, unless the caller moved the member on itself)
+            member.record = replace(member.record, last_score=score_or_none(value))
+        if self.rank != 0 or self._pending is not None:  # a member already lost on rank 0 stores nothing more
+            return
+        assert self.inner is not None
+        result = gathering.result
+        if gathering.reduce is not None:
+            result = {**result, self.spec.metric: value} if isinstance(result, dict) else value
+        view = replace(member, record=told)  # as it was told, so the report lands at its own step
+        try:
+            outcome: Any = self.inner.tell(view, result, self._collective(member.id, gathering.state))
+        except Exception as exc:  # noqa: BLE001 - a store gone for good: every rank raises it at a later call
+            outcome = exc
+        if not isinstance(outcome, Continue):
+            self._pending = (member.id, outcome)
 
     def _delivering(self, run: Callable[[Connection], Any], member: Member | None,
                     deliver: bool) -> Callable[[Connection], Any]:
@@ -284,34 +326,45 @@ class GroupConnection:
             self._alive_at = now
             self._send(("wait",))
 
-    def _reduced(self, result: Any, reduce: str, offer: bool) -> tuple[Any, bool]:
-        """The result with its score reduced across the ranks, and whether rank 0 takes the quick tell (`offer`:
-        nothing is due at this interval). Every rank takes part in the one all-gather, a rank whose result is not
-        a score too: then every rank raises."""
-        import torch
+    def _row(self, result: Any, reduce: str | None) -> tuple[Any, MemberError | None]:
+        """This rank's part of a gather: its score (NaN if none), whether it is not a score, and (from rank 0)
+        whether it has nothing to deliver; with the error, if its result is not a score. Without `reduce` only
+        rank 0's result counts."""
+        score: Any = math.nan
+        error: MemberError | None = None
+        if reduce is not None or self.rank == 0:
+            try:
+                score, _ = user(score_of, result, self.spec.metric)
+            except MemberError as exc:
+                error = exc
+        clear = self.rank == 0 and self._pending is None
+        row = self._torch.tensor([math.nan if score is None else score, error is not None, clear],
+                                 dtype=self._torch.float64, device=self._device)
+        return row, error
 
-        try:
-            score, _ = user(score_of, result, self.spec.metric)
-            error: MemberError | None = None
-        except MemberError as exc:
-            score, error = None, exc
-        quick = offer and self.rank == 0 and self._pending is None
-        mine = torch.tensor([math.nan if score is None else score, error is not None, quick], dtype=torch.float64,
-                            device=self._device)
-        gathered = [torch.empty_like(mine) for _ in range(self.size)]
-        self.dist.all_gather(gathered, mine, group=self.group)
-        rows = torch.stack(gathered).cpu().tolist()
-        failed = [rank for rank, row in enumerate(rows) if row[1]]
+    def _combine(self, rows: list[list[float]], reduce: str | None, error: MemberError | None) -> float:
+        """The score the gathered rows tell (`reduce` of every rank's, else rank 0's); MemberError on every rank
+        when a rank that counts told a result that is not a score (its own error on that rank)."""
+        counted = rows if reduce is not None else rows[:1]
+        failed = [rank for rank, row in enumerate(counted) if row[1]]
         if error is not None:
             raise error
         if failed:
             raise MemberError(f"rank {failed[0]} of this member's group told a result that is not a score "
                               f"(that rank raised why)")
-        values = [row[0] for row in rows]
-        value = REDUCTIONS[reduce](values) if all(math.isfinite(v) for v in values) else math.nan
-        if isinstance(result, dict):
-            return {**result, self.spec.metric: value}, bool(rows[0][2])
-        return value, bool(rows[0][2])
+        values = [row[0] for row in counted]
+        if reduce is None:
+            return values[0]
+        return REDUCTIONS[reduce](values) if all(math.isfinite(v) for v in values) else math.nan
+
+    def _reduced(self, result: Any, reduce: str) -> Any:
+        """The result with its score reduced across the ranks, in one all-gather that every rank takes part in (a
+        rank whose result is not a score too: then every rank raises)."""
+        mine, error = self._row(result, reduce)
+        gathered = [self._torch.empty_like(mine) for _ in range(self.size)]
+        self.dist.all_gather(gathered, mine, group=self.group)
+        value = self._combine(self._torch.stack(gathered).cpu().tolist(), reduce, error)
+        return {**result, self.spec.metric: value} if isinstance(result, dict) else value
 
     # One broadcast per message: a fixed buffer holds the length and most messages whole; a longer one
     # (a state to load) sends its remainder in a second broadcast.
@@ -341,6 +394,26 @@ class GroupConnection:
             self.dist.broadcast(rest, group=self.group, group_src=0)
             data += rest.cpu().numpy().tobytes()
         return pickle.loads(data)  # rank 0 of this member's own job sent it, as broadcast_object_list would
+
+
+@dataclass
+class _Gathering:
+    """A quick tell's all-gather in flight, with what reading it needs."""
+
+    work: Any
+    gathered: list[Any]
+    mine: Any  # this rank's row: kept alive until the gather completes
+    error: MemberError | None  # this rank's own, if its result was not a score
+    member: Member
+    told: MemberRecord  # the member's record as told (before the quick tell moved it on)
+    result: Any
+    state: Any
+    reduce: str | None
+
+
+def score_or_none(value: float) -> float | None:
+    """A gathered score as a record holds it: NaN (no score) as None."""
+    return None if math.isnan(value) else value
 
 
 class _Sent:
