@@ -205,7 +205,7 @@ class GroupConnection:
             return
         member, told = gathering.member, gathering.told
         if member.record.step == told.step + 1:  # (always, unless the caller moved the member on itself)
-            member.record = replace(member.record, last_score=score_or_none(value))
+            member.record = replace(member.record, last_score=_score_or_none(value))
         if self.rank != 0 or self._pending is not None:  # a member already lost on rank 0 stores nothing more
             return
         assert self.inner is not None
@@ -411,7 +411,7 @@ class _Gathering:
     reduce: str | None
 
 
-def score_or_none(value: float) -> float | None:
+def _score_or_none(value: float) -> float | None:
     """A gathered score as a record holds it: NaN (no score) as None."""
     return None if math.isnan(value) else value
 

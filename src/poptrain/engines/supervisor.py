@@ -112,8 +112,8 @@ def supervise(store: Store, name: str, pool: Pool, workers: int, progress: bool,
                     if end.code == 0:
                         continue
                     if end.code == STOPPED_ON_ERROR:
-                        raise PoptrainError(f"a worker stopped on an error that restarting it would not mend (printed "
-                                            f"above); fix it, then `poptrain resume`")
+                        raise PoptrainError("a worker stopped on an error that restarting it would not mend (printed "
+                                            "above); fix it, then `poptrain resume`")
                     if end.member is not None and end.member >= 0:  # that member takes the blame
                         charge(store, name, end, max_failures)
                     else:
