@@ -19,7 +19,9 @@ PLAIN = {"float32": torch.randn(3, 4), "scalar": torch.tensor(2.5, dtype=torch.f
          "strided": torch.randn(4, 6)[:, ::2], "bfloat16": torch.randn(7).to(torch.bfloat16),
          "float16": torch.randn(2, 2).half(), "bool": torch.tensor([True, False, True]),
          "complex": torch.randn(3, dtype=torch.complex64), "int64": torch.arange(-3, 3),
-         "uint8": torch.arange(250, 256, dtype=torch.uint8), "int8": torch.tensor([-128, 127], dtype=torch.int8)}
+         "uint8": torch.arange(250, 256, dtype=torch.uint8), "int8": torch.tensor([-128, 127], dtype=torch.int8),
+         "expanded": torch.tensor([1.5]).expand(4), "expanded-one": torch.tensor(2.0).expand(1),
+         "expanded-rows": torch.randn(1, 3).expand(2, 3), "transposed": torch.randn(3, 5).t()}
 
 
 def header(payload: bytes) -> dict:

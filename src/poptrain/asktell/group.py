@@ -79,6 +79,7 @@ class GroupConnection:
         self._alive_at = 0.0  # when rank 0 last told the others it is still waiting for a member
         self._pending: tuple[int, Any] | None = None  # rank 0: (member, Released or error) a quick tell's write met
         self._gathering: _Gathering | None = None  # a quick tell's all-gather, read at the group's next call
+        self._unreported: tuple[Member, Any, Any] | None = None  # rank 0: a read quick tell's report, to write
         self._clear = True  # every rank: rank 0's word, in the last gather read, that it has nothing to deliver
         if self.rank == 0:
             spec = self._lead(lambda: self._open(open_connection))
@@ -133,13 +134,15 @@ class GroupConnection:
         """As `Connection.tell`, on every rank: the score is rank 0's, or `reduce` ("mean", "min", "max") of every
         rank's; `state` callables run on every rank and rank 0's value is saved; `apply` runs on every rank."""
         check_reduce(reduce)
-        self._settle()
+        self._settle(write=False)
         if callable(state):
             self._states[member.id] = state
         if self._clear and next_move(self.spec, member.step + 1, member.record.last_ready) == TRAIN_ON:
+            self._write_report()
             return self._train_on(member, result, state, reduce)
-        if reduce is not None:
-            result = self._reduced(result, reduce)
+        if reduce is not None:  # rank 0 writes the last quick tell's report while this gather is on its way
+            result = self._reduced(result, reduce, meanwhile=self._write_report)
+        self._write_report()
         return self._call(lambda c: c.tell(member, result, self._collective(member.id, state), self._applier(apply)),
                           member, apply, deliver=True)
 
@@ -186,10 +189,10 @@ class GroupConnection:
         member.advance(None)  # its score is known once the gather is read
         return Continue()
 
-    def _settle(self, raise_errors: bool = True) -> None:
+    def _settle(self, raise_errors: bool = True, write: bool = True) -> None:
         """Read the last quick tell's gather (it completed while the ranks trained): its score on every rank, its
-        report on rank 0, and whether rank 0 has an outcome to deliver. Every rank reads the same rows, so every
-        rank raises (or logs) alike."""
+        report on rank 0 (written now, or by `_write_report` when not `write`), and whether rank 0 has an outcome
+        to deliver. Every rank reads the same rows, so every rank raises (or logs) alike."""
         gathering, self._gathering = self._gathering, None
         if gathering is None:
             return
@@ -206,19 +209,28 @@ class GroupConnection:
         member, told = gathering.member, gathering.told
         if member.record.step == told.step + 1:  # (always, unless the caller moved the member on itself)
             member.record = replace(member.record, last_score=_score_or_none(value))
-        if self.rank != 0 or self._pending is not None:  # a member already lost on rank 0 stores nothing more
+        if self.rank != 0:
             return
-        assert self.inner is not None
         result = gathering.result
         if gathering.reduce is not None:
             result = {**result, self.spec.metric: value} if isinstance(result, dict) else value
-        view = replace(member, record=told)  # as it was told, so the report lands at its own step
+        self._unreported = (replace(member, record=told), result, gathering.state)  # lands at its own step
+        if write:
+            self._write_report()
+
+    def _write_report(self) -> None:
+        """Rank 0: store the report a read gather left; what the write meets is delivered at a later call."""
+        unreported, self._unreported = self._unreported, None
+        if unreported is None or self._pending is not None:  # a member already lost stores nothing more
+            return
+        assert self.inner is not None
+        view, result, state = unreported
         try:
-            outcome: Any = self.inner.tell(view, result, self._collective(member.id, gathering.state))
+            outcome: Any = self.inner.tell(view, result, self._collective(view.id, state))
         except Exception as exc:  # noqa: BLE001 - a store gone for good: every rank raises it at a later call
             outcome = exc
         if not isinstance(outcome, Continue):
-            self._pending = (member.id, outcome)
+            self._pending = (view.id, outcome)
 
     def _delivering(self, run: Callable[[Connection], Any], member: Member | None,
                     deliver: bool) -> Callable[[Connection], Any]:
@@ -357,12 +369,14 @@ class GroupConnection:
             return values[0]
         return REDUCTIONS[reduce](values) if all(math.isfinite(v) for v in values) else math.nan
 
-    def _reduced(self, result: Any, reduce: str) -> Any:
+    def _reduced(self, result: Any, reduce: str, meanwhile: Callable[[], None]) -> Any:
         """The result with its score reduced across the ranks, in one all-gather that every rank takes part in (a
-        rank whose result is not a score too: then every rank raises)."""
+        rank whose result is not a score too: then every rank raises); `meanwhile` runs while it is on its way."""
         mine, error = self._row(result, reduce)
         gathered = [self._torch.empty_like(mine) for _ in range(self.size)]
-        self.dist.all_gather(gathered, mine, group=self.group)
+        work = self.dist.all_gather(gathered, mine, group=self.group, async_op=True)
+        meanwhile()
+        work.wait()
         value = self._combine(self._torch.stack(gathered).cpu().tolist(), reduce, error)
         return {**result, self.spec.metric: value} if isinstance(result, dict) else value
 

@@ -117,7 +117,11 @@ def _plain(torch: Any, value: Any) -> bool:
 
 def _raw_bytes(torch: Any, tensor: Any) -> Any:
     """A plain tensor's elements, in order, as a buffer (no copy when it is contiguous already)."""
-    return tensor.contiguous().reshape(-1).view(torch.uint8).numpy()
+    flat = tensor.reshape(-1)
+    if flat.numel() > 1 and flat.stride(0) != 1 or flat.numel() == 1 and flat.stride(0) == 0:
+        # an expanded or strided view (`contiguous()` keeps a size-1 dimension's stride of 0, which no byte view takes)
+        flat = torch.empty(flat.shape, dtype=flat.dtype).copy_(flat)
+    return flat.view(torch.uint8).numpy()
 
 
 def encode(state: Any) -> bytes:
