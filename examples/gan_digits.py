@@ -173,11 +173,16 @@ class DigitsGANPopulation(BatchedTrainable):
         self.g_optimizer.set_hparams(member, {"lr": hparams["lr_g"]})
         self.optimizer.set_hparams(member, {"lr": hparams["lr_d"]})
 
-    def copy_members(self, dsts: list[int], srcs: list[int]) -> None:
-        """Exploit: discriminator, its Adam and the data order (BatchedTrainable), then the generator and its Adam."""
-        super().copy_members(dsts, srcs)
-        self.g.copy_members(dsts, srcs)
-        self.g_optimizer.copy_members(list(dsts), list(srcs))
+    def export_members(self, srcs: list[int]) -> dict[str, Any]:
+        """What an exploit copies: discriminator, its Adam and the data order (BatchedTrainable), then the generator
+        and its Adam; here or, with shards, from another shard."""
+        return {**super().export_members(srcs), "g_model": self.g.export_members(list(srcs)),
+                "g_optimizer": self.g_optimizer.export_members(srcs)}
+
+    def import_members(self, dsts: list[int], exported: dict[str, Any]) -> None:
+        super().import_members(dsts, exported)
+        self.g.import_members(list(dsts), exported["g_model"])
+        self.g_optimizer.import_members(dsts, exported["g_optimizer"])
 
     def state_dict(self) -> dict[str, Any]:
         g = self.g.state_dict()

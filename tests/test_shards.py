@@ -9,7 +9,7 @@ import poptrain
 from conftest import EXAMPLES
 from mlp_digits import MLPDigits, MLPDigitsPopulation
 from poptrain.engines import Vectorized
-from poptrain.engines.shards import split
+from poptrain.engines.shards import ShardedPopulation, copies_more_than_it_exports, split
 from poptrain.wire import dumps
 from poptrain.experiment import load_spec
 from poptrain.store import CheckpointStore
@@ -22,6 +22,7 @@ def small(cls: type, **settings: int) -> type:
 
 
 def populations() -> list:
+    import gan_digits
     import rl_a2c
     import rl_ppo
     import rl_td3
@@ -35,7 +36,9 @@ def populations() -> list:
                          id="ppo-pendulum"),
             pytest.param(small(rl_td3.Pendulum, interval_steps=40, learning_starts=20, buffer_size=80, batch_size=8),
                          [{"lr": 1e-3 * (i + 1), "tau": 0.005, "expl_noise": 0.1, "policy_noise": 0.2}
-                          for i in range(4)], id="td3")]
+                          for i in range(4)], id="td3"),
+            pytest.param(gan_digits.DigitsGANPopulation, [{"lr_g": 1e-3 * (i + 1), "lr_d": 2e-3 / (i + 1)}
+                                                          for i in range(4)], id="gan")]
 
 
 @pytest.mark.parametrize("cls, hparams", populations())
@@ -67,6 +70,25 @@ def test_the_best_member_of_a_sharded_run_loads_as_an_ordinary_state_dict(tmp_pa
         alone = MLPDigits(member.hparams, 0)
         alone.model.load_state_dict(files.load(newest.key, newest.checksum)["model"])
         assert alone.evaluate()["accuracy"] == pytest.approx(member.last_score, abs=1e-6)
+
+
+def test_a_population_whose_copy_takes_more_than_it_exports_is_refused_in_shards():
+    class CopiesMore(MLPDigitsPopulation):
+        def copy_members(self, dsts, srcs):  # a copy that would take more than export/import carry between shards
+            super().copy_members(dsts, srcs)
+
+    class ExportsToo(CopiesMore):
+        export_members, import_members = MLPDigitsPopulation.export_members, MLPDigitsPopulation.import_members
+
+    assert copies_more_than_it_exports(CopiesMore)
+    assert not copies_more_than_it_exports(ExportsToo) and not copies_more_than_it_exports(MLPDigitsPopulation)
+    hparams = [{"lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4}] * 2
+    population = ShardedPopulation(CopiesMore, hparams, [0, 1], ["cpu", "cpu"])
+    try:
+        with pytest.raises(poptrain.SpecError, match="CopiesMore cannot be sharded: it overrides copy_members"):
+            population.copy_members([0], [1])
+    finally:
+        population.close()
 
 
 def test_shards_and_devices_are_checked_in_one_line():

@@ -29,6 +29,17 @@ from ..wire import dumps
 _POLL = 1.0  # seconds between checks that a shard the driver waits for is alive
 
 
+def copies_more_than_it_exports(batched: type) -> bool:
+    """Whether `batched` overrides copy_members below the classes that give its export_members and import_members:
+    its own copy may take state (a second network, say) that a copy between shards would silently leave behind."""
+    mro = batched.__mro__
+
+    def owner(name: str) -> int:
+        return next((i for i, cls in enumerate(mro) if name in vars(cls)), len(mro))
+
+    return owner("copy_members") < min(owner("export_members"), owner("import_members"))
+
+
 def split(size: int, shards: int) -> list[int]:
     """Contiguous shard sizes for `size` members: as even as can be, the larger ones first."""
     return [size // shards + (k < size % shards) for k in range(shards)]
@@ -200,6 +211,10 @@ def serve(pipe: Any, setup: tuple[Any, ...]) -> None:
         if name in ("export_members", "import_members") and not hasattr(model, name):
             raise SpecError(f"{batched.__name__} cannot be sharded: a copy between shards needs its export_members "
                             f"and import_members (poptrain.torch.BatchedTrainable has both)")
+        if name in ("export_members", "import_members") and copies_more_than_it_exports(batched):
+            raise SpecError(f"{batched.__name__} cannot be sharded: it overrides copy_members, which a copy between "
+                            f"shards does not call; override export_members and import_members instead, so that "
+                            f"they carry everything its copy takes")
         return getattr(model, name)(*args)
 
     call, command = build, ()
