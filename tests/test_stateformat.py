@@ -21,7 +21,8 @@ PLAIN = {"float32": torch.randn(3, 4), "scalar": torch.tensor(2.5, dtype=torch.f
          "complex": torch.randn(3, dtype=torch.complex64), "int64": torch.arange(-3, 3),
          "uint8": torch.arange(250, 256, dtype=torch.uint8), "int8": torch.tensor([-128, 127], dtype=torch.int8),
          "expanded": torch.tensor([1.5]).expand(4), "expanded-one": torch.tensor(2.0).expand(1),
-         "expanded-rows": torch.randn(1, 3).expand(2, 3), "transposed": torch.randn(3, 5).t()}
+         "expanded-rows": torch.randn(1, 3).expand(2, 3), "transposed": torch.randn(3, 5).t(),
+         "one-of-a-column": torch.randn(4, 5)[:1, 2]}  # one element whose stride is the row's length
 
 
 def header(payload: bytes) -> dict:

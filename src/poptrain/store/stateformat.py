@@ -112,14 +112,20 @@ def _plain(torch: Any, value: Any) -> bool:
     """Whether a tensor round-trips as its raw bytes, dtype and shape alone."""
     return (type(value) is torch.Tensor and value.layout == torch.strided and value.device.type == "cpu"
             and not value.requires_grad and not value.is_conj() and not value.is_neg()
-            and str(value.dtype).removeprefix("torch.") in RAW_DTYPES)
+            and _dtype_name(value) in RAW_DTYPES)
+
+
+def _dtype_name(tensor: Any) -> str:
+    """A tensor's dtype as the header names it ("float32")."""
+    return str(tensor.dtype).removeprefix("torch.")
 
 
 def _raw_bytes(torch: Any, tensor: Any) -> Any:
     """A plain tensor's elements, in order, as a buffer (no copy when it is contiguous already)."""
     flat = tensor.reshape(-1)
-    if flat.numel() > 1 and flat.stride(0) != 1 or flat.numel() == 1 and flat.stride(0) == 0:
-        # an expanded or strided view (`contiguous()` keeps a size-1 dimension's stride of 0, which no byte view takes)
+    if flat.numel() and flat.stride(0) != 1:
+        # an expanded or strided view: `contiguous()` would keep a size-1 dimension's stride (0, or a slice's step),
+        # which no byte view takes
         flat = torch.empty(flat.shape, dtype=flat.dtype).copy_(flat)
     return flat.view(torch.uint8).numpy()
 
@@ -147,7 +153,7 @@ def encode(state: Any) -> bytes:
 
         for tensor in encoder.raw:
             blob = _raw_bytes(torch, tensor)
-            raw.append([str(tensor.dtype).removeprefix("torch."), list(tensor.shape), offset, blob.nbytes])
+            raw.append([_dtype_name(tensor), list(tensor.shape), offset, blob.nbytes])
             sections.append(blob)
             offset += blob.nbytes
     arrays = []
