@@ -1,6 +1,7 @@
 """Pickle for messages between poptrain's own processes (a population's shards, a member's ranks): host tensors
 travel as numpy arrays, one copy of their bytes, where torch's own reduction writes a small archive per tensor
-(a generator's 5 KB state cost as much as a whole layer's weights; a 600 KB model state 3 ms against 0.3 ms).
+(a generator's 5 KB state cost as much as a whole layer's weights; a 600 KB model-and-optimiser state
+pickles and loads in 0.15 ms, against 1.3 ms through torch's reduction, measured in a tight loop).
 
 Only for bytes one of these processes wrote for another of the same run: unpickling runs code.
 """
